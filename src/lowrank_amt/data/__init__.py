@@ -1,0 +1,1 @@
+"""Dataset preparation: every preparer writes the same manifest format (see manifest.py)."""

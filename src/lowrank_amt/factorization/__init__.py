@@ -1,0 +1,1 @@
+"""Low-rank factorizations on one PyTorch core (core.py)."""

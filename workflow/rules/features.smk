@@ -1,0 +1,20 @@
+# Stage 2: per-track features and piano-roll targets -> features/<dataset>/<features>/index.csv
+
+
+rule extract_features:
+    input:
+        manifest=f"{RESULTS}/data/{{dataset}}/manifest.csv",
+    output:
+        index=f"{RESULTS}/features/{{dataset}}/{{features}}/index.csv",
+    params:
+        spec=features_spec,
+        sample_rate=config["sample_rate"],
+    log:
+        f"{RESULTS}/logs/extract_features/{{dataset}}/{{features}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/extract_features/{{dataset}}/{{features}}.tsv"
+    threads: 1
+    shell:
+        "OMP_NUM_THREADS={threads} lowrank-amt extract-features --spec {params.spec:q}"
+        " --sample-rate {params.sample_rate} --manifest {input.manifest:q} --index {output.index:q}"
+        " > {log:q} 2>&1"
