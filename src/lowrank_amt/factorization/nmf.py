@@ -14,9 +14,11 @@ from .core import EPS, beta_divergence, update_H, update_W
 
 
 def random_init(n_rows: int, n_cols: int, scale: float, generator: torch.Generator,
-                device: torch.device) -> torch.Tensor:
-    """Uniform positive init with the data's scale, as scikit-learn's ``init='random'``."""
-    return (torch.rand(n_rows, n_cols, generator=generator) * scale + EPS).to(device)
+                like: torch.Tensor) -> torch.Tensor:
+    """Uniform positive init with the data's scale (as scikit-learn's ``init='random'``),
+    drawn on the CPU so that a seed gives the same start on every device."""
+    init = torch.rand(n_rows, n_cols, generator=generator, dtype=like.dtype) * scale + EPS
+    return init.to(like.device)
 
 
 def nmf(V: torch.Tensor, rank: int, beta: float = 1.0, n_iter: int = 100, *,
@@ -35,9 +37,9 @@ def nmf(V: torch.Tensor, rank: int, beta: float = 1.0, n_iter: int = 100, *,
     generator = torch.Generator().manual_seed(seed)
     scale = float(torch.sqrt(V.mean() / rank)) if V.numel() else 1.0
     if W is None:
-        W = random_init(V.shape[0], rank, scale, generator, V.device)
+        W = random_init(V.shape[0], rank, scale, generator, V)
     if H is None:
-        H = random_init(rank, V.shape[1], scale, generator, V.device)
+        H = random_init(rank, V.shape[1], scale, generator, V)
     losses = [float(beta_divergence(V, W @ H, beta))]
     for _ in range(n_iter):
         H = update_H(V, W, H, beta, l1=l1)
@@ -87,7 +89,7 @@ def learn_supervised_templates(tracks, beta: float, n_iter: int, seed: int,
 def transcribe_activations(features: np.ndarray, W: np.ndarray, beta: float, n_iter: int,
                            l1: float, seed: int, device: torch.device) -> np.ndarray:
     """Activations H (88 x frames) of one track with the dictionary W fixed."""
-    V = torch.from_numpy(np.asarray(features, dtype=np.float32)).to(device)
+    V = torch.from_numpy(np.array(features, dtype=np.float32)).to(device)  # copy out of the memmap
     W_t = torch.from_numpy(W).to(device)
     _, H, _ = nmf(V, W.shape[1], beta, n_iter, W=W_t, update_dictionary=False, l1=l1, seed=seed)
     return H.cpu().numpy()

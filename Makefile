@@ -1,0 +1,90 @@
+# The two commands of the README:  `make study`  and  `make test`.
+# Both create .venv, install the package (CPU torch unless a GPU is present), install
+# fluidsynth and a soundfont from Debian's packages when missing, and are quick the
+# second time.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(abspath $(VENV))/bin
+# torch build: auto (CUDA if nvidia-smi works, else CPU), cpu or cuda.
+TORCH ?= auto
+TORCH_VERSION ?= 2.13.0
+TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
+CORES ?= all
+REPORT ?= results/report.html
+STAMP := $(VENV)/.installed
+export PATH := $(BIN):$(PATH)
+
+.PHONY: help setup system-deps study report test slurm-profile clean
+
+help:
+	@echo "make study   set up, run the default study (config/config.yaml), build $(REPORT)"
+	@echo "make test    set up, run the test suite"
+	@echo "make slurm-profile   link profiles/slurm so that 'snakemake --profile slurm' works"
+
+setup: system-deps $(STAMP)
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# torch first, pinned afterwards, so that no later requirement pulls another build
+# (on PyPI a plain 'torch' is the CUDA build with several GB of nvidia packages).
+$(STAMP): pyproject.toml | $(BIN)/python
+	@set -e; \
+	if $(BIN)/python -c "import torch" 2>/dev/null; then \
+	  echo "torch already installed: $$($(BIN)/python -c 'import torch; print(torch.__version__)')"; \
+	else \
+	  build="$(TORCH)"; \
+	  if [ "$$build" = auto ]; then \
+	    if nvidia-smi >/dev/null 2>&1; then build=cuda; else build=cpu; fi; \
+	  fi; \
+	  echo "installing torch $(TORCH_VERSION) ($$build build)"; \
+	  if [ "$$build" = cuda ]; then \
+	    $(BIN)/pip install "torch==$(TORCH_VERSION)"; \
+	  else \
+	    $(BIN)/pip install "torch==$(TORCH_VERSION)+cpu" 2>/dev/null \
+	    || $(BIN)/pip install "torch==$(TORCH_VERSION)" --index-url $(TORCH_CPU_INDEX) --extra-index-url https://pypi.org/simple; \
+	  fi; \
+	fi; \
+	$(BIN)/pip install -e ".[test]" "torch==$$($(BIN)/python -c 'import torch; print(torch.__version__)')"
+	@touch $(STAMP)
+
+# fluidsynth renders the synthetic dataset; a General MIDI soundfont gives it a piano.
+system-deps:
+	@if command -v fluidsynth >/dev/null && ls /usr/share/sounds/sf2/*.sf2 /usr/share/sounds/sf3/*.sf3 /usr/share/soundfonts/*.sf2 >/dev/null 2>&1; then \
+	  :; \
+	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	  echo "installing fluidsynth and fluid-soundfont-gm from Debian's packages"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends fluidsynth fluid-soundfont-gm >/dev/null; \
+	elif command -v apt-get >/dev/null && sudo -n true 2>/dev/null; then \
+	  sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends fluidsynth fluid-soundfont-gm >/dev/null; \
+	else \
+	  echo "lowrank-amt needs fluidsynth and a General MIDI soundfont, and cannot install them here (no root)."; \
+	  echo "  Debian/Ubuntu: sudo apt-get install fluidsynth fluid-soundfont-gm"; \
+	  echo "  conda (e.g. on a cluster): conda install -c conda-forge fluidsynth, then set datasets.<name>.soundfont to an .sf2 file"; \
+	  exit 1; \
+	fi
+
+study: setup
+	$(BIN)/snakemake --cores $(CORES)
+	$(BIN)/snakemake --report $(REPORT)
+	@echo "study done: results in results/, report in $(REPORT)"
+
+report: setup
+	$(BIN)/snakemake --report $(REPORT)
+
+test: setup
+	$(BIN)/pytest
+
+# `snakemake --profile slurm` looks in ./slurm, then ~/.config/snakemake/slurm.
+slurm-profile:
+	@mkdir -p $(HOME)/.config/snakemake
+	@target="$(HOME)/.config/snakemake/slurm"; \
+	if [ -e "$$target" ] && [ "$$(readlink -f "$$target")" != "$(abspath profiles/slurm)" ]; then \
+	  echo "$$target exists and is not this project's profile; use 'snakemake --profile profiles/slurm' instead"; exit 1; \
+	fi; \
+	ln -sfn "$(abspath profiles/slurm)" "$$target"; \
+	echo "linked $$target -> $(abspath profiles/slurm); edit its partition and account placeholders"
+
+clean:
+	rm -rf results/*/ $(REPORT) .snakemake

@@ -1,0 +1,59 @@
+"""Config validation: defaults filled, and every error names its key."""
+
+import copy
+
+import pytest
+import yaml
+
+from lowrank_amt.config import load_schema, validate_config
+from lowrank_amt.errors import LowrankAmtError
+
+
+@pytest.fixture
+def schema(repo):
+    return load_schema(repo / "workflow/schemas/config.schema.yaml")
+
+
+@pytest.fixture
+def default_config(repo):
+    return yaml.safe_load((repo / "config/config.yaml").read_text())
+
+
+def test_default_config_is_valid_and_complete(schema, default_config):
+    config = validate_config(copy.deepcopy(default_config), schema)
+    assert config["models"]["nmf_sup_kl"]["device"] == "auto"  # filled from the schema
+
+
+def test_omitted_sections_take_schema_defaults(schema):
+    config = {"datasets": {"d": {"kind": "synthetic"}}, "features": {"f": {"kind": "cqt"}},
+              "models": {"m": {"family": "nmf"}}}
+    validate_config(config, schema)
+    assert config["study"] == "default"
+    assert config["decoding"]["min_note_seconds"] == 0.05
+    assert config["datasets"]["d"]["n_test"] == 4
+    assert config["models"]["m"]["beta"] == 1
+    assert config["features"]["f"]["hop_length"] == 512
+
+
+@pytest.mark.parametrize("edit, key", [
+    (lambda c: c["models"]["nmf_sup_kl"].update(betta=1), "models.nmf_sup_kl.betta"),
+    (lambda c: c["models"]["nmf_sup_kl"].update(beta="one"), "models.nmf_sup_kl.beta"),
+    (lambda c: c["models"]["nmf_sup_kl"].update(beta=-1), "models.nmf_sup_kl.beta"),
+    (lambda c: c["datasets"]["synth_piano"].update(n_test=0), "datasets.synth_piano.n_test"),
+    (lambda c: c["features"]["cqt"].update(kind="mfcc"), "features.cqt.kind"),
+    (lambda c: c.update(sampel_rate=22050), "sampel_rate"),
+    (lambda c: c["decoding"].update(thresholds=[]), "decoding.thresholds"),
+])
+def test_errors_name_the_key(schema, default_config, edit, key):
+    config = copy.deepcopy(default_config)
+    edit(config)
+    with pytest.raises(LowrankAmtError) as error:
+        validate_config(config, schema)
+    assert f"'{key}'" in str(error.value)
+
+
+def test_empty_model_table_is_refused(schema, default_config):
+    config = copy.deepcopy(default_config)
+    config["models"] = {}
+    with pytest.raises(LowrankAmtError, match="'models'"):
+        validate_config(config, schema)

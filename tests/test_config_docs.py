@@ -1,0 +1,50 @@
+"""config/README.md documents every key of the config schema.
+
+A key added to workflow/schemas/config.schema.yaml without a line in the README (its
+name in backticks) fails here.
+"""
+
+import pytest
+import yaml
+
+
+def schema_keys(schema: dict) -> set[str]:
+    """Names of the top-level properties and of every property of each definition."""
+    keys = set(schema.get("properties", {}))
+    for definition in schema.get("definitions", {}).values():
+        keys |= set(definition.get("properties", {}))
+    return keys
+
+
+@pytest.fixture
+def schema(repo):
+    return yaml.safe_load((repo / "workflow" / "schemas" / "config.schema.yaml").read_text())
+
+
+@pytest.fixture
+def readme(repo):
+    return (repo / "config" / "README.md").read_text()
+
+
+def test_schema_walk_finds_the_keys(schema):
+    keys = schema_keys(schema)
+    # Guards the walk itself: a restructured schema must not make the test vacuous.
+    assert {"study", "datasets", "models", "kind", "family", "beta", "thresholds", "onset_tolerance"} <= keys
+
+
+def test_every_schema_key_is_documented(schema, readme):
+    missing = sorted(key for key in schema_keys(schema) if f"`{key}`" not in readme)
+    assert not missing, f"config/README.md does not document (in backticks): {missing}"
+
+
+def test_every_schema_property_has_a_description(schema):
+    """The README is written from the descriptions; each key should have one."""
+    undocumented = []
+    for name, prop in schema["properties"].items():
+        if "description" not in prop and "$ref" not in prop:
+            undocumented.append(name)
+    for def_name, definition in schema.get("definitions", {}).items():
+        for name, prop in definition.get("properties", {}).items():
+            if "description" not in prop:
+                undocumented.append(f"{def_name}.{name}")
+    assert not undocumented, f"schema properties without a description: {undocumented}"

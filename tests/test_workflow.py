@@ -1,0 +1,85 @@
+"""End to end: the Snakemake workflow on the tiny study, its report, and config errors
+caught before any job runs."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lowrank_amt.metrics import note_metrics
+from lowrank_amt.notes import read_midi_notes
+
+pytestmark = pytest.mark.workflow
+
+
+def snakemake(repo, workdir, *args):
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    return subprocess.run([sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"),
+                           "-d", str(workdir), "--cores", "2", *args],
+                          capture_output=True, text=True, env=env)
+
+
+@pytest.fixture(scope="module")
+def tiny_study(tmp_path_factory):
+    repo = Path(__file__).resolve().parents[1]
+    workdir = tmp_path_factory.mktemp("study")
+    done = snakemake(repo, workdir, "--configfile", str(repo / "config/tiny.yaml"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    return repo, workdir, workdir / "results" / "tiny"
+
+
+def trivial_scores(study):
+    """Note F of an all-silent and of a random transcriber (as many random notes as the
+    reference, uniformly placed), on the same test tracks."""
+    manifest = pd.read_csv(study / "data/tiny_piano/manifest.csv")
+    rng = np.random.default_rng(0)
+    silent, random = [], []
+    for row in manifest[manifest["split"] == "test"].itertuples():
+        ref_intervals, ref_pitches, _ = read_midi_notes(study / "data/tiny_piano" / row.midi_path)
+        n = len(ref_pitches)
+        starts = rng.uniform(0, row.duration - 0.5, n)
+        guess = np.stack([starts, starts + rng.uniform(0.1, 0.5, n)], axis=1), rng.integers(36, 97, n)
+        silent.append(note_metrics(ref_intervals, ref_pitches, np.zeros((0, 2)), [])["note_onset_f"])
+        random.append(note_metrics(ref_intervals, ref_pitches, *guess)["note_onset_f"])
+    return np.mean(silent), np.mean(random)
+
+
+def test_trained_model_beats_trivial_transcribers(tiny_study):
+    _, _, study = tiny_study
+    results = pd.read_csv(study / "summary/results.csv")
+    assert len(results) == 3  # one row per test track
+    model_f = results["note_onset_f"].mean()
+    silent_f, random_f = trivial_scores(study)
+    assert model_f > max(silent_f, random_f) + 0.3, (model_f, silent_f, random_f)
+    assert results["frame_f"].mean() > 0.3
+    assert {"version_torch", "config_hash", "train_seconds", "device"} <= set(results.columns)
+
+
+def test_every_rule_wrote_its_log_and_benchmark(tiny_study):
+    _, _, study = tiny_study
+    for rule in ("prepare_synthetic", "extract_features", "train_model", "transcribe", "evaluate"):
+        assert list((study / "logs" / rule).rglob("*.log")), rule
+        assert list((study / "benchmarks" / rule).rglob("*.tsv")), rule
+    assert (study / "plots/tradeoff.svg").read_text().startswith("<?xml")
+
+
+def test_report_builds(tiny_study):
+    repo, workdir, _ = tiny_study
+    done = snakemake(repo, workdir, "--configfile", str(repo / "config/tiny.yaml"),
+                     "--report", str(workdir / "report.html"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    html = (workdir / "report.html").read_text()
+    assert "tradeoff.svg" in html and "Trade-off" in html
+
+
+def test_config_typo_stops_before_any_job(tmp_path, repo):
+    config = (repo / "config/tiny.yaml").read_text().replace("train_iterations", "train_iteration")
+    (tmp_path / "typo.yaml").write_text(config)
+    done = snakemake(repo, tmp_path, "--configfile", str(tmp_path / "typo.yaml"))
+    assert done.returncode != 0
+    assert "'models.nmf_sup_kl.train_iteration' is not a known key" in done.stderr
+    assert not (tmp_path / "results").exists()
