@@ -103,4 +103,4 @@ def test_slurm_profile_targets_existing_rules(repo):
     for key in ("set-resources", "set-threads"):
         unknown = sorted(set(profile.get(key) or {}) - rules)
         assert not unknown, f"profiles/slurm/config.yaml {key} names unknown rules: {unknown}"
-    assert {"train_model", "transcribe", "prepare_synthetic"} <= set(profile["set-resources"])
+    assert {"train_model", "activations", "prepare_dataset"} <= set(profile["set-resources"])

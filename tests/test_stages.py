@@ -9,7 +9,7 @@ import pytest
 from lowrank_amt.constants import MIDI_MIN, N_KEYS
 from lowrank_amt.io import read_json
 from lowrank_amt.notes import piano_roll, write_midi_notes
-from lowrank_amt import stages
+from lowrank_amt import evaluation, stages
 
 FRAME_RATE = 22050 / 512
 N_BINS = 264
@@ -71,9 +71,11 @@ def cache(tmp_path):
 def run_pipeline(folder, tag):
     out = folder / tag
     stages.train(SPEC, folder / "index.csv", out / "model.npz", out / "loss.csv", out / "train.json", log=lambda m: None)
-    stages.transcribe(SPEC, DECODING, EVALUATION, out / "model.npz", folder / "index.csv", out / "midi",
-                      out / "activations.npz", out / "transcribe.json", log=lambda m: None)
-    table = stages.evaluate(out / "midi", folder / "index.csv", EVALUATION, out / "per_track.csv", log=lambda m: None)
+    stages.activations(SPEC, out / "model.npz", folder / "index.csv", out / "activations.npz",
+                       out / "activations.json", log=lambda m: None)
+    evaluation.decode(out / "activations.npz", folder / "index.csv", DECODING, EVALUATION, out / "midi",
+                      out / "decoding.json", log=lambda m: None)
+    table = evaluation.evaluate(out / "midi", folder / "index.csv", EVALUATION, out / "per_track.csv", log=lambda m: None)
     return out, table
 
 
@@ -112,5 +114,5 @@ def test_threshold_depends_on_validation_only(cache):
     for row in index[index["split"] == "test"].itertuples():
         write_midi_notes(row.midi_path, [[0.1, 0.2]], [100])
     second, table = run_pipeline(folder, "second")
-    assert read_json(first / "transcribe.json")["threshold"] == read_json(second / "transcribe.json")["threshold"]
+    assert read_json(first / "decoding.json")["threshold"] == read_json(second / "decoding.json")["threshold"]
     assert table["note_onset_f"].max() == 0.0  # the test references did change

@@ -6,7 +6,7 @@ import pytest
 import soundfile
 
 from lowrank_amt.data.manifest import read_manifest
-from lowrank_amt.data.synth import find_soundfont, isolated_notes, prepare_synthetic, random_piece
+from lowrank_amt.data.synth import find_soundfont, isolated_notes, prepare, random_piece
 from lowrank_amt.errors import LowrankAmtError
 
 SPEC = {"kind": "synthetic", "seed": 3, "n_train": 1, "n_validation": 1, "n_test": 1,
@@ -47,7 +47,7 @@ def test_isolated_notes_cover_every_key_one_at_a_time():
 
 def test_prepare_renders_audio_and_a_manifest(tmp_path):
     manifest = tmp_path / "d" / "manifest.csv"
-    prepare_synthetic(SPEC, manifest, 16000, jobs=2, log=lambda m: None)
+    prepare(SPEC, manifest, 16000, jobs=2, log=lambda m: None)
     table = read_manifest(manifest)
     assert list(table["split"]) == ["train", "validation", "test", "isolated"]
     for row in table.itertuples():
@@ -63,7 +63,7 @@ def test_missing_soundfont_is_named(tmp_path):
     with pytest.raises(LowrankAmtError, match="nowhere.sf2"):
         find_soundfont(str(tmp_path / "nowhere.sf2"))
     with pytest.raises(LowrankAmtError, match="nowhere.sf2"):
-        prepare_synthetic({**SPEC, "soundfont": str(tmp_path / "nowhere.sf2")},
+        prepare({**SPEC, "soundfont": str(tmp_path / "nowhere.sf2")},
                           tmp_path / "d" / "manifest.csv", 16000, log=lambda m: None)
     assert not (tmp_path / "d" / "manifest.csv").exists()
 

@@ -32,10 +32,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config")
     p.add_argument("--schema", required=True)
 
-    p = sub.add_parser("prepare-synthetic", help="generate and render the synthetic dataset")
+    p = sub.add_parser("prepare-dataset", help="synthesize, download or gather a dataset into a manifest")
     p.add_argument("--spec", type=_json, required=True, help="the dataset's config entry as JSON")
     p.add_argument("--sample-rate", type=int, required=True)
-    p.add_argument("--manifest", required=True, help="manifest CSV to write (audio and MIDI go beside it)")
+    p.add_argument("--manifest", required=True, help="manifest CSV to write (data go beside it)")
     p.add_argument("--jobs", type=int, default=os.cpu_count())
 
     p = sub.add_parser("extract-features", help="features and piano-roll targets of every track")
@@ -51,14 +51,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--loss", required=True)
     p.add_argument("--info", required=True)
 
-    p = sub.add_parser("transcribe", help="activations, threshold tuned on validation, test MIDI")
+    p = sub.add_parser("activations", help="pitch activations of validation and test tracks")
     p.add_argument("--spec", type=_json, required=True)
-    p.add_argument("--decoding", type=_json, required=True)
-    p.add_argument("--evaluation", type=_json, required=True)
     p.add_argument("--model", required=True)
     p.add_argument("--index", required=True)
-    p.add_argument("--midi-dir", required=True)
     p.add_argument("--activations", required=True)
+    p.add_argument("--info", required=True)
+
+    p = sub.add_parser("decode", help="notes from activations, threshold tuned on validation; test MIDI")
+    p.add_argument("--decoding", type=_json, required=True)
+    p.add_argument("--evaluation", type=_json, required=True)
+    p.add_argument("--activations", required=True)
+    p.add_argument("--index", required=True)
+    p.add_argument("--midi-dir", required=True)
     p.add_argument("--info", required=True)
 
     p = sub.add_parser("evaluate", help="per-track metrics of test transcriptions")
@@ -82,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> None:
     # Heavy imports stay inside the commands so that `--help` is instant.
-    from . import stages
+    from . import evaluation, stages
 
     if args.command == "validate-config":
         import yaml
@@ -91,21 +96,23 @@ def run(args: argparse.Namespace) -> None:
         with open(args.config) as handle:
             validate_config(yaml.safe_load(handle) or {}, load_schema(args.schema))
         _log(f"{args.config}: valid")
-    elif args.command == "prepare-synthetic":
-        from .data.synth import prepare_synthetic
-        prepare_synthetic(args.spec, args.manifest, args.sample_rate, args.jobs, _log)
+    elif args.command == "prepare-dataset":
+        from .data import prepare_dataset
+        prepare_dataset(args.spec, args.manifest, args.sample_rate, args.jobs, _log)
     elif args.command == "extract-features":
         from .features import extract_dataset
         extract_dataset(args.manifest, args.spec, args.sample_rate, args.index, _log)
     elif args.command == "train":
         stages.train(args.spec, args.index, args.model, args.loss, args.info, _log)
-    elif args.command == "transcribe":
-        stages.transcribe(args.spec, args.decoding, args.evaluation, args.model, args.index,
-                          args.midi_dir, args.activations, args.info, _log)
+    elif args.command == "activations":
+        stages.activations(args.spec, args.model, args.index, args.activations, args.info, _log)
+    elif args.command == "decode":
+        evaluation.decode(args.activations, args.index, args.decoding, args.evaluation,
+                          args.midi_dir, args.info, _log)
     elif args.command == "evaluate":
-        stages.evaluate(args.midi_dir, args.index, args.evaluation, args.out, _log)
+        evaluation.evaluate(args.midi_dir, args.index, args.evaluation, args.out, _log)
     elif args.command == "aggregate":
-        stages.aggregate(args.runs, args.config_hash, args.results, args.summary, args.markdown)
+        evaluation.aggregate(args.runs, args.config_hash, args.results, args.summary, args.markdown)
     elif args.command == "plot-tradeoff":
         import pandas as pd
 

@@ -56,11 +56,15 @@ def run_path(template, run):
     return template.format(**run)
 
 
+AGGREGATE_KEYS = ("per_track", "train_info", "activations_info", "decoding_info")
+
+
 def aggregate_inputs():
     templates = {
         "per_track": f"{RESULTS}/metrics/{RUN}/per_track.csv",
         "train_info": f"{RESULTS}/models/{RUN}/train.json",
-        "transcribe_info": f"{RESULTS}/transcriptions/{RUN}/transcribe.json",
+        "activations_info": f"{RESULTS}/transcriptions/{RUN}/activations.json",
+        "decoding_info": f"{RESULTS}/transcriptions/{RUN}/decoding.json",
     }
     return {
         f"{key}_{i}": run_path(t, run)
@@ -71,7 +75,7 @@ def aggregate_inputs():
 
 def aggregate_runs_json(wildcards, input):
     runs = [
-        {**run, **{key: input[f"{key}_{i}"] for key in ("per_track", "train_info", "transcribe_info")}}
+        {**run, **{key: input[f"{key}_{i}"] for key in AGGREGATE_KEYS}}
         for i, run in enumerate(all_runs())
     ]
     return as_json(runs)

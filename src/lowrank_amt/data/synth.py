@@ -111,7 +111,7 @@ def render(midi_path: Path, wav_path: Path, soundfont: Path, sample_rate: int) -
     return soundfile.info(str(wav_path)).duration
 
 
-def prepare_synthetic(spec: dict, manifest_path: str | Path, sample_rate: int,
+def prepare(spec: dict, manifest_path: str | Path, sample_rate: int,
                       jobs: int = 1, log=print) -> None:
     """Generate and render the synthetic dataset described by ``spec`` (one ``datasets``
     entry of the config) beside ``manifest_path``, and write the manifest last."""
