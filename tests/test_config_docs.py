@@ -48,3 +48,10 @@ def test_every_schema_property_has_a_description(schema):
             if "description" not in prop:
                 undocumented.append(f"{def_name}.{name}")
     assert not undocumented, f"schema properties without a description: {undocumented}"
+
+
+def test_generated_reference_is_up_to_date(schema, readme):
+    from lowrank_amt.config import embed_reference
+    assert embed_reference(readme, schema) == readme, (
+        "config/README.md is out of date: run `lowrank-amt config-docs --schema "
+        "workflow/schemas/config.schema.yaml --readme config/README.md`")

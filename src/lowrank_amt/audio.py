@@ -10,10 +10,18 @@ import soundfile
 
 from .errors import LowrankAmtError
 
+#: Share of samples at full scale above which a recording is reported as clipped.
+CLIPPED_SHARE = 1e-3
 
-def load_audio(path: str | Path, sample_rate: int) -> np.ndarray:
-    """Load ``path`` as mono float32 at ``sample_rate`` (stereo is averaged, other rates
-    resampled); a missing, unreadable or empty file raises an error naming it."""
+
+def load_audio(path: str | Path, sample_rate: int, log=None) -> np.ndarray:
+    """Load ``path`` as mono float32 at ``sample_rate``.
+
+    Stereo (or more channels) is averaged and other rates resampled (soxr), each noted
+    through ``log`` when given, as is a recording with more than ``CLIPPED_SHARE`` of its
+    samples at full scale (kept as is). A missing, unreadable or empty file raises an
+    error naming it.
+    """
     path = Path(path)
     if not path.is_file():
         raise LowrankAmtError(f"audio file {path} does not exist")
@@ -23,6 +31,14 @@ def load_audio(path: str | Path, sample_rate: int) -> np.ndarray:
         raise LowrankAmtError(f"audio file {path} cannot be read ({exc}); re-create or remove it") from exc
     if audio.shape[0] == 0:
         raise LowrankAmtError(f"audio file {path} is empty")
+    if log is not None:
+        if audio.shape[1] > 1:
+            log(f"note: audio file {path} has {audio.shape[1]} channels; averaged to mono")
+        if rate != sample_rate:
+            log(f"note: audio file {path} is at {rate} Hz; resampled to {sample_rate} Hz")
+        full_scale = float(np.mean(np.abs(audio) >= 0.999))
+        if full_scale > CLIPPED_SHARE:
+            log(f"warning: audio file {path} looks clipped ({100 * full_scale:.2f} % of samples at full scale)")
     audio = audio.mean(axis=1)
     if rate != sample_rate:
         audio = librosa.resample(audio, orig_sr=rate, target_sr=sample_rate)

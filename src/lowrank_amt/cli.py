@@ -32,6 +32,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config")
     p.add_argument("--schema", required=True)
 
+    p = sub.add_parser("config-docs", help="write the key reference of config/README.md from the schema")
+    p.add_argument("--schema", required=True)
+    p.add_argument("--readme", required=True)
+    p.add_argument("--check", action="store_true", help="only check that the README is up to date")
+
     p = sub.add_parser("prepare-dataset", help="synthesize, download or gather a dataset into a manifest")
     p.add_argument("--spec", type=_json, required=True, help="the dataset's config entry as JSON")
     p.add_argument("--sample-rate", type=int, required=True)
@@ -96,6 +101,17 @@ def run(args: argparse.Namespace) -> None:
         with open(args.config) as handle:
             validate_config(yaml.safe_load(handle) or {}, load_schema(args.schema))
         _log(f"{args.config}: valid")
+    elif args.command == "config-docs":
+        from pathlib import Path
+
+        from .config import embed_reference, load_schema
+        from .errors import LowrankAmtError
+        readme = Path(args.readme)
+        updated = embed_reference(readme.read_text(), load_schema(args.schema))
+        if args.check and updated != readme.read_text():
+            raise LowrankAmtError(f"{readme} is out of date: run lowrank-amt config-docs without --check")
+        if not args.check:
+            readme.write_text(updated)
     elif args.command == "prepare-dataset":
         from .data import prepare_dataset
         prepare_dataset(args.spec, args.manifest, args.sample_rate, args.jobs, _log)

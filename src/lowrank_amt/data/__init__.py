@@ -14,6 +14,11 @@ from ..errors import LowrankAmtError
 #: dataset kind -> module (under lowrank_amt.data) whose ``prepare`` builds it.
 PREPARERS = {
     "synthetic": "synth",
+    "maestro": "maestro",
+    "maps": "maps",
+    "guitarset": "guitarset",
+    "slakh": "slakh",
+    "folder": "folder",
 }
 
 

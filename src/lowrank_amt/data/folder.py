@@ -1,0 +1,97 @@
+"""Your own recordings: any folder of audio files, each with a same-named MIDI file.
+
+``path`` is searched recursively for audio files (``audio_extensions``); ``song.wav`` needs
+``song.mid`` or ``song.midi`` beside it. Every track goes to ``split`` (``test`` by default,
+to evaluate trained models on your music), or, with ``split: folders``, to the split named
+by its first-level subfolder (``<path>/train/...``, ``<path>/validation/...``,
+``<path>/test/...``). Files stay where they are; the manifest refers to them by absolute
+path. Stereo files and other sample rates are handled when the audio is loaded.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import soundfile
+
+from ..constants import SPLITS
+from ..errors import LowrankAmtError
+from .manifest import write_manifest
+
+DEFAULTS = {
+    "path": None,
+    "split": "test",
+    "instrument": "unknown",
+    "audio_extensions": [".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif"],
+}
+MIDI_SUFFIXES = (".mid", ".midi", ".MID", ".MIDI")
+SPLIT_FROM_FOLDERS = "folders"
+
+
+def audio_duration(path: str | Path) -> float:
+    """Duration in seconds (4 decimals) from the file's header, or an error naming the file."""
+    try:
+        return round(soundfile.info(str(path)).duration, 4)
+    except Exception as exc:  # soundfile raises RuntimeError, LibsndfileError, TypeError...
+        raise LowrankAmtError(f"audio file {path} cannot be read ({exc})") from exc
+
+
+def find_pairs(root: Path, extensions: list[str]) -> list[tuple[Path, Path]]:
+    """(audio, MIDI) pairs under ``root`` in path order; an audio file without its MIDI
+    file is an error naming it."""
+    wanted = {e.lower() for e in extensions}
+    audio = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in wanted)
+    if not audio:
+        raise LowrankAmtError(f"no audio files ({', '.join(sorted(wanted))}) under {root}")
+    pairs, orphans = [], []
+    for path in audio:
+        midi = next((path.with_suffix(s) for s in MIDI_SUFFIXES if path.with_suffix(s).is_file()), None)
+        if midi is None:
+            orphans.append(path)
+        else:
+            pairs.append((path, midi))
+    if orphans:
+        shown = ", ".join(str(p) for p in orphans[:5]) + (f" and {len(orphans) - 5} more" if len(orphans) > 5 else "")
+        raise LowrankAmtError(f"audio file(s) without a same-named .mid/.midi file: {shown}")
+    return pairs
+
+
+def track_id_of(audio: Path, root: Path) -> str:
+    """The path below ``root`` without its extension, folders joined by '_'."""
+    return "_".join(audio.relative_to(root).with_suffix("").parts)
+
+
+def prepare(spec: dict, manifest_path: str | Path, sample_rate: int, jobs: int = 1, log=print) -> None:
+    """List the folder's (audio, MIDI) pairs with their durations in the manifest."""
+    opts = {**DEFAULTS, **spec}
+    if not opts["path"]:
+        raise LowrankAmtError("dataset kind 'folder' needs 'datasets.<name>.path': a folder of audio and MIDI files")
+    root = Path(opts["path"]).resolve()
+    if not root.is_dir():
+        raise LowrankAmtError(f"folder {root} (datasets.<name>.path) does not exist")
+    split = opts["split"]
+    if split not in SPLITS and split != SPLIT_FROM_FOLDERS:
+        raise LowrankAmtError(f"'split' must be one of {', '.join(SPLITS)} or {SPLIT_FROM_FOLDERS!r}, not {split!r}")
+    pairs = find_pairs(root, opts["audio_extensions"])
+
+    rows, seen = [], {}
+    for audio, midi in pairs:
+        track_id = track_id_of(audio, root)
+        if track_id in seen:
+            raise LowrankAmtError(f"{audio} and {seen[track_id]} would both be track {track_id!r}; rename one")
+        seen[track_id] = audio
+        track_split = split
+        if split == SPLIT_FROM_FOLDERS:
+            track_split = audio.relative_to(root).parts[0]
+            if track_split not in SPLITS or len(audio.relative_to(root).parts) < 2:
+                raise LowrankAmtError(f"{audio} is not inside a split folder ({', '.join(SPLITS)}) of {root}, "
+                                      f"as 'split: {SPLIT_FROM_FOLDERS}' requires")
+        rows.append({"track_id": track_id, "split": track_split, "audio_path": str(audio),
+                     "midi_path": str(midi), "duration": None, "instrument": opts["instrument"]})
+
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        for row, seconds in zip(rows, pool.map(audio_duration, [r["audio_path"] for r in rows])):
+            row["duration"] = seconds
+    log(f"folder {root}: {len(rows)} tracks, {sum(r['duration'] for r in rows) / 3600:.2f} h")
+    write_manifest(rows, manifest_path)

@@ -1,0 +1,183 @@
+"""Features, frame targets, the parameter-checked cache, and bad input (no fluidsynth:
+sines and hand-written MIDI)."""
+
+import librosa
+import numpy as np
+import pretty_midi
+import pytest
+import soundfile
+
+from lowrank_amt.errors import LowrankAmtError
+from lowrank_amt.features import (bin_frequencies, compute_features, extend_with_pedal, extract_dataset,
+                                  frame_targets, load_targets, load_track, log_filterbank, pedal_intervals,
+                                  read_index)
+from lowrank_amt.io import read_json, write_json
+from lowrank_amt.notes import piano_roll
+
+SR = 16000
+CQT = {"kind": "cqt", "hop_length": 256, "bins_per_semitone": 3, "fmin_midi": 21, "n_semitones": 88}
+
+
+def sine(freq, seconds, rate=SR, channels=1):
+    t = np.arange(int(seconds * rate)) / rate
+    wave = 0.3 * np.sin(2 * np.pi * freq * t)
+    return np.stack([wave] * channels, axis=1) if channels > 1 else wave
+
+
+def write_midi(path, notes, pedal=()):
+    midi = pretty_midi.PrettyMIDI()
+    piano = pretty_midi.Instrument(0)
+    piano.notes = [pretty_midi.Note(80, p, s, e) for s, e, p in notes]
+    piano.control_changes = [pretty_midi.ControlChange(64, v, t) for t, v in pedal]
+    midi.instruments.append(piano)
+    midi.write(str(path))
+
+
+def write_manifest(folder, rows):
+    lines = ["track_id,split,audio_path,midi_path,duration,instrument"]
+    lines += [f"{t},{s},{t}.wav,{t}.mid,1.0,sine" for t, s in rows]
+    (folder / "manifest.csv").write_text("\n".join(lines) + "\n")
+    return folder / "manifest.csv"
+
+
+@pytest.mark.parametrize("kind", ["cqt", "logstft", "stft"])
+def test_a_sine_peaks_at_its_bin(kind):
+    spec = {**CQT, "kind": kind, "n_fft": 2048}
+    features = compute_features(sine(440.0, 1.0).astype(np.float32), spec, SR)
+    freqs = bin_frequencies(spec, SR)
+    assert features.shape == (len(freqs), 1 + SR // 256) and features.dtype == np.float32
+    peak = freqs[np.argmax(features[:, features.shape[1] // 2])]
+    assert peak == pytest.approx(440.0, rel=0.01 if kind != "stft" else SR / 2048 / 440)
+    if kind != "stft":
+        assert np.argmax(features[:, 30]) == 3 * (69 - 21)
+
+
+@pytest.mark.filterwarnings("ignore:n_fft=.*too large")
+def test_cqt_equals_librosa_with_its_filters_rebuilt_every_call(monkeypatch):
+    from librosa.core import constantq
+    audio = sine(330.0, 0.7).astype(np.float32) + sine(1000.0, 0.7).astype(np.float32)
+    ours = [compute_features(audio, CQT, SR) for _ in range(2)]  # the second call reuses the filters
+    monkeypatch.setattr(constantq, "__vqt_filter_fft", getattr(constantq, "__vqt_filter_fft").__wrapped__)
+    reference = np.abs(librosa.cqt(audio, sr=SR, hop_length=256, fmin=27.5, n_bins=264, bins_per_octave=36))
+    assert np.array_equal(ours[0], reference) and np.array_equal(ours[1], reference)
+
+
+def test_log_filterbank_rows_are_weighted_means():
+    bank = log_filterbank({**CQT, "n_fft": 2048}, SR)
+    assert bank.shape == (264, 1025)
+    assert np.allclose(bank.sum(axis=1), 1.0) and (bank >= 0).all()
+    # a high bin (wider than an STFT bin) averages several STFT bins
+    assert (bank[-1] > 0).sum() >= 3
+
+
+def test_targets_mark_first_and_last_frames_and_match_the_roll():
+    intervals = np.array([[0.0, 0.5], [0.25, 0.26], [0.6, 1.0], [0.1, 0.3]])
+    pitches = np.array([60, 60, 60, 120])
+    targets = frame_targets(intervals, pitches, 12, 10.0)
+    assert np.array_equal(targets["roll"], piano_roll(intervals, pitches, 12, 10.0))
+    key = 60 - 21
+    assert np.flatnonzero(targets["roll"][key]).tolist() == [0, 1, 2, 3, 4, 6, 7, 8, 9]
+    assert np.flatnonzero(targets["onsets"][key]).tolist() == [0, 3, 6]
+    assert np.flatnonzero(targets["offsets"][key]).tolist() == [3, 4, 9]
+    assert targets["onsets"].sum() == 3  # the note beyond the piano range is ignored
+
+
+def test_pedal_extends_released_notes_until_pedal_up_or_the_next_strike(tmp_path):
+    write_midi(tmp_path / "p.mid", [(0, 1, 60)], pedal=[(0.3, 100), (1.0, 0), (1.5, 127), (2.0, 30)])
+    pedal = pedal_intervals(tmp_path / "p.mid")
+    assert pedal.tolist() == [[0.3, 1.0], [1.5, 2.0]]
+    intervals = np.array([[0.0, 0.5], [0.8, 0.9], [0.1, 0.2], [1.2, 1.4], [1.6, 1.7]])
+    pitches = np.array([60, 60, 62, 64, 64])
+    extended = extend_with_pedal(intervals, pitches, pedal)
+    assert extended.tolist() == [[0.0, 0.8], [0.8, 1.0], [0.1, 0.2], [1.2, 1.4], [1.6, 2.0]]
+
+
+@pytest.fixture
+def dataset(tmp_path):
+    soundfile.write(tmp_path / "a.wav", sine(440.0, 2.0), SR)
+    write_midi(tmp_path / "a.mid", [(0.0, 1.0, 69), (1.0, 1.2, 69)], pedal=[(0.5, 127), (1.5, 0)])
+    soundfile.write(tmp_path / "b.wav", sine(220.0, 1.0, 48000, channels=2), 48000)
+    write_midi(tmp_path / "b.mid", [(0.0, 0.9, 57)])
+    return write_manifest(tmp_path, [("a", "train"), ("b", "test")])
+
+
+def test_extract_dataset_writes_a_checked_memory_mappable_cache(tmp_path, dataset):
+    messages = []
+    spec = {**CQT, "dtype": "float16", "pedal_extension": True}
+    extract_dataset(dataset, spec, SR, tmp_path / "f" / "index.csv", log=messages.append)
+    index = read_index(tmp_path / "f" / "index.csv", spec=spec, sample_rate=SR)
+    assert list(index["track_id"]) == ["a", "b"]
+    a, b = index.itertuples()
+    features, roll = load_track(a)
+    assert isinstance(features, np.memmap) and features.dtype == np.float16 and features.shape == (264, a.n_frames)
+    assert a.n_frames == 1 + 2 * SR // 256 and a.frame_rate == SR / 256
+    targets = load_targets(a)
+    assert np.array_equal(targets["roll"], roll)
+    # pedal down 0.5-1.5 s: the first note still ends at the re-strike, the second at pedal up
+    assert np.flatnonzero(targets["onsets"][69 - 21]).tolist() == [0, 63]
+    assert np.flatnonzero(targets["offsets"][69 - 21]).tolist() == [62, 93]
+    # the stereo 48 kHz file was downmixed and resampled, and the log says so
+    assert b.n_frames == 1 + SR // 256 and b.duration == pytest.approx(1.0, abs=1e-3)
+    assert np.argmax(load_track(b)[0][:, 30]) == 3 * (57 - 21)
+    assert any("b.wav" in m and "2 channels" in m for m in messages)
+    assert any("b.wav" in m and "48000 Hz" in m for m in messages)
+    params = read_json(tmp_path / "f" / "params.json")
+    assert params["sample_rate"] == SR and params["hop_length"] == 256 and params["dtype"] == "float16"
+
+
+def test_a_parameter_change_is_caught(tmp_path, dataset):
+    index_path = tmp_path / "f" / "index.csv"
+    extract_dataset(dataset, CQT, SR, index_path, log=lambda m: None)
+    with pytest.raises(LowrankAmtError, match="hop_length"):
+        read_index(index_path, spec={**CQT, "hop_length": 512}, sample_rate=SR)
+    with pytest.raises(LowrankAmtError, match="sample_rate"):
+        read_index(index_path, spec=CQT, sample_rate=22050)
+    params = read_json(tmp_path / "f" / "params.json")
+    write_json(tmp_path / "f" / "params.json", {**params, "bins_per_semitone": 1})
+    with pytest.raises(LowrankAmtError, match="params.json"):
+        read_index(index_path)
+
+
+def test_notes_beyond_the_piano_and_the_audio_are_dropped_or_clipped_with_a_warning(tmp_path):
+    soundfile.write(tmp_path / "short.wav", sine(440.0, 1.0), SR)
+    write_midi(tmp_path / "short.mid", [(0.0, 0.5, 69), (0.5, 1.6, 72), (1.2, 1.5, 74), (0.2, 0.4, 110), (0.1, 0.3, 10)])
+    manifest = write_manifest(tmp_path, [("short", "test")])
+    messages = []
+    index = extract_dataset(manifest, CQT, SR, tmp_path / "f" / "index.csv", log=messages.append)
+    warnings = [m for m in messages if m.startswith("warning")]
+    assert len(warnings) == 2 and all("short.mid" in m for m in warnings)
+    assert "2 note(s) outside the piano range" in warnings[0] and "1 note(s) dropped" in warnings[1]
+    roll = np.load(tmp_path / "f" / "short.roll.npy")
+    assert roll.shape[1] == index.n_frames[0]
+    assert sorted(np.flatnonzero(roll.any(axis=1)) + 21) == [69, 72]
+    assert roll[72 - 21, -1] == 1  # clipped to the end of the audio, not dropped
+
+
+@pytest.mark.parametrize("problem", ["no notes", "only out-of-range notes", "empty audio", "zero-byte audio", "corrupt audio"])
+def test_unusable_input_stops_with_an_error_naming_the_file(tmp_path, problem):
+    soundfile.write(tmp_path / "x.wav", sine(440.0, 1.0), SR)
+    write_midi(tmp_path / "x.mid", [(0.0, 0.5, 69)])
+    culprit = "x.wav"
+    if problem == "no notes":
+        write_midi(tmp_path / "x.mid", [])
+        culprit = "x.mid"
+    elif problem == "only out-of-range notes":
+        write_midi(tmp_path / "x.mid", [(0.0, 0.5, 12)])
+        culprit = "x.mid"
+    elif problem == "empty audio":
+        soundfile.write(tmp_path / "x.wav", np.zeros(0), SR)
+    elif problem == "zero-byte audio":
+        (tmp_path / "x.wav").write_bytes(b"")
+    else:
+        (tmp_path / "x.wav").write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt garbage")
+    manifest = write_manifest(tmp_path, [("x", "test")])
+    with pytest.raises(LowrankAmtError, match=culprit):
+        extract_dataset(manifest, CQT, SR, tmp_path / "f" / "index.csv", log=lambda m: None)
+    assert not (tmp_path / "f" / "index.csv").exists()
+
+
+def test_unknown_kind_and_nyquist_are_refused():
+    with pytest.raises(LowrankAmtError, match="mfcc"):
+        compute_features(np.zeros(1000, np.float32), {"kind": "mfcc"}, SR)
+    with pytest.raises(LowrankAmtError, match="Nyquist"):
+        compute_features(np.zeros(1000, np.float32), {**CQT, "n_semitones": 100}, 8000)
