@@ -10,6 +10,8 @@ BIN := $(abspath $(VENV))/bin
 TORCH ?= auto
 TORCH_VERSION ?= 2.13.0
 TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
+# basic-pitch ships the pretrained ONNX model; --no-deps keeps TensorFlow out.
+BASIC_PITCH_VERSION ?= 0.4.0
 CORES ?= all
 REPORT ?= results/report.html
 STAMP := $(VENV)/.installed
@@ -47,6 +49,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	  fi; \
 	fi; \
 	$(BIN)/pip install -e ".[test]" "torch==$$($(BIN)/python -c 'import torch; print(torch.__version__)')"
+	$(BIN)/pip install --no-deps "basic-pitch==$(BASIC_PITCH_VERSION)"
 	@touch $(STAMP)
 
 # fluidsynth renders the synthetic dataset; a General MIDI soundfont gives it a piano.

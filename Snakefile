@@ -23,6 +23,16 @@ include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
 
 
+# Seconds of work each: on a cluster they run beside Snakemake instead of as Slurm jobs.
+localrules:
+    all,
+    aggregate,
+    plot_losses,
+    plot_tradeoff,
+    plot_scaling,
+    plot_cost_scaling,
+
+
 rule all:
     input:
         final_outputs(),

@@ -86,3 +86,105 @@ def test_threshold_is_tuned_on_the_given_tracks_only():
     assert best == 0.35
     assert dict(scores)[0.35] == pytest.approx(1.0)
     assert dict(scores)[0.1] < 1.0
+
+
+# --- peak-picking onsets, offsets at a fraction of the note's peak, pooling ---------
+
+from lowrank_amt.decode import tune_decoding  # noqa: E402
+from lowrank_amt.metrics import pooled_metrics  # noqa: E402
+
+
+def decaying_note(n_frames, start, end, peak, rate=0.03, release=0.5):
+    """A piano-like activation: jumps to ``peak`` at ``start``, decays, falls fast after ``end``."""
+    h = np.zeros(n_frames)
+    t = np.arange(start, n_frames)
+    h[start:] = peak * np.exp(-rate * (t - start))
+    h[end:] *= np.exp(-release * np.arange(n_frames - end))
+    return h
+
+
+@pytest.mark.parametrize("onset", ["threshold", "peaks", "adaptive"])
+def test_every_onset_method_decodes_the_ground_truth_roll(onset):
+    n_frames = int(3.5 * FRAME_RATE)
+    roll = piano_roll(REF_INTERVALS, REF_PITCHES, n_frames, FRAME_RATE).astype(float)
+    intervals, pitches, _ = activations_to_notes(roll, FRAME_RATE, 0.5, onset=onset)
+    assert note_metrics(REF_INTERVALS, REF_PITCHES, intervals, pitches)["note_onset_f"] == pytest.approx(1.0)
+
+
+def test_peak_onsets_split_a_restruck_key():
+    # Key 60 struck at frame 10 and again at 40 while still sounding above any threshold.
+    h = np.maximum(decaying_note(100, 10, 80, 1.0), decaying_note(100, 40, 80, 0.9))
+    H = np.zeros((88, 100))
+    H[39] = h
+    starts_threshold = activations_to_notes(H, FRAME_RATE, 0.1, onset="threshold")[0][:, 0]
+    starts_peaks = activations_to_notes(H, FRAME_RATE, 0.1, onset="peaks")[0][:, 0]
+    assert len(starts_threshold) == 1
+    np.testing.assert_allclose(starts_peaks, [10 / FRAME_RATE, 40 / FRAME_RATE])
+
+
+def test_offset_at_a_fraction_of_each_notes_peak():
+    # A loud and a soft note, both released at frame 60: a threshold relative to the
+    # track's peak ends the soft one early; a fraction of each note's peak does not.
+    H = np.zeros((88, 120))
+    H[39] = decaying_note(120, 10, 60, 1.0)
+    H[43] = decaying_note(120, 10, 60, 0.15)
+    plain = activations_to_notes(H, FRAME_RATE, 0.05)
+    relative = activations_to_notes(H, FRAME_RATE, 0.05, offset_fraction=0.1)
+    soft_plain = plain[0][plain[1] == 64][0, 1] * FRAME_RATE
+    assert soft_plain < 50  # ended during its decay, 10 frames early or more
+    ends = relative[0][:, 1] * FRAME_RATE
+    assert np.all(np.abs(ends - 60) <= 5)
+
+
+def test_a_brief_dip_does_not_end_a_note():
+    h = decaying_note(100, 10, 70, 1.0, rate=0.01)
+    h[30:32] = 0.25  # two frames of interference, under the offset level, over the threshold
+    H = np.zeros((88, 100))
+    H[39] = h
+    intervals, _, _ = activations_to_notes(H, FRAME_RATE, 0.1, offset_fraction=0.3)
+    assert len(intervals) == 1
+    assert 70 <= intervals[0, 1] * FRAME_RATE <= 75
+
+
+def test_tune_decoding_picks_what_fits_the_tracks():
+    # Two notes released at frames 60 and 100, and a spurious activation at 0.3 of the peak.
+    H = np.zeros((88, 130))
+    H[39] = decaying_note(130, 10, 60, 1.0, rate=0.01, release=0.2)
+    H[43] = decaying_note(130, 70, 100, 0.6, rate=0.01, release=0.2)
+    H[50, 20:50] = 0.3
+    ref = (np.array([[10, 60], [70, 100]]) / FRAME_RATE, np.array([60, 64]))
+    params, trials = tune_decoding([(H, *ref)], {"threshold": [0.1, 0.35], "onset": ["threshold", "peaks"],
+                                                 "offset_fraction": [0.01, 0.3, 0.9]}, FRAME_RATE)
+    assert params["threshold"] == 0.35 and params["offset_fraction"] == 0.3
+    assert {t["stage"] for t in trials} == {"onset", "offset"}
+    assert len(trials) == 2 * 2 + 3
+    offset_scores = {t["offset_fraction"]: t["score"] for t in trials if t["stage"] == "offset"}
+    assert offset_scores[0.3] == pytest.approx(1.0) and offset_scores[0.9] < 1.0 and offset_scores[0.01] < 1.0
+
+
+def test_bad_decoding_parameters_are_refused():
+    with pytest.raises(ValueError, match="onset"):
+        activations_to_notes(np.ones((88, 5)), FRAME_RATE, 0.5, onset="magic")
+    with pytest.raises(ValueError, match="threshold"):
+        activations_to_notes(np.ones((88, 5)), FRAME_RATE, 1.5)
+    with pytest.raises(ValueError, match="unknown decoding parameters"):
+        tune_decoding([], {"treshold": [0.1]}, FRAME_RATE)
+
+
+def test_pooled_metrics_weigh_every_note():
+    # Track A: 1 of 1 reference note found (F 1); track B: 1 of 9 found, 1 estimate (P 1).
+    a = note_metrics([[0, 1]], [60], [[0, 1]], [60])
+    b = note_metrics(np.array([[i, i + 0.5] for i in range(9)]), [60] * 9, [[0, 0.5]], [60])
+    counts = {k: [a.get(k, 0), b.get(k, 0)] for k in a if k.endswith("matches") or k.startswith("n_")}
+    counts.update({"frame_tp": [0, 0], "frame_n_ref": [1, 1], "frame_n_est": [1, 1]})
+    pooled = pooled_metrics(counts)
+    assert pooled["note_onset_p"] == pytest.approx(2 / 2)
+    assert pooled["note_onset_r"] == pytest.approx(2 / 10)
+    assert pooled["note_onset_f"] == pytest.approx(2 * 0.2 / 1.2)
+    assert pooled["frame_f"] == 0.0
+
+
+def test_frame_counts_match_the_rates():
+    scores = frame_metrics([[0.0, 1.0]], [69], [[0.5, 1.5]], [69])
+    assert scores["frame_tp"] / scores["frame_n_est"] == pytest.approx(scores["frame_p"])
+    assert scores["frame_tp"] / scores["frame_n_ref"] == pytest.approx(scores["frame_r"])

@@ -54,6 +54,15 @@ def test_coarse_bins_one_per_semitone():
     assert np.round(estimate_template_pitches(W, freqs)).tolist() == [30, 50, 70, 95]
 
 
+def test_linear_stft_bins_with_a_dc_bin():
+    freqs = np.fft.rfftfreq(2048, 1 / 22050)  # 0 Hz first, 10.8 Hz apart
+    f0s = 440 * 2 ** ((np.array([40, 57, 69, 84]) - 69) / 12)
+    # each partial spread over about two bins, as a window's main lobe spreads it
+    W = np.stack([sum(np.exp(-0.5 * ((freqs - h * f0) / 10.8) ** 2) / h for h in range(1, 9))
+                  for f0 in f0s], axis=1)
+    assert np.round(estimate_template_pitches(W, freqs)).tolist() == [40, 57, 69, 84]
+
+
 def test_f0_range_limits_the_answer():
     W = harmonic_template(FREQS, 100, [1, 0.5])[:, None]
     assert np.isnan(estimate_template_pitches(W, FREQS, fmax=1000.0)[0])

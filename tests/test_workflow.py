@@ -61,7 +61,7 @@ def test_trained_model_beats_trivial_transcribers(tiny_study):
 
 def test_every_rule_wrote_its_log_and_benchmark(tiny_study):
     _, _, study = tiny_study
-    for rule in ("prepare_dataset", "extract_features", "train_model", "activations", "decode", "evaluate"):
+    for rule in ("prepare_dataset", "extract_features", "train", "activations", "decode", "evaluate"):
         assert list((study / "logs" / rule).rglob("*.log")), rule
         assert list((study / "benchmarks" / rule).rglob("*.tsv")), rule
     assert (study / "plots/tradeoff.svg").read_text().startswith("<?xml")

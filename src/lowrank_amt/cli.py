@@ -1,8 +1,8 @@
 """``lowrank-amt <command>``: the entry point the Snakemake rules call.
 
 Model, dataset and feature specs arrive as JSON (one entry of the validated config), so
-the CLI needs no config file of its own. A ``LowrankAmtError`` ends the command with one
-line on stderr and exit status 2.
+the CLI needs no config file of its own. Each command calls one function of the package.
+A ``LowrankAmtError`` ends the command with one line on stderr and exit status 2.
 """
 
 from __future__ import annotations
@@ -12,128 +12,175 @@ import json
 import os
 import sys
 
+LOWRANK_FAMILIES = ("nmf", "nmfd", "ntd")
+
 
 def _log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def _json(text: str) -> dict:
+def _json(text: str):
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise argparse.ArgumentTypeError(f"not valid JSON: {exc}") from exc
 
 
+def _hours(text: str) -> float | None:
+    """A training size: hours as a number, or 'all'."""
+    return None if text in ("all", "none", "") else float(text)
+
+
+J = {"type": _json, "required": True}   # a JSON argument
+P = {"required": True}                   # a path argument
+O = {"default": None}                    # an optional path argument
+
+#: command -> (help, [(flag, argparse options), ...])
+COMMANDS = {
+    "validate-config": ("validate a config file against the schema",
+                        [("config", {}), ("--schema", P)]),
+    "config-docs": ("write the key reference of config/README.md from the schema",
+                    [("--schema", P), ("--readme", P), ("--check", {"action": "store_true"})]),
+    "prepare-dataset": ("synthesize, download or gather a dataset into a manifest",
+                        [("--spec", J), ("--sample-rate", {"type": int, "required": True}), ("--manifest", P),
+                         ("--jobs", {"type": int, "default": os.cpu_count()})]),
+    "extract-features": ("features and frame targets of every track",
+                         [("--spec", J), ("--sample-rate", {"type": int, "required": True}), ("--manifest", P),
+                          ("--index", P)]),
+    "train": ("train a low-rank model or the network (by the spec's family)",
+              [("--spec", J), ("--index", P), ("--model", P), ("--loss", P), ("--info", P),
+               ("--train-hours", {"type": _hours, "default": None}), ("--checkpoint-dir", O)]),
+    "activations": ("pitch activations (88 x frames) of validation and test tracks",
+                    [("--spec", J), ("--model", P), ("--index", P), ("--activations", P), ("--info", P)]),
+    "basic-pitch-train": ("record the pretrained Basic Pitch model (nothing to train)",
+                          [("--spec", J), ("--info", P)]),
+    "basic-pitch-infer": ("Basic Pitch posteriorgrams of validation and test tracks",
+                          [("--spec", J), ("--manifest", P), ("--index", P), ("--out", P), ("--info", P)]),
+    "basic-pitch-decode": ("Basic Pitch note creation, thresholds tuned on validation; test MIDI",
+                           [("--spec", J), ("--posteriorgrams", P), ("--index", P), ("--evaluation", J),
+                            ("--midi-dir", P), ("--info", P)]),
+    "decode": ("notes from activations, decoding tuned on validation; test MIDI",
+               [("--decoding", J), ("--evaluation", J), ("--activations", P), ("--index", P),
+                ("--midi-dir", P), ("--info", P)]),
+    "evaluate": ("per-track metrics of test transcriptions (and the labelled oracle threshold)",
+                 [("--evaluation", J), ("--midi-dir", P), ("--index", P), ("--out", P),
+                  ("--activations", O), ("--decoding-info", O), ("--decoding", {"type": _json, "default": None})]),
+    "assess-dictionary": ("interpretability of a low-rank model's dictionary",
+                          [("--model", P), ("--index", P), ("--out", P), ("--templates", P)]),
+    "aggregate": ("tidy results table and ranked summary",
+                  [("--runs", J), ("--config-hash", P), ("--results", P), ("--summary", P), ("--markdown", P)]),
+    "plot": ("a summary figure: tradeoff, scaling or cost-scaling",
+             [("kind", {"choices": ["tradeoff", "scaling", "cost-scaling"]}), ("--summary", P), ("--out", P)]),
+    "plot-losses": ("loss curves of several models",
+                    [("--loss", {"nargs": "+", "required": True, "metavar": "NAME=PATH"}), ("--out", P)]),
+    "plot-dictionary": ("a low-rank model's templates with their estimated pitches",
+                        [("--model", P), ("--index", P), ("--out", P), ("--title", O)]),
+    "plot-excerpt": ("activations of a test excerpt beside its piano roll",
+                     [("--activations", P), ("--index", P), ("--out", P), ("--track", O),
+                      ("--seconds", {"type": float, "default": 10.0}), ("--title", O)]),
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lowrank-amt", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
-
-    p = sub.add_parser("validate-config", help="validate a config file against the schema")
-    p.add_argument("config")
-    p.add_argument("--schema", required=True)
-
-    p = sub.add_parser("config-docs", help="write the key reference of config/README.md from the schema")
-    p.add_argument("--schema", required=True)
-    p.add_argument("--readme", required=True)
-    p.add_argument("--check", action="store_true", help="only check that the README is up to date")
-
-    p = sub.add_parser("prepare-dataset", help="synthesize, download or gather a dataset into a manifest")
-    p.add_argument("--spec", type=_json, required=True, help="the dataset's config entry as JSON")
-    p.add_argument("--sample-rate", type=int, required=True)
-    p.add_argument("--manifest", required=True, help="manifest CSV to write (data go beside it)")
-    p.add_argument("--jobs", type=int, default=os.cpu_count())
-
-    p = sub.add_parser("extract-features", help="features and piano-roll targets of every track")
-    p.add_argument("--spec", type=_json, required=True)
-    p.add_argument("--sample-rate", type=int, required=True)
-    p.add_argument("--manifest", required=True)
-    p.add_argument("--index", required=True, help="index CSV to write (features go beside it)")
-
-    p = sub.add_parser("train", help="learn a model's dictionary")
-    p.add_argument("--spec", type=_json, required=True)
-    p.add_argument("--index", required=True)
-    p.add_argument("--model", required=True)
-    p.add_argument("--loss", required=True)
-    p.add_argument("--info", required=True)
-
-    p = sub.add_parser("activations", help="pitch activations of validation and test tracks")
-    p.add_argument("--spec", type=_json, required=True)
-    p.add_argument("--model", required=True)
-    p.add_argument("--index", required=True)
-    p.add_argument("--activations", required=True)
-    p.add_argument("--info", required=True)
-
-    p = sub.add_parser("decode", help="notes from activations, threshold tuned on validation; test MIDI")
-    p.add_argument("--decoding", type=_json, required=True)
-    p.add_argument("--evaluation", type=_json, required=True)
-    p.add_argument("--activations", required=True)
-    p.add_argument("--index", required=True)
-    p.add_argument("--midi-dir", required=True)
-    p.add_argument("--info", required=True)
-
-    p = sub.add_parser("evaluate", help="per-track metrics of test transcriptions")
-    p.add_argument("--evaluation", type=_json, required=True)
-    p.add_argument("--midi-dir", required=True)
-    p.add_argument("--index", required=True)
-    p.add_argument("--out", required=True)
-
-    p = sub.add_parser("aggregate", help="tidy results table and summary")
-    p.add_argument("--runs", type=_json, required=True, help="JSON list of runs (see stages.aggregate)")
-    p.add_argument("--config-hash", required=True)
-    p.add_argument("--results", required=True)
-    p.add_argument("--summary", required=True)
-    p.add_argument("--markdown", required=True)
-
-    p = sub.add_parser("plot-tradeoff", help="note F against training time")
-    p.add_argument("--summary", required=True)
-    p.add_argument("--out", required=True)
+    for name, (help_text, arguments) in COMMANDS.items():
+        command = sub.add_parser(name, help=help_text)
+        for flag, options in arguments:
+            command.add_argument(flag, **options)
     return parser
 
 
-def run(args: argparse.Namespace) -> None:
+def _config_docs(a):
+    from pathlib import Path
+
+    from .config import embed_reference, load_schema
+    from .errors import LowrankAmtError
+    readme = Path(a.readme)
+    updated = embed_reference(readme.read_text(), load_schema(a.schema))
+    if a.check and updated != readme.read_text():
+        raise LowrankAmtError(f"{readme} is out of date: run lowrank-amt config-docs without --check")
+    if not a.check:
+        readme.write_text(updated)
+
+
+def _validate_config(a):
+    import yaml
+
+    from .config import load_schema, validate_config
+    with open(a.config) as handle:
+        validate_config(yaml.safe_load(handle) or {}, load_schema(a.schema))
+    _log(f"{a.config}: valid")
+
+
+def _train(a):
+    if a.spec["family"] == "network":
+        from .deep import training
+        training.train(a.spec, a.index, a.model, a.loss, a.info, train_hours=a.train_hours, log=_log,
+                       checkpoint_path=None if a.checkpoint_dir is None else os.path.join(a.checkpoint_dir, "checkpoint.pt"))
+    else:
+        from . import stages
+        stages.train(a.spec, a.index, a.model, a.loss, a.info, _log,
+                     checkpoint_dir=a.checkpoint_dir, train_hours=a.train_hours)
+
+
+def _activations(a):
+    if a.spec["family"] == "network":
+        from .deep.training import activations
+    else:
+        from .stages import activations
+    activations(a.spec, a.model, a.index, a.activations, a.info, log=_log)
+
+
+def _plot(a):
+    import pandas as pd
+
+    from . import plots
+    draw = {"tradeoff": plots.tradeoff_plot, "scaling": plots.scaling_plot,
+            "cost-scaling": plots.cost_scaling_plot}[a.kind]
+    draw(pd.read_csv(a.summary), a.out)
+
+
+def _plot_losses(a):
+    from .errors import LowrankAmtError
+    from .plots import loss_curves_plot, loss_table
+    pairs = [item.split("=", 1) for item in a.loss]
+    if any(len(p) != 2 for p in pairs):
+        raise LowrankAmtError("plot-losses: each --loss must be NAME=PATH")
+    loss_curves_plot(loss_table(dict(pairs)), a.out)
+
+
+def run(a: argparse.Namespace) -> None:
     # Heavy imports stay inside the commands so that `--help` is instant.
-    from . import evaluation, stages
+    from importlib import import_module
 
-    if args.command == "validate-config":
-        import yaml
+    def call(module, function, *args, **kwargs):
+        return getattr(import_module(f"lowrank_amt.{module}"), function)(*args, **kwargs)
 
-        from .config import load_schema, validate_config
-        with open(args.config) as handle:
-            validate_config(yaml.safe_load(handle) or {}, load_schema(args.schema))
-        _log(f"{args.config}: valid")
-    elif args.command == "config-docs":
-        from pathlib import Path
-
-        from .config import embed_reference, load_schema
-        from .errors import LowrankAmtError
-        readme = Path(args.readme)
-        updated = embed_reference(readme.read_text(), load_schema(args.schema))
-        if args.check and updated != readme.read_text():
-            raise LowrankAmtError(f"{readme} is out of date: run lowrank-amt config-docs without --check")
-        if not args.check:
-            readme.write_text(updated)
-    elif args.command == "prepare-dataset":
-        from .data import prepare_dataset
-        prepare_dataset(args.spec, args.manifest, args.sample_rate, args.jobs, _log)
-    elif args.command == "extract-features":
-        from .features import extract_dataset
-        extract_dataset(args.manifest, args.spec, args.sample_rate, args.index, _log)
-    elif args.command == "train":
-        stages.train(args.spec, args.index, args.model, args.loss, args.info, _log)
-    elif args.command == "activations":
-        stages.activations(args.spec, args.model, args.index, args.activations, args.info, _log)
-    elif args.command == "decode":
-        evaluation.decode(args.activations, args.index, args.decoding, args.evaluation,
-                          args.midi_dir, args.info, _log)
-    elif args.command == "evaluate":
-        evaluation.evaluate(args.midi_dir, args.index, args.evaluation, args.out, _log)
-    elif args.command == "aggregate":
-        evaluation.aggregate(args.runs, args.config_hash, args.results, args.summary, args.markdown)
-    elif args.command == "plot-tradeoff":
-        import pandas as pd
-
-        from .plots import tradeoff_plot
-        tradeoff_plot(pd.read_csv(args.summary), args.out)
+    handlers = {
+        "validate-config": _validate_config,
+        "config-docs": _config_docs,
+        "prepare-dataset": lambda a: call("data", "prepare_dataset", a.spec, a.manifest, a.sample_rate, a.jobs, _log),
+        "extract-features": lambda a: call("features", "extract_dataset", a.manifest, a.spec, a.sample_rate, a.index, _log),
+        "train": _train,
+        "activations": _activations,
+        "basic-pitch-train": lambda a: call("deep.basic_pitch", "train", a.spec, a.info),
+        "basic-pitch-infer": lambda a: call("deep.basic_pitch", "infer", a.spec, a.manifest, a.index, a.out, a.info, log=_log),
+        "basic-pitch-decode": lambda a: call("deep.basic_pitch", "decode", a.spec, a.posteriorgrams, a.index,
+                                           a.evaluation, a.midi_dir, a.info, log=_log),
+        "decode": lambda a: call("evaluation", "decode", a.activations, a.index, a.decoding, a.evaluation,
+                               a.midi_dir, a.info, _log),
+        "evaluate": lambda a: call("evaluation", "evaluate", a.midi_dir, a.index, a.evaluation, a.out, _log,
+                                 activations_path=a.activations, decoding_path=a.decoding_info, decoding=a.decoding),
+        "assess-dictionary": lambda a: call("interpretability", "assess", a.model, a.index, a.out, a.templates, _log),
+        "aggregate": lambda a: call("evaluation", "aggregate", a.runs, a.config_hash, a.results, a.summary, a.markdown),
+        "plot": _plot,
+        "plot-losses": _plot_losses,
+        "plot-dictionary": lambda a: call("plots", "dictionary_plot_from_files", a.model, a.index, a.out, a.title),
+        "plot-excerpt": lambda a: call("plots", "excerpt_plot_from_files", a.activations, a.index, a.out,
+                                     track_id=a.track, seconds=a.seconds, title=a.title),
+    }
+    handlers[a.command](a)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -138,7 +138,9 @@ DOC_SECTIONS = (
     ("`datasets.<name>.*` with `kind: slakh`", "dataset_slakh"),
     ("`datasets.<name>.*` with `kind: folder`", "dataset_folder"),
     ("`features.<name>.*`", "features"),
-    ("`models.<name>.*`", "model"),
+    ("`models.<name>.*` with `family` nmf, nmfd or ntd", "model_lowrank"),
+    ("`models.<name>.*` with `family: network`", "model_network"),
+    ("`models.<name>.*` with `family: basic_pitch`", "model_basic_pitch"),
     ("`decoding.*`", "decoding"),
     ("`evaluation.*`", "evaluation"),
 )

@@ -1,58 +1,229 @@
-"""Pitch activations (88 x frames) -> notes, the same decoder for every model, and the
-choice of its threshold on the validation split.
+"""Pitch activations (88 x frames) -> notes: the same decoder for every model, and the
+choice of its parameters on the validation split.
 
-A key's note starts where its activation rises to ``threshold`` times the track's
-largest activation and ends where it falls below; notes shorter than
-``min_note_seconds`` are dropped. Velocity follows the note's peak activation.
+Conventions. ``H`` holds one row per piano key (row k is MIDI 21 + k), one column per
+frame at ``frame_rate``; it is divided by its largest value, so ``threshold`` is
+relative to the track's peak activation. Per key:
+
+* **Onsets** (``onset``):
+  ``"threshold"`` — where the activation rises through ``threshold``;
+  ``"peaks"`` — at local peaks of the activation that reach ``threshold`` and rise
+  above the lowest activation since the previous onset by ``1 / ONSET_DIP`` (so a
+  re-struck key starts a new note even when its activation never falls below the
+  threshold);
+  ``"adaptive"`` — the same peak picking on the activation minus its average over the
+  preceding ``adaptive_seconds`` (an adaptive threshold: a note must rise by
+  ``threshold`` above its key's recent level, so slow swells and sustained bleed from
+  other notes do not start notes).
+  Peak onsets are placed at the first frame of the rise that reaches half the peak:
+  the middle of a rise smeared by the analysis window.
+* **Offsets**: with ``offset_fraction`` f, a note ends at the first frame after its
+  peak where the activation falls below f times that peak (a loud and a soft note
+  decay alike, relative to their own peak); with ``offset_fraction=None`` it ends where
+  the activation falls below ``threshold`` (the plain thresholding decoder). A note
+  also ends where the next onset of its key begins.
+* Notes shorter than ``min_note_seconds`` are dropped; velocity is 127 times the note's
+  peak over the track's peak.
+
+Why offsets at a fraction of the note's peak: piano activations decay during the note
+and fall steeply at the key release. A fixed threshold relative to the *track's* peak
+cuts a soft note during its decay (too early) and a loud one during its release tail
+(too late); a fraction of the note's own peak lands on the steep fall for both.
 """
 
 from __future__ import annotations
+
+import itertools
 
 import numpy as np
 
 from .constants import MIDI_MIN
 from .metrics import note_metrics
 
+ONSET_METHODS = ("threshold", "peaks", "adaptive")
+
+#: A peak starts a new note only if the activation dipped to this share of the peak
+#: since the previous onset (hysteresis against ripples on a decaying activation).
+ONSET_DIP = 0.7
+
+#: An activation must stay under the offset level this long (s) to end a note, so that
+#: brief dips (beating partials, interference between templates) do not cut it.
+OFFSET_HOLD_SECONDS = 0.1
+
+#: Default decoding parameters; ``tune_decoding`` searches a grid around them.
+DEFAULTS = {"threshold": 0.1, "onset": "threshold", "offset_fraction": None,
+            "min_note_seconds": 0.05, "adaptive_seconds": 0.25}
+
+
+def _trailing_average(x: np.ndarray, width: int) -> np.ndarray:
+    """Mean of the ``width`` frames before each frame (zeros before the start), along
+    the last axis: the local level that an onset must rise above."""
+    cumulative = np.concatenate([np.zeros(x.shape[:-1] + (1,)), np.cumsum(x, axis=-1)], axis=-1)
+    n = x.shape[-1]
+    upper = np.arange(n)                 # frames strictly before t: [t - width, t)
+    lower = np.maximum(upper - width, 0)
+    return (cumulative[..., upper] - cumulative[..., lower]) / width
+
+
+def _threshold_onsets(h: np.ndarray, threshold: float) -> np.ndarray:
+    above = h >= threshold
+    return np.nonzero(above & ~np.concatenate([[False], above[:-1]]))[0]
+
+
+def _peak_onsets(h: np.ndarray, novelty: np.ndarray, threshold: float) -> np.ndarray:
+    """Onset frames at peaks of ``novelty`` that reach ``threshold``, with hysteresis on
+    ``h``, each moved back to the first frame of its rise at half the peak."""
+    previous = np.concatenate([[-np.inf], novelty[:-1]])
+    following = np.concatenate([novelty[1:], [-np.inf]])
+    peaks = np.nonzero((novelty > previous) & (novelty >= following) & (novelty >= threshold))[0]
+    onsets, last_peak = [], None
+    for p in peaks:
+        if last_peak is not None and h[last_peak:p + 1].min() > ONSET_DIP * h[p]:
+            continue  # a ripple on the same note
+        start = p
+        while start > 0 and h[start - 1] < h[start] and h[start - 1] >= 0.5 * h[p]:
+            start -= 1
+        if onsets and start <= onsets[-1]:
+            continue
+        onsets.append(start)
+        last_peak = p
+    return np.array(onsets, dtype=int)
+
+
+def _first_lasting_run(below: np.ndarray, hold: int) -> int:
+    """Index of the first run of True in ``below`` that lasts ``hold`` frames or reaches
+    the end; len(below) if none."""
+    if hold > 1:
+        lasting = np.convolve(below.astype(int), np.ones(hold, dtype=int), mode="full")[hold - 1:] == hold
+        # a run cut short by the end of the segment still counts
+        tail = np.flip(np.cumprod(np.flip(below))).astype(bool)
+        below = lasting | tail
+    hits = np.nonzero(below)[0]
+    return int(hits[0]) if len(hits) else len(below)
+
+
+def _key_notes(h, onsets, threshold, offset_fraction, min_frames, hold_frames=1):
+    """(start, end, peak) frames of one key's notes, given its onset frames."""
+    notes = []
+    bounds = list(onsets[1:]) + [len(h)]
+    for start, limit in zip(onsets, bounds):
+        segment = h[start:limit]
+        if offset_fraction is None:
+            below = np.nonzero(segment < threshold)[0]
+            end = start + (below[0] if len(below) else len(segment))
+            peak = float(h[start:end].max()) if end > start else 0.0
+        else:
+            top = int(np.argmax(segment))
+            peak = float(segment[top])
+            end = start + top + _first_lasting_run(segment[top:] < offset_fraction * peak, hold_frames)
+        if end - start >= min_frames and peak > 0:
+            notes.append((start, end, peak))
+    return notes
+
 
 def activations_to_notes(H: np.ndarray, frame_rate: float, threshold: float,
-                         min_note_seconds: float = 0.05):
-    """Return (intervals, pitches, velocities) decoded from activations ``H``."""
-    H = np.asarray(H, dtype=np.float32)
+                         min_note_seconds: float = 0.05, onset: str = "threshold",
+                         offset_fraction: float | None = None, adaptive_seconds: float = 0.25):
+    """Return (intervals, pitches, velocities) decoded from activations ``H`` (88 x
+    frames, nonnegative); see the module docstring for the rules."""
+    H = np.asarray(H, dtype=np.float64)
+    if H.ndim != 2:
+        raise ValueError(f"activations must be 2-D (keys x frames), got shape {H.shape}")
+    if onset not in ONSET_METHODS:
+        raise ValueError(f"onset must be one of {ONSET_METHODS}, got {onset!r}")
+    if not 0 < threshold <= 1:
+        raise ValueError(f"threshold must be in (0, 1], got {threshold}")
+    if offset_fraction is not None and not 0 < offset_fraction < 1:
+        raise ValueError(f"offset_fraction must be in (0, 1) or None, got {offset_fraction}")
+    if frame_rate <= 0:
+        raise ValueError(f"frame_rate must be positive, got {frame_rate}")
+    empty = np.zeros((0, 2)), np.zeros(0, dtype=int), np.zeros(0, dtype=int)
     peak = float(H.max()) if H.size else 0.0
-    intervals, pitches, velocities = [], [], []
-    if peak <= 0:
-        return np.zeros((0, 2)), np.zeros(0, dtype=int), np.zeros(0, dtype=int)
-    active = H >= threshold * peak
-    # Pad with inactive frames so every run has a rising and a falling edge.
-    edges = np.diff(np.pad(active, ((0, 0), (1, 1))).astype(np.int8), axis=1)
+    if not np.isfinite(peak) or peak <= 0:
+        return empty
+    H = np.clip(H / peak, 0.0, None)
     min_frames = max(1, int(round(min_note_seconds * frame_rate)))
-    for key, start in zip(*np.nonzero(edges == 1)):
-        end = start + np.argmax(edges[key, start:] == -1)
-        if end - start < min_frames:
-            continue
-        intervals.append((start / frame_rate, end / frame_rate))
-        pitches.append(MIDI_MIN + key)
-        velocities.append(int(np.clip(round(127 * H[key, start:end].max() / peak), 1, 127)))
-    order = np.lexsort((pitches, [i[0] for i in intervals])) if intervals else []
-    return (np.array(intervals, dtype=float).reshape(-1, 2)[order],
-            np.array(pitches, dtype=int)[order], np.array(velocities, dtype=int)[order])
+    hold_frames = max(1, int(round(OFFSET_HOLD_SECONDS * frame_rate)))
+    if onset == "adaptive":
+        novelty = H - _trailing_average(H, max(1, int(round(adaptive_seconds * frame_rate))))
+    rows = []
+    for key in np.nonzero(H.max(axis=1) >= (0 if onset == "adaptive" else threshold))[0]:
+        h = H[key]
+        if onset == "threshold":
+            onsets = _threshold_onsets(h, threshold)
+        else:
+            onsets = _peak_onsets(h, novelty[key] if onset == "adaptive" else h, threshold)
+        for start, end, note_peak in _key_notes(h, onsets, threshold, offset_fraction, min_frames, hold_frames):
+            rows.append((start / frame_rate, end / frame_rate, MIDI_MIN + key,
+                         int(np.clip(round(127 * note_peak), 1, 127))))
+    if not rows:
+        return empty
+    rows.sort(key=lambda r: (r[0], r[2]))
+    table = np.array(rows, dtype=float)
+    return table[:, :2], table[:, 2].astype(int), table[:, 3].astype(int)
+
+
+def mean_note_f(tracks, frame_rate: float, params: dict, metric: str = "note_onset_f",
+                onset_tolerance: float = 0.05, offset_ratio: float = 0.2) -> float:
+    """Mean ``metric`` over ``tracks`` (list of (H, ref_intervals, ref_pitches)) decoded
+    with ``params`` (keyword arguments of ``activations_to_notes``)."""
+    scores = []
+    for H, ref_intervals, ref_pitches in tracks:
+        est = activations_to_notes(H, frame_rate, **params)
+        scores.append(note_metrics(ref_intervals, ref_pitches, est[0], est[1],
+                                   onset_tolerance=onset_tolerance, offset_ratio=offset_ratio)[metric])
+    return float(np.mean(scores)) if scores else 0.0
+
+
+def tune_decoding(tracks, grid: dict, frame_rate: float, onset_tolerance: float = 0.05,
+                  offset_ratio: float = 0.2):
+    """Choose decoding parameters on ``tracks`` (the validation split), in two stages.
+
+    ``grid`` maps parameter names of ``activations_to_notes`` to lists of candidates
+    (``threshold``, ``onset``, ``offset_fraction``, ``min_note_seconds``,
+    ``adaptive_seconds``); a missing name keeps its default. Stage 1 picks the
+    combination of every parameter but ``offset_fraction`` with the best mean
+    note-onset F (offsets at the first candidate fraction); stage 2 picks
+    ``offset_fraction`` with the best mean note-with-offset F. Ties go to the earlier
+    candidate in grid order, so the result depends on ``tracks`` and ``grid`` only.
+
+    Returns (params, trials): the chosen keyword arguments and one dict per evaluated
+    combination with its parameters, ``stage`` and validation ``score``.
+    """
+    unknown = set(grid) - set(DEFAULTS)
+    if unknown:
+        raise ValueError(f"unknown decoding parameters {sorted(unknown)}; known: {sorted(DEFAULTS)}")
+    candidates = {name: list(grid.get(name, [DEFAULTS[name]])) for name in DEFAULTS}
+    if any(len(values) == 0 for values in candidates.values()):
+        raise ValueError("every decoding grid entry needs at least one candidate")
+    trials = []
+    onset_names = [n for n in DEFAULTS if n != "offset_fraction"]
+    best, best_score = None, -np.inf
+    for values in itertools.product(*(candidates[n] for n in onset_names)):
+        params = {**dict(zip(onset_names, values)), "offset_fraction": candidates["offset_fraction"][0]}
+        if params["onset"] == "adaptive" or len(candidates["adaptive_seconds"]) == 1 or \
+                params["adaptive_seconds"] == candidates["adaptive_seconds"][0]:
+            score = mean_note_f(tracks, frame_rate, params, "note_onset_f", onset_tolerance, offset_ratio)
+            trials.append({**params, "stage": "onset", "metric": "note_onset_f", "score": score})
+            if score > best_score:
+                best, best_score = params, score
+    best_score = -np.inf
+    chosen = best
+    for fraction in candidates["offset_fraction"]:
+        params = {**chosen, "offset_fraction": fraction}
+        score = mean_note_f(tracks, frame_rate, params, "note_offset_f", onset_tolerance, offset_ratio)
+        trials.append({**params, "stage": "offset", "metric": "note_offset_f", "score": score})
+        if score > best_score:
+            best, best_score = params, score
+    return best, trials
 
 
 def tune_threshold(tracks, thresholds, frame_rate: float, min_note_seconds: float,
                    onset_tolerance: float = 0.05):
-    """Pick the threshold with the best mean note-onset F over ``tracks``.
-
-    ``tracks`` is a list of (H, ref_intervals, ref_pitches) from the validation split.
-    Returns (best threshold, list of (threshold, mean F)). Ties go to the lower
-    threshold (the first in sorted order).
-    """
-    scores = []
-    for threshold in sorted(thresholds):
-        fs = []
-        for H, ref_intervals, ref_pitches in tracks:
-            est = activations_to_notes(H, frame_rate, threshold, min_note_seconds)
-            fs.append(note_metrics(ref_intervals, ref_pitches, est[0], est[1],
-                                   onset_tolerance=onset_tolerance)["note_onset_f"])
-        scores.append((threshold, float(np.mean(fs))))
-    best = max(scores, key=lambda s: s[1])[0]
-    return best, scores
+    """The threshold with the best mean note-onset F over ``tracks`` (plain thresholding
+    decoder). Returns (best threshold, list of (threshold, mean F)); ties go to the lower
+    threshold."""
+    scores = [(t, mean_note_f(tracks, frame_rate, {"threshold": t, "min_note_seconds": min_note_seconds},
+                              "note_onset_f", onset_tolerance))
+              for t in sorted(thresholds)]
+    return max(scores, key=lambda s: s[1])[0], scores

@@ -20,6 +20,10 @@ METRIC_NAMES = ("note_onset_p", "note_onset_r", "note_onset_f",
                 "note_offset_p", "note_offset_r", "note_offset_f",
                 "frame_p", "frame_r", "frame_f", "frame_accuracy")
 
+#: Per-track counts from which ``pooled_metrics`` recomputes the metrics over all notes.
+COUNT_NAMES = ("n_ref_notes", "n_est_notes", "note_onset_matches", "note_offset_matches",
+               "frame_tp", "frame_n_ref", "frame_n_est")
+
 
 def _hz(pitches) -> np.ndarray:
     return mir_eval.util.midi_to_hz(np.asarray(pitches, dtype=float))
@@ -31,18 +35,29 @@ def _f(p: float, r: float) -> float:
 
 def note_metrics(ref_intervals, ref_pitches, est_intervals, est_pitches,
                  onset_tolerance: float = ONSET_TOLERANCE, offset_ratio: float = OFFSET_RATIO) -> dict:
+    """Note P/R/F without (``note_onset_*``) and with (``note_offset_*``) offsets, and
+    the match counts (``*_matches``, ``n_ref_notes``, ``n_est_notes``) that pooling
+    over tracks needs. Matching is mir_eval's (one-to-one, pitch within 50 cents)."""
     ref_intervals = np.asarray(ref_intervals, dtype=float).reshape(-1, 2)
     est_intervals = np.asarray(est_intervals, dtype=float).reshape(-1, 2)
-    out = {}
+    n_ref, n_est = len(ref_intervals), len(est_intervals)
+    out = {"n_ref_notes": n_ref, "n_est_notes": n_est}
     for name, ratio in (("note_onset", None), ("note_offset", offset_ratio)):
-        if len(ref_intervals) == 0 or len(est_intervals) == 0:
-            p = r = f = 0.0
+        if n_ref == 0 or n_est == 0:
+            matches = 0
         else:
-            p, r, f, _ = mir_eval.transcription.precision_recall_f1_overlap(
+            matches = len(mir_eval.transcription.match_notes(
                 ref_intervals, _hz(ref_pitches), est_intervals, _hz(est_pitches),
-                onset_tolerance=onset_tolerance, offset_ratio=ratio)
-        out.update({f"{name}_p": p, f"{name}_r": r, f"{name}_f": f})
+                onset_tolerance=onset_tolerance, offset_ratio=ratio))
+        out.update(_prf(name, matches, n_ref, n_est))
+        out[f"{name}_matches"] = matches
     return out
+
+
+def _prf(name: str, matches: float, n_ref: float, n_est: float) -> dict:
+    p = matches / n_est if n_est else 0.0
+    r = matches / n_ref if n_ref else 0.0
+    return {f"{name}_p": p, f"{name}_r": r, f"{name}_f": _f(p, r)}
 
 
 def _sampled(intervals, pitches, times) -> list[np.ndarray]:
@@ -55,17 +70,20 @@ def _sampled(intervals, pitches, times) -> list[np.ndarray]:
 
 def frame_metrics(ref_intervals, ref_pitches, est_intervals, est_pitches,
                   hop: float = FRAME_METRIC_HOP) -> dict:
+    """Frame P/R/F and accuracy (mir_eval.multipitch on a ``hop`` grid), with the counts
+    ``frame_tp``, ``frame_n_ref``, ``frame_n_est`` (active pitch-frames) for pooling."""
     ref_intervals = np.asarray(ref_intervals, dtype=float).reshape(-1, 2)
     est_intervals = np.asarray(est_intervals, dtype=float).reshape(-1, 2)
     end = max([ref_intervals.max(initial=0.0), est_intervals.max(initial=0.0)])
     times = np.arange(0.0, end + hop, hop)
+    ref, est = _sampled(ref_intervals, ref_pitches, times), _sampled(est_intervals, est_pitches, times)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # mir_eval warns on empty frames, which are normal
-        scores = mir_eval.multipitch.evaluate(
-            times, _sampled(ref_intervals, ref_pitches, times),
-            times, _sampled(est_intervals, est_pitches, times))
+        scores = mir_eval.multipitch.evaluate(times, ref, times, est)
     p, r = scores["Precision"], scores["Recall"]
-    return {"frame_p": p, "frame_r": r, "frame_f": _f(p, r), "frame_accuracy": scores["Accuracy"]}
+    n_ref, n_est = sum(len(a) for a in ref), sum(len(a) for a in est)
+    return {"frame_p": p, "frame_r": r, "frame_f": _f(p, r), "frame_accuracy": scores["Accuracy"],
+            "frame_tp": int(round(p * n_est)), "frame_n_ref": n_ref, "frame_n_est": n_est}
 
 
 def transcription_metrics(ref_intervals, ref_pitches, est_intervals, est_pitches,
@@ -75,3 +93,17 @@ def transcription_metrics(ref_intervals, ref_pitches, est_intervals, est_pitches
     return {**note_metrics(ref_intervals, ref_pitches, est_intervals, est_pitches,
                            onset_tolerance, offset_ratio),
             **frame_metrics(ref_intervals, ref_pitches, est_intervals, est_pitches)}
+
+
+def pooled_metrics(counts) -> dict:
+    """The metrics of ``METRIC_NAMES`` over all notes and frames of several tracks
+    pooled, from a mapping (or DataFrame) of per-track ``COUNT_NAMES`` columns: every
+    note weighs the same, where the per-track mean weighs every track the same."""
+    total = {name: float(np.sum(counts[name])) for name in COUNT_NAMES}
+    out = {}
+    for name in ("note_onset", "note_offset"):
+        out.update(_prf(name, total[f"{name}_matches"], total["n_ref_notes"], total["n_est_notes"]))
+    out.update(_prf("frame", total["frame_tp"], total["frame_n_ref"], total["frame_n_est"]))
+    union = total["frame_n_ref"] + total["frame_n_est"] - total["frame_tp"]
+    out["frame_accuracy"] = total["frame_tp"] / union if union else 0.0
+    return out

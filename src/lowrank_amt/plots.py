@@ -1,36 +1,319 @@
-"""Figures of the study (seaborn), written as SVG for the Snakemake report."""
+"""Figures of the study (seaborn/matplotlib), one file per function, written as SVG for
+the Snakemake report (any matplotlib format by the path's suffix).
+
+Every function takes tidy DataFrames or arrays (the ``*_from_files`` wrappers read the
+stage outputs) and writes one figure atomically. Conventions: one marker per model
+family; models without a dictionary (deep ones) are drawn hollow and grey, never
+coloured by an invented interpretability score.
+"""
 
 from __future__ import annotations
+
+import math
+from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")  # no display on clusters and CI
 
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+from .constants import MIDI_MIN, N_KEYS  # noqa: E402
+from .errors import LowrankAmtError  # noqa: E402
 from .io import atomic_path  # noqa: E402
+
+FAMILY_MARKERS = ("o", "s", "D", "^", "v", "P", "X", "*")
+NOTE_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
+
+
+def _theme():
+    sns.set_theme(style="whitegrid", context="notebook", font_scale=0.95)
+
+
+def _save(fig, out_path, layout: bool = True) -> None:
+    if layout:
+        fig.tight_layout()
+    with atomic_path(out_path) as tmp:
+        fig.savefig(tmp, format=Path(out_path).suffix.lstrip(".") or "svg")
+    plt.close(fig)
+
+
+def _require(table: pd.DataFrame, columns, what: str) -> None:
+    missing = [c for c in columns if c not in table]
+    if missing:
+        raise LowrankAmtError(f"{what}: the table lacks columns {missing}")
+    if table.empty:
+        raise LowrankAmtError(f"{what}: the table is empty")
+
+
+def _markers(families) -> dict:
+    return {f: FAMILY_MARKERS[i % len(FAMILY_MARKERS)] for i, f in enumerate(sorted(set(families)))}
+
+
+def note_name(midi: float) -> str:
+    midi = int(round(midi))
+    return f"{NOTE_NAMES[midi % 12]}{midi // 12 - 1}"
 
 
 def tradeoff_plot(summary: pd.DataFrame, out_path) -> None:
-    """Note F (onset) against training time, one point per model variant and dataset."""
-    sns.set_theme(style="whitegrid", context="notebook")
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    sns.scatterplot(data=summary, x="train_seconds", y="note_onset_f_mean", hue="model",
-                    style="family", s=120, ax=ax)
-    for row in summary.itertuples():
-        ax.annotate(f"{row.model}\n({row.dataset}, {row.features})", (row.train_seconds, row.note_onset_f_mean),
-                    textcoords="offset points", xytext=(8, 4), fontsize=8)
+    """Test note F (onset) against training time (log), one point per run: marker =
+    family, colour = interpretability score (hollow grey: no dictionary), bars = std."""
+    _require(summary, ["train_seconds", "note_onset_f_mean", "model", "family"], "trade-off plot")
+    _theme()
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    markers = _markers(summary["family"])
+    scores = summary["interpretability"] if "interpretability" in summary else pd.Series(np.nan, summary.index)
+    norm = matplotlib.colors.Normalize(0, 1)
+    cmap = plt.get_cmap("viridis")
+    records = summary.assign(_score=scores.values).to_dict("records")
+    for row in records:
+        x, y, score = row["train_seconds"], row["note_onset_f_mean"], row["_score"]
+        ax.errorbar(x, y, yerr=row.get("note_onset_f_std", 0) or 0, color="0.6", lw=1, zorder=1)
+        has_dictionary = not (score is None or math.isnan(score))
+        ax.scatter(x, y, s=110, marker=markers[row["family"]], zorder=3, linewidths=1.5,
+                   facecolors=cmap(norm(score)) if has_dictionary else "white",
+                   edgecolors="black" if has_dictionary else "0.5")
+    # A model trained on several sizes: its points joined by a thin line, named once at
+    # its largest size (the label of every point would overlap).
+    for (model, dataset), group in summary.groupby(["model", "dataset"] if "dataset" in summary else ["model", "family"]):
+        group = group.sort_values("train_seconds")
+        ax.plot(group["train_seconds"], group["note_onset_f_mean"], color="0.75", lw=0.8, zorder=2)
+        last = group.iloc[-1]
+        hours = "" if pd.isna(last.get("train_hours", np.nan)) or len(group) == 1 else f" ({group['train_hours'].min():g}–{group['train_hours'].max():g} h)"
+        ax.annotate(f"{model}{hours}", (last["train_seconds"], last["note_onset_f_mean"]),
+                    textcoords="offset points", xytext=(8, -3), fontsize=8)
     ax.set_xscale("log")
-    ax.set_xlabel("training time (s, log scale)")
-    ax.set_ylabel("note F-measure (onset, 50 ms), test mean")
-    ax.set_ylim(0, 1)
     low, high = summary["train_seconds"].min(), summary["train_seconds"].max()
-    ax.set_xlim(low / 3, high * 3)
+    ax.set_xlim(low / 3, high * 30)  # room for the names at the right
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("training time (s, wall clock, log scale)")
+    ax.set_ylabel("note F, onset only (test mean)")
     ax.set_title("Transcription quality against training cost")
-    ax.legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
-    with atomic_path(out_path) as tmp:
-        fig.savefig(tmp, format=str(out_path).rsplit(".", 1)[-1])
-    plt.close(fig)
+    handles = [plt.Line2D([], [], marker=m, ls="", color="black", markerfacecolor="white", label=f)
+               for f, m in markers.items()]
+    # Pretrained models have no training time here: a dashed line at their note F.
+    for row in summary[summary["train_seconds"].isna()].itertuples():
+        ax.axhline(row.note_onset_f_mean, ls="--", lw=1, color="0.45", zorder=0)
+        ax.annotate(f"{row.model} (pretrained)", (0.01, row.note_onset_f_mean), xycoords=("axes fraction", "data"),
+                    textcoords="offset points", xytext=(0, 3), fontsize=8, color="0.3")
+    ax.legend(handles=handles, title="family", loc="upper right", fontsize=8, title_fontsize=8)
+    colorbar = fig.colorbar(matplotlib.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, pad=0.02)
+    colorbar.set_label("interpretability score (hollow: no dictionary)")
+    _save(fig, out_path)
+
+
+def scaling_plot(summary: pd.DataFrame, out_path) -> None:
+    """Test note F (onset) against hours of training audio, a line per model variant,
+    marker per family."""
+    _require(summary, ["train_hours", "note_onset_f_mean", "model", "family"], "scaling plot")
+    _theme()
+    data = summary.dropna(subset=["train_hours"]).sort_values("train_hours")
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    if data.empty:
+        ax.text(0.5, 0.5, "no run records its training hours", ha="center", va="center", transform=ax.transAxes)
+    else:
+        sns.lineplot(data=data, x="train_hours", y="note_onset_f_mean", hue="model", style="family",
+                     markers=_markers(data["family"]), dashes=False, markersize=9, ax=ax)
+        ax.set_xscale("log")
+        ax.legend(fontsize=8, loc="upper left", ncol=2)
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("training audio (hours, log scale)")
+    ax.set_ylabel("note F, onset only (test mean)")
+    ax.set_title("Transcription quality as training data grows")
+    _save(fig, out_path)
+
+
+def cost_scaling_plot(summary: pd.DataFrame, out_path) -> None:
+    """Training time per epoch and peak training memory against hours of training
+    audio, a line per model variant."""
+    _require(summary, ["train_hours", "model", "family"], "cost scaling plot")
+    _theme()
+    data = summary.dropna(subset=["train_hours"]).sort_values("train_hours")
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
+    models = list(dict.fromkeys(data["model"]))
+    palette = dict(zip(models, sns.color_palette(n_colors=len(models))))
+    markers = _markers(data["family"])
+    panels = (("train_seconds_per_epoch", "training time per epoch (s, log scale)"),
+              ("train_peak_memory_mb", "peak training memory (MB, log scale)"))
+    for ax, (column, label) in zip(axes, panels):
+        values = data.dropna(subset=[column]) if column in data else data.iloc[0:0]
+        if values.empty:
+            ax.text(0.5, 0.5, f"no run records\n{label.split(' (')[0]}", ha="center", va="center",
+                    transform=ax.transAxes)
+        else:
+            # the same colour and marker per model in both panels, whatever each lacks
+            sns.lineplot(data=values, x="train_hours", y=column, hue="model", style="family",
+                         palette=palette, hue_order=list(palette), style_order=list(markers),
+                         markers=markers, dashes=False, markersize=8, ax=ax, legend=ax is axes[0])
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+        ax.set_xlabel("training audio (hours, log scale)")
+        ax.set_ylabel(label)
+    right = 1.0
+    if axes[0].get_legend() is not None:  # one legend for both panels, outside them
+        handles, labels = axes[0].get_legend_handles_labels()
+        axes[0].get_legend().remove()
+        fig.legend(handles, labels, loc="center right", fontsize=8, frameon=False)
+        right = 0.84
+    fig.suptitle("Training cost as training data grows")
+    fig.tight_layout(rect=(0, 0, right, 1))
+    _save(fig, out_path, layout=False)
+
+
+def loss_curves_plot(losses: pd.DataFrame, out_path) -> None:
+    """Training (and validation) loss per epoch or iteration, a panel per model.
+
+    ``losses`` is tidy: ``model``, ``loss``, ``epoch`` or ``iteration``, optional
+    ``split``; rows sharing model, step and split (e.g. one per template) are averaged.
+    """
+    _require(losses, ["model", "loss"], "loss curves")
+    if "epoch" not in losses and "iteration" not in losses:
+        raise LowrankAmtError("loss curves: the table needs an 'epoch' or 'iteration' column")
+    _theme()
+    data = losses.assign(split=losses["split"].fillna("train") if "split" in losses else "train")
+    curves = []
+    for model, rows in data.groupby("model", sort=False):
+        # per model: epochs where it logs them, else iterations
+        step = "epoch" if "epoch" in rows and rows["epoch"].notna().any() else "iteration"
+        curve = rows.dropna(subset=[step]).groupby(["split", step], as_index=False)["loss"].mean()
+        curves.append(curve.rename(columns={step: "step"}).assign(model=model, step_name=step))
+    data = pd.concat(curves, ignore_index=True)
+    models = list(dict.fromkeys(data["model"]))
+    columns = min(3, len(models))
+    rows = math.ceil(len(models) / columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.3 * rows), squeeze=False)
+    for ax, model in zip(axes.flat, models):
+        rows = data[data["model"] == model]
+        sns.lineplot(data=rows, x="step", y="loss", hue="split", ax=ax)
+        ax.set_title(model, fontsize=10)
+        ax.set_xlabel(rows["step_name"].iloc[0])
+        ax.set_ylabel("training loss")
+        if (rows["loss"] > 0).all():
+            ax.set_yscale("log")
+            ax.set_ylabel("training loss (log scale)")
+        ax.legend(fontsize=8)
+    for ax in list(axes.flat)[len(models):]:
+        ax.set_visible(False)
+    fig.suptitle("Training loss curves")
+    _save(fig, out_path)
+
+
+def _pitch_axis(ax, lowest_midi: float, highest_midi: float, position, axis: str = "y") -> None:
+    """Label a MIDI-pitch axis at the C's, as note names."""
+    cs = [m for m in range(int(math.ceil(lowest_midi)), int(highest_midi) + 1) if m % 12 == 0]
+    ticks = [position(m) for m in cs]
+    labels = [note_name(m) for m in cs]
+    (ax.set_yticks if axis == "y" else ax.set_xticks)(ticks, labels)
+
+
+def dictionary_plot(W, bin_frequencies, pitches, out_path, title: str = "dictionary") -> None:
+    """The templates as a heatmap (each scaled to its peak, square-root colour scale),
+    sorted by estimated pitch, with the estimated fundamental of each marked."""
+    W = np.asarray(W, dtype=float)
+    freqs = np.asarray(bin_frequencies, dtype=float)
+    pitches = np.asarray(pitches, dtype=float)
+    if W.ndim != 2 or W.shape[0] != len(freqs) or pitches.shape != (W.shape[1],):
+        raise LowrankAmtError(f"dictionary plot: W {W.shape}, {len(freqs)} bin frequencies and "
+                              f"{pitches.shape} pitches do not fit together")
+    _theme()
+    order = np.argsort(np.where(np.isfinite(pitches), pitches, np.inf), kind="stable")
+    peaks = W.max(axis=0, keepdims=True)
+    image = np.sqrt(np.divide(W, peaks, out=np.zeros_like(W), where=peaks > 0))[:, order]
+    bin_midi = 69 + 12 * np.log2(freqs / 440.0)
+    fig, ax = plt.subplots(figsize=(9, 5))
+    ax.imshow(image, origin="lower", aspect="auto", cmap="magma", interpolation="nearest",
+              extent=(-0.5, W.shape[1] - 0.5, -0.5, len(freqs) - 0.5))
+    position = lambda m: np.interp(m, bin_midi, np.arange(len(freqs)))  # noqa: E731
+    sorted_pitches = pitches[order]
+    valid = np.isfinite(sorted_pitches)
+    ax.scatter(np.nonzero(valid)[0], position(sorted_pitches[valid]), s=10, c="cyan", marker="_",
+               linewidths=1.5, label="estimated pitch (f0)")
+    _pitch_axis(ax, bin_midi[0], bin_midi[-1], position)
+    ax.set_ylabel("frequency bin (note names at C)")
+    ax.set_xlabel(f"template, sorted by estimated pitch ({int((~valid).sum())} without a pitch, at the right)")
+    ax.set_title(title)
+    ax.grid(False)
+    ax.legend(loc="upper left", fontsize=8, facecolor="0.2", labelcolor="white")
+    _save(fig, out_path)
+
+
+def excerpt_plot(H, roll, frame_rate: float, out_path, start_seconds: float = 0.0,
+                 seconds: float = 10.0, title: str = "test excerpt") -> None:
+    """A test excerpt: the model's activations (88 x frames, scaled to their peak, shaded
+    by square root) beside
+    the ground-truth piano roll, same time and pitch axes."""
+    H, roll = np.asarray(H, dtype=float), np.asarray(roll, dtype=float)
+    if H.shape[0] != N_KEYS or roll.shape[0] != N_KEYS:
+        raise LowrankAmtError(f"excerpt plot: activations {H.shape} and roll {roll.shape} need {N_KEYS} rows")
+    n = min(H.shape[1], roll.shape[1])
+    a = max(0, int(start_seconds * frame_rate))
+    b = min(n, a + max(1, int(seconds * frame_rate)))
+    peak = H[:, a:b].max()
+    _theme()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5), sharey=True)
+    extent = (a / frame_rate, b / frame_rate, MIDI_MIN - 0.5, MIDI_MIN + N_KEYS - 0.5)
+    # square-root colour scale: soft notes stay visible beside loud ones
+    scaled = np.sqrt(np.clip(H[:, a:b] / (peak if peak > 0 else 1), 0, 1))
+    for ax, image, name in ((axes[0], scaled, "activations (scaled to peak, square-root shading)"),
+                            (axes[1], roll[:, a:b], "ground-truth piano roll")):
+        ax.imshow(image, origin="lower", aspect="auto", cmap="Greys", vmin=0, vmax=1,
+                  interpolation="nearest", extent=extent)
+        ax.set_title(name, fontsize=10)
+        ax.set_xlabel("time (s)")
+        ax.grid(False)
+    _pitch_axis(axes[0], MIDI_MIN, MIDI_MIN + N_KEYS - 1, lambda m: m)
+    axes[0].set_ylabel("piano key")
+    fig.suptitle(title)
+    _save(fig, out_path)
+
+
+def loss_table(loss_paths: dict) -> pd.DataFrame:
+    """Read ``{model name: loss.csv path}`` into one tidy table with a ``model`` column."""
+    tables = []
+    for model, path in loss_paths.items():
+        try:
+            tables.append(pd.read_csv(path).assign(model=model))
+        except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+            raise LowrankAmtError(f"loss file {path} cannot be read ({exc})") from exc
+    return pd.concat(tables, ignore_index=True)
+
+
+def dictionary_plot_from_files(model_path, index_path, out_path, title: str | None = None) -> None:
+    """``dictionary_plot`` of a model.npz, on the bins of the feature set beside
+    ``index_path`` (its params.json), with pitches estimated by ``pitch.py``."""
+    from .features import bin_frequencies
+    from .interpretability import load_dictionary
+    from .io import read_json
+    from .pitch import estimate_template_pitches
+
+    params_path = Path(index_path).parent / "params.json"
+    if not params_path.exists():
+        raise LowrankAmtError(f"{params_path} is missing; extract features first")
+    freqs = bin_frequencies(read_json(params_path))
+    W, _ = load_dictionary(model_path, len(freqs))
+    dictionary_plot(W, freqs, estimate_template_pitches(W, freqs), out_path,
+                    title or f"dictionary of {Path(model_path).parent.name}")
+
+
+def excerpt_plot_from_files(activations_path, index_path, out_path, track_id: str | None = None,
+                            start_seconds: float = 0.0, seconds: float = 10.0, title: str | None = None) -> None:
+    """``excerpt_plot`` of one test track (the first in the index by default)."""
+    from .features import load_track, read_index
+
+    index = read_index(index_path, "test")
+    if index.empty:
+        raise LowrankAmtError(f"{index_path} has no test tracks")
+    rows = index if track_id is None else index[index["track_id"] == str(track_id)]
+    if rows.empty:
+        raise LowrankAmtError(f"{index_path} has no test track {track_id!r}")
+    row = next(rows.itertuples())
+    arrays = np.load(activations_path)
+    key = f"test__{row.track_id}"
+    if key not in arrays:
+        raise LowrankAmtError(f"{activations_path} lacks activations of test track {row.track_id}")
+    _, roll = load_track(row)
+    excerpt_plot(arrays[key], roll, float(row.frame_rate), out_path, start_seconds, seconds,
+                 title or f"{Path(activations_path).parent.name}: test track {row.track_id}")

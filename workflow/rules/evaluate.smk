@@ -1,26 +1,61 @@
-# Stage 5: per-track metrics (mir_eval), then one tidy table over all runs.
+# Stage 5: per-track metrics (mir_eval), dictionary interpretability, then one tidy
+# table over all runs.
+
+
+def oracle_arguments(wildcards, input):
+    """The labelled oracle-threshold columns need activations (not Basic Pitch's)."""
+    if not config["evaluation"]["oracle"] or wildcards.model in BASIC_PITCH:
+        return ""
+    activations = f"{RESULTS}/transcriptions/{RUN}/activations.npz".format(**wildcards)
+    return (f"--activations {activations} --decoding-info {input.decoding}"
+            f" --decoding '{as_json(config['decoding'])}'")
+
+
+def oracle_inputs(wildcards):
+    if not config["evaluation"]["oracle"] or wildcards.model in BASIC_PITCH:
+        return []
+    return [f"{RESULTS}/transcriptions/{RUN}/activations.npz".format(**wildcards)]
 
 
 rule evaluate:
     input:
         midi=f"{RESULTS}/transcriptions/{RUN}/midi",
+        decoding=f"{RESULTS}/transcriptions/{RUN}/decoding.json",
         index=f"{RESULTS}/features/{{dataset}}/{{features}}/index.csv",
+        activations=oracle_inputs,
     output:
         per_track=f"{RESULTS}/metrics/{RUN}/per_track.csv",
     params:
         evaluation=as_json(config["evaluation"]),
+        oracle=oracle_arguments,
     log:
         f"{RESULTS}/logs/evaluate/{RUN}.log",
     benchmark:
         f"{RESULTS}/benchmarks/evaluate/{RUN}.tsv"
     shell:
         "lowrank-amt evaluate --evaluation {params.evaluation:q} --midi-dir {input.midi:q}"
-        " --index {input.index:q} --out {output.per_track:q} > {log:q} 2>&1"
+        " --index {input.index:q} --out {output.per_track:q} {params.oracle} > {log:q} 2>&1"
+
+
+rule assess_dictionary:
+    input:
+        model=f"{RESULTS}/models/{RUN}/model.npz",
+        index=f"{RESULTS}/features/{{dataset}}/{{features}}/index.csv",
+    output:
+        scores=f"{RESULTS}/interpretability/{RUN}/interpretability.json",
+        templates=f"{RESULTS}/interpretability/{RUN}/templates.csv",
+    wildcard_constraints:
+        model=choice(LOWRANK),
+    log:
+        f"{RESULTS}/logs/assess_dictionary/{RUN}.log",
+    shell:
+        "lowrank-amt assess-dictionary --model {input.model:q} --index {input.index:q}"
+        " --out {output.scores:q} --templates {output.templates:q} > {log:q} 2>&1"
 
 
 rule aggregate:
     input:
-        **aggregate_inputs(),
+        aggregate_inputs(),
     output:
         results=report(
             f"{RESULTS}/summary/results.csv",

@@ -1,7 +1,11 @@
 """NMF, V ~ W H, by beta-divergence multiplicative updates: a functional core
-(``nmf``) and the two uses a transcriber needs — learning one template per piano key
-from isolated notes (``learn_supervised_templates``) and estimating activations of a
-track with the templates fixed (``transcribe_activations``)."""
+(``nmf``, the reference that a test holds equal to scikit-learn's MU) and learning one
+template per piano key from isolated notes (``learn_supervised_templates``).
+
+It also implements the family interface that ``training.py`` drives (the same
+functions exist in ``nmfd.py`` and ``ntd.py``): V is bins x frames (F x N), the
+dictionary W is F x K, the activations are ``{"H": K x N}``.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ import torch
 
 from ..constants import N_KEYS
 from ..errors import LowrankAmtError
-from .core import EPS, beta_divergence, update_H, update_W
+from .core import EPS, beta_divergence, mu_step, positive_rand, ratio_terms, update_H, update_W
 
 
 def random_init(n_rows: int, n_cols: int, scale: float, generator: torch.Generator,
@@ -51,14 +55,9 @@ def nmf(V: torch.Tensor, rank: int, beta: float = 1.0, n_iter: int = 100, *,
     return W, H, losses
 
 
-def learn_supervised_templates(tracks, beta: float, n_iter: int, seed: int,
-                               device: torch.device, log=print) -> tuple[np.ndarray, list[list[float]]]:
-    """One template per piano key from isolated-note tracks.
-
-    ``tracks`` yields (features F x T, roll 88 x T). For each key, the frames where the
-    key sounds alone are gathered over all tracks and factored by rank-1 NMF; the
-    template is normalised to unit L1 norm. Returns W (F x 88) and each key's loss curve.
-    """
+def isolated_key_frames(tracks) -> list[np.ndarray]:
+    """For each of the 88 keys, the frames (F x n) where that key sounds alone, over all
+    isolated-note tracks; ``tracks`` yields (features F x T, roll 88 x T)."""
     frames: list[list[np.ndarray]] = [[] for _ in range(N_KEYS)]
     n_bins = None
     for features, roll in tracks:
@@ -73,23 +72,78 @@ def learn_supervised_templates(tracks, beta: float, n_iter: int, seed: int,
     missing = [key for key in range(N_KEYS) if not frames[key]]
     if missing:
         raise LowrankAmtError(f"isolated notes lack {len(missing)} piano key(s), e.g. MIDI {missing[0] + 21}")
-    W = np.zeros((n_bins, N_KEYS), dtype=np.float32)
-    curves = []
-    for key in range(N_KEYS):
-        V = torch.from_numpy(np.concatenate(frames[key], axis=1)).to(device)
-        w, _, losses = nmf(V, 1, beta, n_iter, seed=seed + key)
-        w = w[:, 0] / w[:, 0].sum()
-        W[:, key] = w.cpu().numpy()
+    return [np.concatenate(f, axis=1) for f in frames]
+
+
+def learn_supervised_templates(tracks, beta: float, n_iter: int, seed: int,
+                               device: torch.device, log=print,
+                               fit_key=None) -> tuple[np.ndarray, list[list[float]]]:
+    """One template per piano key from isolated-note tracks.
+
+    ``tracks`` yields (features F x T, roll 88 x T). For each key, the frames where the
+    key sounds alone are gathered over all tracks and factored by rank-1 NMF; the
+    template is normalised to unit L1 norm. Returns W (F x 88) and each key's loss curve.
+    ``fit_key(V, seed) -> (template, losses)`` replaces the rank-1 NMF (NMFD passes its
+    own); templates are stacked on a last axis of 88 keys.
+    """
+    if fit_key is None:
+        def fit_key(V, key_seed):
+            w, _, losses = nmf(V, 1, beta, n_iter, seed=key_seed)
+            return w[:, 0], losses
+    templates, curves = [], []
+    for key, frames in enumerate(isolated_key_frames(tracks)):
+        w, losses = fit_key(torch.from_numpy(np.ascontiguousarray(frames, dtype=np.float32)).to(device), seed + key)
+        templates.append((w / w.sum()).cpu().numpy())
         curves.append(losses)
         if (key + 1) % 22 == 0:
             log(f"templates: {key + 1}/{N_KEYS} keys learned")
-    return W, curves
+    return np.stack(templates, axis=-1).astype(np.float32), curves
 
 
-def transcribe_activations(features: np.ndarray, W: np.ndarray, beta: float, n_iter: int,
-                           l1: float, seed: int, device: torch.device) -> np.ndarray:
-    """Activations H (88 x frames) of one track with the dictionary W fixed."""
-    V = torch.from_numpy(np.array(features, dtype=np.float32)).to(device)  # copy out of the memmap
-    W_t = torch.from_numpy(W).to(device)
-    _, H, _ = nmf(V, W.shape[1], beta, n_iter, W=W_t, update_dictionary=False, l1=l1, seed=seed)
-    return H.cpu().numpy()
+# --- family interface (see training.py) ---------------------------------------------
+
+def init_dictionary(n_bins: int, rank: int, scale: float, gen: torch.Generator,
+                    like: torch.Tensor, **_) -> torch.Tensor:
+    """Random W (F x K) with entries of the size sqrt(mean(V) / K) (scikit-learn's init)."""
+    return positive_rand((n_bins, rank), scale, gen, like)
+
+
+def init_activations(V, W, gen=None, mask=None, **_) -> dict:
+    """Constant H whose reconstruction has V's mean (a fixed start: repeatable, and W
+    breaks the symmetry); zero outside ``mask``."""
+    level = V.mean() / W.sum(dim=1).mean().clamp_min(EPS)
+    H = torch.full((W.shape[1], V.shape[-1]), float(level), dtype=V.dtype, device=V.device)
+    return {"H": H if mask is None else H * mask}
+
+
+def reconstruct(W, activations) -> torch.Tensor:
+    return W @ activations["H"]
+
+
+def activation_step(V, W, activations, beta: float, l1: float = 0.0, mask=None, V_hat=None) -> dict:
+    """One MU step on H (``V_hat``: the current reconstruction, when already computed)."""
+    H = activations["H"]
+    V_hat = (W @ H if V_hat is None else V_hat).clamp_min(EPS)
+    num_term, den_term = ratio_terms(V, V_hat, beta)
+    numerator = W.T @ num_term
+    denominator = W.sum(dim=0)[:, None].expand_as(H) if den_term is None else W.T @ den_term
+    return {"H": mu_step(H, numerator, denominator, beta, l1, mask)}
+
+
+def dictionary_terms(V, W, activations, beta: float, V_hat=None):
+    """(numerator, denominator) of the MU step on W."""
+    H = activations["H"]
+    V_hat = (W @ H if V_hat is None else V_hat).clamp_min(EPS)
+    num_term, den_term = ratio_terms(V, V_hat, beta)
+    denominator = H.sum(dim=1)[None, :].expand_as(W) if den_term is None else den_term @ H.T
+    return num_term @ H.T, denominator
+
+
+def key_activations(activations) -> torch.Tensor:
+    """Template activations over frames (K x N)."""
+    return activations["H"]
+
+
+def spectral_templates(W: np.ndarray) -> np.ndarray:
+    """W as bins x templates, for pitch estimation."""
+    return W

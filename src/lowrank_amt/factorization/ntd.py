@@ -1,0 +1,196 @@
+"""Nonnegative Tucker decomposition (NTD) of a spectrogram cut into segments.
+
+The tensor. A track's features (F bins x N frames) are cut into S consecutive segments
+of T frames (the last one padded), giving the third-order tensor
+
+    X[s, f, t]  (segments x frequency bins x frames within a segment),  S x F x T.
+
+The model. X is approximated by a nonnegative Tucker decomposition
+
+    X ~ G x_0 Q x_1 W x_2 P,   i.e.  X[s,f,t] ~ sum_{l,k,j} G[l,k,j] Q[s,l] W[f,k] P[t,j]
+
+with W (F x K) the **note dictionary** (one spectral template per column, as in NMF),
+P (T x Kt) temporal patterns within a segment (attacks, decays, rhythmic positions),
+Q (S x Ks) how much each segment uses each pattern of the core, and the core G
+(Ks x K x Kt) linking them. Equivalently X[s] ~ W @ A[s] with the activations
+
+    A[s, k, t] = sum_{l,j} Q[s,l] G[l,k,j] P[t,j]      (S x K x T),
+
+so NTD is NMF on every segment whose activation matrices are constrained to a
+low-rank (Ks, K, Kt) Tucker structure shared over the segments.
+
+Why it fits transcription. The dictionary W plays exactly the role of NMF's templates
+(a pitch per column, scored through A), while the structure on A encodes what music
+repeats: the same temporal envelopes (P) and the same combinations of notes (G, Q)
+recur across segments (Marmoret, Cohen & Bimbot, 2020, who factor bars; here segments
+of fixed length, which a frame-level transcriber needs). W is learned from many pieces
+and kept; G, P and Q describe one piece (or one mini-batch of segments) and are
+re-estimated with W fixed when a track is transcribed, giving K x N activations.
+
+Updates. X_hat is linear in each of Q, W, P and G with nonnegative coefficients, so the
+beta-divergence MU of core.py applies to each in turn and never increases the
+divergence. For beta = 2 the updates use Gram matrices (as tensorly's
+``non_negative_tucker``, Kim & Choi 2007) and never form X_hat (nor does the loss of
+``ntd``); other betas form X_hat once per factor. The algebra is written with ``torch.einsum``: a handful of
+contractions, so tensorly's mode products (and its global backend switch) are not needed.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..errors import LowrankAmtError
+from .core import EPS, beta_divergence, mu_step, positive_rand, ratio_terms
+
+FACTOR_ORDER = ("Q", "W", "P", "G")  # tensorly's order: modes 0, 1, 2, then the core
+
+
+def segment(features: torch.Tensor, segment_frames: int) -> torch.Tensor:
+    """F x N features -> S x F x T segments; the last segment is padded with eps."""
+    F, N = features.shape
+    S = max(1, -(-N // segment_frames))
+    padded = torch.full((F, S * segment_frames), EPS, dtype=features.dtype, device=features.device)
+    padded[:, :N] = features
+    return padded.reshape(F, S, segment_frames).permute(1, 0, 2).contiguous()
+
+
+def activation_tensor(G, Q, P) -> torch.Tensor:
+    """A[s,k,t] = sum_{l,j} Q[s,l] G[l,k,j] P[t,j]  (S x K x T)."""
+    return torch.einsum("sl,lkt->skt", Q, torch.einsum("lkj,tj->lkt", G, P))
+
+
+def reconstruct(W, activations) -> torch.Tensor:
+    return W @ activation_tensor(activations["G"], activations["Q"], activations["P"])
+
+
+def _projected_terms(X, W, A, beta, WtX=None):
+    """(W^T (X * X_hat^(beta-2)), W^T X_hat^(beta-1)), both S x K x T: every factor's
+    MU terms other than W's are contractions of these. ``WtX``: W^T X if already known."""
+    if beta == 2:  # Gram form: X_hat never formed, W^T X reused while W is unchanged
+        return (W.T @ X if WtX is None else WtX), (W.T @ W) @ A
+    num_term, den_term = ratio_terms(X, (W @ A).clamp_min(EPS), beta)
+    if den_term is None:  # beta = 1: W^T times ones
+        return W.T @ num_term, W.sum(dim=0)[None, :, None].expand_as(A)
+    return W.T @ num_term, W.T @ den_term
+
+
+def _factor_terms(name, X, W, factors, beta, WtX=None):
+    """(numerator, denominator) of the MU step on one factor, at the current values."""
+    G, Q, P = factors["G"], factors["Q"], factors["P"]
+    A = activation_tensor(G, Q, P)
+    if name == "W":
+        if beta == 2:
+            return torch.einsum("sft,skt->fk", X, A), W @ torch.einsum("skt,sjt->kj", A, A)
+        num_term, den_term = ratio_terms(X, (W @ A).clamp_min(EPS), beta)
+        if den_term is None:
+            return torch.einsum("sft,skt->fk", num_term, A), A.sum(dim=(0, 2))[None, :].expand_as(W)
+        return torch.einsum("sft,skt->fk", num_term, A), torch.einsum("sft,skt->fk", den_term, A)
+    M_num, M_den = _projected_terms(X, W, A, beta, WtX)
+    if name == "Q":
+        GP = torch.einsum("lkj,tj->lkt", G, P)
+        return torch.einsum("skt,lkt->sl", M_num, GP), torch.einsum("skt,lkt->sl", M_den, GP)
+    if name == "P":
+        QG = torch.einsum("sl,lkj->skj", Q, G)
+        return torch.einsum("skt,skj->tj", M_num, QG), torch.einsum("skt,skj->tj", M_den, QG)
+    MQ_num, MQ_den = (torch.einsum("skt,sl->lkt", M, Q) for M in (M_num, M_den))
+    return torch.einsum("lkt,tj->lkj", MQ_num, P), torch.einsum("lkt,tj->lkj", MQ_den, P)
+
+
+def _check(X, W):
+    if X.ndim != 3 or W.ndim != 2 or W.shape[0] != X.shape[1]:
+        raise LowrankAmtError(f"NTD needs segments x bins x frames data and a bins x K dictionary; "
+                              f"got {tuple(X.shape)} and {tuple(W.shape)}")
+
+
+def ntd(X: torch.Tensor, ranks: tuple[int, int, int], beta: float = 2.0, n_iter: int = 100, *,
+        core=None, factors=None, fixed=(), l1: float = 0.0, tol: float = 0.0, seed: int = 0):
+    """Nonnegative Tucker decomposition of X (S x F x T) with core ranks (Ks, K, Kt).
+
+    ``core`` (Ks x K x Kt) and ``factors`` [Q, W, P] give the start (random otherwise);
+    factor names in ``fixed`` ("Q", "W", "P", "G") are not updated. Each iteration updates
+    Q, W, P, then G (tensorly's order); ``l1`` penalizes the core. Returns
+    (core, [Q, W, P], losses), losses[0] being the beta-divergence at the start.
+    """
+    if torch.any(X < 0):
+        raise LowrankAmtError("NTD input has negative entries")
+    if factors is None or core is None:
+        gen = torch.Generator().manual_seed(seed)
+        W0 = positive_rand((X.shape[1], ranks[1]), 1.0, gen, X)
+        start = init_activations(X, W0, gen, time_rank=ranks[2], segment_rank=ranks[0])
+        core, factors = start["G"], [start["Q"], W0, start["P"]]
+    state = {"G": core, "Q": factors[0], "W": factors[1], "P": factors[2]}
+    _check(X, state["W"])
+
+    WtX = state["W"].T @ X if beta == 2 else None
+    squared_norm = float((X * X).sum()) if beta == 2 else None
+
+    def loss():
+        if beta != 2:
+            return float(beta_divergence(X, reconstruct(state["W"], state), beta))
+        # 0.5 ||X - W A||^2 from Gram terms: ||X||^2 - 2 <W^T X, A> + <W^T W A, A>
+        A = activation_tensor(state["G"], state["Q"], state["P"])
+        return 0.5 * max(squared_norm - 2 * float((WtX * A).sum())
+                         + float((((state["W"].T @ state["W"]) @ A) * A).sum()), 0.0)
+
+    losses = [loss()]
+    for _ in range(n_iter):
+        for name in FACTOR_ORDER:
+            if name not in fixed:
+                numerator, denominator = _factor_terms(name, X, state["W"], state, beta, WtX)
+                state[name] = mu_step(state[name], numerator, denominator, beta, l1 if name == "G" else 0.0)
+                if name == "W" and beta == 2:
+                    WtX = state["W"].T @ X
+        losses.append(loss())
+        if tol and losses[-2] - losses[-1] <= tol * abs(losses[-2]):
+            break
+    return state["G"], [state["Q"], state["W"], state["P"]], losses
+
+
+# --- family interface (see training.py): dictionary W, activations {"G", "Q", "P"} ---
+
+def init_dictionary(n_bins: int, rank: int, scale: float, gen: torch.Generator,
+                    like: torch.Tensor, **_) -> torch.Tensor:
+    return positive_rand((n_bins, rank), scale, gen, like)
+
+
+def init_activations(X, W, gen, mask=None, time_rank: int = 8, segment_rank: int = 16, **_) -> dict:
+    """Random Q, P, G (random: constant ones would stay equal under MU), G rescaled so
+    that the reconstruction has X's mean."""
+    if mask is not None:
+        raise LowrankAmtError("NTD activations cannot be confined to a piano roll (supervision "
+                              "'semi_supervised' is not available for family 'ntd')")
+    S, _, T = X.shape
+    K = W.shape[1]
+    factors = {"Q": positive_rand((S, segment_rank), 1.0, gen, X),
+               "P": positive_rand((T, time_rank), 1.0, gen, X),
+               "G": positive_rand((segment_rank, K, time_rank), 1.0, gen, X)}
+    level = X.mean() / reconstruct(W, factors).mean().clamp_min(EPS)
+    factors["G"] = factors["G"] * level
+    return factors
+
+
+def activation_step(X, W, activations, beta: float, l1: float = 0.0, mask=None, V_hat=None) -> dict:
+    """One MU step on each of Q, P and G (W fixed); ``l1`` penalizes the core."""
+    _check(X, W)
+    state = dict(activations)
+    WtX = W.T @ X if beta == 2 else None
+    for name in ("Q", "P", "G"):
+        numerator, denominator = _factor_terms(name, X, W, state, beta, WtX)
+        state[name] = mu_step(state[name], numerator, denominator, beta, l1 if name == "G" else 0.0)
+    return state
+
+
+def dictionary_terms(X, W, activations, beta: float, V_hat=None):
+    _check(X, W)
+    return _factor_terms("W", X, W, activations, beta)
+
+
+def key_activations(activations) -> torch.Tensor:
+    """The activation tensor laid out over frames: K x (S * T)."""
+    A = activation_tensor(activations["G"], activations["Q"], activations["P"])
+    return A.transpose(0, 1).reshape(A.shape[1], -1)
+
+
+def spectral_templates(W: np.ndarray) -> np.ndarray:
+    return W

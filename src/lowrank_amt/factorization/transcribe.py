@@ -1,0 +1,48 @@
+"""Transcribing one track with a trained dictionary: activations by MU with the
+templates fixed, then template activations summed onto the 88 piano keys."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..constants import MIDI_MAX, MIDI_MIN, N_KEYS
+from .training import FAMILIES, fit_full_batch
+
+
+def template_keys(pitches) -> np.ndarray:
+    """Key index (0..87) of each template from its MIDI pitch (rounded), -1 where the
+    pitch is NaN or off the keyboard."""
+    pitches = np.asarray(pitches, dtype=float)
+    keys = np.full(pitches.shape, -1, dtype=np.int64)
+    valid = np.isfinite(pitches)
+    midi = np.rint(pitches[valid]).astype(np.int64)
+    keys[valid] = np.where((midi >= MIDI_MIN) & (midi <= MIDI_MAX), midi - MIDI_MIN, -1)
+    return keys
+
+
+def to_keys(activations: torch.Tensor, keys: np.ndarray) -> np.ndarray:
+    """K x N template activations -> 88 x N key activations (sum over the templates of
+    each key; templates without a key are dropped)."""
+    keys_t = torch.as_tensor(keys, device=activations.device)
+    out = torch.zeros((N_KEYS, activations.shape[1]), dtype=activations.dtype, device=activations.device)
+    used = keys_t >= 0
+    out.index_add_(0, keys_t[used], activations[used])
+    return out.cpu().numpy()
+
+
+def transcribe(features: np.ndarray, W: np.ndarray, keys: np.ndarray, spec: dict,
+               device: torch.device) -> np.ndarray:
+    """88 x frames activations of one track (features: bins x frames)."""
+    family = FAMILIES[spec["family"]]
+    V = torch.from_numpy(np.array(features, dtype=np.float32)).to(device)  # copy out of the memmap
+    n_frames = V.shape[1]
+    if spec["family"] == "ntd":
+        from .ntd import segment
+        V = segment(V, spec["segment_frames"])
+    options = {"time_rank": spec["time_rank"], "segment_rank": spec["segment_rank"]}
+    with torch.no_grad():
+        _, activations, _ = fit_full_batch(family, V, torch.from_numpy(W).to(device), beta=spec["beta"],
+                                           n_iter=spec["transcribe_iterations"], l1=spec["sparsity"],
+                                           update_dictionary=False, seed=spec["seed"], options=options)
+    return to_keys(family.key_activations(activations)[:, :n_frames], keys)

@@ -1,0 +1,107 @@
+"""Pretrained Basic Pitch through ONNX on pieces rendered by fluidsynth: its posteriorgrams
+equal basic-pitch's own inference, it transcribes far better than trivial transcribers
+scored in the same test, and its stages tune thresholds on validation only and write
+what ``evaluation.evaluate`` scores."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lowrank_amt import evaluation
+from lowrank_amt.audio import load_audio
+from lowrank_amt.data.manifest import write_manifest
+from lowrank_amt.data.synth import find_soundfont, random_piece, render
+from lowrank_amt.deep import basic_pitch as bp
+from lowrank_amt.io import read_json
+from lowrank_amt.metrics import note_metrics
+from lowrank_amt.notes import read_midi_notes
+
+SAMPLE_RATE = 22050
+SPEC = {"family": "basic_pitch", "onset_thresholds": [0.4, 0.6], "frame_thresholds": [0.3], "min_note_ms": [127.7]}
+EVALUATION = {"onset_tolerance": 0.05, "offset_ratio": 0.2}
+QUIET = lambda message: None  # noqa: E731
+
+
+@pytest.fixture(scope="module")
+def pieces(tmp_path_factory):
+    """Two rendered 6-second pieces (validation, test) with a manifest and a feature
+    index (the index's feature files are never read by Basic Pitch)."""
+    folder = tmp_path_factory.mktemp("bp")
+    soundfont = find_soundfont()
+    manifest, index = [], []
+    for i, split in enumerate(("validation", "test")):
+        track_id = f"{split}_0"
+        random_piece(np.random.default_rng([5, i]), 6.0, 3, (40, 90)).write(str(folder / f"{track_id}.mid"))
+        duration = render(folder / f"{track_id}.mid", folder / f"{track_id}.wav", soundfont, SAMPLE_RATE)
+        manifest.append({"track_id": track_id, "split": split, "audio_path": f"{track_id}.wav",
+                         "midi_path": f"{track_id}.mid", "duration": duration, "instrument": "gm0"})
+        index.append({"track_id": track_id, "split": split, "features_path": "unused.npy", "roll_path": "unused.npy",
+                      "midi_path": str(folder / f"{track_id}.mid"), "n_frames": 0, "frame_rate": SAMPLE_RATE / 512,
+                      "duration": duration})
+    write_manifest(manifest, folder / "manifest.csv")
+    pd.DataFrame(index).to_csv(folder / "index.csv", index=False)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def model():
+    return bp.load_model()
+
+
+def test_posteriorgrams_equal_basic_pitchs_own_inference(pieces, model):
+    from basic_pitch.inference import run_inference
+    ours = bp.posteriorgrams(load_audio(pieces / "test_0.wav", SAMPLE_RATE), model)
+    theirs = run_inference(pieces / "test_0.wav", model)
+    for key in ("note", "onset"):
+        assert ours[key].shape == theirs[key].shape and ours[key].shape[1] == 88
+        np.testing.assert_allclose(ours[key], theirs[key], atol=1e-6)
+
+
+def test_transcribes_far_better_than_trivial_transcribers(pieces, model):
+    ref = read_midi_notes(pieces / "test_0.mid")
+    outputs = bp.posteriorgrams(load_audio(pieces / "test_0.wav", SAMPLE_RATE), model)
+    est = bp.posteriorgram_notes(outputs["note"], outputs["onset"], 0.5, 0.3)  # Basic Pitch's defaults
+    f_basic_pitch = note_metrics(ref[0], ref[1], est[0], est[1])["note_onset_f"]
+    f_silent = note_metrics(ref[0], ref[1], np.zeros((0, 2)), np.zeros(0, dtype=int))["note_onset_f"]
+    rng = np.random.default_rng(0)  # as many random notes as the reference, in its pitch range
+    starts = np.sort(rng.uniform(0, 6.0, len(ref[1])))
+    random_notes = np.stack([starts, starts + 0.3], axis=1), rng.integers(40, 91, len(ref[1]))
+    f_random = note_metrics(ref[0], ref[1], *random_notes)["note_onset_f"]
+    assert f_silent == 0.0
+    assert f_basic_pitch > 0.6 and f_basic_pitch > f_random + 0.4
+
+
+def test_stages_tune_on_validation_and_write_what_evaluation_scores(pieces, tmp_path):
+    bp.train(SPEC, tmp_path / "train.json")
+    bp.infer(SPEC, pieces / "manifest.csv", pieces / "index.csv", tmp_path / "posteriorgrams.npz",
+             tmp_path / "activations.json", log=QUIET)
+    info = read_json(tmp_path / "activations.json")
+    assert info["seconds_per_audio_minute"] > 0 and info["basic_pitch_version"] == "0.4.0"
+    arrays = np.load(tmp_path / "posteriorgrams.npz")
+    assert sorted(arrays.files) == ["test__test_0__note", "test__test_0__onset",
+                                    "validation__validation_0__note", "validation__validation_0__onset"]
+    bp.decode(SPEC, tmp_path / "posteriorgrams.npz", pieces / "index.csv", EVALUATION, tmp_path / "midi",
+              tmp_path / "decoding.json", log=QUIET)
+    decoding = read_json(tmp_path / "decoding.json")
+    assert len(decoding["validation_trials"]) == 2
+    # The choice is the best validation trial, recomputed independently here.
+    validation = arrays["validation__validation_0__note"].astype(np.float32), \
+        arrays["validation__validation_0__onset"].astype(np.float32)
+    ref = read_midi_notes(pieces / "validation_0.mid")
+    scores = {}
+    for onset_threshold in SPEC["onset_thresholds"]:
+        est = bp.posteriorgram_notes(*validation, onset_threshold, 0.3)
+        scores[onset_threshold] = note_metrics(ref[0], ref[1], est[0], est[1])["note_onset_f"]
+    assert decoding["params"]["onset_threshold"] == max(scores, key=scores.get)
+    table = evaluation.evaluate(tmp_path / "midi", pieces / "index.csv", EVALUATION, tmp_path / "per_track.csv",
+                                log=QUIET)
+    assert table["note_onset_f"].iloc[0] > 0.6
+    train_info = read_json(tmp_path / "train.json")
+    assert train_info["pretrained"] and train_info["n_parameters"] == bp.N_PARAMETERS
+
+
+def test_a_track_missing_from_the_manifest_is_named(pieces, tmp_path):
+    write_manifest([], tmp_path / "manifest.csv")
+    with pytest.raises(bp.LowrankAmtError, match="lacks track"):
+        bp.infer(SPEC, tmp_path / "manifest.csv", pieces / "index.csv", tmp_path / "p.npz", tmp_path / "a.json",
+                 log=QUIET)

@@ -1,0 +1,148 @@
+"""Evaluation stages on hand-made activation files (no training): decoding parameters
+come from the validation split only, the oracle column is separate, and aggregate
+builds the tidy table with costs, pooling and NaN interpretability for deep models."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lowrank_amt import evaluation
+from lowrank_amt.constants import MIDI_MIN, N_KEYS
+from lowrank_amt.io import read_json, write_json
+from lowrank_amt.notes import write_midi_notes
+
+FRAME_RATE = 22050 / 512
+DECODING = {"thresholds": [0.05, 0.2, 0.4], "onsets": ["threshold", "peaks", "adaptive"],
+            "offset_fractions": [0.05, 0.2, 0.5], "min_note_seconds": 0.05}
+EVALUATION = {"onset_tolerance": 0.05, "offset_ratio": 0.2}
+QUIET = dict(log=lambda m: None)
+
+
+def activation_of(intervals, pitches, n_frames, rng, bleed):
+    """Decaying note activations plus a spurious octave 'bleed' at ``bleed`` of the peak."""
+    H = np.zeros((N_KEYS, n_frames))
+    for (start, end), pitch in zip(intervals, pitches):
+        a, b = int(np.ceil(start * FRAME_RATE)), int(np.ceil(end * FRAME_RATE))
+        H[pitch - MIDI_MIN, a:b] += rng.uniform(0.5, 1.0) * np.exp(-np.arange(b - a) / 60)
+        if pitch + 12 - MIDI_MIN < N_KEYS:
+            H[pitch + 12 - MIDI_MIN, a:b] += bleed * np.exp(-np.arange(b - a) / 60)
+    return H
+
+
+@pytest.fixture
+def study(tmp_path):
+    rng = np.random.default_rng(0)
+    rows, arrays = [], {}
+    for split, n in (("validation", 2), ("test", 2)):
+        for i in range(n):
+            track = f"{split}{i}"
+            starts = np.sort(rng.uniform(0, 5, 12))
+            intervals = np.stack([starts, starts + rng.uniform(0.2, 0.8, 12)], axis=1)
+            pitches = rng.integers(40, 80, 12)
+            write_midi_notes(tmp_path / f"{track}.mid", intervals, pitches)
+            arrays[f"{split}__{track}"] = activation_of(intervals, pitches, 260, rng, 0.3).astype(np.float16)
+            rows.append({"track_id": track, "split": split, "features_path": "x.npy", "roll_path": "x.roll.npy",
+                         "midi_path": str(tmp_path / f"{track}.mid"), "n_frames": 260,
+                         "frame_rate": FRAME_RATE, "duration": 260 / FRAME_RATE})
+    pd.DataFrame(rows).to_csv(tmp_path / "index.csv", index=False)
+    np.savez(tmp_path / "activations.npz", **arrays)
+    return tmp_path
+
+
+def decode(folder, tag):
+    evaluation.decode(folder / "activations.npz", folder / "index.csv", DECODING, EVALUATION,
+                      folder / tag / "midi", folder / tag / "decoding.json", **QUIET)
+    return read_json(folder / tag / "decoding.json")
+
+
+def test_decoding_parameters_depend_on_validation_only(study):
+    first = decode(study, "first")
+    assert first["params"]["threshold"] == 0.4  # above the 0.3 octave bleed
+    # Scramble every test activation and reference: the chosen parameters must not move.
+    arrays = dict(np.load(study / "activations.npz"))
+    for key in [k for k in arrays if k.startswith("test__")]:
+        arrays[key] = np.random.default_rng(5).random(arrays[key].shape).astype(np.float16)
+        write_midi_notes(study / f"{key.split('__')[1]}.mid", [[0.1, 0.2]], [100])
+    np.savez(study / "activations.npz", **arrays)
+    second = decode(study, "second")
+    assert second["params"] == first["params"]
+    assert second["validation_trials"] == first["validation_trials"]
+    # ...while changing a validation reference does move them
+    write_midi_notes(study / "validation0.mid", [[0.1, 0.2]], [100])
+    write_midi_notes(study / "validation1.mid", [[0.1, 0.2]], [100])
+    assert decode(study, "third")["validation_trials"] != first["validation_trials"]
+
+
+def test_evaluate_scores_and_keeps_the_oracle_apart(study):
+    info = decode(study, "run")
+    table = evaluation.evaluate(study / "run" / "midi", study / "index.csv", EVALUATION, study / "per_track.csv",
+                                activations_path=study / "activations.npz",
+                                decoding_path=study / "run" / "decoding.json", decoding=DECODING, **QUIET)
+    assert len(table) == 2 and table["note_onset_f"].min() > 0.8
+    assert set(table["oracle_threshold"]) <= set(DECODING["thresholds"])
+    # the oracle picks per track, so it is never worse than the tuned threshold
+    assert (table["oracle_note_onset_f"] >= table["note_onset_f"] - 1e-9).all()
+    assert info["threshold"] == info["params"]["threshold"]
+
+
+def test_read_benchmark(tmp_path):
+    path = tmp_path / "bench.tsv"
+    path.write_text("s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
+                    "12.5\t0:00:12\t512.3\t900\t400\t450\t0\t1\t95.0\t11.0\n"
+                    "13.5\t0:00:13\t600.0\t900\t400\t450\t0\t1\t95.0\tNA\n")
+    assert evaluation.read_benchmark(path) == {"s": 13.0, "max_rss": 600.0, "cpu_time": 11.0}
+
+
+def write_run(folder, name, family, f_values, interpretability=None, epochs=None, hours=1.0):
+    folder.mkdir(parents=True)
+    pd.DataFrame({"track_id": ["a", "b"], "note_onset_p": f_values, "note_onset_r": f_values,
+                  "note_onset_f": f_values, "note_offset_p": 0.1, "note_offset_r": 0.1, "note_offset_f": 0.1,
+                  "frame_p": 0.5, "frame_r": 0.5, "frame_f": 0.5, "frame_accuracy": 0.3,
+                  "n_ref_notes": [10, 30], "n_est_notes": [10, 30],
+                  "note_onset_matches": [round(10 * f_values[0]), round(30 * f_values[1])],
+                  "note_offset_matches": [1, 3], "frame_tp": 5, "frame_n_ref": 10, "frame_n_est": 10}
+                 ).to_csv(folder / "per_track.csv", index=False)
+    write_json(folder / "train.json", {"train_seconds": 100.0, "train_cpu_seconds": 150.0, "device": "cpu",
+                                       "n_parameters": 23232})
+    write_json(folder / "activations.json", {"seconds_per_audio_minute": 2.0, "device": "cpu"})
+    write_json(folder / "decoding.json", {"threshold": 0.2, "params": {"threshold": 0.2, "onset": "peaks",
+                                                                      "offset_fraction": 0.1}})
+    (folder / "bench.tsv").write_text("s\tmax_rss\tcpu_time\n101.0\t700.5\t149.0\n")
+    run = {"dataset": "synth", "features": "cqt", "model": name, "family": family, "train_hours": hours,
+           "per_track": folder / "per_track.csv", "train_info": folder / "train.json",
+           "activations_info": folder / "activations.json", "decoding_info": folder / "decoding.json",
+           "train_benchmark": folder / "bench.tsv"}
+    if interpretability is not None:
+        write_json(folder / "interpretability.json", {"interpretability": interpretability, "coverage": 1.0,
+                                                      "label_agreement": None, "n_templates": 88})
+        run["interpretability"] = folder / "interpretability.json"
+    if epochs:
+        pd.DataFrame({"epoch": range(epochs), "loss": 1.0}).to_csv(folder / "loss.csv", index=False)
+        run["loss"] = folder / "loss.csv"
+    return run
+
+
+def test_aggregate_tidy_table_and_ranked_summary(tmp_path):
+    runs = [write_run(tmp_path / "nmf", "nmf_kl", "nmf", [0.6, 0.8], interpretability=0.9),
+            write_run(tmp_path / "deep", "cnn", "deep", [0.9, 0.7], epochs=4, hours=2.0)]
+    summary = evaluation.aggregate(runs, "abc123", tmp_path / "results.csv", tmp_path / "summary.csv",
+                                   tmp_path / "summary.md")
+    results = pd.read_csv(tmp_path / "results.csv")
+    assert len(results) == 4 and (results["config_hash"] == "abc123").all()
+    assert {"version_mir_eval", "device", "train_peak_memory_mb", "train_hours"} <= set(results.columns)
+    assert results["train_peak_memory_mb"].iloc[0] == 700.5
+    deep = summary[summary["model"] == "cnn"].iloc[0]
+    nmf = summary[summary["model"] == "nmf_kl"].iloc[0]
+    assert np.isnan(deep["interpretability"]) and nmf["interpretability"] == 0.9
+    assert deep["train_seconds_per_epoch"] == 25.0 and np.isnan(nmf["train_seconds_per_epoch"])
+    # mean over tracks vs pooled over notes: track b has 3x the notes
+    assert nmf["note_onset_f_mean"] == pytest.approx(0.7)
+    assert nmf["note_onset_f_pooled"] == pytest.approx((6 + 24) / 40)
+    assert deep["note_onset_f_pooled"] == pytest.approx((9 + 21) / 40)
+    assert nmf["note_onset_f_std"] == pytest.approx(np.std([0.6, 0.8], ddof=1))
+    assert list(summary["rank"]) == [1, 2] and summary["model"].iloc[0] in ("nmf_kl", "cnn")
+    markdown = (tmp_path / "summary.md").read_text()
+    assert "| 1 |" in markdown and "–" in markdown  # the deep model's interpretability: a dash
+    assert json.loads(json.dumps(summary["decoding_onset"].tolist())) == ["peaks", "peaks"]

@@ -1,0 +1,141 @@
+"""Epoch-wise training: online MU reaches the full-batch loss, early stopping, and a run
+resumed from an epoch checkpoint ends with the same dictionary as an uninterrupted one."""
+
+import numpy as np
+import pytest
+import torch
+
+from lowrank_amt.factorization import nmf, nmfd
+from lowrank_amt.factorization.core import beta_divergence, generator
+from lowrank_amt.factorization.training import (GradientStep, OnlineMU, fit_epochs, fit_full_batch,
+                                                mean_loss, solve_activations)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+class ArrayBatches:
+    """In-memory stand-in for loader.FrameBatches (frames mode): shuffled by (seed, epoch)."""
+
+    def __init__(self, V, batch_frames, seed=0):
+        self.V, self.batch_frames, self.seed, self.n_frames = V, batch_frames, seed, V.shape[1]
+
+    def epoch(self, epoch):
+        order = np.random.default_rng([self.seed, epoch]).permutation(self.n_frames)
+        for start in range(0, self.n_frames, self.batch_frames):
+            frames = order[start:start + self.batch_frames]
+            yield self.V[:, frames], np.zeros((88, len(frames)), np.uint8)
+
+
+def planted_data(seed=0, F=30, K=5, N=3000):
+    rng = np.random.default_rng(seed)
+    W = 0.01 + rng.gamma(0.5, 1.0, (F, K))
+    H = rng.gamma(0.5, 1.0, (K, N)) * (rng.random((K, N)) < 0.4)
+    return (W @ H + 0.05 * rng.random((F, N))).astype(np.float32)
+
+
+def dictionary_loss(V, W, beta=1.0):
+    """How well a dictionary explains V: activations solved to convergence, W fixed."""
+    activations = solve_activations(nmf, V, W, beta=beta, n_iter=500)
+    return float(beta_divergence(V, nmf.reconstruct(W, activations), beta))
+
+
+def quiet(message):
+    pass
+
+
+def test_online_mu_reaches_the_full_batch_loss():
+    V = planted_data()
+    V_t = torch.from_numpy(V)
+    W0 = nmf.init_dictionary(30, 5, float((V_t.mean() / 5).sqrt()), generator(0), V_t)
+    W_full, _, _ = fit_full_batch(nmf, V_t, W0, beta=1.0, n_iter=1000, tol=1e-6)
+    updater = OnlineMU(W0.clone(), beta=1.0, forget_factor=0.3, total_frames=V.shape[1])
+    W_online, history = fit_epochs(nmf, updater, ArrayBatches(V, 250), beta=1.0, epochs=40,
+                                   inner_iterations=50, log=quiet)
+    full, online = dictionary_loss(V_t, W_full), dictionary_loss(V_t, W_online)
+    assert online <= 1.02 * full, (online, full)
+    train = [row["loss"] for row in history if row["split"] == "train"]
+    assert train[-1] < 0.5 * train[0]
+
+
+def test_early_stopping_keeps_the_best_dictionary():
+    V = planted_data(N=600)
+    W0 = nmf.init_dictionary(30, 5, 0.5, generator(0), torch.from_numpy(V))
+    # a learning rate this large makes the validation loss go up: training stops and
+    # returns the dictionary of the best epoch
+    updater = GradientStep(W0.clone(), beta=1.0, optimizer="sgd", learning_rate=5.0, momentum=0.9, lr_decay=1.0)
+    W, history = fit_epochs(nmf, updater, ArrayBatches(V, 200), beta=1.0, epochs=30, inner_iterations=5,
+                            validation_batches=ArrayBatches(V, 600), patience=2, log=quiet)
+    validation = [row["loss"] for row in history if row["split"] == "validation"]
+    assert len(validation) < 30
+    assert min(validation) < validation[-1]
+    returned = mean_loss(nmf, ArrayBatches(V, 600), W, beta=1.0, inner_iterations=5, l1=0.0, masked=False,
+                         device="cpu", seed=0, options=None)
+    assert returned == pytest.approx(min(validation), rel=1e-6)
+
+
+class Interrupted(Exception):
+    pass
+
+
+def interrupt_after(epoch):
+    def log(message):
+        if message.startswith(f"epoch {epoch}:"):
+            raise Interrupted
+    return log
+
+
+def segment_batches(V, T=10):
+    """Segments mode stand-in: (B x F x T) batches."""
+    class Segments(ArrayBatches):
+        def epoch(self, epoch):
+            S = self.V.shape[1] // T
+            segments = self.V[:, : S * T].reshape(self.V.shape[0], S, T).transpose(1, 0, 2)
+            order = np.random.default_rng([self.seed, epoch]).permutation(S)
+            for start in range(0, S, 8):
+                chosen = order[start:start + 8]
+                yield segments[chosen], np.zeros((len(chosen), 88, T), np.uint8)
+    return Segments(V, 80)
+
+
+@pytest.mark.parametrize("form", ["online_mu", "adam", "sgd"])
+@pytest.mark.parametrize("family", [nmf, nmfd], ids=["nmf", "nmfd"])
+def test_resuming_gives_the_same_dictionary(tmp_path, form, family):
+    V = planted_data(N=400)
+    batches = ArrayBatches(V, 100) if family is nmf else segment_batches(V)
+    options = {"time_extent": 3}
+
+    def run(checkpoint, log):
+        W0 = family.init_dictionary(30, 4, 0.5, generator(0), torch.from_numpy(V), **options)
+        if form == "online_mu":
+            updater = OnlineMU(W0, beta=1.0, forget_factor=0.5, total_frames=400)
+        else:
+            updater = GradientStep(W0, beta=1.0, optimizer=form, learning_rate=0.05, momentum=0.9, lr_decay=0.9)
+        return fit_epochs(family, updater, batches, beta=1.0, epochs=4, inner_iterations=3,
+                          validation_batches=ArrayBatches(V[:, :100], 100) if family is nmf else None,
+                          checkpoint_path=checkpoint, fingerprint="spec", options=options, log=log)
+
+    W_straight, history_straight = run(tmp_path / "straight.pt", quiet)
+    with pytest.raises(Interrupted):
+        run(tmp_path / "resumed.pt", interrupt_after(2))
+    W_resumed, history_resumed = run(tmp_path / "resumed.pt", quiet)
+    assert torch.equal(W_straight, W_resumed)
+    assert history_straight == history_resumed
+    assert len(history_straight) >= 4
+
+
+def test_a_checkpoint_of_another_spec_is_refused(tmp_path):
+    from lowrank_amt.errors import LowrankAmtError
+    V = planted_data(N=200)
+    W0 = nmf.init_dictionary(30, 4, 0.5, generator(0), torch.from_numpy(V))
+    kwargs = dict(beta=1.0, epochs=1, inner_iterations=2, checkpoint_path=tmp_path / "last.pt", log=quiet)
+    fit_epochs(nmf, OnlineMU(W0, beta=1.0, forget_factor=0.5, total_frames=200), ArrayBatches(V, 100),
+               fingerprint="a", **kwargs)
+    with pytest.raises(LowrankAmtError, match="another model spec"):
+        fit_epochs(nmf, OnlineMU(W0, beta=1.0, forget_factor=0.5, total_frames=200), ArrayBatches(V, 100),
+                   fingerprint="b", **kwargs)

@@ -1,0 +1,203 @@
+"""The trainable network on a tiny synthetic feature cache (harmonic combs on a
+1-bin-per-semitone CQT axis, no audio): harmonic stacking, chunked inference, falling
+loss, overfitting one piece to near-perfect note F, exact resumption from a
+checkpoint, and activations that the shared decoder and evaluation read."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from lowrank_amt import evaluation
+from lowrank_amt.constants import MIDI_MIN, N_KEYS
+from lowrank_amt.decode import activations_to_notes
+from lowrank_amt.deep import training
+from lowrank_amt.deep.network import HarmonicNet, harmonic_stack, n_parameters, track_logits
+from lowrank_amt.errors import LowrankAmtError
+from lowrank_amt.io import read_json, write_json
+from lowrank_amt.metrics import note_metrics
+from lowrank_amt.notes import piano_roll, read_midi_notes, write_midi_notes
+
+FRAME_RATE = 22050 / 512
+BINS_PER_SEMITONE = 1  # one bin per semitone from A0 keeps the tests fast
+N_BINS = N_KEYS * BINS_PER_SEMITONE
+SPEC = {"family": "network", "epochs": 3, "patience": 10, "batch_segments": 4, "segment_frames": 64,
+        "learning_rate": 3e-3, "channels": 4, "seed": 0, "device": "cpu"}
+EVALUATION = {"onset_tolerance": 0.05, "offset_ratio": 0.2}
+QUIET = lambda message: None  # noqa: E731
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny tensors: one thread is as fast and does not fight other jobs for cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def comb(key):
+    """A decaying harmonic comb for one key on the 1-bin-per-semitone axis."""
+    column = np.zeros(N_BINS)
+    for h in range(1, 7):
+        b = BINS_PER_SEMITONE * key + int(round(12 * BINS_PER_SEMITONE * np.log2(h)))
+        if b < N_BINS:
+            column[b] = 1.0 / h
+    return column
+
+
+def write_track(folder, track_id, split, seed, seconds=4.0, n_notes=10):
+    rng = np.random.default_rng(seed)
+    starts = np.sort(rng.uniform(0, seconds - 0.6, n_notes))
+    intervals = np.stack([starts, starts + rng.uniform(0.25, 0.5, n_notes)], axis=1)
+    pitches = rng.choice(np.arange(48, 84), n_notes, replace=False)  # distinct: no merged notes
+    n_frames = int(seconds * FRAME_RATE)
+    roll = piano_roll(intervals, pitches, n_frames, FRAME_RATE)
+    V = 1e-3 * rng.random((N_BINS, n_frames))
+    for (start, end), pitch in zip(intervals, pitches):
+        a, b = int(np.ceil(start * FRAME_RATE)), int(np.ceil(end * FRAME_RATE))
+        V[:, a:b] += np.outer(comb(pitch - MIDI_MIN), np.exp(-np.arange(b - a) / 15.0))
+    np.save(folder / f"{track_id}.npy", V.astype(np.float32))
+    np.save(folder / f"{track_id}.roll.npy", roll.astype(np.uint8))
+    write_midi_notes(folder / f"{track_id}.mid", intervals, pitches)
+    return {"track_id": track_id, "split": split, "features_path": f"{track_id}.npy",
+            "roll_path": f"{track_id}.roll.npy", "midi_path": str(folder / f"{track_id}.mid"),
+            "n_frames": n_frames, "frame_rate": FRAME_RATE, "duration": n_frames / FRAME_RATE}
+
+
+def write_cache(folder, tracks):
+    """tracks: (track_id, split, seed) triples; the same seed gives the same piece."""
+    rows = [write_track(folder, *t) for t in tracks]
+    pd.DataFrame(rows).to_csv(folder / "index.csv", index=False)
+    write_json(folder / "params.json", {"kind": "cqt", "bins_per_semitone": BINS_PER_SEMITONE, "fmin_midi": 21,
+                                        "n_semitones": 88, "hop_length": 512, "sample_rate": 22050})
+    return folder / "index.csv"
+
+
+@pytest.fixture
+def cache(tmp_path):
+    return write_cache(tmp_path, [("train_0", "train", 1), ("train_1", "train", 2), ("train_2", "train", 3),
+                                  ("validation_0", "validation", 4), ("test_0", "test", 5)])
+
+
+def train(index, out, spec=SPEC, log=QUIET):
+    training.train(spec, index, out / "model.pt", out / "loss.csv", out / "train.json", log=log)
+    return pd.read_csv(out / "loss.csv")
+
+
+def test_harmonic_stack_aligns_partials_on_the_fundamental():
+    bins = torch.zeros(1, 264, 1)
+    fundamental = 60
+    for h in (1, 2, 3, 4):  # partials of one pitch at 3 bins per semitone
+        bins[0, fundamental + int(round(36 * np.log2(h))), 0] = 1.0
+    stacked = harmonic_stack(bins, [0, 36, 57, 72])
+    assert stacked.shape == (1, 4, 264, 1)
+    assert torch.all(stacked[0, :, fundamental, 0] == 1)  # every channel lines up there
+    shifted_down = harmonic_stack(bins, [-36])  # the subharmonic channel moves up an octave
+    assert shifted_down[0, 0, fundamental + 36, 0] == 1 and shifted_down[0, 0, :36].sum() == 0
+
+
+def test_output_covers_the_88_keys_and_rejects_a_short_cqt():
+    model = HarmonicNet(264, 3, 21, channels=4)
+    note, onset = model(torch.rand(2, 264, 50))
+    assert note.shape == onset.shape == (2, 88, 50)
+    assert n_parameters(model) == sum(p.numel() for p in model.parameters())
+    with pytest.raises(LowrankAmtError, match="MIDI 21..108"):
+        HarmonicNet(84 * 3, 3, 24)
+
+
+def test_chunked_inference_equals_one_pass():
+    torch.manual_seed(0)
+    model = HarmonicNet(N_BINS, BINS_PER_SEMITONE, 21, channels=4).eval()
+    features = np.random.default_rng(0).random((N_BINS, 300)).astype(np.float32)
+    whole = model(torch.as_tensor(features).unsqueeze(0))
+    chunked = track_logits(model, features, "cpu", chunk_frames=64)
+    torch.testing.assert_close(chunked[0], whole[0][0], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(chunked[1], whole[1][0], rtol=1e-5, atol=1e-5)
+
+
+def test_loss_falls_over_epochs(cache, tmp_path):
+    losses = train(cache, tmp_path / "run", {**SPEC, "epochs": 4})
+    train_curve = losses[losses["split"] == "train"]["loss"].to_numpy()
+    validation_curve = losses[losses["split"] == "validation"]["loss"].to_numpy()
+    assert len(train_curve) == len(validation_curve) == 4
+    assert train_curve[-1] < 0.7 * train_curve[0]
+    assert validation_curve[-1] < validation_curve[0]
+    info = read_json(tmp_path / "run" / "train.json")
+    assert info["epochs"] == 4 and info["device"] == "cpu" and info["n_parameters"] > 1000
+    assert info["train_seconds"] > 0 and info["train_cpu_seconds"] > 0
+    assert not (tmp_path / "run" / "checkpoint.pt").exists()  # removed once outputs are written
+
+
+def test_overfits_one_piece_and_decodes_like_the_low_rank_models(tmp_path):
+    # One piece (seed 7) in every split, four copies in train so an epoch is four steps:
+    # a network that can learn must reproduce it.
+    copies = [(f"piece_{i}", "train", 7) for i in range(4)]
+    index = write_cache(tmp_path, copies + [("piece_v", "validation", 7), ("piece_t", "test", 7)])
+    out = tmp_path / "run"
+    train(index, out, {**SPEC, "epochs": 20, "patience": 20, "learning_rate": 1e-2, "segment_frames": 172,
+                       "batch_segments": 1})
+    training.activations(SPEC, out / "model.pt", index, out / "activations.npz", out / "activations.json", log=QUIET)
+    arrays = np.load(out / "activations.npz")
+    assert sorted(arrays.files) == ["test__piece_t", "validation__piece_v"]
+    H = arrays["test__piece_t"]
+    assert H.dtype == np.float16 and H.shape == (88, int(4.0 * FRAME_RATE))
+    assert read_json(out / "activations.json")["seconds_per_audio_minute"] > 0
+    ref = read_midi_notes(tmp_path / "piece_t.mid")
+    est = activations_to_notes(H.astype(np.float32), FRAME_RATE, 0.5, 0.05)
+    assert note_metrics(ref[0], ref[1], est[0], est[1])["note_onset_f"] > 0.95
+    # The shared decoder and evaluation read these activations like any model's.
+    evaluation.decode(out / "activations.npz", index, {"thresholds": [0.3, 0.5], "min_note_seconds": 0.05},
+                      EVALUATION, out / "midi", out / "decoding.json", log=QUIET)
+    scores = evaluation.evaluate(out / "midi", index, EVALUATION, out / "per_track.csv", log=QUIET)
+    assert scores["note_onset_f"].iloc[0] > 0.95
+
+
+class Interrupted(Exception):
+    pass
+
+
+def test_resuming_from_a_checkpoint_reproduces_the_uninterrupted_run(cache, tmp_path):
+    spec = {**SPEC, "epochs": 3}
+    uninterrupted = train(cache, tmp_path / "a", spec)
+
+    def crash_after_epoch_2(message):
+        if message.startswith("epoch 2:"):
+            raise Interrupted  # as if the job were killed after the epoch-2 checkpoint
+
+    with pytest.raises(Interrupted):
+        train(cache, tmp_path / "b", spec, log=crash_after_epoch_2)
+    assert (tmp_path / "b" / "checkpoint.pt").exists() and not (tmp_path / "b" / "model.pt").exists()
+    messages = []
+    resumed = train(cache, tmp_path / "b", spec, log=messages.append)
+    assert any("resuming" in m and "after epoch 2" in m for m in messages)
+    pd.testing.assert_frame_equal(resumed, uninterrupted)
+    a = torch.load(tmp_path / "a" / "model.pt", weights_only=True)["weights"]
+    b = torch.load(tmp_path / "b" / "model.pt", weights_only=True)["weights"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_checkpoint_of_another_spec_is_not_resumed(cache, tmp_path):
+    def crash(message):
+        if message.startswith("epoch 1:"):
+            raise Interrupted
+
+    with pytest.raises(Interrupted):
+        train(cache, tmp_path / "run", {**SPEC, "learning_rate": 1e-2}, log=crash)
+    messages = []
+    train(cache, tmp_path / "run", {**SPEC, "epochs": 1}, log=messages.append)
+    assert any("ignoring" in m for m in messages) and not any("resuming" in m for m in messages)
+
+
+def test_missing_model_is_a_clear_error(cache, tmp_path):
+    with pytest.raises(LowrankAmtError, match="does not exist"):
+        training.activations(SPEC, tmp_path / "nope.pt", cache, tmp_path / "a.npz", tmp_path / "a.json", log=QUIET)
+
+
+def test_train_hours_takes_the_first_training_tracks(cache, tmp_path):
+    first_track_hours = 4.0 / 3600 * 0.5  # half of the first 4-second track: that track alone
+    training.train({**SPEC, "epochs": 1}, cache, tmp_path / "model.pt", tmp_path / "loss.csv", tmp_path / "train.json",
+                   train_hours=first_track_hours, log=QUIET)
+    info = read_json(tmp_path / "train.json")
+    assert info["n_training_frames"] == pd.read_csv(cache)["n_frames"].iloc[0]
+    assert info["train_hours"] == first_track_hours

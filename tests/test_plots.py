@@ -1,0 +1,81 @@
+"""Every figure renders once on tiny fake data (SVG, and PNG copies to look at)."""
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lowrank_amt import plots
+from lowrank_amt.constants import N_KEYS
+from lowrank_amt.errors import LowrankAmtError
+from lowrank_amt.features import bin_frequencies
+
+# Set LOWRANK_AMT_PLOT_DIR to keep PNG copies of the figures for a visual check.
+LOOK_DIR = os.environ.get("LOWRANK_AMT_PLOT_DIR")
+
+
+def summary():
+    rows = []
+    for model, family, interp, base_s, base_f in (("nmf_sup_kl", "nmf", 0.9, 5, 0.7),
+                                                  ("nmfd_unsup", "nmfd", 0.55, 40, 0.6),
+                                                  ("ntd_semi", "ntd", 0.7, 90, 0.65),
+                                                  ("cnn_onsets", "deep", np.nan, 600, 0.85)):
+        for hours in (0.1, 1.0, 4.0):
+            rows.append({"model": model, "family": family, "dataset": "synth", "train_hours": hours,
+                         "interpretability": interp, "train_seconds": base_s * hours * 10,
+                         "note_onset_f_mean": min(0.95, base_f + 0.05 * np.log10(hours * 10)),
+                         "note_onset_f_std": 0.04, "train_seconds_per_epoch": base_s * hours,
+                         "train_peak_memory_mb": base_s * (3 + hours) if family != "nmf" else np.nan})
+    return pd.DataFrame(rows)
+
+
+def render(function, tmp_path, name, *args, **kwargs):
+    out = tmp_path / f"{name}.svg"
+    function(*args, out, **kwargs)
+    text = out.read_text()
+    assert text.lstrip().startswith("<?xml") and "</svg>" in text
+    if LOOK_DIR:
+        function(*args, Path(LOOK_DIR) / f"{name}.png", **kwargs)
+    return text
+
+
+def test_tradeoff_plot(tmp_path):
+    text = render(plots.tradeoff_plot, tmp_path, "tradeoff", summary())
+    assert "training time" in text and "interpretability" in text
+
+
+def test_scaling_and_cost_plots(tmp_path):
+    render(plots.scaling_plot, tmp_path, "scaling", summary())
+    render(plots.cost_scaling_plot, tmp_path, "cost_scaling", summary())
+
+
+def test_loss_curves(tmp_path):
+    epochs = pd.DataFrame([{"model": "nmfd_unsup", "epoch": e, "split": s, "loss": 100 / (e + 1) + (5 if s == "validation" else 0)}
+                           for e in range(20) for s in ("train", "validation")])
+    iterations = pd.DataFrame([{"model": "nmf_sup_kl", "template": k, "iteration": i, "loss": 10 * (k + 1) / (i + 1)}
+                               for k in range(3) for i in range(50)])
+    render(plots.loss_curves_plot, tmp_path, "loss_curves", pd.concat([epochs, iterations], ignore_index=True))
+
+
+def test_dictionary_and_excerpt(tmp_path):
+    freqs = bin_frequencies({"bins_per_semitone": 3, "n_semitones": 88, "fmin_midi": 21})
+    midi = 69 + 12 * np.log2(freqs / 440.0)
+    pitches = np.r_[np.arange(21, 109, 2), np.nan].astype(float)
+    W = np.stack([sum(np.exp(-0.5 * ((midi - p - 12 * np.log2(h)) / 0.2) ** 2) / h for h in range(1, 9))
+                  if np.isfinite(p) else np.random.default_rng(0).random(len(freqs)) for p in pitches], axis=1)
+    render(plots.dictionary_plot, tmp_path, "dictionary", W, freqs, pitches)
+    rng = np.random.default_rng(1)
+    roll = np.zeros((N_KEYS, 400))
+    for _ in range(30):
+        key, start = rng.integers(15, 75), rng.integers(0, 380)
+        roll[key, start:start + rng.integers(5, 40)] = 1
+    H = np.clip(np.roll(roll, 1, axis=1) * rng.uniform(0.3, 1.0, (N_KEYS, 1)) + 0.05 * rng.random(roll.shape), 0, None)
+    render(plots.excerpt_plot, tmp_path, "excerpt", H, roll, 43.07, seconds=8.0)
+
+
+def test_missing_columns_are_named(tmp_path):
+    with pytest.raises(LowrankAmtError, match="train_seconds"):
+        plots.tradeoff_plot(pd.DataFrame({"model": ["a"]}), tmp_path / "x.svg")
+    assert not (tmp_path / "x.svg").exists()
