@@ -13,6 +13,8 @@ TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 # basic-pitch ships the pretrained ONNX model; --no-deps keeps TensorFlow out.
 BASIC_PITCH_VERSION ?= 0.4.0
 CORES ?= all
+# The default study's figures the README shows (copied to docs/figures/ by `make study`).
+README_FIGURES := tradeoff scaling cost-scaling losses
 REPORT ?= results/report.html
 STAMP := $(VENV)/.installed
 export PATH := $(BIN):$(PATH)
@@ -71,7 +73,8 @@ system-deps:
 study: setup
 	$(BIN)/snakemake --cores $(CORES)
 	$(BIN)/snakemake --report $(REPORT)
-	@echo "study done: results in results/, report in $(REPORT)"
+	@mkdir -p docs/figures && cp $(foreach f,$(README_FIGURES),results/default/plots/$(f).svg) docs/figures/
+	@echo "study done: results in results/default/, report in $(REPORT), README figures in docs/figures/"
 
 report: setup
 	$(BIN)/snakemake --report $(REPORT)

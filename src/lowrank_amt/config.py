@@ -141,6 +141,7 @@ DOC_SECTIONS = (
     ("`models.<name>.*` with `family` nmf, nmfd or ntd", "model_lowrank"),
     ("`models.<name>.*` with `family: network`", "model_network"),
     ("`models.<name>.*` with `family: basic_pitch`", "model_basic_pitch"),
+    ("`resources.<stage>.*` (stages: `default`, `prepare_dataset`, `extract_features`, `train`, `activations`)", "resource_request"),
     ("`decoding.*`", "decoding"),
     ("`evaluation.*`", "evaluation"),
 )

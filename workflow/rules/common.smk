@@ -38,6 +38,20 @@ wildcard_constraints:
     size=r"all|isolated|pretrained|[0-9.]+h",
 
 
+def stage_request(stage):
+    """The `resources` config entry of a stage (see config/README.md)."""
+    return config["resources"].get(stage, config["resources"]["default"])
+
+
+def stage_threads(stage):
+    return stage_request(stage)["threads"]
+
+
+def stage_resources(stage):
+    """mem_mb, runtime and gpu of a stage's jobs, as Snakemake resources."""
+    return {k: v for k, v in stage_request(stage).items() if k != "threads"}
+
+
 def as_json(value):
     return json.dumps(value, sort_keys=True)
 

@@ -11,7 +11,9 @@ rule prepare_dataset:
         f"{RESULTS}/logs/prepare_dataset/{{dataset}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/prepare_dataset/{{dataset}}.tsv"
-    threads: workflow.cores
+    threads: stage_threads("prepare_dataset")
+    resources:
+        **stage_resources("prepare_dataset"),
     shell:
         "lowrank-amt prepare-dataset --spec {params.spec:q} --sample-rate {params.sample_rate}"
         " --manifest {output.manifest:q} --jobs {threads} > {log:q} 2>&1"

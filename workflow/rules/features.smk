@@ -13,7 +13,9 @@ rule extract_features:
         f"{RESULTS}/logs/extract_features/{{dataset}}/{{features}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/extract_features/{{dataset}}/{{features}}.tsv"
-    threads: 1
+    threads: stage_threads("extract_features")
+    resources:
+        **stage_resources("extract_features"),
     shell:
         "OMP_NUM_THREADS={threads} lowrank-amt extract-features --spec {params.spec:q}"
         " --sample-rate {params.sample_rate} --manifest {input.manifest:q} --index {output.index:q}"

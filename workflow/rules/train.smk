@@ -20,7 +20,9 @@ rule train_model:
         f"{RESULTS}/logs/train/{RUN}.log",
     benchmark:
         f"{RESULTS}/benchmarks/train/{RUN}.tsv"
-    threads: 1
+    threads: stage_threads("train")
+    resources:
+        **stage_resources("train"),
     shell:
         "OMP_NUM_THREADS={threads} lowrank-amt train --spec {params.spec:q} --index {input.index:q}"
         " --train-hours {params.hours} --checkpoint-dir {params.checkpoints:q}"
@@ -44,7 +46,9 @@ rule train_network:
         f"{RESULTS}/logs/train/{RUN}.log",
     benchmark:
         f"{RESULTS}/benchmarks/train/{RUN}.tsv"
-    threads: 1
+    threads: stage_threads("train")
+    resources:
+        **stage_resources("train"),
     shell:
         "OMP_NUM_THREADS={threads} lowrank-amt train --spec {params.spec:q} --index {input.index:q}"
         " --train-hours {params.hours} --checkpoint-dir {params.checkpoints:q}"

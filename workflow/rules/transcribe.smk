@@ -22,7 +22,9 @@ rule activations:
         f"{RESULTS}/logs/activations/{RUN}.log",
     benchmark:
         f"{RESULTS}/benchmarks/activations/{RUN}.tsv"
-    threads: 1
+    threads: stage_threads("activations")
+    resources:
+        **stage_resources("activations"),
     shell:
         "OMP_NUM_THREADS={threads} lowrank-amt activations --spec {params.spec:q}"
         " --model {input.model:q} --index {input.index:q}"
@@ -66,7 +68,9 @@ rule basic_pitch_infer:
         f"{RESULTS}/logs/activations/{RUN}.log",
     benchmark:
         f"{RESULTS}/benchmarks/activations/{RUN}.tsv"
-    threads: 1
+    threads: stage_threads("activations")
+    resources:
+        **stage_resources("activations"),
     shell:
         "OMP_NUM_THREADS={threads} lowrank-amt basic-pitch-infer --spec {params.spec:q}"
         " --manifest {input.manifest:q} --index {input.index:q}"
