@@ -75,6 +75,11 @@ def finished_rules(log_text):
                    if rule != "all")
 
 
+def local_rules(log_text):
+    """Rules the run executed beside Snakemake (the Snakefile's `localrules`)."""
+    return set(re.findall(r"^localrule (\w+):", log_text, re.M)) - {"all"}
+
+
 def submissions(log_text):
     """{Slurm job id: Slurm log path} of every job the Slurm executor submitted."""
     found = re.findall(r"has been submitted with SLURM jobid (\d+) \(log: (\S+)\)\.", log_text)
@@ -111,7 +116,11 @@ def test_every_job_went_through_sbatch(runs):
     run_id = re.search(r"SLURM run ID: (\S+)", log).group(1)
     # The same jobs as the local run, each one submitted once.
     assert finished_rules(log) == finished_rules(snakemake_log(local))
-    assert len(submitted) == sum(finished_rules(log).values()) > 0
+    # Every job but the few seconds-long `localrules` (aggregate, summary plots) is a Slurm job.
+    on_cluster = Counter({rule: n for rule, n in finished_rules(log).items() if rule not in local_rules(log)})
+    assert {"prepare_dataset", "extract_features", "train_model", "activations", "evaluate"} <= set(on_cluster)
+    assert local_rules(log) <= {"aggregate", "plot_losses", "plot_tradeoff", "plot_scaling", "plot_cost_scaling"}
+    assert len(submitted) == sum(on_cluster.values()) > 0
 
     seen = squeue(list(submitted))
     assert set(seen) == set(submitted), "jobs unknown to squeue: " + str(set(submitted) - set(seen))
@@ -124,7 +133,7 @@ def test_every_job_went_through_sbatch(runs):
         slurm_log = submitted[job_id]
         assert slurm_log.name == f"{job_id}.log" and on_slurm in slurm_log.parents, slurm_log
         assert f"rule {rule}:" in slurm_log.read_text(), slurm_log
-    assert rules == finished_rules(log)
+    assert rules == on_cluster
 
 
 def test_results_equal_local_run(runs):
