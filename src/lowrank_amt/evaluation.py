@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
 from . import __version__
 from .decode import DEFAULTS, activations_to_notes, mean_note_f, tune_decoding
@@ -124,12 +123,21 @@ def evaluate(midi_dir, index_path, evaluation: dict, out_path, log=print,
     return table
 
 
+#: Distributions whose versions every results row carries (basic-pitch's library has
+#: moved on from its paper, so its version matters for the comparison).
+VERSIONED_PACKAGES = ("torch", "numpy", "librosa", "mir_eval", "tensorly", "basic-pitch", "onnxruntime")
+
+
 def software_versions() -> dict:
-    import librosa
-    import mir_eval
-    return {"lowrank_amt": __version__, "torch": torch.__version__, "numpy": np.__version__,
-            "librosa": librosa.__version__, "mir_eval": mir_eval.__version__,
-            "python": platform.python_version()}
+    from importlib.metadata import PackageNotFoundError, version
+
+    versions = {"lowrank_amt": __version__, "python": platform.python_version()}
+    for package in VERSIONED_PACKAGES:
+        try:
+            versions[package.replace("-", "_")] = version(package)
+        except PackageNotFoundError:
+            versions[package.replace("-", "_")] = "not installed"
+    return versions
 
 
 def read_benchmark(path) -> dict:
