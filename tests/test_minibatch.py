@@ -116,9 +116,12 @@ def test_resuming_gives_the_same_dictionary(tmp_path, form, family):
             updater = OnlineMU(W0, beta=1.0, forget_factor=0.5, total_frames=400)
         else:
             updater = GradientStep(W0, beta=1.0, optimizer=form, learning_rate=0.05, momentum=0.9, lr_decay=0.9)
+        validation = ArrayBatches(V[:, :100], 100) if family is nmf else None
+        # a per-epoch validation score (a function of W) is part of the restored history
+        score = (lambda W: float(W.max() / W.mean())) if family is nmf else None
         return fit_epochs(family, updater, batches, beta=1.0, epochs=4, inner_iterations=3,
-                          validation_batches=ArrayBatches(V[:, :100], 100) if family is nmf else None,
-                          checkpoint_path=checkpoint, fingerprint="spec", options=options, log=log)
+                          validation_batches=validation, validation_score=score, checkpoint_path=checkpoint,
+                          fingerprint="spec", options=options, log=log)
 
     W_straight, history_straight = run(tmp_path / "straight.pt", quiet)
     with pytest.raises(Interrupted):
@@ -127,6 +130,8 @@ def test_resuming_gives_the_same_dictionary(tmp_path, form, family):
     assert torch.equal(W_straight, W_resumed)
     assert history_straight == history_resumed
     assert len(history_straight) >= 4
+    if family is nmf:
+        assert sum("score" in row for row in history_straight) == 4  # on each epoch's validation row
 
 
 def test_a_checkpoint_of_another_spec_is_refused(tmp_path):

@@ -6,7 +6,9 @@ one template per key from the isolated notes; semi_supervised: 88 templates lear
 the training pieces with activations confined to their piano roll; unsupervised:
 ``rank`` free templates, each given a pitch afterwards) and a training ``form``
 (full_batch | online_mu | gradient; supervised models are always learned full-batch).
-Missing keys take ``MODEL_DEFAULTS``.
+Missing keys take ``MODEL_DEFAULTS``. The mini-batch forms log, every
+``validation_note_f_every`` epochs (0: never), the validation note F of the dictionary
+at that epoch (``validation_note_f``).
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .constants import N_KEYS
+from .constants import N_KEYS, ONSET_TOLERANCE
+from .decode import DEFAULTS as DECODING_DEFAULTS
+from .decode import tune_threshold
 from .errors import LowrankAmtError
 from .factorization import nmfd as nmfd_family
 from .factorization.core import generator, pick_device
@@ -31,6 +35,7 @@ from .factorization.training import (FAMILIES, GradientStep, OnlineMU, checkpoin
 from .factorization.transcribe import template_keys, transcribe
 from .features import bin_frequencies, load_track, read_index
 from .io import atomic_path, read_json, write_json
+from .notes import read_midi_notes
 
 MODEL_DEFAULTS = {
     "family": "nmf", "supervision": "supervised", "form": "full_batch", "beta": 1.0,
@@ -38,8 +43,12 @@ MODEL_DEFAULTS = {
     "seed": 0, "device": "auto", "rank": 88, "time_extent": 8, "segment_frames": 32,
     "time_rank": 8, "segment_rank": 16, "batch_frames": 4096, "epochs": 20,
     "inner_iterations": 10, "forget_factor": 0.5, "optimizer": "adam", "learning_rate": 0.1,
-    "momentum": 0.9, "lr_decay": 0.95, "patience": 3,
+    "momentum": 0.9, "lr_decay": 0.95, "patience": 3, "validation_note_f_every": 1,
 }
+#: Thresholds of the plain thresholding decoder over which the per-epoch validation note
+#: F takes its best: a small grid (the decoding stage tunes a larger one), so that the
+#: curve follows the dictionary rather than one threshold that suits it.
+VALIDATION_THRESHOLDS = (0.05, 0.1, 0.2, 0.3)
 F16_MAX = float(np.finfo(np.float16).max)
 CHOICES = {"family": ("nmf", "nmfd", "ntd"),
            "supervision": ("supervised", "semi_supervised", "unsupervised"),
@@ -55,6 +64,9 @@ def model_spec(spec: dict) -> dict:
     if spec["supervision"] == "supervised" and spec["form"] != "full_batch":
         raise LowrankAmtError("model key 'form' must be 'full_batch' for supervision 'supervised' "
                               "(templates are learned key by key from the isolated notes)")
+    every = spec["validation_note_f_every"]
+    if isinstance(every, bool) or not isinstance(every, int) or every < 0:
+        raise LowrankAmtError(f"model key 'validation_note_f_every' must be an integer >= 0, got {every!r}")
     if spec["family"] == "ntd" and spec["supervision"] == "semi_supervised":
         raise LowrankAmtError("supervision 'semi_supervised' is not available for family 'ntd' "
                               "(its activations are a Tucker product, which a piano roll cannot mask)")
@@ -150,14 +162,45 @@ def _train_epochs(spec, index_path, train_hours, checkpoint_dir, device, log):
     fingerprint = json.dumps({**{k: v for k, v in spec.items() if k != "device"}, "train_hours": train_hours},
                              sort_keys=True)
     log(f"{spec['form']} {spec['family']}: {train_batches.n_frames} training frames, {K} templates, on {device}")
+    score = None
+    if validation is not None and spec["validation_note_f_every"]:
+        score = validation_scorer(spec, index_path, device)
     W, history = fit_epochs(family, updater, train_batches, beta=spec["beta"], epochs=spec["epochs"],
                             inner_iterations=spec["inner_iterations"], l1=spec["sparsity"],
                             masked=spec["supervision"] == "semi_supervised", validation_batches=validation,
                             patience=spec["patience"], checkpoint_path=checkpoint_file(checkpoint_dir),
                             fingerprint=fingerprint, seed=spec["seed"], device=device,
-                            options=_options(spec), log=log)
+                            options=_options(spec), validation_score=score,
+                            score_every=max(1, spec["validation_note_f_every"]), log=log)
     epochs_run = max((row["epoch"] for row in history), default=0)
-    return W.cpu().numpy(), pd.DataFrame(history), train_batches.n_frames, {"epochs": epochs_run}
+    table = pd.DataFrame(history).rename(columns={"score": "validation_note_f"})
+    return W.cpu().numpy(), table, train_batches.n_frames, {"epochs": epochs_run}
+
+
+def validation_note_f(spec, W: np.ndarray, keys: np.ndarray, index_path, device) -> float:
+    """Mean note-onset F over the validation tracks of the dictionary ``W`` (templates
+    on the last axis, ``keys`` their piano keys): activations as the activations stage
+    computes them, decoded by the plain thresholding decoder at the best of
+    ``VALIDATION_THRESHOLDS`` (other decoding parameters at their defaults), scored with
+    a 50 ms onset tolerance against the tracks' MIDI references."""
+    index = read_index(index_path, "validation")
+    if index.empty:
+        raise LowrankAmtError(f"{index_path} has no 'validation' tracks to score a dictionary on")
+    tracks = [(transcribe(load_track(row)[0], W, keys, spec, device), *read_midi_notes(row.midi_path)[:2])
+              for row in index.itertuples()]
+    best, scores = tune_threshold(tracks, VALIDATION_THRESHOLDS, float(index["frame_rate"].iloc[0]),
+                                  DECODING_DEFAULTS["min_note_seconds"], ONSET_TOLERANCE)
+    return dict(scores)[best]
+
+
+def validation_scorer(spec, index_path, device):
+    """W (a tensor, as training holds it) -> ``validation_note_f`` of the model that
+    ``train`` would save from it: templates given keys, normalized, dead ones dropped."""
+    def score(W: torch.Tensor) -> float:
+        W = W.cpu().numpy()
+        W, keys = normalized_templates(W, assign_template_keys(spec, W, index_path))
+        return validation_note_f(spec, W, keys, index_path, device)
+    return score
 
 
 def assign_template_keys(spec, W: np.ndarray, index_path) -> np.ndarray:

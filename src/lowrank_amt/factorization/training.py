@@ -18,10 +18,12 @@ Mini-batch forms, per batch: activations are solved from a fixed start by
   parameterization: steps are relative, so one learning rate fits any data scale),
   the gradient of the batch's beta-divergence per frame by autograd.
 Each epoch: shuffled batches from the loader (seed, epoch), the learning rate times
-``lr_decay``, the validation loss, early stopping after ``patience`` epochs without
-improvement (the best dictionary is kept), and a checkpoint (``torch.save`` of W, the
-optimizer or statistics, the RNG state and the history) from which an interrupted run
-resumes to the same final dictionary.
+``lr_decay``, the validation loss, optionally a validation score of the dictionary (the
+caller's function of W, e.g. the note F of the validation tracks transcribed with it),
+early stopping after ``patience`` epochs without improvement of the validation loss (the
+best dictionary is kept), and a checkpoint (``torch.save`` of W, the optimizer or
+statistics, the RNG state and the history) from which an interrupted run resumes to the
+same final dictionary and history.
 """
 
 from __future__ import annotations
@@ -177,16 +179,24 @@ def mean_loss(family, batches, W, *, beta, inner_iterations, l1, masked, device,
 def fit_epochs(family, updater, train_batches, *, beta: float, epochs: int, inner_iterations: int,
                l1: float = 0.0, masked: bool = False, validation_batches=None, patience: int = 0,
                checkpoint_path=None, fingerprint: str = "", seed: int = 0, device="cpu",
-               options=None, log=print):
+               options=None, validation_score=None, score_every: int = 1, log=print):
     """Epoch-wise training of ``updater``'s dictionary on ``train_batches`` (an object
     whose ``epoch(e)`` yields (features, roll) numpy batches, as ``loader.FrameBatches``).
 
     ``validation_batches`` (same kind, optional) give the loss that early stopping
     watches (else the training loss); ``patience`` 0 never stops early. With
-    ``checkpoint_path``, a checkpoint is written after every epoch and an existing one
-    with the same ``fingerprint`` (the model spec) is resumed. Returns (best W, history):
-    history is a list of {epoch, split, loss, learning_rate} rows, losses per frame.
+    ``validation_score`` (a function of W returning a float; needs
+    ``validation_batches``), every ``score_every``-th epoch's validation row also holds
+    ``score`` (other rows lack the key); it is logged only, early stopping still
+    watches the loss. With ``checkpoint_path``, a checkpoint is written after every epoch and an
+    existing one with the same ``fingerprint`` (the model spec) is resumed. Returns
+    (best W, history): history is a list of {epoch, split, loss, learning_rate[, score]}
+    rows, losses per frame.
     """
+    if validation_score is not None and validation_batches is None:
+        raise ValueError("fit_epochs: validation_score needs validation_batches")
+    if score_every < 1:
+        raise ValueError(f"fit_epochs: score_every must be at least 1, got {score_every}")
     state = {"epoch": 0, "history": [], "best_loss": math.inf, "best_W": updater.W,
              "bad_epochs": 0, "done": False}
     if checkpoint_path is not None and Path(checkpoint_path).exists():
@@ -221,6 +231,8 @@ def fit_epochs(family, updater, train_batches, *, beta: float, epochs: int, inne
                                 device=device, seed=seed, options=options)
             rows.append({"epoch": epoch + 1, "split": "validation", "loss": watched,
                          "learning_rate": learning_rate})
+        if validation_score is not None and (epoch + 1) % score_every == 0:
+            rows[1]["score"] = float(validation_score(updater.W))
         state["history"].extend(rows)
         if watched < state["best_loss"]:
             state.update(best_loss=watched, best_W=updater.W.clone(), bad_epochs=0)
@@ -229,6 +241,7 @@ def fit_epochs(family, updater, train_batches, *, beta: float, epochs: int, inne
         state["epoch"] = epoch + 1
         state["done"] = bool(patience) and state["bad_epochs"] >= patience
         log(f"epoch {epoch + 1}: " + ", ".join(f"{r['split']} loss {r['loss']:.6g}" for r in rows)
+            + (f", validation score {rows[-1]['score']:.4g}" if "score" in rows[-1] else "")
             + (" (early stop)" if state["done"] else ""))
         if checkpoint_path is not None:
             with atomic_path(checkpoint_path) as tmp:
