@@ -37,12 +37,14 @@ from .features import bin_frequencies, load_track, read_index
 from .io import atomic_path, read_json, write_json
 from .notes import read_midi_notes
 
+# learning_rate: Adam's steps on log W are relative (at most about lr per step); at 0.1,
+# a small study's few batches per epoch leave unsupervised templates near their random start.
 MODEL_DEFAULTS = {
     "family": "nmf", "supervision": "supervised", "form": "full_batch", "beta": 1.0,
     "train_iterations": 100, "transcribe_iterations": 100, "tol": 1e-4, "sparsity": 0.0,
     "seed": 0, "device": "auto", "rank": 88, "time_extent": 8, "segment_frames": 32,
     "time_rank": 8, "segment_rank": 16, "batch_frames": 4096, "epochs": 20,
-    "inner_iterations": 10, "forget_factor": 0.5, "optimizer": "adam", "learning_rate": 0.1,
+    "inner_iterations": 10, "forget_factor": 0.5, "optimizer": "adam", "learning_rate": 1.0,
     "momentum": 0.9, "lr_decay": 0.95, "patience": 3, "validation_note_f_every": 1,
 }
 #: Thresholds of the plain thresholding decoder over which the per-epoch validation note
@@ -275,16 +277,24 @@ def activations(spec: dict, model_path, index_path, activations_path, info_path,
     model = np.load(model_path)
     W = model["W"]
     keys = model["template_keys"] if "template_keys" in model.files else np.arange(W.shape[-1])
+    write_activations(index_path, activations_path, info_path, device, log,
+                      lambda features: transcribe(features, W, keys, spec, device))
+
+
+def write_activations(index_path, activations_path, info_path, device, log, estimate) -> None:
+    """Run ``estimate`` (features F x frames -> activations 88 x frames) on every
+    validation and test track and write the shared activations format: float16 arrays
+    named ``<split>__<track_id>`` (clipped to float16's range), and ``info_path`` with the
+    time per minute of audio and the device. Every model family's activations stage ends here."""
     index = read_index(index_path)
-    wall, audio_seconds = time.perf_counter(), 0.0
-    arrays = {}
+    wall, audio_seconds, arrays = time.perf_counter(), 0.0, {}
     for split in ("validation", "test"):
         rows = index[index["split"] == split]
         if rows.empty:
             raise LowrankAmtError(f"{index_path} has no '{split}' tracks")
         for row in rows.itertuples():
             features, _ = load_track(row)
-            arrays[f"{split}__{row.track_id}"] = np.minimum(transcribe(features, W, keys, spec, device), F16_MAX).astype(np.float16)
+            arrays[f"{split}__{row.track_id}"] = np.minimum(estimate(features), F16_MAX).astype(np.float16)
             audio_seconds += row.duration
             log(f"activations: {split}/{row.track_id}")
     seconds = time.perf_counter() - wall

@@ -17,7 +17,6 @@ decoder's parameters are for every other model.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import logging
 import time

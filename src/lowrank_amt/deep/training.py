@@ -28,6 +28,7 @@ from ..factorization.core import pick_device
 from ..features import load_track, read_index
 from ..io import atomic_path, read_json, write_json
 from ..loader import FrameBatches
+from ..stages import write_activations
 from .network import HarmonicNet, n_parameters, track_logits, transcription_loss
 
 #: Model spec keys and defaults (the config schema holds the same defaults).
@@ -183,20 +184,5 @@ def activations(spec: dict, model_path, index_path, activations_path, info_path,
     spec = _spec(spec)
     device = pick_device(spec["device"])
     model = load_model(model_path, device)
-    index = read_index(index_path)
-    wall, audio_seconds, arrays = time.perf_counter(), 0.0, {}
-    for split in ("validation", "test"):
-        rows = index[index["split"] == split]
-        if rows.empty:
-            raise LowrankAmtError(f"{index_path} has no '{split}' tracks")
-        for row in rows.itertuples():
-            features, _ = load_track(row)
-            note, _ = track_logits(model, features, device)
-            arrays[f"{split}__{row.track_id}"] = torch.sigmoid(note).numpy().astype(np.float16)
-            audio_seconds += row.duration
-            log(f"activations: {split}/{row.track_id}")
-    seconds = time.perf_counter() - wall
-    with atomic_path(activations_path) as tmp:
-        np.savez_compressed(tmp, **arrays)
-    write_json(info_path, {"activation_seconds": seconds, "audio_seconds": audio_seconds,
-                           "seconds_per_audio_minute": 60 * seconds / audio_seconds, "device": str(device)})
+    write_activations(index_path, activations_path, info_path, device, log,
+                      lambda features: torch.sigmoid(track_logits(model, features, device)[0]).numpy())

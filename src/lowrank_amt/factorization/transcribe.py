@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from ..constants import MIDI_MAX, MIDI_MIN, N_KEYS
-from .training import FAMILIES, fit_full_batch
+from .training import FAMILIES, solve_activations
 
 
 def template_keys(pitches) -> np.ndarray:
@@ -41,8 +41,8 @@ def transcribe(features: np.ndarray, W: np.ndarray, keys: np.ndarray, spec: dict
         from .ntd import segment
         V = segment(V, spec["segment_frames"])
     options = {"time_rank": spec["time_rank"], "segment_rank": spec["segment_rank"]}
-    with torch.no_grad():
-        _, activations, _ = fit_full_batch(family, V, torch.from_numpy(W).to(device), beta=spec["beta"],
-                                           n_iter=spec["transcribe_iterations"], l1=spec["sparsity"],
-                                           update_dictionary=False, seed=spec["seed"], options=options)
+    with torch.no_grad():  # the MU steps of full-batch training with W fixed, without its loss curve
+        activations = solve_activations(family, V, torch.from_numpy(W).to(device), beta=spec["beta"],
+                                        n_iter=spec["transcribe_iterations"], l1=spec["sparsity"],
+                                        seed=spec["seed"], options=options)
     return to_keys(family.key_activations(activations)[:, :n_frames], keys)
