@@ -179,7 +179,8 @@ def bench_memory(hours_small, hours_large, work: Path):
     caches = {h: synthetic_cache(work / f"cache_{h}h", h) for h in (hours_small, hours_large)}
     for family, form in (("nmf", "online_mu"), ("nmf", "gradient"), ("ntd", "online_mu")):
         spec = {"family": family, "supervision": "unsupervised", "form": form, "rank": 88, "epochs": 1,
-                "inner_iterations": 3, "batch_frames": 4096, "device": "cpu", "segment_frames": 32}
+                "inner_iterations": 3, "batch_frames": 4096, "device": "cpu", "segment_frames": 32,
+                "validation_note_f_every": 0}  # the synthetic caches have no MIDI to score
         peaks = {}
         for hours, index in caches.items():
             out = work / f"run_{family}_{form}_{hours}"
