@@ -11,12 +11,7 @@ from lowrank_amt.factorization.training import (GradientStep, OnlineMU, fit_epoc
                                                 mean_loss, solve_activations)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 class ArrayBatches:

@@ -27,13 +27,7 @@ EVALUATION = {"onset_tolerance": 0.05, "offset_ratio": 0.2}
 QUIET = lambda message: None  # noqa: E731
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one thread is as fast and does not fight other jobs for cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def comb(key):

@@ -11,13 +11,7 @@ from lowrank_amt.factorization.core import beta_divergence, generator
 from lowrank_amt.factorization.training import fit_full_batch
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # tiny tensors: threads only add contention on a shared machine
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def explicit_reconstruction(W, H):

@@ -11,12 +11,7 @@ from lowrank_amt.factorization.core import beta_divergence, generator
 from lowrank_amt.factorization.training import fit_full_batch
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_segments_are_consecutive_frames():

@@ -21,12 +21,7 @@ from test_stages import N_BINS, harmonic_templates, random_notes, write_track
 OPTIONS = {"time_extent": 3, "time_rank": 2, "segment_rank": 3}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def family_data(family, rng):

@@ -18,7 +18,9 @@ from lowrank_amt.features import load_track, read_index
 from lowrank_amt.metrics import note_metrics
 from lowrank_amt.notes import read_midi_notes
 from test_minibatch import ArrayBatches, planted_data
-from test_training import SMALL, cache, one_thread  # noqa: F401  (fixtures)
+from test_training import SMALL, cache  # noqa: F401  (fixture)
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 SEMI = {**SMALL, "family": "nmf", "supervision": "semi_supervised", "form": "online_mu",
         "epochs": 4, "patience": 0}
