@@ -37,6 +37,7 @@ import torch
 from lowrank_amt.factorization import nmf, ntd
 from lowrank_amt.factorization.core import beta_divergence, generator, update_H, update_W
 from lowrank_amt.factorization.training import OnlineMU, fit_epochs, fit_full_batch, solve_activations
+from lowrank_amt.loader import ArrayBatches
 
 FRAME_RATE = 22050 / 512
 
@@ -56,17 +57,6 @@ def timed(fn, repeat=1):
         result = fn()
         best = min(best, time.perf_counter() - start)
     return best, result
-
-
-class ArrayBatches:
-    def __init__(self, V, batch_frames, seed=0):
-        self.V, self.batch_frames, self.seed, self.n_frames = V, batch_frames, seed, V.shape[1]
-
-    def epoch(self, epoch):
-        order = np.random.default_rng([self.seed, epoch]).permutation(self.n_frames)
-        for start in range(0, self.n_frames, self.batch_frames):
-            frames = order[start:start + self.batch_frames]
-            yield self.V[:, frames], None
 
 
 def dictionary_loss(V, W):

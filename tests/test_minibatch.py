@@ -9,22 +9,10 @@ from lowrank_amt.factorization import nmf, nmfd
 from lowrank_amt.factorization.core import beta_divergence, generator
 from lowrank_amt.factorization.training import (GradientStep, OnlineMU, fit_epochs, fit_full_batch,
                                                 mean_loss, solve_activations)
+from lowrank_amt.loader import ArrayBatches
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-class ArrayBatches:
-    """In-memory stand-in for loader.FrameBatches (frames mode): shuffled by (seed, epoch)."""
-
-    def __init__(self, V, batch_frames, seed=0):
-        self.V, self.batch_frames, self.seed, self.n_frames = V, batch_frames, seed, V.shape[1]
-
-    def epoch(self, epoch):
-        order = np.random.default_rng([self.seed, epoch]).permutation(self.n_frames)
-        for start in range(0, self.n_frames, self.batch_frames):
-            frames = order[start:start + self.batch_frames]
-            yield self.V[:, frames], np.zeros((88, len(frames)), np.uint8)
 
 
 def planted_data(seed=0, F=30, K=5, N=3000):

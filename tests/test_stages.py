@@ -53,19 +53,27 @@ def write_track(folder, track_id, split, W, intervals, pitches, seconds, rng):
             "n_frames": n_frames, "frame_rate": FRAME_RATE, "duration": seconds}
 
 
-@pytest.fixture
-def cache(tmp_path):
+def build_cache(folder, splits, notes_per_track, key_spacing, key_hold):
+    """A feature cache in ``folder`` from known harmonic templates: one isolated-note track
+    (a key every ``key_spacing`` s, held ``key_hold`` s) and 8-s pieces of
+    ``notes_per_track`` random notes, ``splits`` = ((split, number of tracks), ...).
+    Returns (folder, true templates)."""
     rng = np.random.default_rng(0)
     W = harmonic_templates(rng)
-    rows = []
     keys = np.arange(MIDI_MIN, MIDI_MIN + N_KEYS)
-    isolated = np.stack([0.1 + 0.5 * np.arange(N_KEYS), 0.5 + 0.5 * np.arange(N_KEYS)], axis=1)
-    rows.append(write_track(tmp_path, "isolated", "isolated", W, isolated, keys, 0.5 * N_KEYS + 1, rng))
-    for split, n in (("validation", 2), ("test", 3)):
+    starts = 0.1 + key_spacing * np.arange(N_KEYS)
+    isolated = np.stack([starts, starts + key_hold], axis=1)
+    rows = [write_track(folder, "isolated", "isolated", W, isolated, keys, key_spacing * N_KEYS + 1, rng)]
+    for split, n in splits:
         for i in range(n):
-            rows.append(write_track(tmp_path, f"{split}_{i}", split, W, *random_notes(rng, 8, 25), 8, rng))
-    pd.DataFrame(rows).to_csv(tmp_path / "index.csv", index=False)
-    return tmp_path, W
+            rows.append(write_track(folder, f"{split}_{i}", split, W, *random_notes(rng, 8, notes_per_track), 8, rng))
+    pd.DataFrame(rows).to_csv(folder / "index.csv", index=False)
+    return folder, W
+
+
+@pytest.fixture
+def cache(tmp_path):
+    return build_cache(tmp_path, (("validation", 2), ("test", 3)), notes_per_track=25, key_spacing=0.5, key_hold=0.4)
 
 
 def run_pipeline(folder, tag):

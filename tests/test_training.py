@@ -9,14 +9,14 @@ import pytest
 import torch
 
 from lowrank_amt import stages
-from lowrank_amt.constants import MIDI_MIN, N_KEYS
+from lowrank_amt.constants import N_KEYS
 from lowrank_amt.errors import LowrankAmtError
 from lowrank_amt.factorization import nmf, nmfd, ntd
 from lowrank_amt.factorization.core import generator
 from lowrank_amt.factorization.training import fit_full_batch
 from lowrank_amt.factorization.transcribe import template_keys, to_keys
 from lowrank_amt.io import read_json
-from test_stages import N_BINS, harmonic_templates, random_notes, write_track
+from test_stages import build_cache
 
 OPTIONS = {"time_extent": 3, "time_rank": 2, "segment_rank": 3}
 
@@ -68,17 +68,8 @@ def test_template_keys_round_pitches_and_drop_the_rest():
 def cache(tmp_path_factory):
     """A feature cache synthesized from known harmonic templates (no audio), with train,
     validation, test and isolated splits and a params.json for bin frequencies."""
-    folder = tmp_path_factory.mktemp("cache")
-    rng = np.random.default_rng(0)
-    W = harmonic_templates(rng)
-    rows = []
-    keys = np.arange(MIDI_MIN, MIDI_MIN + N_KEYS)
-    isolated = np.stack([0.1 + 0.3 * np.arange(N_KEYS), 0.35 + 0.3 * np.arange(N_KEYS)], axis=1)
-    rows.append(write_track(folder, "isolated", "isolated", W, isolated, keys, 0.3 * N_KEYS + 1, rng))
-    for split, n in (("train", 3), ("validation", 1), ("test", 1)):
-        for i in range(n):
-            rows.append(write_track(folder, f"{split}_{i}", split, W, *random_notes(rng, 8, 30), 8, rng))
-    pd.DataFrame(rows).to_csv(folder / "index.csv", index=False)
+    folder, W = build_cache(tmp_path_factory.mktemp("cache"), (("train", 3), ("validation", 1), ("test", 1)),
+                            notes_per_track=30, key_spacing=0.3, key_hold=0.25)
     (folder / "params.json").write_text(json.dumps({"kind": "cqt", "sample_rate": 22050, "hop_length": 512,
                                                     "bins_per_semitone": 3, "fmin_midi": 21, "n_semitones": 88}))
     return folder, W
