@@ -1,6 +1,7 @@
 # Config validation and input functions: rules below hold no logic of their own.
 import json
 import re
+import shlex
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError

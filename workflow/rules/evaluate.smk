@@ -6,9 +6,8 @@ def oracle_arguments(wildcards, input):
     """The labelled oracle-threshold columns need activations (not Basic Pitch's)."""
     if not config["evaluation"]["oracle"] or wildcards.model in BASIC_PITCH:
         return ""
-    activations = f"{RESULTS}/transcriptions/{RUN}/activations.npz".format(**wildcards)
-    return (f"--activations {activations} --decoding-info {input.decoding}"
-            f" --decoding '{as_json(config['decoding'])}'")
+    return (f"--activations {input.activations} --decoding-info {input.decoding}"
+            f" --decoding {shlex.quote(as_json(config['decoding']))}")
 
 
 def oracle_inputs(wildcards):
