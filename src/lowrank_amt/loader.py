@@ -105,24 +105,27 @@ class FrameBatches:
         track_of = np.repeat(np.arange(len(counts)), counts)
         start_of = np.concatenate([np.arange(n) * C for n in counts])
         order = rng.permutation(len(track_of)) if self.shuffle else np.arange(len(track_of))
-        pending_x = np.empty((self.n_bins, 0), np.float32)
-        pending_y = np.empty((N_KEYS, 0), np.uint8)
+        # the shuffle buffer is frames-major (frames x bins): shuffling moves whole rows,
+        # several times faster than gathering scattered columns; batches go out bins x frames
+        pending_x = np.empty((0, self.n_bins), np.float32)
+        pending_y = np.empty((0, N_KEYS), np.uint8)
         for g in range(0, len(order), self.buffer_chunks):
             group = order[g:g + self.buffer_chunks]
             if self.shuffle:  # read each track's chunks together; order is shuffled below anyway
                 group = group[np.lexsort((start_of[group], track_of[group]))]
             pieces = [self._read(track_of[c], start_of[c], start_of[c] + C) for c in group]
-            xs = np.concatenate([pending_x] + [p[0] for p in pieces], axis=1)
-            ys = np.concatenate([pending_y] + [p[1] for p in pieces], axis=1)
+            xs = np.concatenate([pending_x] + [p[0].T for p in pieces], axis=0)
+            ys = np.concatenate([pending_y] + [p[1].T for p in pieces], axis=0)
             if self.shuffle:
-                perm = rng.permutation(xs.shape[1])
-                xs, ys = xs[:, perm], ys[:, perm]
-            n_full = xs.shape[1] // self.batch_frames * self.batch_frames
+                perm = rng.permutation(xs.shape[0])
+                xs, ys = xs[perm], ys[perm]
+            n_full = xs.shape[0] // self.batch_frames * self.batch_frames
             for b in range(0, n_full, self.batch_frames):
-                yield xs[:, b:b + self.batch_frames], ys[:, b:b + self.batch_frames]
-            pending_x, pending_y = xs[:, n_full:], ys[:, n_full:]
-        if pending_x.shape[1]:
-            yield pending_x, pending_y
+                yield (np.ascontiguousarray(xs[b:b + self.batch_frames].T),
+                       np.ascontiguousarray(ys[b:b + self.batch_frames].T))
+            pending_x, pending_y = xs[n_full:], ys[n_full:]
+        if pending_x.shape[0]:
+            yield np.ascontiguousarray(pending_x.T), np.ascontiguousarray(pending_y.T)
 
     def _segments(self, rng):
         T = self.segment_frames
@@ -152,10 +155,13 @@ class ArrayBatches:
     that fits in memory, tests and benchmarks."""
 
     def __init__(self, V: np.ndarray, batch_frames: int, seed: int = 0):
-        self.V, self.batch_frames, self.seed, self.n_frames = V, batch_frames, seed, V.shape[1]
+        # frames-major copy: a batch gathers whole rows, not scattered columns (4-10x faster)
+        self.V = V
+        self.frames = np.ascontiguousarray(np.asarray(V, dtype=np.float32).T)
+        self.batch_frames, self.seed, self.n_frames = batch_frames, seed, V.shape[1]
 
     def epoch(self, epoch: int):
         order = np.random.default_rng([self.seed, epoch]).permutation(self.n_frames)
         for start in range(0, self.n_frames, self.batch_frames):
             frames = order[start:start + self.batch_frames]
-            yield self.V[:, frames], np.zeros((N_KEYS, len(frames)), np.uint8)
+            yield np.ascontiguousarray(self.frames[frames].T), np.zeros((N_KEYS, len(frames)), np.uint8)
