@@ -32,8 +32,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
+import lowrank_amt  # noqa: F401  (before torch: sets its allocator's huge-page switch)
+import torch
 from lowrank_amt.factorization import nmf, ntd
 from lowrank_amt.factorization.core import beta_divergence, generator, update_H, update_W
 from lowrank_amt.factorization.training import OnlineMU, fit_epochs, fit_full_batch, solve_activations
@@ -65,14 +66,14 @@ def dictionary_loss(V, W):
         return float(beta_divergence(V, nmf.reconstruct(W, activations), 1.0))
 
 
-def bench_minibatch(F, N, K, batch, epochs, inner):
+def bench_minibatch(F, N, K, batch, epochs, inner, forget=0.5):
     from sklearn.decomposition import MiniBatchNMF
     V = spectrogram_like(F, N, K)
     theirs = MiniBatchNMF(K, beta_loss="kullback-leibler", batch_size=batch, max_iter=epochs, tol=0,
                           max_no_improvement=None, init="random", random_state=0)
     t_theirs, _ = timed(lambda: theirs.fit(V.T))
     W0 = nmf.init_dictionary(F, K, float(np.sqrt(V.mean() / K)), generator(0), torch.from_numpy(V))
-    updater = OnlineMU(W0, beta=1.0, forget_factor=0.5, total_frames=N)
+    updater = OnlineMU(W0, beta=1.0, forget_factor=forget, total_frames=N)
     t_ours, (W, _) = timed(lambda: fit_epochs(nmf, updater, ArrayBatches(V, batch), beta=1.0, epochs=epochs,
                                               inner_iterations=inner, log=lambda m: None))
     V_t = torch.from_numpy(V)

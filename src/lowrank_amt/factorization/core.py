@@ -30,13 +30,24 @@ def pick_device(setting: str = "auto") -> torch.device:
 
 
 def beta_divergence(V: torch.Tensor, V_hat: torch.Tensor, beta: float, eps: float = EPS) -> torch.Tensor:
-    """Sum over entries of d_beta(V | V_hat)."""
+    """Sum over entries of d_beta(V | V_hat), V_hat floored at ``eps``.
+
+    For beta = 1 an entry with V = 0 contributes V_hat (0 log 0 = 0, as scikit-learn);
+    beta = 1 and 2 use one temporary and a dot product (the loss is computed every
+    iteration, so it must not cost as much as the update)."""
     V_hat = V_hat.clamp_min(eps)
     if beta == 2:
-        return 0.5 * ((V - V_hat) ** 2).sum()
-    V = V.clamp_min(eps)
+        diff = (V - V_hat).reshape(-1)
+        return 0.5 * torch.dot(diff, diff)
     if beta == 1:
-        return (V * torch.log(V / V_hat) - V + V_hat).sum()
+        # log(V / V_hat) where V > 0; the floor only turns log 0 into a finite number times 0
+        ratio = torch.div(V, V_hat)
+        if V.requires_grad or V_hat.requires_grad:  # autograd needs the intermediates kept
+            log_ratio = ratio.clamp_min(torch.finfo(V.dtype).tiny).log()
+        else:
+            log_ratio = ratio.clamp_min_(torch.finfo(V.dtype).tiny).log_()
+        return torch.dot(V.reshape(-1), log_ratio.reshape(-1)) - V.sum() + V_hat.sum()
+    V = V.clamp_min(eps)
     if beta == 0:
         ratio = V / V_hat
         return (ratio - torch.log(ratio) - 1).sum()
@@ -65,16 +76,11 @@ def ratio_terms(V: torch.Tensor, V_hat: torch.Tensor, beta: float):
 
 def update_H(V, W, H, beta: float, l1: float = 0.0, eps: float = EPS) -> torch.Tensor:
     """One MU step on H for V ~ W H (W fixed); returns the new H."""
-    V_hat = (W @ H).clamp_min(eps)
+    V_hat = (W @ H).clamp_min_(eps)
     num_term, den_term = ratio_terms(V, V_hat, beta)
-    numerator = W.T @ num_term
-    if den_term is None:
-        denominator = W.sum(dim=0, keepdim=True).T.expand_as(H)
-    else:
-        denominator = W.T @ den_term
-    if l1:
-        denominator = denominator + l1
-    return (H * (numerator / denominator.clamp_min(eps)) ** mu_exponent(beta)).clamp_min(eps)
+    # beta = 1: W^T times ones is W's column sums, broadcast over frames
+    denominator = W.sum(dim=0)[:, None] if den_term is None else W.T @ den_term
+    return mu_step(H, W.T @ num_term, denominator, beta, l1, eps=eps)
 
 
 def update_W(V, W, H, beta: float, eps: float = EPS) -> torch.Tensor:
@@ -86,13 +92,18 @@ def mu_step(X: torch.Tensor, numerator: torch.Tensor, denominator: torch.Tensor,
             l1: float = 0.0, mask: torch.Tensor | None = None, eps: float = EPS) -> torch.Tensor:
     """The multiplicative update X * (numerator / (denominator + l1)) ** gamma(beta).
 
-    The result is floored at ``eps``; where ``mask`` is 0 it is exactly 0 (a zero stays
-    a zero under MU, which is how activations are confined to a piano roll).
+    ``denominator`` may be any shape that broadcasts to X's. The result is floored at
+    ``eps``; where ``mask`` is 0 it is exactly 0 (a zero stays a zero under MU, which is
+    how activations are confined to a piano roll). One new tensor, updated in place.
     """
     if l1:
         denominator = denominator + l1
-    X = (X * (numerator / denominator.clamp_min(eps)) ** mu_exponent(beta)).clamp_min(eps)
-    return X if mask is None else X * mask
+    step = torch.div(numerator, denominator.clamp_min(eps))
+    gamma = mu_exponent(beta)
+    if gamma != 1:
+        step.pow_(gamma)
+    step = step.mul_(X).clamp_min_(eps)
+    return step if mask is None else step.mul_(mask)
 
 
 def generator(seed: int) -> torch.Generator:

@@ -108,12 +108,20 @@ def init_dictionary(n_bins: int, rank: int, scale: float, gen: torch.Generator,
     return positive_rand((n_bins, rank), scale, gen, like)
 
 
-def init_activations(V, W, gen=None, mask=None, **_) -> dict:
-    """Constant H whose reconstruction has V's mean (a fixed start: repeatable, and W
-    breaks the symmetry); zero outside ``mask``."""
+def init_activations(V, W, gen=None, mask=None, start_floor: float = 1e-3, **_) -> dict:
+    """The least-squares start: H = (W^T W + ridge I)^-1 W^T V, floored at
+    ``start_floor`` times the constant activation that reproduces V's mean (MU needs
+    every entry positive, and cannot quickly lift one from near zero); zero outside
+    ``mask``. One matmul, and a start that one KL-MU step takes closer to the optimum
+    than about ten steps from a constant start (measured in bench/).
+    The ridge (1e-3 of the Gram matrix's mean diagonal) keeps near-collinear templates
+    (octaves, neighbouring keys) from producing huge opposite-signed coefficients."""
+    gram = W.T @ W
+    ridge = 1e-3 * gram.diagonal().mean().clamp_min(EPS)
+    projector = torch.linalg.solve(gram + ridge * torch.eye(W.shape[1], dtype=W.dtype, device=W.device), W.T)
     level = V.mean() / W.sum(dim=1).mean().clamp_min(EPS)
-    H = torch.full((W.shape[1], V.shape[-1]), float(level), dtype=V.dtype, device=V.device)
-    return {"H": H if mask is None else H * mask}
+    H = (projector @ V).clamp_min_(float(start_floor * level) + EPS)
+    return {"H": H if mask is None else H.mul_(mask)}
 
 
 def reconstruct(W, activations) -> torch.Tensor:
@@ -121,19 +129,22 @@ def reconstruct(W, activations) -> torch.Tensor:
 
 
 def activation_step(V, W, activations, beta: float, l1: float = 0.0, mask=None, V_hat=None) -> dict:
-    """One MU step on H (``V_hat``: the current reconstruction, when already computed)."""
+    """One MU step on H. ``V_hat``: the current reconstruction floored at EPS, when the
+    caller already has it."""
     H = activations["H"]
-    V_hat = (W @ H if V_hat is None else V_hat).clamp_min(EPS)
+    if V_hat is None:
+        V_hat = (W @ H).clamp_min_(EPS)
     num_term, den_term = ratio_terms(V, V_hat, beta)
     numerator = W.T @ num_term
-    denominator = W.sum(dim=0)[:, None].expand_as(H) if den_term is None else W.T @ den_term
+    # beta = 1: W^T times ones is W's column sums, broadcast over frames
+    denominator = W.sum(dim=0)[:, None] if den_term is None else W.T @ den_term
     return {"H": mu_step(H, numerator, denominator, beta, l1, mask)}
 
 
 def dictionary_terms(V, W, activations, beta: float, V_hat=None):
-    """(numerator, denominator) of the MU step on W."""
+    """(numerator, denominator) of the MU step on W (``V_hat`` as in activation_step)."""
     H = activations["H"]
-    V_hat = (W @ H if V_hat is None else V_hat).clamp_min(EPS)
+    V_hat = (W @ H).clamp_min_(EPS) if V_hat is None else V_hat
     num_term, den_term = ratio_terms(V, V_hat, beta)
     denominator = H.sum(dim=1)[None, :].expand_as(W) if den_term is None else den_term @ H.T
     return num_term @ H.T, denominator

@@ -63,10 +63,10 @@ def _adjoint_H(W, R):
 
 
 def activation_step(V, W, activations, beta: float, l1: float = 0.0, mask=None, V_hat=None) -> dict:
-    """One MU step on H."""
+    """One MU step on H (``V_hat``: the current reconstruction floored at EPS, if known)."""
     _check(V, W)
     H = activations["H"]
-    V_hat = (reconstruct(W, activations) if V_hat is None else V_hat).clamp_min(EPS)
+    V_hat = reconstruct(W, activations).clamp_min_(EPS) if V_hat is None else V_hat
     num_term, den_term = ratio_terms(V, V_hat, beta)
     if den_term is None:
         # beta = 1: the adjoint of a matrix of ones; at frame n only lags t < N - n count
@@ -82,7 +82,7 @@ def dictionary_terms(V, W, activations, beta: float, V_hat=None):
     """(numerator, denominator) of the MU step on all of W (T x F x K)."""
     _check(V, W)
     H = activations["H"]
-    V_hat = (reconstruct(W, activations) if V_hat is None else V_hat).clamp_min(EPS)
+    V_hat = reconstruct(W, activations).clamp_min_(EPS) if V_hat is None else V_hat
     num_term, den_term = ratio_terms(V, V_hat, beta)
     N = H.shape[-1]
     numerator, denominator = torch.zeros_like(W), torch.zeros_like(W)

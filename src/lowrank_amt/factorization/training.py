@@ -38,7 +38,7 @@ import torch
 from ..errors import LowrankAmtError
 from ..io import atomic_path
 from . import nmf, nmfd, ntd
-from .core import beta_divergence, generator, mu_exponent, mu_step
+from .core import EPS, beta_divergence, generator, mu_exponent, mu_step
 
 FAMILIES = {"nmf": nmf, "nmfd": nmfd, "ntd": ntd}
 
@@ -67,7 +67,7 @@ def fit_full_batch(family, V, W, *, beta: float, n_iter: int, tol: float = 0.0, 
     activations = family.init_activations(V, W, generator(seed), mask, **(options or {}))
     losses = []
     for iteration in range(n_iter + 1):
-        V_hat = family.reconstruct(W, activations)
+        V_hat = family.reconstruct(W, activations).clamp_min_(EPS)
         losses.append(float(beta_divergence(V, V_hat, beta)))
         if log and iteration % 50 == 0:
             log(f"iteration {iteration}: loss {losses[-1]:.6g}")
@@ -92,8 +92,9 @@ class OnlineMU:
         self.numerator, self.denominator = W.clone(), torch.ones_like(W)
         self.learning_rate = None
 
-    def step(self, family, V, activations) -> None:
-        numerator, denominator = family.dictionary_terms(V, self.W, activations, self.beta)
+    def step(self, family, V, activations, V_hat=None) -> None:
+        """One update from a batch; ``V_hat``: its reconstruction floored at EPS, if known."""
+        numerator, denominator = family.dictionary_terms(V, self.W, activations, self.beta, V_hat=V_hat)
         rho = self.forget_factor ** (n_frames(V) / self.total_frames)
         gamma = mu_exponent(self.beta)
         self.numerator = rho * self.numerator + self.W ** (1 / gamma) * numerator
@@ -133,7 +134,8 @@ class GradientStep:
     def learning_rate(self) -> float:
         return self.optimizer.param_groups[0]["lr"]
 
-    def step(self, family, V, activations) -> None:
+    def step(self, family, V, activations, V_hat=None) -> None:
+        """One optimizer step on a batch (autograd recomputes the reconstruction: V_hat unused)."""
         self.optimizer.zero_grad()
         activations = {name: value.detach() for name, value in activations.items()}
         loss = beta_divergence(V, family.reconstruct(self.theta.exp(), activations), self.beta) / n_frames(V)
@@ -218,9 +220,11 @@ def fit_epochs(family, updater, train_batches, *, beta: float, epochs: int, inne
                 activations = solve_activations(
                     family, V, updater.W, beta=beta, n_iter=inner_iterations, l1=l1, mask=mask,
                     seed=seed + 7919 * epoch + number, options=options)
-                total += float(beta_divergence(V, family.reconstruct(updater.W, activations), beta))
+                # one reconstruction serves the batch's loss and the dictionary update
+                V_hat = family.reconstruct(updater.W, activations).clamp_min_(EPS)
+                total += float(beta_divergence(V, V_hat, beta))
             frames += n_frames(V)
-            updater.step(family, V, activations)
+            updater.step(family, V, activations, V_hat=V_hat)
         updater.end_epoch()
         rows = [{"epoch": epoch + 1, "split": "train", "loss": total / max(frames, 1),
                  "learning_rate": learning_rate}]
