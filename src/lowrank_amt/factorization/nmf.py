@@ -109,19 +109,22 @@ def init_dictionary(n_bins: int, rank: int, scale: float, gen: torch.Generator,
 
 
 def init_activations(V, W, gen=None, mask=None, start_floor: float = 1e-3, **_) -> dict:
-    """The least-squares start: H = (W^T W + ridge I)^-1 W^T V, floored at
-    ``start_floor`` times the constant activation that reproduces V's mean (MU needs
-    every entry positive, and cannot quickly lift one from near zero); zero outside
-    ``mask``. One matmul, and a start that one KL-MU step takes closer to the optimum
-    than about ten steps from a constant start (measured in bench/).
-    The ridge (1e-3 of the Gram matrix's mean diagonal) keeps near-collinear templates
-    (octaves, neighbouring keys) from producing huge opposite-signed coefficients."""
+    """Where H is free, the least-squares start H = (W^T W + ridge I)^-1 W^T V, floored
+    at ``start_floor`` times the constant activation that reproduces V's mean (MU needs
+    every entry positive, and lifts one from near zero only slowly): one matmul, and a
+    start that one KL-MU step takes closer to the optimum than ten steps from a
+    constant start (tests/test_core.py). The ridge (1e-3 of the Gram matrix's mean
+    diagonal) keeps near-collinear templates (octaves, neighbouring keys) from giving
+    huge opposite-signed coefficients.
+    With ``mask`` (activations confined to a piano roll), the constant start times the
+    mask: a least-squares fit that ignores the mask is no guide to one that obeys it."""
+    level = V.mean() / W.sum(dim=1).mean().clamp_min(EPS)
+    if mask is not None:
+        return {"H": torch.full((W.shape[1], V.shape[-1]), float(level), dtype=V.dtype, device=V.device) * mask}
     gram = W.T @ W
     ridge = 1e-3 * gram.diagonal().mean().clamp_min(EPS)
     projector = torch.linalg.solve(gram + ridge * torch.eye(W.shape[1], dtype=W.dtype, device=W.device), W.T)
-    level = V.mean() / W.sum(dim=1).mean().clamp_min(EPS)
-    H = (projector @ V).clamp_min_(float(start_floor * level) + EPS)
-    return {"H": H if mask is None else H.mul_(mask)}
+    return {"H": (projector @ V).clamp_min_(float(start_floor * level) + EPS)}
 
 
 def reconstruct(W, activations) -> torch.Tensor:

@@ -31,8 +31,10 @@ Updates. X_hat is linear in each of Q, W, P and G with nonnegative coefficients,
 beta-divergence MU of core.py applies to each in turn and never increases the
 divergence. For beta = 2 the updates use Gram matrices (as tensorly's
 ``non_negative_tucker``, Kim & Choi 2007) and never form X_hat (nor does the loss of
-``ntd``); other betas form X_hat once per factor. The algebra is written with ``torch.einsum``: a handful of
-contractions, so tensorly's mode products (and its global backend switch) are not needed.
+``ntd``); other betas form X_hat once per factor. The data are held as the F x (S T)
+matrix of their frames and A as K x (S T), so every contraction over the F bins (the
+costly ones) is a single matrix product; the small ones over segments and patterns use
+``torch.einsum``. Tensorly's mode products (and its global backend switch) are not needed.
 """
 
 from __future__ import annotations
@@ -55,46 +57,72 @@ def segment(features: torch.Tensor, segment_frames: int) -> torch.Tensor:
     return padded.reshape(F, S, segment_frames).permute(1, 0, 2).contiguous()
 
 
+def as_matrix(X: torch.Tensor) -> torch.Tensor:
+    """S x F x T segments -> the F x (S T) matrix of their frames, segment after segment."""
+    S, F, T = X.shape
+    return X.permute(1, 0, 2).reshape(F, S * T)
+
+
 def activation_tensor(G, Q, P) -> torch.Tensor:
     """A[s,k,t] = sum_{l,j} Q[s,l] G[l,k,j] P[t,j]  (S x K x T)."""
-    return torch.einsum("sl,lkt->skt", Q, torch.einsum("lkj,tj->lkt", G, P))
+    GP = torch.einsum("lkj,tj->lkt", G, P)
+    return (Q @ GP.reshape(G.shape[0], -1)).reshape(Q.shape[0], G.shape[1], P.shape[0])
+
+
+def activation_matrix(G, Q, P) -> torch.Tensor:
+    """A laid out as K x (S T), the columns matching ``as_matrix``'s: then W @ A is
+    one matrix product, the form every contraction with F below takes."""
+    return activation_tensor(G, Q, P).permute(1, 0, 2).reshape(G.shape[1], -1)
 
 
 def reconstruct(W, activations) -> torch.Tensor:
-    return W @ activation_tensor(activations["G"], activations["Q"], activations["P"])
+    """X_hat (S x F x T)."""
+    A = activation_matrix(activations["G"], activations["Q"], activations["P"])
+    S, T = activations["Q"].shape[0], activations["P"].shape[0]
+    return (W @ A).reshape(W.shape[0], S, T).permute(1, 0, 2)
 
 
-def _projected_terms(X, W, A, beta, WtX=None):
-    """(W^T (X * X_hat^(beta-2)), W^T X_hat^(beta-1)), both S x K x T: every factor's
+def _projected_terms(Xm, W, A, beta, WtX=None):
+    """(W^T (X * X_hat^(beta-2)), W^T X_hat^(beta-1)), both K x (S T): every factor's
     MU terms other than W's are contractions of these. ``WtX``: W^T X if already known."""
     if beta == 2:  # Gram form: X_hat never formed, W^T X reused while W is unchanged
-        return (W.T @ X if WtX is None else WtX), (W.T @ W) @ A
-    num_term, den_term = ratio_terms(X, (W @ A).clamp_min(EPS), beta)
-    if den_term is None:  # beta = 1: W^T times ones
-        return W.T @ num_term, W.sum(dim=0)[None, :, None].expand_as(A)
+        return (W.T @ Xm if WtX is None else WtX), (W.T @ W) @ A
+    num_term, den_term = ratio_terms(Xm, (W @ A).clamp_min_(EPS), beta)
+    if den_term is None:  # beta = 1: W^T times ones, the same column for every frame
+        return W.T @ num_term, W.sum(dim=0)[:, None].expand_as(A)
     return W.T @ num_term, W.T @ den_term
 
 
-def _factor_terms(name, X, W, factors, beta, WtX=None):
-    """(numerator, denominator) of the MU step on one factor, at the current values."""
+def _contract(name, M, G, Q, P):
+    """The MU term of factor ``name`` (Q, P or G) from a projected term M (K x (S T)):
+    sum over every other index of M[k,s,t] times the factors that are not ``name``."""
+    K, S, T = M.shape[0], Q.shape[0], P.shape[0]
+    M = M.reshape(K, S, T)
+    if name == "Q":  # sum_{k,t} M[k,s,t] (G x P)[l,k,t]
+        GP = torch.einsum("lkj,tj->lkt", G, P).reshape(G.shape[0], K * T)
+        return M.permute(1, 0, 2).reshape(S, K * T) @ GP.T
+    if name == "P":  # sum_{k,s} M[k,s,t] (Q x G)[k,s,j]
+        QG = torch.einsum("sl,lkj->ksj", Q, G).reshape(K * S, -1)
+        return M.reshape(K * S, T).T @ QG
+    MP = (M.reshape(K * S, T) @ P).reshape(K, S, -1)  # G: sum_{s,t} Q[s,l] M[k,s,t] P[t,j]
+    return (Q.T @ MP.permute(1, 0, 2).reshape(S, -1)).reshape(G.shape)
+
+
+def _factor_terms(name, X, W, factors, beta, WtX=None, Xm=None):
+    """(numerator, denominator) of the MU step on one factor, at the current values.
+    ``Xm``: ``as_matrix(X)`` if already known."""
     G, Q, P = factors["G"], factors["Q"], factors["P"]
-    A = activation_tensor(G, Q, P)
+    Xm = as_matrix(X) if Xm is None else Xm
+    A = activation_matrix(G, Q, P)
     if name == "W":
         if beta == 2:
-            return torch.einsum("sft,skt->fk", X, A), W @ torch.einsum("skt,sjt->kj", A, A)
-        num_term, den_term = ratio_terms(X, (W @ A).clamp_min(EPS), beta)
+            return Xm @ A.T, W @ (A @ A.T)
+        num_term, den_term = ratio_terms(Xm, (W @ A).clamp_min_(EPS), beta)
         if den_term is None:
-            return torch.einsum("sft,skt->fk", num_term, A), A.sum(dim=(0, 2))[None, :].expand_as(W)
-        return torch.einsum("sft,skt->fk", num_term, A), torch.einsum("sft,skt->fk", den_term, A)
-    M_num, M_den = _projected_terms(X, W, A, beta, WtX)
-    if name == "Q":
-        GP = torch.einsum("lkj,tj->lkt", G, P)
-        return torch.einsum("skt,lkt->sl", M_num, GP), torch.einsum("skt,lkt->sl", M_den, GP)
-    if name == "P":
-        QG = torch.einsum("sl,lkj->skj", Q, G)
-        return torch.einsum("skt,skj->tj", M_num, QG), torch.einsum("skt,skj->tj", M_den, QG)
-    MQ_num, MQ_den = (torch.einsum("skt,sl->lkt", M, Q) for M in (M_num, M_den))
-    return torch.einsum("lkt,tj->lkj", MQ_num, P), torch.einsum("lkt,tj->lkj", MQ_den, P)
+            return num_term @ A.T, A.sum(dim=1)[None, :].expand_as(W)
+        return num_term @ A.T, den_term @ A.T
+    M_num, M_den = _projected_terms(Xm, W, A, beta, WtX)
+    return _contract(name, M_num, G, Q, P), _contract(name, M_den, G, Q, P)
 
 
 def _check(X, W):
@@ -122,25 +150,27 @@ def ntd(X: torch.Tensor, ranks: tuple[int, int, int], beta: float = 2.0, n_iter:
     state = {"G": core, "Q": factors[0], "W": factors[1], "P": factors[2]}
     _check(X, state["W"])
 
-    WtX = state["W"].T @ X if beta == 2 else None
-    squared_norm = float((X * X).sum()) if beta == 2 else None
+    Xm = as_matrix(X)  # once: every contraction with the data is then one matrix product
+    WtX = state["W"].T @ Xm if beta == 2 else None
+    squared_norm = float(torch.dot(Xm.reshape(-1), Xm.reshape(-1))) if beta == 2 else None
 
     def loss():
+        A = activation_matrix(state["G"], state["Q"], state["P"])
         if beta != 2:
-            return float(beta_divergence(X, reconstruct(state["W"], state), beta))
+            return float(beta_divergence(Xm, state["W"] @ A, beta))
         # 0.5 ||X - W A||^2 from Gram terms: ||X||^2 - 2 <W^T X, A> + <W^T W A, A>
-        A = activation_tensor(state["G"], state["Q"], state["P"])
-        return 0.5 * max(squared_norm - 2 * float((WtX * A).sum())
-                         + float((((state["W"].T @ state["W"]) @ A) * A).sum()), 0.0)
+        gram_A = (state["W"].T @ state["W"]) @ A
+        return 0.5 * max(squared_norm - 2 * float(torch.dot(WtX.reshape(-1), A.reshape(-1)))
+                         + float(torch.dot(gram_A.reshape(-1), A.reshape(-1))), 0.0)
 
     losses = [loss()]
     for _ in range(n_iter):
         for name in FACTOR_ORDER:
             if name not in fixed:
-                numerator, denominator = _factor_terms(name, X, state["W"], state, beta, WtX)
+                numerator, denominator = _factor_terms(name, X, state["W"], state, beta, WtX, Xm)
                 state[name] = mu_step(state[name], numerator, denominator, beta, l1 if name == "G" else 0.0)
                 if name == "W" and beta == 2:
-                    WtX = state["W"].T @ X
+                    WtX = state["W"].T @ Xm
         losses.append(loss())
         if tol and losses[-2] - losses[-1] <= tol * abs(losses[-2]):
             break
@@ -174,9 +204,10 @@ def activation_step(X, W, activations, beta: float, l1: float = 0.0, mask=None, 
     """One MU step on each of Q, P and G (W fixed); ``l1`` penalizes the core."""
     _check(X, W)
     state = dict(activations)
-    WtX = W.T @ X if beta == 2 else None
+    Xm = as_matrix(X)
+    WtX = W.T @ Xm if beta == 2 else None
     for name in ("Q", "P", "G"):
-        numerator, denominator = _factor_terms(name, X, W, state, beta, WtX)
+        numerator, denominator = _factor_terms(name, X, W, state, beta, WtX, Xm)
         state[name] = mu_step(state[name], numerator, denominator, beta, l1 if name == "G" else 0.0)
     return state
 
@@ -188,8 +219,7 @@ def dictionary_terms(X, W, activations, beta: float, V_hat=None):
 
 def key_activations(activations) -> torch.Tensor:
     """The activation tensor laid out over frames: K x (S * T)."""
-    A = activation_tensor(activations["G"], activations["Q"], activations["P"])
-    return A.transpose(0, 1).reshape(A.shape[1], -1)
+    return activation_matrix(activations["G"], activations["Q"], activations["P"])
 
 
 def spectral_templates(W: np.ndarray) -> np.ndarray:
