@@ -82,11 +82,9 @@ def reconstruct(W, activations) -> torch.Tensor:
     return (W @ A).reshape(W.shape[0], S, T).permute(1, 0, 2)
 
 
-def _projected_terms(Xm, W, A, beta, WtX=None):
-    """(W^T (X * X_hat^(beta-2)), W^T X_hat^(beta-1)), both K x (S T): every factor's
-    MU terms other than W's are contractions of these. ``WtX``: W^T X if already known."""
-    if beta == 2:  # Gram form: X_hat never formed, W^T X reused while W is unchanged
-        return (W.T @ Xm if WtX is None else WtX), (W.T @ W) @ A
+def _projected_terms(Xm, W, A, beta):
+    """(W^T (X * X_hat^(beta-2)), W^T X_hat^(beta-1)), both K x (S T), for beta != 2:
+    every factor's MU terms other than W's are contractions of these."""
     num_term, den_term = ratio_terms(Xm, (W @ A).clamp_min_(EPS), beta)
     if den_term is None:  # beta = 1: W^T times ones, the same column for every frame
         return W.T @ num_term, W.sum(dim=0)[:, None].expand_as(A)
@@ -108,20 +106,47 @@ def _contract(name, M, G, Q, P):
     return (Q.T @ MP.permute(1, 0, 2).reshape(S, -1)).reshape(G.shape)
 
 
+def _mode_dot(core, M, mode):
+    """core with its axis ``mode`` multiplied by the square matrix M (symmetric here)."""
+    return torch.movedim(torch.tensordot(core, M, dims=([mode], [1])), -1, mode)
+
+
+def _gram_terms(name, X, W, G, Q, P, WtX):
+    """The beta = 2 MU terms by the Tucker Gram identities (Kim & Choi 2007): every
+    denominator is a product of core-sized tensors and the factors' Gram matrices, so
+    X_hat is never formed; numerators are contractions of W^T X (``WtX``, K x (S T)),
+    and W's of X with Q and P first (the cheaper order)."""
+    QtQ, WtW, PtP = Q.T @ Q, W.T @ W, P.T @ P
+    if name == "G":
+        return _contract("G", WtX, G, Q, P), _mode_dot(_mode_dot(_mode_dot(G, QtQ, 0), WtW, 1), PtP, 2)
+    if name == "Q":
+        C = torch.einsum("akj,lkj->al", _mode_dot(_mode_dot(G, WtW, 1), PtP, 2), G)
+        return _contract("Q", WtX, G, Q, P), Q @ C
+    if name == "P":
+        C = torch.einsum("lkb,lkj->bj", _mode_dot(_mode_dot(G, QtQ, 0), WtW, 1), G)
+        return _contract("P", WtX, G, Q, P), P @ C
+    S, F, T = X.shape  # W: sum_{s,t,l,j} X[s,f,t] Q[s,l] P[t,j] G[l,k,j]
+    XQP = ((Q.T @ X.reshape(S, F * T)).reshape(-1, T) @ P).reshape(Q.shape[1], F, P.shape[1])
+    C = torch.einsum("lbj,lkj->bk", _mode_dot(_mode_dot(G, QtQ, 0), PtP, 2), G)
+    return torch.einsum("lfj,lkj->fk", XQP, G), W @ C
+
+
 def _factor_terms(name, X, W, factors, beta, WtX=None, Xm=None):
     """(numerator, denominator) of the MU step on one factor, at the current values.
-    ``Xm``: ``as_matrix(X)`` if already known."""
+    ``WtX``: W^T X as K x (S T) and ``Xm``: ``as_matrix(X)``, if already known."""
     G, Q, P = factors["G"], factors["Q"], factors["P"]
+    if beta == 2:
+        if WtX is None and name != "W":
+            WtX = W.T @ (as_matrix(X) if Xm is None else Xm)
+        return _gram_terms(name, X, W, G, Q, P, WtX)
     Xm = as_matrix(X) if Xm is None else Xm
     A = activation_matrix(G, Q, P)
     if name == "W":
-        if beta == 2:
-            return Xm @ A.T, W @ (A @ A.T)
         num_term, den_term = ratio_terms(Xm, (W @ A).clamp_min_(EPS), beta)
         if den_term is None:
             return num_term @ A.T, A.sum(dim=1)[None, :].expand_as(W)
         return num_term @ A.T, den_term @ A.T
-    M_num, M_den = _projected_terms(Xm, W, A, beta, WtX)
+    M_num, M_den = _projected_terms(Xm, W, A, beta)
     return _contract(name, M_num, G, Q, P), _contract(name, M_den, G, Q, P)
 
 
@@ -155,13 +180,13 @@ def ntd(X: torch.Tensor, ranks: tuple[int, int, int], beta: float = 2.0, n_iter:
     squared_norm = float(torch.dot(Xm.reshape(-1), Xm.reshape(-1))) if beta == 2 else None
 
     def loss():
-        A = activation_matrix(state["G"], state["Q"], state["P"])
+        G, Q, P = state["G"], state["Q"], state["P"]
         if beta != 2:
-            return float(beta_divergence(Xm, state["W"] @ A, beta))
-        # 0.5 ||X - W A||^2 from Gram terms: ||X||^2 - 2 <W^T X, A> + <W^T W A, A>
-        gram_A = (state["W"].T @ state["W"]) @ A
-        return 0.5 * max(squared_norm - 2 * float(torch.dot(WtX.reshape(-1), A.reshape(-1)))
-                         + float(torch.dot(gram_A.reshape(-1), A.reshape(-1))), 0.0)
+            return float(beta_divergence(Xm, state["W"] @ activation_matrix(G, Q, P), beta))
+        # 0.5 ||X - X_hat||^2 = 0.5 (||X||^2 - 2 <X, X_hat> + ||X_hat||^2), the last two
+        # as <G, .> with G's own MU terms: no X_hat formed
+        projection, gram = _gram_terms("G", X, state["W"], G, Q, P, WtX)
+        return 0.5 * max(squared_norm - 2 * float((G * projection).sum()) + float((G * gram).sum()), 0.0)
 
     losses = [loss()]
     for _ in range(n_iter):
