@@ -9,8 +9,9 @@ W; the activations are a dict of tensors describing the data at hand (H for NMF 
 NMFD; G, Q, P for NTD). A *mask* (same shape as H, 0/1) confines activations to a piano
 roll: MU keeps zeros at zero.
 
-Mini-batch forms, per batch: activations are solved from a fixed start by
-``inner_iterations`` MU steps with W fixed, then W moves by
+Mini-batch forms, per batch: activations are solved from the family's start (NMF: a
+least-squares fit; nothing is kept between batches, so memory does not grow with the
+data) by ``inner_iterations`` MU steps with W fixed, then W moves by
 - ``online_mu``: running sufficient statistics with a forget factor (Lefevre, Bach &
   Fevotte 2011; scikit-learn's MiniBatchNMF): A <- rho A + W * numerator,
   B <- rho B + denominator, W <- (A / B) ** gamma(beta), rho = forget ** (batch / frames);
