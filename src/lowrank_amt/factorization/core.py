@@ -74,13 +74,16 @@ def ratio_terms(V: torch.Tensor, V_hat: torch.Tensor, beta: float):
     return V * V_hat ** (beta - 2), V_hat ** (beta - 1)
 
 
-def update_H(V, W, H, beta: float, l1: float = 0.0, eps: float = EPS) -> torch.Tensor:
-    """One MU step on H for V ~ W H (W fixed); returns the new H."""
-    V_hat = (W @ H).clamp_min_(eps)
+def update_H(V, W, H, beta: float, l1: float = 0.0, eps: float = EPS, *,
+             mask: torch.Tensor | None = None, V_hat: torch.Tensor | None = None) -> torch.Tensor:
+    """One MU step on H for V ~ W H (W fixed); returns the new H. ``V_hat``: W H
+    floored at ``eps``, when the caller already has it; ``mask`` as in ``mu_step``."""
+    if V_hat is None:
+        V_hat = (W @ H).clamp_min_(eps)
     num_term, den_term = ratio_terms(V, V_hat, beta)
     # beta = 1: W^T times ones is W's column sums, broadcast over frames
     denominator = W.sum(dim=0)[:, None] if den_term is None else W.T @ den_term
-    return mu_step(H, W.T @ num_term, denominator, beta, l1, eps=eps)
+    return mu_step(H, W.T @ num_term, denominator, beta, l1, mask, eps)
 
 
 def update_W(V, W, H, beta: float, eps: float = EPS) -> torch.Tensor:

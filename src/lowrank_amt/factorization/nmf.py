@@ -14,7 +14,7 @@ import torch
 
 from ..constants import N_KEYS
 from ..errors import LowrankAmtError
-from .core import EPS, beta_divergence, mu_step, positive_rand, ratio_terms, update_H, update_W
+from .core import EPS, beta_divergence, positive_rand, ratio_terms, update_H, update_W
 
 
 def random_init(n_rows: int, n_cols: int, scale: float, generator: torch.Generator,
@@ -134,14 +134,7 @@ def reconstruct(W, activations) -> torch.Tensor:
 def activation_step(V, W, activations, beta: float, l1: float = 0.0, mask=None, V_hat=None) -> dict:
     """One MU step on H. ``V_hat``: the current reconstruction floored at EPS, when the
     caller already has it."""
-    H = activations["H"]
-    if V_hat is None:
-        V_hat = (W @ H).clamp_min_(EPS)
-    num_term, den_term = ratio_terms(V, V_hat, beta)
-    numerator = W.T @ num_term
-    # beta = 1: W^T times ones is W's column sums, broadcast over frames
-    denominator = W.sum(dim=0)[:, None] if den_term is None else W.T @ den_term
-    return {"H": mu_step(H, numerator, denominator, beta, l1, mask)}
+    return {"H": update_H(V, W, activations["H"], beta, l1, mask=mask, V_hat=V_hat)}
 
 
 def dictionary_terms(V, W, activations, beta: float, V_hat=None):
