@@ -38,8 +38,10 @@ import lowrank_amt  # noqa: F401  (before torch: sets its allocator's huge-page 
 import torch
 from lowrank_amt.factorization import nmf, ntd
 from lowrank_amt.factorization.core import beta_divergence, generator, update_H, update_W
-from lowrank_amt.factorization.training import OnlineMU, fit_epochs, fit_full_batch, solve_activations
-from lowrank_amt.loader import ArrayBatches
+from lowrank_amt.epochs import fit_epochs
+from lowrank_amt.factorization.training import DictionaryLearner, OnlineMU, fit_full_batch, solve_activations
+
+from batches import ArrayBatches
 
 FRAME_RATE = 22050 / 512
 
@@ -75,8 +77,9 @@ def bench_minibatch(F, N, K, batch, epochs, inner, forget=0.5):
     t_theirs, _ = timed(lambda: theirs.fit(V.T))
     W0 = nmf.init_dictionary(F, K, float(np.sqrt(V.mean() / K)), generator(0), torch.from_numpy(V))
     updater = OnlineMU(W0, beta=1.0, forget_factor=forget, total_frames=N)
-    t_ours, (W, _) = timed(lambda: fit_epochs(nmf, updater, ArrayBatches(V, batch), beta=1.0, epochs=epochs,
-                                              inner_iterations=inner, log=lambda m: None))
+    learner = DictionaryLearner(nmf, updater, ArrayBatches(V, batch), beta=1.0, inner_iterations=inner)
+    t_ours, state = timed(lambda: fit_epochs(learner, epochs=epochs, log=lambda m: None))
+    W = state["best"]
     V_t = torch.from_numpy(V)
     ours_loss, their_loss = dictionary_loss(V_t, W), dictionary_loss(V_t, torch.from_numpy(theirs.components_.T.copy()))
     return {"benchmark": "minibatch_kl_epoch", "size": f"{F}x{N} rank {K} batch {batch} ({inner} inner MU)",

@@ -1,9 +1,22 @@
+"""Shared fixtures: helpers that several test modules use are fixtures here, never
+imports of another test module."""
+
+import json
+import sys
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 import torch
 
+from lowrank_amt.constants import MIDI_MIN, N_KEYS
+from lowrank_amt.features import frame_targets
+from lowrank_amt.notes import write_midi_notes
+
 REPO = Path(__file__).resolve().parents[1]
+FRAME_RATE = 22050 / 512
+N_BINS = 264
 
 
 @pytest.fixture
@@ -19,3 +32,114 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+# --- a feature cache made from known templates (no audio, no fluidsynth) ---------------
+
+def harmonic_templates(rng):
+    """A comb of decaying harmonics per key on a 3-bins-per-semitone log axis."""
+    W = np.full((N_BINS, N_KEYS), 1e-4)
+    for key in range(N_KEYS):
+        for h in range(1, 9):
+            b = 3 * key + int(round(36 * np.log2(h)))
+            if b < N_BINS:
+                W[b, key] += rng.uniform(0.5, 1.0) / h
+    return W / W.sum(axis=0)
+
+
+def random_notes(rng, seconds, n):
+    starts = np.sort(rng.uniform(0, seconds - 0.6, n))
+    intervals = np.stack([starts, starts + rng.uniform(0.2, 0.6, n)], axis=1)
+    return intervals, rng.integers(40, 90, n)
+
+
+def write_track(folder, track_id, split, W, intervals, pitches, seconds, rng):
+    n_frames = int(seconds * FRAME_RATE)
+    roll = frame_targets(intervals, pitches, n_frames, FRAME_RATE)["roll"]
+    decay = np.exp(-np.arange(n_frames) / 40.0)
+    gains = np.zeros((N_KEYS, n_frames))
+    for (start, end), pitch in zip(intervals, pitches):
+        a, b = int(np.ceil(start * FRAME_RATE)), int(np.ceil(end * FRAME_RATE))
+        gains[pitch - MIDI_MIN, a:b] += decay[: b - a]
+    V = W @ gains + 1e-3 * rng.random((N_BINS, n_frames))
+    np.save(folder / f"{track_id}.npy", V.astype(np.float32))
+    np.save(folder / f"{track_id}.roll.npy", roll.astype(np.uint8))
+    write_midi_notes(folder / f"{track_id}.mid", intervals, pitches)
+    return {"track_id": track_id, "split": split, "features_path": f"{track_id}.npy",
+            "roll_path": f"{track_id}.roll.npy", "midi_path": str(folder / f"{track_id}.mid"),
+            "n_frames": n_frames, "frame_rate": FRAME_RATE, "duration": seconds}
+
+
+def build_cache(folder, splits, notes_per_track, key_spacing, key_hold):
+    """A feature cache in ``folder`` from known harmonic templates: one isolated-note track
+    (a key every ``key_spacing`` s, held ``key_hold`` s) and 8-s pieces of
+    ``notes_per_track`` random notes, ``splits`` = ((split, number of tracks), ...).
+    Returns (folder, true templates)."""
+    rng = np.random.default_rng(0)
+    W = harmonic_templates(rng)
+    keys = np.arange(MIDI_MIN, MIDI_MIN + N_KEYS)
+    starts = 0.1 + key_spacing * np.arange(N_KEYS)
+    isolated = np.stack([starts, starts + key_hold], axis=1)
+    rows = [write_track(folder, "isolated", "isolated", W, isolated, keys, key_spacing * N_KEYS + 1, rng)]
+    for split, n in splits:
+        for i in range(n):
+            rows.append(write_track(folder, f"{split}_{i}", split, W, *random_notes(rng, 8, notes_per_track), 8, rng))
+    pd.DataFrame(rows).to_csv(folder / "index.csv", index=False)
+    return folder, W
+
+
+@pytest.fixture(scope="session")
+def cache_builder():
+    """``build_cache(folder, splits, notes_per_track, key_spacing, key_hold)``: see above."""
+    return build_cache
+
+
+@pytest.fixture(scope="session")
+def random_piece():
+    """``random_notes(rng, seconds, n)`` -> (intervals, pitches) of random notes."""
+    return random_notes
+
+
+#: A small low-rank spec: every test of the stages trains in about a second with it.
+SMALL = {"beta": 1.0, "seed": 0, "device": "cpu", "train_iterations": 30, "transcribe_iterations": 30,
+         "time_extent": 3, "segment_frames": 16, "time_rank": 4, "segment_rank": 6, "batch_frames": 256,
+         "epochs": 2, "inner_iterations": 5, "rank": 12}
+
+
+@pytest.fixture
+def small_spec() -> dict:
+    return dict(SMALL)
+
+
+@pytest.fixture(scope="module")
+def lowrank_cache(tmp_path_factory):
+    """A feature cache synthesized from known harmonic templates (no audio), with train,
+    validation, test and isolated splits and a params.json for bin frequencies."""
+    folder, W = build_cache(tmp_path_factory.mktemp("cache"), (("train", 3), ("validation", 1), ("test", 1)),
+                            notes_per_track=30, key_spacing=0.3, key_hold=0.25)
+    (folder / "params.json").write_text(json.dumps({"kind": "cqt", "sample_rate": 22050, "hop_length": 512,
+                                                    "bins_per_semitone": 3, "fmin_midi": 21, "n_semitones": 88}))
+    return folder, W
+
+
+# --- in-memory mini-batches ---------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def array_batches():
+    """``bench/batches.py``'s ArrayBatches: FrameBatches for a matrix in memory."""
+    sys.path.insert(0, str(REPO / "bench"))
+    from batches import ArrayBatches
+    return ArrayBatches
+
+
+def planted_data(seed=0, F=30, K=5, N=3000):
+    rng = np.random.default_rng(seed)
+    W = 0.01 + rng.gamma(0.5, 1.0, (F, K))
+    H = rng.gamma(0.5, 1.0, (K, N)) * (rng.random((K, N)) < 0.4)
+    return (W @ H + 0.05 * rng.random((F, N))).astype(np.float32)
+
+
+@pytest.fixture(scope="session")
+def planted():
+    """``planted_data(seed, F, K, N)``: F x N float32 data from K planted gamma templates."""
+    return planted_data

@@ -7,11 +7,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lowrank_amt import evaluation
+from lowrank_amt import evaluation, stages
 from lowrank_amt.audio import load_audio
 from lowrank_amt.data.manifest import write_manifest
 from lowrank_amt.data.synth import find_soundfont, random_piece, render
 from lowrank_amt.deep import basic_pitch as bp
+from lowrank_amt.errors import LowrankAmtError
 from lowrank_amt.io import read_json
 from lowrank_amt.metrics import note_metrics
 from lowrank_amt.notes import read_midi_notes
@@ -71,22 +72,27 @@ def test_transcribes_far_better_than_trivial_transcribers(pieces, model):
     assert f_basic_pitch > 0.6 and f_basic_pitch > f_random + 0.4
 
 
+def run_stages(pieces, out, manifest=None):
+    stages.train(SPEC, pieces / "index.csv", out / "model.npz", out / "loss.csv", out / "train.json", log=QUIET)
+    stages.activations(out / "model.npz", pieces / "index.csv", out / "activations.npz", out / "activations.json",
+                       log=QUIET, manifest_path=manifest or pieces / "manifest.csv")
+
+
 def test_stages_tune_on_validation_and_write_what_evaluation_scores(pieces, tmp_path):
-    bp.train(SPEC, tmp_path / "train.json")
-    bp.infer(SPEC, pieces / "manifest.csv", pieces / "index.csv", tmp_path / "posteriorgrams.npz",
-             tmp_path / "activations.json", log=QUIET)
+    run_stages(pieces, tmp_path)
     info = read_json(tmp_path / "activations.json")
-    assert info["seconds_per_audio_minute"] > 0 and info["basic_pitch_version"] == "0.4.0"
-    arrays = np.load(tmp_path / "posteriorgrams.npz")
-    assert sorted(arrays.files) == ["test__test_0__note", "test__test_0__onset",
-                                    "validation__validation_0__note", "validation__validation_0__onset"]
-    bp.decode(SPEC, tmp_path / "posteriorgrams.npz", pieces / "index.csv", EVALUATION, tmp_path / "midi",
-              tmp_path / "decoding.json", log=QUIET)
+    assert info["seconds_per_audio_minute"] > 0 and info["device"] == "cpu (onnxruntime)"
+    arrays = np.load(tmp_path / "activations.npz")
+    assert sorted(arrays.files) == ["frame_rate", "test__test_0", "test__test_0__onset",
+                                    "validation__validation_0", "validation__validation_0__onset"]
+    assert float(arrays["frame_rate"]) == pytest.approx(22050 / 256)
+    stages.decode(tmp_path / "model.npz", tmp_path / "activations.npz", pieces / "index.csv", {}, EVALUATION,
+                  tmp_path / "midi", tmp_path / "decoding.json", log=QUIET)
     decoding = read_json(tmp_path / "decoding.json")
-    assert len(decoding["validation_trials"]) == 2
-    # The choice is the best validation trial, recomputed independently here.
-    validation = arrays["validation__validation_0__note"].astype(np.float32), \
-        arrays["validation__validation_0__onset"].astype(np.float32)
+    assert len(decoding["validation_trials"]) == 2 and decoding["basic_pitch_version"] == "0.4.0"
+    # The choice is the best validation trial, recomputed independently here (frames x 88).
+    validation = arrays["validation__validation_0"].astype(np.float32).T, \
+        arrays["validation__validation_0__onset"].astype(np.float32).T
     ref = read_midi_notes(pieces / "validation_0.mid")
     scores = {}
     for onset_threshold in SPEC["onset_thresholds"]:
@@ -98,10 +104,10 @@ def test_stages_tune_on_validation_and_write_what_evaluation_scores(pieces, tmp_
     assert table["note_onset_f"].iloc[0] > 0.6
     train_info = read_json(tmp_path / "train.json")
     assert train_info["pretrained"] and train_info["n_parameters"] == bp.N_PARAMETERS
+    assert train_info["train_seconds"] is None
 
 
 def test_a_track_missing_from_the_manifest_is_named(pieces, tmp_path):
     write_manifest([], tmp_path / "manifest.csv")
-    with pytest.raises(bp.LowrankAmtError, match="lacks track"):
-        bp.infer(SPEC, tmp_path / "manifest.csv", pieces / "index.csv", tmp_path / "p.npz", tmp_path / "a.json",
-                 log=QUIET)
+    with pytest.raises(LowrankAmtError, match="lacks track"):
+        run_stages(pieces, tmp_path, manifest=tmp_path / "manifest.csv")

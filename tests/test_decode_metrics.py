@@ -5,7 +5,7 @@ import pytest
 
 from lowrank_amt.decode import activations_to_notes, tune_threshold
 from lowrank_amt.metrics import frame_metrics, note_metrics, transcription_metrics
-from lowrank_amt.notes import piano_roll
+from lowrank_amt.features import frame_targets
 
 FRAME_RATE = 22050 / 512
 
@@ -46,7 +46,7 @@ def test_frame_metrics_hand_computed():
 
 def test_decoding_the_ground_truth_roll_gives_the_notes_back():
     n_frames = int(3.5 * FRAME_RATE)
-    roll = piano_roll(REF_INTERVALS, REF_PITCHES, n_frames, FRAME_RATE).astype(float)
+    roll = frame_targets(REF_INTERVALS, REF_PITCHES, n_frames, FRAME_RATE)["roll"].astype(float)
     intervals, pitches, _ = activations_to_notes(roll, FRAME_RATE, threshold=0.5)
     scores = transcription_metrics(REF_INTERVALS, REF_PITCHES, intervals, pitches)
     assert scores["note_onset_f"] == pytest.approx(1.0)
@@ -56,7 +56,7 @@ def test_decoding_the_ground_truth_roll_gives_the_notes_back():
 
 def test_a_shifted_roll_loses_its_onsets_but_keeps_most_frames():
     n_frames = int(3.5 * FRAME_RATE)
-    roll = piano_roll(REF_INTERVALS, REF_PITCHES, n_frames, FRAME_RATE).astype(float)
+    roll = frame_targets(REF_INTERVALS, REF_PITCHES, n_frames, FRAME_RATE)["roll"].astype(float)
     shifted = np.roll(roll, 4, axis=1)  # 93 ms late: outside the 50 ms onset window
     intervals, pitches, _ = activations_to_notes(shifted, FRAME_RATE, threshold=0.5)
     scores = transcription_metrics(REF_INTERVALS, REF_PITCHES, intervals, pitches)
@@ -106,7 +106,7 @@ def decaying_note(n_frames, start, end, peak, rate=0.03, release=0.5):
 @pytest.mark.parametrize("onset", ["threshold", "peaks", "adaptive"])
 def test_every_onset_method_decodes_the_ground_truth_roll(onset):
     n_frames = int(3.5 * FRAME_RATE)
-    roll = piano_roll(REF_INTERVALS, REF_PITCHES, n_frames, FRAME_RATE).astype(float)
+    roll = frame_targets(REF_INTERVALS, REF_PITCHES, n_frames, FRAME_RATE)["roll"].astype(float)
     intervals, pitches, _ = activations_to_notes(roll, FRAME_RATE, 0.5, onset=onset)
     assert note_metrics(REF_INTERVALS, REF_PITCHES, intervals, pitches)["note_onset_f"] == pytest.approx(1.0)
 

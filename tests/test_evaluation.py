@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lowrank_amt import evaluation
+from lowrank_amt import evaluation, families, stages, summary
+from lowrank_amt.models import save_model
 from lowrank_amt.constants import MIDI_MIN, N_KEYS
 from lowrank_amt.io import read_json, write_json
 from lowrank_amt.notes import write_midi_notes
@@ -48,12 +49,13 @@ def study(tmp_path):
                          "frame_rate": FRAME_RATE, "duration": 260 / FRAME_RATE})
     pd.DataFrame(rows).to_csv(tmp_path / "index.csv", index=False)
     np.savez(tmp_path / "activations.npz", **arrays)
+    save_model(tmp_path / "model.npz", "nmf", families.resolve({"family": "nmf"})[1], {})  # decoded as NMF's
     return tmp_path
 
 
 def decode(folder, tag):
-    evaluation.decode(folder / "activations.npz", folder / "index.csv", DECODING, EVALUATION,
-                      folder / tag / "midi", folder / tag / "decoding.json", **QUIET)
+    stages.decode(folder / "model.npz", folder / "activations.npz", folder / "index.csv", DECODING, EVALUATION,
+                  folder / tag / "midi", folder / tag / "decoding.json", **QUIET)
     return read_json(folder / tag / "decoding.json")
 
 
@@ -92,7 +94,7 @@ def test_read_benchmark(tmp_path):
     path.write_text("s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
                     "12.5\t0:00:12\t512.3\t900\t400\t450\t0\t1\t95.0\t11.0\n"
                     "13.5\t0:00:13\t600.0\t900\t400\t450\t0\t1\t95.0\tNA\n")
-    assert evaluation.read_benchmark(path) == {"s": 13.0, "max_rss": 600.0, "cpu_time": 11.0}
+    assert summary.read_benchmark(path) == {"s": 13.0, "max_rss": 600.0, "cpu_time": 11.0}
 
 
 def write_run(folder, name, family, f_values, interpretability=None, epochs=None, hours=1.0):
@@ -127,14 +129,14 @@ def write_run(folder, name, family, f_values, interpretability=None, epochs=None
 def test_aggregate_tidy_table_and_ranked_summary(tmp_path):
     runs = [write_run(tmp_path / "nmf", "nmf_kl", "nmf", [0.6, 0.8], interpretability=0.9),
             write_run(tmp_path / "deep", "cnn", "deep", [0.9, 0.7], epochs=4, hours=2.0)]
-    summary = evaluation.aggregate(runs, "abc123", tmp_path / "results.csv", tmp_path / "summary.csv",
-                                   tmp_path / "summary.md")
+    table = summary.aggregate(runs, "abc123", tmp_path / "results.csv", tmp_path / "summary.csv",
+                          tmp_path / "summary.md")
     results = pd.read_csv(tmp_path / "results.csv")
     assert len(results) == 4 and (results["config_hash"] == "abc123").all()
     assert {"version_mir_eval", "device", "train_peak_memory_mb", "train_hours"} <= set(results.columns)
     assert results["train_peak_memory_mb"].iloc[0] == 700.5
-    deep = summary[summary["model"] == "cnn"].iloc[0]
-    nmf = summary[summary["model"] == "nmf_kl"].iloc[0]
+    deep = table[table["model"] == "cnn"].iloc[0]
+    nmf = table[table["model"] == "nmf_kl"].iloc[0]
     assert np.isnan(deep["interpretability"]) and nmf["interpretability"] == 0.9
     assert deep["train_seconds_per_epoch"] == 25.0 and np.isnan(nmf["train_seconds_per_epoch"])
     # mean over tracks vs pooled over notes: track b has 3x the notes
@@ -142,7 +144,7 @@ def test_aggregate_tidy_table_and_ranked_summary(tmp_path):
     assert nmf["note_onset_f_pooled"] == pytest.approx((6 + 24) / 40)
     assert deep["note_onset_f_pooled"] == pytest.approx((9 + 21) / 40)
     assert nmf["note_onset_f_std"] == pytest.approx(np.std([0.6, 0.8], ddof=1))
-    assert list(summary["rank"]) == [1, 2] and summary["model"].iloc[0] in ("nmf_kl", "cnn")
+    assert list(table["rank"]) == [1, 2] and table["model"].iloc[0] in ("nmf_kl", "cnn")
     markdown = (tmp_path / "summary.md").read_text()
     assert "| 1 |" in markdown and "–" in markdown  # the deep model's interpretability: a dash
-    assert json.loads(json.dumps(summary["decoding_onset"].tolist())) == ["peaks", "peaks"]
+    assert json.loads(json.dumps(table["decoding_onset"].tolist())) == ["peaks", "peaks"]

@@ -7,9 +7,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from lowrank_amt import families
+from lowrank_amt.errors import LowrankAmtError
 from lowrank_amt.features import bin_frequencies
 from lowrank_amt.interpretability import (assess, dictionary_scores, hoyer_sparsity,
                                           load_dictionary, template_table)
+from lowrank_amt.models import save_model
 from lowrank_amt.notes import write_midi_notes
 
 SPEC = {"bins_per_semitone": 3, "n_semitones": 88, "fmin_midi": 21}
@@ -74,25 +77,40 @@ def test_hoyer_sparsity_extremes():
     np.testing.assert_allclose(hoyer_sparsity(W), [1.0, 0.0, 0.0], atol=1e-12)
 
 
+def save(path, family, supervision, W, keys=None):
+    """A model.npz as training writes it (``template_keys``: the key 0..87 of each template)."""
+    spec = families.resolve({"family": family, "supervision": supervision})[1]
+    keys = np.arange(W.shape[-1]) if keys is None else np.asarray(keys)
+    save_model(path, family, spec, {"W": W, "template_keys": keys})
+    return path
+
+
 def test_load_dictionary_conventions(tmp_path):
     W = ideal_dictionary()
-    np.savez(tmp_path / "sup.npz", W=W, spec=json.dumps({"supervision": "supervised"}))
-    _, labels = load_dictionary(tmp_path / "sup.npz", len(FREQS))
+    _, labels = load_dictionary(save(tmp_path / "sup.npz", "nmf", "supervised", W), len(FREQS))
     assert labels.tolist() == KEYS.tolist()
-    np.savez(tmp_path / "unsup.npz", W=W[:, :20], spec=json.dumps({"supervision": "unsupervised"}))
-    assert load_dictionary(tmp_path / "unsup.npz", len(FREQS))[1] is None
+    # semi-supervised training drops the templates of keys never played: labels follow the keys
+    _, labels = load_dictionary(save(tmp_path / "semi.npz", "nmf", "semi_supervised", W[:, 5:], np.arange(5, 88)),
+                                len(FREQS))
+    assert labels.tolist() == KEYS[5:].tolist()
+    assert load_dictionary(save(tmp_path / "unsup.npz", "nmf", "unsupervised", W[:, :20]), len(FREQS))[1] is None
     # NMFD: T x F x K, summed over the time shifts
-    np.savez(tmp_path / "nmfd.npz", W=np.stack([W, 2 * W, W]), pitches=np.full(88, np.nan))
-    summed, labels = load_dictionary(tmp_path / "nmfd.npz", len(FREQS))
+    summed, labels = load_dictionary(save(tmp_path / "nmfd.npz", "nmfd", "supervised", np.stack([W, 2 * W, W])),
+                                     len(FREQS))
     np.testing.assert_allclose(summed, 4 * W)
-    assert np.isnan(labels).all()
-    np.savez(tmp_path / "bad.npz", W=W[:100])
-    with pytest.raises(Exception, match="bad.npz.*264"):
-        load_dictionary(tmp_path / "bad.npz", len(FREQS))
+    assert labels.tolist() == KEYS.tolist()
+    with pytest.raises(LowrankAmtError, match="bad.npz.*264"):
+        load_dictionary(save(tmp_path / "bad.npz", "nmf", "supervised", W[:100]), len(FREQS))
+    np.savez(tmp_path / "foreign.npz", W=W)
+    with pytest.raises(LowrankAmtError, match="foreign.npz is not a lowrank-amt model"):
+        load_dictionary(tmp_path / "foreign.npz", len(FREQS))
+    save_model(tmp_path / "net.npz", "basic_pitch", families.resolve({"family": "basic_pitch"})[1], {})
+    with pytest.raises(LowrankAmtError, match="net.npz .family 'basic_pitch'. has no dictionary"):
+        load_dictionary(tmp_path / "net.npz", len(FREQS))
 
 
 def test_assess_writes_scores_and_templates(tmp_path):
-    np.savez(tmp_path / "model.npz", W=ideal_dictionary(), spec=json.dumps({"supervision": "supervised"}))
+    save(tmp_path / "model.npz", "nmf", "supervised", ideal_dictionary())
     (tmp_path / "params.json").write_text(json.dumps({"sample_rate": 22050, **SPEC}))
     write_midi_notes(tmp_path / "t.mid", [[0, 1], [1, 2]], [60, 64])
     pd.DataFrame([{"track_id": "t", "split": "test", "features_path": "x", "roll_path": "y",

@@ -8,15 +8,15 @@ import pandas as pd
 import pytest
 import torch
 
-from lowrank_amt import evaluation
+from lowrank_amt import evaluation, stages
 from lowrank_amt.constants import MIDI_MIN, N_KEYS
 from lowrank_amt.decode import activations_to_notes
-from lowrank_amt.deep import training
 from lowrank_amt.deep.network import HarmonicNet, harmonic_stack, n_parameters, track_logits
 from lowrank_amt.errors import LowrankAmtError
 from lowrank_amt.io import read_json, write_json
 from lowrank_amt.metrics import note_metrics
-from lowrank_amt.notes import piano_roll, read_midi_notes, write_midi_notes
+from lowrank_amt.features import frame_targets
+from lowrank_amt.notes import read_midi_notes, write_midi_notes
 
 FRAME_RATE = 22050 / 512
 BINS_PER_SEMITONE = 1  # one bin per semitone from A0 keeps the tests fast
@@ -46,7 +46,7 @@ def write_track(folder, track_id, split, seed, seconds=4.0, n_notes=10):
     intervals = np.stack([starts, starts + rng.uniform(0.25, 0.5, n_notes)], axis=1)
     pitches = rng.choice(np.arange(48, 84), n_notes, replace=False)  # distinct: no merged notes
     n_frames = int(seconds * FRAME_RATE)
-    roll = piano_roll(intervals, pitches, n_frames, FRAME_RATE)
+    roll = frame_targets(intervals, pitches, n_frames, FRAME_RATE)["roll"]
     V = 1e-3 * rng.random((N_BINS, n_frames))
     for (start, end), pitch in zip(intervals, pitches):
         a, b = int(np.ceil(start * FRAME_RATE)), int(np.ceil(end * FRAME_RATE))
@@ -75,7 +75,8 @@ def cache(tmp_path):
 
 
 def train(index, out, spec=SPEC, log=QUIET):
-    training.train(spec, index, out / "model.pt", out / "loss.csv", out / "train.json", log=log)
+    stages.train(spec, index, out / "model.npz", out / "loss.csv", out / "train.json", log=log,
+                 checkpoint_dir=out / "checkpoints")
     return pd.read_csv(out / "loss.csv")
 
 
@@ -120,7 +121,7 @@ def test_loss_falls_over_epochs(cache, tmp_path):
     info = read_json(tmp_path / "run" / "train.json")
     assert info["epochs"] == 4 and info["device"] == "cpu" and info["n_parameters"] > 1000
     assert info["train_seconds"] > 0 and info["train_cpu_seconds"] > 0
-    assert not (tmp_path / "run" / "checkpoint.pt").exists()  # removed once outputs are written
+    assert not (tmp_path / "run" / "checkpoints" / "last.pt").exists()  # removed once outputs are written
 
 
 def test_overfits_one_piece_and_decodes_like_the_low_rank_models(tmp_path):
@@ -131,7 +132,7 @@ def test_overfits_one_piece_and_decodes_like_the_low_rank_models(tmp_path):
     out = tmp_path / "run"
     train(index, out, {**SPEC, "epochs": 20, "patience": 20, "learning_rate": 1e-2, "segment_frames": 172,
                        "batch_segments": 1})
-    training.activations(SPEC, out / "model.pt", index, out / "activations.npz", out / "activations.json", log=QUIET)
+    stages.activations(out / "model.npz", index, out / "activations.npz", out / "activations.json", log=QUIET)
     arrays = np.load(out / "activations.npz")
     assert sorted(arrays.files) == ["test__piece_t", "validation__piece_v"]
     H = arrays["test__piece_t"]
@@ -141,8 +142,8 @@ def test_overfits_one_piece_and_decodes_like_the_low_rank_models(tmp_path):
     est = activations_to_notes(H.astype(np.float32), FRAME_RATE, 0.5, 0.05)
     assert note_metrics(ref[0], ref[1], est[0], est[1])["note_onset_f"] > 0.95
     # The shared decoder and evaluation read these activations like any model's.
-    evaluation.decode(out / "activations.npz", index, {"thresholds": [0.3, 0.5], "min_note_seconds": 0.05},
-                      EVALUATION, out / "midi", out / "decoding.json", log=QUIET)
+    stages.decode(out / "model.npz", out / "activations.npz", index, {"thresholds": [0.3, 0.5],
+                  "min_note_seconds": 0.05}, EVALUATION, out / "midi", out / "decoding.json", log=QUIET)
     scores = evaluation.evaluate(out / "midi", index, EVALUATION, out / "per_track.csv", log=QUIET)
     assert scores["note_onset_f"].iloc[0] > 0.95
 
@@ -161,37 +162,37 @@ def test_resuming_from_a_checkpoint_reproduces_the_uninterrupted_run(cache, tmp_
 
     with pytest.raises(Interrupted):
         train(cache, tmp_path / "b", spec, log=crash_after_epoch_2)
-    assert (tmp_path / "b" / "checkpoint.pt").exists() and not (tmp_path / "b" / "model.pt").exists()
+    assert (tmp_path / "b" / "checkpoints" / "last.pt").exists() and not (tmp_path / "b" / "model.npz").exists()
     messages = []
     resumed = train(cache, tmp_path / "b", spec, log=messages.append)
-    assert any("resuming" in m and "after epoch 2" in m for m in messages)
+    assert any("resumed" in m and "after epoch 2" in m for m in messages)
     pd.testing.assert_frame_equal(resumed, uninterrupted)
-    a = torch.load(tmp_path / "a" / "model.pt", weights_only=True)["weights"]
-    b = torch.load(tmp_path / "b" / "model.pt", weights_only=True)["weights"]
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    with np.load(tmp_path / "a" / "model.npz") as a, np.load(tmp_path / "b" / "model.npz") as b:
+        weights = [k for k in a.files if k.startswith("weights/")]
+        assert weights and sorted(a.files) == sorted(b.files) and all(np.array_equal(a[k], b[k]) for k in weights)
 
 
-def test_a_checkpoint_of_another_spec_is_not_resumed(cache, tmp_path):
+def test_a_checkpoint_of_another_spec_is_refused(cache, tmp_path):
     def crash(message):
         if message.startswith("epoch 1:"):
             raise Interrupted
 
     with pytest.raises(Interrupted):
         train(cache, tmp_path / "run", {**SPEC, "learning_rate": 1e-2}, log=crash)
-    messages = []
-    train(cache, tmp_path / "run", {**SPEC, "epochs": 1}, log=messages.append)
-    assert any("ignoring" in m for m in messages) and not any("resuming" in m for m in messages)
+    with pytest.raises(LowrankAmtError, match="checkpoints/last.pt belongs to another model spec"):
+        train(cache, tmp_path / "run", {**SPEC, "epochs": 1})
+    assert (tmp_path / "run" / "checkpoints" / "last.pt").exists()  # kept: the user decides
 
 
 def test_missing_model_is_a_clear_error(cache, tmp_path):
     with pytest.raises(LowrankAmtError, match="does not exist"):
-        training.activations(SPEC, tmp_path / "nope.pt", cache, tmp_path / "a.npz", tmp_path / "a.json", log=QUIET)
+        stages.activations(tmp_path / "nope.npz", cache, tmp_path / "a.npz", tmp_path / "a.json", log=QUIET)
 
 
 def test_train_hours_takes_the_first_training_tracks(cache, tmp_path):
     first_track_hours = 4.0 / 3600 * 0.5  # half of the first 4-second track: that track alone
-    training.train({**SPEC, "epochs": 1}, cache, tmp_path / "model.pt", tmp_path / "loss.csv", tmp_path / "train.json",
-                   train_hours=first_track_hours, log=QUIET)
+    stages.train({**SPEC, "epochs": 1}, cache, tmp_path / "model.npz", tmp_path / "loss.csv", tmp_path / "train.json",
+                 train_hours=first_track_hours, log=QUIET)
     info = read_json(tmp_path / "train.json")
     assert info["n_training_frames"] == pd.read_csv(cache)["n_frames"].iloc[0]
     assert info["train_hours"] == first_track_hours

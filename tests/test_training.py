@@ -16,7 +16,6 @@ from lowrank_amt.factorization.core import generator
 from lowrank_amt.factorization.training import fit_full_batch
 from lowrank_amt.factorization.transcribe import template_keys, to_keys
 from lowrank_amt.io import read_json
-from test_stages import build_cache
 
 OPTIONS = {"time_extent": 3, "time_rank": 2, "segment_rank": 3}
 
@@ -64,20 +63,6 @@ def test_template_keys_round_pitches_and_drop_the_rest():
     assert out.sum() == pytest.approx(1.0 + 5.0 + 1.5 + 4.0)
 
 
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    """A feature cache synthesized from known harmonic templates (no audio), with train,
-    validation, test and isolated splits and a params.json for bin frequencies."""
-    folder, W = build_cache(tmp_path_factory.mktemp("cache"), (("train", 3), ("validation", 1), ("test", 1)),
-                            notes_per_track=30, key_spacing=0.3, key_hold=0.25)
-    (folder / "params.json").write_text(json.dumps({"kind": "cqt", "sample_rate": 22050, "hop_length": 512,
-                                                    "bins_per_semitone": 3, "fmin_midi": 21, "n_semitones": 88}))
-    return folder, W
-
-
-SMALL = {"beta": 1.0, "seed": 0, "device": "cpu", "train_iterations": 30, "transcribe_iterations": 30,
-         "time_extent": 3, "segment_frames": 16, "time_rank": 4, "segment_rank": 6, "batch_frames": 256,
-         "epochs": 2, "inner_iterations": 5, "rank": 12}
 COMBINATIONS = [(family, supervision, form)
                 for family in ("nmf", "nmfd", "ntd")
                 for supervision in ("supervised", "semi_supervised", "unsupervised")
@@ -87,14 +72,14 @@ COMBINATIONS = [(family, supervision, form)
 
 
 @pytest.mark.parametrize("family,supervision,form", COMBINATIONS)
-def test_stages_write_every_output(cache, tmp_path, family, supervision, form):
-    folder, _ = cache
-    spec = {**SMALL, "family": family, "supervision": supervision, "form": form}
+def test_stages_write_every_output(lowrank_cache, small_spec, tmp_path, family, supervision, form):
+    folder, _ = lowrank_cache
+    spec = {**small_spec, "family": family, "supervision": supervision, "form": form}
     out = tmp_path
     stages.train(spec, folder / "index.csv", out / "model.npz", out / "loss.csv", out / "train.json",
                  log=lambda m: None, checkpoint_dir=out / "checkpoints")
-    stages.activations(spec, out / "model.npz", folder / "index.csv", out / "activations.npz",
-                       out / "activations.json", log=lambda m: None)
+    stages.activations(out / "model.npz", folder / "index.csv", out / "activations.npz", out / "activations.json",
+                       log=lambda m: None)
     info = read_json(out / "train.json")
     assert {"train_seconds", "train_cpu_seconds", "device", "n_parameters"} <= set(info)
     losses = pd.read_csv(out / "loss.csv")
@@ -109,11 +94,11 @@ def test_stages_write_every_output(cache, tmp_path, family, supervision, form):
     assert read_json(out / "activations.json")["seconds_per_audio_minute"] > 0
 
 
-def test_semi_supervised_templates_are_the_played_keys(cache, tmp_path):
+def test_semi_supervised_templates_are_the_played_keys(lowrank_cache, small_spec, tmp_path):
     """Templates learned on the training pieces with activations confined to their roll
     match the true template of every key played often enough."""
-    folder, W_true = cache
-    spec = {**SMALL, "family": "nmf", "supervision": "semi_supervised", "train_iterations": 200}
+    folder, W_true = lowrank_cache
+    spec = {**small_spec, "family": "nmf", "supervision": "semi_supervised", "train_iterations": 200}
     stages.train(spec, folder / "index.csv", tmp_path / "model.npz", tmp_path / "loss.csv",
                  tmp_path / "train.json", log=lambda m: None)
     model = np.load(tmp_path / "model.npz")
@@ -127,9 +112,9 @@ def test_semi_supervised_templates_are_the_played_keys(cache, tmp_path):
     assert min(correlations) > 0.95
 
 
-def test_unsupervised_templates_get_their_pitch(cache, tmp_path):
-    folder, _ = cache
-    spec = {**SMALL, "family": "nmf", "supervision": "unsupervised", "rank": 30, "train_iterations": 150}
+def test_unsupervised_templates_get_their_pitch(lowrank_cache, small_spec, tmp_path):
+    folder, _ = lowrank_cache
+    spec = {**small_spec, "family": "nmf", "supervision": "unsupervised", "rank": 30, "train_iterations": 150}
     stages.train(spec, folder / "index.csv", tmp_path / "model.npz", tmp_path / "loss.csv",
                  tmp_path / "train.json", log=lambda m: None)
     model = np.load(tmp_path / "model.npz")
@@ -141,10 +126,12 @@ def test_unsupervised_templates_get_their_pitch(cache, tmp_path):
 
 
 @pytest.mark.parametrize("bad,message", [({"family": "cp"}, "'family'"),
-                                          ({"form": "online_mu"}, "'form'"),
+                                          ({"family": "nmf", "form": "online_mu"}, "'form'"),
+                                          ({"family": "nmf", "ranks": 3}, "'ranks' is not a key"),
+                                          ({"family": "nmf", "rank": 2.5}, "'rank' must be an integer"),
                                           ({"family": "ntd", "supervision": "semi_supervised"}, "ntd")])
-def test_bad_specs_name_the_key(cache, tmp_path, bad, message):
-    folder, _ = cache
+def test_bad_specs_name_the_key(lowrank_cache, small_spec, tmp_path, bad, message):
+    folder, _ = lowrank_cache
     with pytest.raises(LowrankAmtError, match=message):
-        stages.train({**SMALL, **bad}, folder / "index.csv", tmp_path / "m.npz", tmp_path / "l.csv",
+        stages.train({**small_spec, **bad}, folder / "index.csv", tmp_path / "m.npz", tmp_path / "l.csv",
                      tmp_path / "t.json", log=lambda m: None)

@@ -7,23 +7,26 @@ import pandas as pd
 import pytest
 import torch
 
-from lowrank_amt import plots, stages
+from lowrank_amt import families, plots, stages
 from lowrank_amt.decode import activations_to_notes
 from lowrank_amt.errors import LowrankAmtError
 from lowrank_amt.factorization import nmf
 from lowrank_amt.factorization.core import generator
-from lowrank_amt.factorization.training import OnlineMU, fit_epochs
+from lowrank_amt.factorization.training import DictionaryLearner, OnlineMU
 from lowrank_amt.factorization.transcribe import transcribe
 from lowrank_amt.features import load_track, read_index
 from lowrank_amt.metrics import note_metrics
 from lowrank_amt.notes import read_midi_notes
-from test_minibatch import ArrayBatches, planted_data
-from test_training import SMALL, cache  # noqa: F401  (fixture)
+from lowrank_amt.validation import VALIDATION_THRESHOLDS
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-SEMI = {**SMALL, "family": "nmf", "supervision": "semi_supervised", "form": "online_mu",
-        "epochs": 4, "patience": 0}
+SEMI = {"family": "nmf", "supervision": "semi_supervised", "form": "online_mu", "epochs": 4, "patience": 0}
+
+
+@pytest.fixture
+def semi(small_spec):
+    return {**small_spec, **SEMI}
 
 
 def train(folder, out, spec, log=lambda m: None, checkpoint_dir=None):
@@ -36,13 +39,13 @@ def independent_note_f(folder, model_path, spec):
     """Transcribe the validation tracks with a saved model, decode at each threshold of
     the scorer's grid, score with mir_eval; the best threshold's mean note onset F."""
     model = np.load(model_path)
-    spec = stages.model_spec(spec)
+    family, spec = families.resolve(spec)
     index = read_index(folder / "index.csv", "validation")
     best = 0.0
-    for threshold in stages.VALIDATION_THRESHOLDS:
+    for threshold in VALIDATION_THRESHOLDS:
         scores = []
         for row in index.itertuples():
-            H = transcribe(load_track(row)[0], model["W"], model["template_keys"], spec, torch.device("cpu"))
+            H = transcribe(family, load_track(row)[0], model["W"], model["template_keys"], spec, torch.device("cpu"))
             est = activations_to_notes(H, float(row.frame_rate), threshold, min_note_seconds=0.05)
             ref = read_midi_notes(row.midi_path)
             scores.append(note_metrics(ref[0], ref[1], est[0], est[1], onset_tolerance=0.05)["note_onset_f"])
@@ -50,9 +53,9 @@ def independent_note_f(folder, model_path, spec):
     return best
 
 
-def test_logged_note_f_is_the_saved_dictionarys_and_rises(cache, tmp_path):
-    folder, _ = cache
-    losses = train(folder, tmp_path, SEMI)
+def test_logged_note_f_is_the_saved_dictionarys_and_rises(lowrank_cache, semi, tmp_path):
+    folder, _ = lowrank_cache
+    losses = train(folder, tmp_path, semi)
     validation = losses[losses["split"] == "validation"].reset_index(drop=True)
     assert losses.loc[losses["split"] == "train", "validation_note_f"].isna().all()
     scores = validation["validation_note_f"].to_numpy()
@@ -62,7 +65,7 @@ def test_logged_note_f_is_the_saved_dictionarys_and_rises(cache, tmp_path):
     # the saved model is the dictionary of the best validation loss; its logged F is
     # what decoding and scoring the saved model gives
     saved_epoch = int(validation["loss"].idxmin())
-    assert independent_note_f(folder, tmp_path / "model.npz", SEMI) == pytest.approx(scores[saved_epoch], abs=1e-12)
+    assert independent_note_f(folder, tmp_path / "model.npz", semi) == pytest.approx(scores[saved_epoch], abs=1e-12)
     # the loss curves still plot from a loss.csv with the extra column
     plots.loss_curves_plot(plots.loss_table({"semi": tmp_path / "loss.csv"}), tmp_path / "loss.svg")
     assert (tmp_path / "loss.svg").stat().st_size > 0
@@ -72,9 +75,9 @@ class Interrupted(Exception):
     pass
 
 
-def test_resumed_training_logs_the_same_note_f(cache, tmp_path):
-    folder, _ = cache
-    spec = {**SMALL, "family": "nmf", "supervision": "unsupervised", "form": "gradient", "epochs": 3,
+def test_resumed_training_logs_the_same_note_f(lowrank_cache, small_spec, tmp_path):
+    folder, _ = lowrank_cache
+    spec = {**small_spec, "family": "nmf", "supervision": "unsupervised", "form": "gradient", "epochs": 3,
             "patience": 0, "rank": 20}
     straight = train(folder, tmp_path, spec, checkpoint_dir=tmp_path / "straight")
 
@@ -89,19 +92,19 @@ def test_resumed_training_logs_the_same_note_f(cache, tmp_path):
     assert resumed["validation_note_f"].notna().sum() == 3
 
 
-def test_interval_and_switch(cache, tmp_path):
-    folder, _ = cache
-    every_two = train(folder, tmp_path, {**SEMI, "epochs": 3, "validation_note_f_every": 2})
+def test_interval_and_switch(lowrank_cache, semi, tmp_path):
+    folder, _ = lowrank_cache
+    every_two = train(folder, tmp_path, {**semi, "epochs": 3, "validation_note_f_every": 2})
     logged = every_two.loc[every_two["split"] == "validation", "validation_note_f"]
     assert logged.notna().tolist() == [False, True, False]
-    assert "validation_note_f" not in train(folder, tmp_path, {**SEMI, "epochs": 1, "validation_note_f_every": 0})
+    assert "validation_note_f" not in train(folder, tmp_path, {**semi, "epochs": 1, "validation_note_f_every": 0})
     with pytest.raises(LowrankAmtError, match="validation_note_f_every"):
-        stages.model_spec({"validation_note_f_every": -1})
+        families.resolve({"family": "nmf", "validation_note_f_every": -1})
 
 
-def test_a_score_needs_validation_batches():
-    V = planted_data(N=200)
+def test_a_score_needs_validation_batches(planted, array_batches):
+    V = planted(N=200)
     W0 = nmf.init_dictionary(30, 4, 0.5, generator(0), torch.from_numpy(V))
     with pytest.raises(ValueError, match="validation_batches"):
-        fit_epochs(nmf, OnlineMU(W0, beta=1.0, forget_factor=0.5, total_frames=200), ArrayBatches(V, 100),
-                   beta=1.0, epochs=1, inner_iterations=2, validation_score=lambda W: 0.0, log=lambda m: None)
+        DictionaryLearner(nmf, OnlineMU(W0, beta=1.0, forget_factor=0.5, total_frames=200), array_batches(V, 100),
+                          beta=1.0, inner_iterations=2, validation_score=lambda W: 0.0)

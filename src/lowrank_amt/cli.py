@@ -12,9 +12,6 @@ import json
 import os
 import sys
 
-LOWRANK_FAMILIES = ("nmf", "nmfd", "ntd")
-
-
 def _log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
@@ -47,25 +44,18 @@ COMMANDS = {
     "extract-features": ("features and frame targets of every track",
                          [("--spec", J), ("--sample-rate", {"type": int, "required": True}), ("--manifest", P),
                           ("--index", P)]),
-    "train": ("train a low-rank model or the network (by the spec's family)",
+    "train": ("train a model of any family (the spec's `family`)",
               [("--spec", J), ("--index", P), ("--model", P), ("--loss", P), ("--info", P),
                ("--train-hours", {"type": _hours, "default": None}), ("--checkpoint-dir", O)]),
-    "activations": ("pitch activations (88 x frames) of validation and test tracks",
-                    [("--spec", J), ("--model", P), ("--index", P), ("--activations", P), ("--info", P)]),
-    "basic-pitch-train": ("record the pretrained Basic Pitch model (nothing to train)",
-                          [("--spec", J), ("--info", P)]),
-    "basic-pitch-infer": ("Basic Pitch posteriorgrams of validation and test tracks",
-                          [("--spec", J), ("--manifest", P), ("--index", P), ("--out", P), ("--info", P)]),
-    "basic-pitch-decode": ("Basic Pitch note creation, thresholds tuned on validation; test MIDI",
-                           [("--spec", J), ("--posteriorgrams", P), ("--index", P), ("--evaluation", J),
-                            ("--midi-dir", P), ("--info", P)]),
-    "decode": ("notes from activations, decoding tuned on validation; test MIDI",
-               [("--decoding", J), ("--evaluation", J), ("--activations", P), ("--index", P),
+    "activations": ("a trained model's outputs (88 x frames) on the validation and test tracks",
+                    [("--model", P), ("--index", P), ("--activations", P), ("--info", P), ("--manifest", O)]),
+    "decode": ("notes from a model's outputs, its decoder tuned on validation; test MIDI",
+               [("--model", P), ("--decoding", J), ("--evaluation", J), ("--activations", P), ("--index", P),
                 ("--midi-dir", P), ("--info", P)]),
     "evaluate": ("per-track metrics of test transcriptions (and the labelled oracle threshold)",
                  [("--evaluation", J), ("--midi-dir", P), ("--index", P), ("--out", P),
                   ("--activations", O), ("--decoding-info", O), ("--decoding", {"type": _json, "default": None})]),
-    "assess-dictionary": ("interpretability of a low-rank model's dictionary",
+    "assess-dictionary": ("interpretability of a model's dictionary (families that have one)",
                           [("--model", P), ("--index", P), ("--out", P), ("--templates", P)]),
     "aggregate": ("tidy results table and ranked summary",
                   [("--runs", J), ("--config-hash", P), ("--results", P), ("--summary", P), ("--markdown", P)]),
@@ -73,7 +63,7 @@ COMMANDS = {
              [("kind", {"choices": ["tradeoff", "scaling", "cost-scaling"]}), ("--summary", P), ("--out", P)]),
     "plot-losses": ("loss curves of several models",
                     [("--loss", {"nargs": "+", "required": True, "metavar": "NAME=PATH"}), ("--out", P)]),
-    "plot-dictionary": ("a low-rank model's templates with their estimated pitches",
+    "plot-dictionary": ("a model's templates with their estimated pitches",
                         [("--model", P), ("--index", P), ("--out", P), ("--title", O)]),
     "plot-excerpt": ("activations of a test excerpt beside its piano roll",
                      [("--activations", P), ("--index", P), ("--out", P), ("--track", O),
@@ -113,25 +103,6 @@ def _validate_config(a):
     _log(f"{a.config}: valid")
 
 
-def _train(a):
-    if a.spec["family"] == "network":
-        from .deep import training
-        training.train(a.spec, a.index, a.model, a.loss, a.info, train_hours=a.train_hours, log=_log,
-                       checkpoint_path=None if a.checkpoint_dir is None else os.path.join(a.checkpoint_dir, "checkpoint.pt"))
-    else:
-        from . import stages
-        stages.train(a.spec, a.index, a.model, a.loss, a.info, _log,
-                     checkpoint_dir=a.checkpoint_dir, train_hours=a.train_hours)
-
-
-def _activations(a):
-    if a.spec["family"] == "network":
-        from .deep.training import activations
-    else:
-        from .stages import activations
-    activations(a.spec, a.model, a.index, a.activations, a.info, log=_log)
-
-
 def _plot(a):
     import pandas as pd
 
@@ -162,18 +133,16 @@ def run(a: argparse.Namespace) -> None:
         "config-docs": _config_docs,
         "prepare-dataset": lambda a: call("data", "prepare_dataset", a.spec, a.manifest, a.sample_rate, a.jobs, _log),
         "extract-features": lambda a: call("features", "extract_dataset", a.manifest, a.spec, a.sample_rate, a.index, _log),
-        "train": _train,
-        "activations": _activations,
-        "basic-pitch-train": lambda a: call("deep.basic_pitch", "train", a.spec, a.info),
-        "basic-pitch-infer": lambda a: call("deep.basic_pitch", "infer", a.spec, a.manifest, a.index, a.out, a.info, log=_log),
-        "basic-pitch-decode": lambda a: call("deep.basic_pitch", "decode", a.spec, a.posteriorgrams, a.index,
-                                           a.evaluation, a.midi_dir, a.info, log=_log),
-        "decode": lambda a: call("evaluation", "decode", a.activations, a.index, a.decoding, a.evaluation,
-                               a.midi_dir, a.info, _log),
+        "train": lambda a: call("stages", "train", a.spec, a.index, a.model, a.loss, a.info, _log,
+                                checkpoint_dir=a.checkpoint_dir, train_hours=a.train_hours),
+        "activations": lambda a: call("stages", "activations", a.model, a.index, a.activations, a.info, _log,
+                                      manifest_path=a.manifest),
+        "decode": lambda a: call("stages", "decode", a.model, a.activations, a.index, a.decoding, a.evaluation,
+                                 a.midi_dir, a.info, _log),
         "evaluate": lambda a: call("evaluation", "evaluate", a.midi_dir, a.index, a.evaluation, a.out, _log,
                                  activations_path=a.activations, decoding_path=a.decoding_info, decoding=a.decoding),
         "assess-dictionary": lambda a: call("interpretability", "assess", a.model, a.index, a.out, a.templates, _log),
-        "aggregate": lambda a: call("evaluation", "aggregate", a.runs, a.config_hash, a.results, a.summary, a.markdown),
+        "aggregate": lambda a: call("summary", "aggregate", a.runs, a.config_hash, a.results, a.summary, a.markdown),
         "plot": _plot,
         "plot-losses": _plot_losses,
         "plot-dictionary": lambda a: call("plots", "dictionary_plot_from_files", a.model, a.index, a.out, a.title),

@@ -227,3 +227,42 @@ def tune_threshold(tracks, thresholds, frame_rate: float, min_note_seconds: floa
                               "note_onset_f", onset_tolerance))
               for t in sorted(thresholds)]
     return max(scores, key=lambda s: s[1])[0], scores
+
+
+#: ``decoding`` config keys -> ``activations_to_notes`` parameters (each a grid).
+GRID_KEYS = {"thresholds": "threshold", "onsets": "onset", "offset_fractions": "offset_fraction",
+             "min_note_seconds": "min_note_seconds", "adaptive_seconds": "adaptive_seconds"}
+
+
+def decoding_grid(decoding: dict) -> dict:
+    """The parameter grid of a ``decoding`` config section; a scalar is a one-value grid
+    and a missing key keeps the decoder's default."""
+    grid = {}
+    for key, name in GRID_KEYS.items():
+        value = decoding.get(key, DEFAULTS[name])
+        grid[name] = list(value) if isinstance(value, (list, tuple)) else [value]
+    return grid
+
+
+class GridDecoder:
+    """The shared decoder as the decode stage drives every family's: ``tune`` chooses
+    its parameters from the ``decoding`` grid on validation tracks (``tune_decoding``),
+    ``notes`` decodes one track's outputs with them. A family with its own note
+    creation gives an object with the same three methods."""
+
+    def __init__(self, decoding: dict, evaluation: dict):
+        self.grid = decoding_grid(decoding)
+        self.onset_tolerance, self.offset_ratio = evaluation["onset_tolerance"], evaluation["offset_ratio"]
+
+    def tune(self, tracks, frame_rate: float):
+        """(params, trials, best validation note-onset F) over ``tracks``, a list of
+        (outputs, ref_intervals, ref_pitches)."""
+        params, trials = tune_decoding([(outputs["note"], *refs) for outputs, *refs in tracks], self.grid,
+                                       frame_rate, self.onset_tolerance, self.offset_ratio)
+        return params, trials, max(t["score"] for t in trials if t["stage"] == "onset")
+
+    def notes(self, outputs: dict, frame_rate: float, params: dict):
+        return activations_to_notes(outputs["note"], frame_rate, **params)
+
+    def info(self, params: dict) -> dict:
+        return {"threshold": params["threshold"]}

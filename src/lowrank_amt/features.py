@@ -337,7 +337,9 @@ def load_track(row) -> tuple[np.ndarray, np.ndarray]:
     return np.load(row.features_path, mmap_mode="r"), np.load(row.roll_path, mmap_mode="r")
 
 
-def load_targets(row) -> dict[str, np.ndarray]:
-    """Memory-map one track's targets (``roll``, ``onsets``, ``offsets``, as present)."""
-    return {name: np.load(getattr(row, f"{name}_path"), mmap_mode="r")
-            for name in TARGETS if hasattr(row, f"{name}_path")}
+def cache_params(index_path: str | Path) -> dict:
+    """The parameters of a feature cache (``params.json`` beside its index)."""
+    params_path = Path(index_path).parent / "params.json"
+    if not params_path.exists():
+        raise LowrankAmtError(f"{params_path} is missing; extract the features again")
+    return read_json(params_path)

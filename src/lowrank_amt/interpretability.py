@@ -9,8 +9,8 @@ Definitions (W: bins x K nonnegative templates on log-frequency bins):
 * **harmonicity** h_k: share of template k's energy (squared magnitude) within half a
   semitone (at least one bin) of harmonics 1..12 of its pitch; 0 without a valid pitch.
 * **label agreement** a_k (models whose templates have labels: supervised, or
-  semi-supervised, template k labelled key 21 + k): 1 when the estimated pitch rounds
-  to the label, else 0; NaN for a model without labels.
+  semi-supervised, each template labelled with the key it was learned for): 1 when the
+  estimated pitch rounds to the label, else 0; NaN for a model without labels.
 * **coverage**: fraction of the distinct pitches played in the test split that the
   rounded pitch of at least one valid template equals.
 * **Hoyer sparsity** of template k: (sqrt(n) - |w|_1 / |w|_2) / (sqrt(n) - 1), in [0, 1]
@@ -27,25 +27,19 @@ Deep models have no dictionary: every column is NaN for them, never a made-up sc
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 
-from .constants import MIDI_MIN, N_KEYS
 from .errors import LowrankAmtError
-from .features import bin_frequencies, read_index
-from .io import atomic_path, read_json, write_json
+from .features import bin_frequencies, cache_params, read_index
+from .io import atomic_path, write_json
+from .models import load_model
 from .notes import read_midi_notes
 from .pitch import estimate_template_pitches, harmonic_energy_share
 
 #: Dictionary-level columns of the results table, NaN for models without a dictionary.
 SUMMARY_NAMES = ("interpretability", "valid_pitch_share", "harmonicity", "label_agreement",
                  "coverage", "hoyer_sparsity", "n_templates")
-
-#: Supervision values whose first 88 templates are labelled keys 21..108.
-LABELLED_SUPERVISION = ("supervised", "semi-supervised", "semi_supervised", "semisupervised")
 
 
 def hoyer_sparsity(W) -> np.ndarray:
@@ -99,46 +93,25 @@ def dictionary_scores(templates: pd.DataFrame, played_pitches) -> dict:
 
 
 def load_dictionary(model_path, n_bins: int) -> tuple[np.ndarray, np.ndarray | None]:
-    """Templates (bins x K) and labels (K,) of a ``model.npz``.
-
-    ``W`` may be bins x K, or T x bins x K (convolutive NMF: summed over time shifts).
-    Labels come from a ``pitches`` or ``labels`` array (MIDI, NaN = unlabelled), else
-    from the stored spec: a supervised or semi-supervised model's template k < 88 is
-    key 21 + k; otherwise None.
-    """
-    model_path = Path(model_path)
-    try:
-        model = np.load(model_path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise LowrankAmtError(f"model {model_path} cannot be read ({exc})") from exc
-    if "W" not in model:
-        raise LowrankAmtError(f"model {model_path} has no dictionary 'W'")
-    W = np.asarray(model["W"], dtype=float)
-    if W.ndim == 3:
-        W = W.sum(axis=0)
+    """Spectral templates (bins x K) and their labels (K,: MIDI, NaN = unlabelled; None
+    when no template is labelled) of a ``model.npz``, as its family reads them
+    (convolutive NMF: each template summed over its frames)."""
+    family, spec, arrays = load_model(model_path)
+    dictionary = family.dictionary(arrays, spec)
+    if dictionary is None:
+        raise LowrankAmtError(f"model {model_path} (family '{family.name}') has no dictionary to assess")
+    W, labels = dictionary
     if W.ndim != 2 or W.shape[0] != n_bins:
-        raise LowrankAmtError(f"model {model_path}: W has shape {model['W'].shape}, expected "
-                              f"({n_bins}, K) or (T, {n_bins}, K) for the feature set's {n_bins} bins")
-    W = np.clip(W, 0.0, None)
-    for key in ("pitches", "labels"):
-        if key in model:
-            return W, np.asarray(model[key], dtype=float).reshape(-1)
-    spec = json.loads(str(model["spec"])) if "spec" in model else {}
-    if spec.get("supervision") in LABELLED_SUPERVISION:
-        labels = np.full(W.shape[1], np.nan)
-        n = min(N_KEYS, W.shape[1])
-        labels[:n] = MIDI_MIN + np.arange(n)
-        return W, labels
-    return W, None
+        raise LowrankAmtError(f"model {model_path}: its templates have shape {W.shape}, expected "
+                              f"({n_bins}, K) for the feature set's {n_bins} bins")
+    labels = np.asarray(labels, dtype=float)
+    return np.clip(W, 0.0, None), (labels if np.isfinite(labels).any() else None)
 
 
 def assess(model_path, index_path, out_path, templates_path, log=print) -> dict:
     """Score a model's dictionary: write the dictionary-level measures (JSON) and the
     per-template table (CSV). The bins come from ``params.json`` beside the index."""
-    params_path = Path(index_path).parent / "params.json"
-    if not params_path.exists():
-        raise LowrankAmtError(f"{params_path} is missing; extract features first")
-    freqs = bin_frequencies(read_json(params_path))
+    freqs = bin_frequencies(cache_params(index_path))
     W, labels = load_dictionary(model_path, len(freqs))
     templates = template_table(W, freqs, labels)
     played = np.concatenate([read_midi_notes(r.midi_path)[1] for r in read_index(index_path, "test").itertuples()]

@@ -41,15 +41,3 @@ def write_midi_notes(path: str | Path, intervals, pitches, velocities=None, prog
     midi.instruments.append(inst)
     with atomic_path(path) as tmp:
         midi.write(str(tmp))
-
-
-def piano_roll(intervals, pitches, n_frames: int, frame_rate: float) -> np.ndarray:
-    """88 x n_frames binary activity; a note covers frames whose start lies in its interval.
-    Notes outside the piano range are ignored."""
-    roll = np.zeros((N_KEYS, n_frames), dtype=bool)
-    for (start, end), pitch in zip(intervals, pitches):
-        if MIDI_MIN <= pitch <= MIDI_MAX:
-            a = int(np.ceil(start * frame_rate - 1e-9))
-            b = int(np.ceil(end * frame_rate - 1e-9))
-            roll[pitch - MIDI_MIN, max(a, 0):min(max(b, a + 1), n_frames)] = True
-    return roll

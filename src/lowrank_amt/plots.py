@@ -284,15 +284,11 @@ def loss_table(loss_paths: dict) -> pd.DataFrame:
 def dictionary_plot_from_files(model_path, index_path, out_path, title: str | None = None) -> None:
     """``dictionary_plot`` of a model.npz, on the bins of the feature set beside
     ``index_path`` (its params.json), with pitches estimated by ``pitch.py``."""
-    from .features import bin_frequencies
+    from .features import bin_frequencies, cache_params
     from .interpretability import load_dictionary
-    from .io import read_json
     from .pitch import estimate_template_pitches
 
-    params_path = Path(index_path).parent / "params.json"
-    if not params_path.exists():
-        raise LowrankAmtError(f"{params_path} is missing; extract features first")
-    freqs = bin_frequencies(read_json(params_path))
+    freqs = bin_frequencies(cache_params(index_path))
     W, _ = load_dictionary(model_path, len(freqs))
     dictionary_plot(W, freqs, estimate_template_pitches(W, freqs), out_path,
                     title or f"dictionary of {Path(model_path).parent.name}")

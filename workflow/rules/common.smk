@@ -6,22 +6,27 @@ from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
+from lowrank_amt import families
 from lowrank_amt.config import config_hash, load_schema, validate_config
 from lowrank_amt.errors import LowrankAmtError
 
 try:
     validate_config(config, load_schema(Path(workflow.current_basedir) / "../schemas/config.schema.yaml"))
+    # every model's family and complete spec; a refused combination stops the run here
+    SPEC = {name: families.resolve(spec) for name, spec in config["models"].items()}
 except LowrankAmtError as error:
-    raise WorkflowError(str(error))
+    raise WorkflowError(f"invalid config: {error}")
 
 RESULTS = f"{config['results']}/{config['study']}"
 DATASETS = list(config["datasets"])
 FEATURES = list(config["features"])
 MODELS = list(config["models"])
-FAMILY = {name: spec["family"] for name, spec in config["models"].items()}
-LOWRANK = [m for m in MODELS if FAMILY[m] in ("nmf", "nmfd", "ntd")]
-NETWORK = [m for m in MODELS if FAMILY[m] == "network"]
-BASIC_PITCH = [m for m in MODELS if FAMILY[m] == "basic_pitch"]
+FAMILY = {name: family for name, (family, _) in SPEC.items()}
+# What each family declares (families/base.py) decides which rules apply to a model.
+WITH_DICTIONARY = [m for m in MODELS if FAMILY[m].has_dictionary]
+# excerpt figures draw outputs against the piano roll at the feature frame rate
+ON_FEATURES = [m for m in MODELS if FAMILY[m].reads == "features"]
+LEARNING = [m for m in MODELS if FAMILY[m].training_data(SPEC[m][1]) is not None]
 # One run = one model variant trained at one size on one feature set of one dataset.
 RUN = "{dataset}/{features}/{model}/{size}"
 STUDY_CONFIG_HASH = config_hash(config)
@@ -59,11 +64,13 @@ def as_json(value):
 
 def model_sizes(model):
     """Training sizes of a model: the study's `training_hours` for models that learn from
-    the training pieces; one size for those that do not."""
-    spec = config["models"][model]
-    if spec["family"] == "basic_pitch":
+    the training pieces; one size for those that learn from the isolated notes or are
+    pretrained."""
+    family, spec = SPEC[model]
+    data = family.training_data(spec)
+    if data is None:
         return ["pretrained"]
-    if spec["family"] != "network" and spec["supervision"] == "supervised":
+    if data == "isolated":
         return ["isolated"]
     hours = config["training_hours"]
     return [f"{h:g}h" for h in hours] if hours else ["all"]
@@ -92,7 +99,7 @@ def train_hours(wildcards):
 def all_runs():
     """Every (dataset, features, model, size) of the study."""
     return [
-        {"dataset": d, "features": f, "model": m, "size": s, "family": FAMILY[m],
+        {"dataset": d, "features": f, "model": m, "size": s, "family": FAMILY[m].name,
          "supervision": config["models"][m].get("supervision", "")}
         for d in DATASETS
         for f in FEATURES
@@ -102,19 +109,19 @@ def all_runs():
 
 
 def run_files(run):
-    """The files `aggregate` reads for one run (see evaluation.aggregate)."""
+    """The files `aggregate` reads for one run (see summary.aggregate)."""
     path = RUN.format(**run)
     files = {
-        "per_track": f"{RESULTS}/metrics/{path}/per_track.csv",
-        "train_info": f"{RESULTS}/models/{path}/train.json",
-        "activations_info": f"{RESULTS}/transcriptions/{path}/activations.json",
-        "decoding_info": f"{RESULTS}/transcriptions/{path}/decoding.json",
+        "per_track": rules.evaluate.output.per_track.format(**run),
+        "train_info": rules.train_model.output.info.format(**run),
+        "activations_info": rules.activations.output.info.format(**run),
+        "decoding_info": rules.decode.output.info.format(**run),
     }
-    if run["family"] != "basic_pitch":
-        files["loss"] = f"{RESULTS}/models/{path}/loss.csv"
+    if run["model"] in LEARNING:
+        files["loss"] = rules.train_model.output.loss.format(**run)
         files["train_benchmark"] = f"{RESULTS}/benchmarks/train/{path}.tsv"
-    if run["model"] in LOWRANK:
-        files["interpretability"] = f"{RESULTS}/interpretability/{path}/interpretability.json"
+    if run["model"] in WITH_DICTIONARY:
+        files["interpretability"] = rules.assess_dictionary.output.scores.format(**run)
     return files
 
 
@@ -143,24 +150,46 @@ def loss_inputs():
 
 
 def figure_outputs():
-    """Per-model figures at the model's largest training size: its dictionary (low-rank
-    models) and a test excerpt of its activations (all but Basic Pitch)."""
+    """Per-model figures at the model's largest training size: its dictionary (models
+    that have one) and a test excerpt of its activations (models on the features)."""
     figures = []
     for run in all_runs():
         if run["size"] != model_sizes(run["model"])[-1]:
             continue
-        path = RUN.format(**run)
-        if run["model"] in LOWRANK:
-            figures.append(f"{RESULTS}/plots/dictionary/{path}.svg")
-        if run["family"] != "basic_pitch":
-            figures.append(f"{RESULTS}/plots/excerpt/{path}.svg")
+        if run["model"] in WITH_DICTIONARY:
+            figures.append(rules.plot_dictionary.output[0].format(**run))
+        if run["model"] in ON_FEATURES:
+            figures.append(rules.plot_excerpt.output[0].format(**run))
     return figures
 
 
 def final_outputs():
     return [
-        f"{RESULTS}/summary/results.csv",
-        f"{RESULTS}/summary/summary.md",
-        *(f"{RESULTS}/plots/{kind}.svg" for kind in ("tradeoff", "scaling", "cost-scaling", "losses")),
+        rules.aggregate.output.results,
+        rules.aggregate.output.markdown,
+        *(f"{RESULTS}/plots/{kind}.svg" for kind in ("tradeoff", "scaling", "cost-scaling")),
+        rules.plot_losses.output[0],
         *figure_outputs(),
     ]
+
+
+def oracle_inputs(wildcards):
+    """The labelled oracle-threshold columns read the activations of models decoded by
+    the shared grid decoder."""
+    if not config["evaluation"]["oracle"] or FAMILY[wildcards.model].decoder != "grid":
+        return []
+    return [rules.activations.output.activations.format(**wildcards)]
+
+
+def oracle_arguments(wildcards, input):
+    if not oracle_inputs(wildcards):
+        return ""
+    return (
+        f"--activations {input.activations} --decoding-info {input.decoding}"
+        f" --decoding {shlex.quote(as_json(config['decoding']))}"
+    )
+
+
+def excerpt_track(wildcards):
+    track = config["evaluation"]["excerpt_track"]
+    return f"--track {track}" if track else ""

@@ -14,6 +14,8 @@ rule prepare_dataset:
     threads: stage_threads("prepare_dataset")
     resources:
         **stage_resources("prepare_dataset"),
+    conda:
+        "../../envs/lowrank-amt.yaml"
     shell:
         "lowrank-amt prepare-dataset --spec {params.spec:q} --sample-rate {params.sample_rate}"
         " --manifest {output.manifest:q} --jobs {threads} > {log:q} 2>&1"

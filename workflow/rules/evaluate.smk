@@ -2,25 +2,11 @@
 # table over all runs.
 
 
-def oracle_arguments(wildcards, input):
-    """The labelled oracle-threshold columns need activations (not Basic Pitch's)."""
-    if not config["evaluation"]["oracle"] or wildcards.model in BASIC_PITCH:
-        return ""
-    return (f"--activations {input.activations} --decoding-info {input.decoding}"
-            f" --decoding {shlex.quote(as_json(config['decoding']))}")
-
-
-def oracle_inputs(wildcards):
-    if not config["evaluation"]["oracle"] or wildcards.model in BASIC_PITCH:
-        return []
-    return [f"{RESULTS}/transcriptions/{RUN}/activations.npz".format(**wildcards)]
-
-
 rule evaluate:
     input:
-        midi=f"{RESULTS}/transcriptions/{RUN}/midi",
-        decoding=f"{RESULTS}/transcriptions/{RUN}/decoding.json",
-        index=f"{RESULTS}/features/{{dataset}}/{{features}}/index.csv",
+        midi=rules.decode.output.midi,
+        decoding=rules.decode.output.info,
+        index=rules.extract_features.output.index,
         activations=oracle_inputs,
     output:
         per_track=f"{RESULTS}/metrics/{RUN}/per_track.csv",
@@ -31,6 +17,8 @@ rule evaluate:
         f"{RESULTS}/logs/evaluate/{RUN}.log",
     benchmark:
         f"{RESULTS}/benchmarks/evaluate/{RUN}.tsv"
+    conda:
+        "../../envs/lowrank-amt.yaml"
     shell:
         "lowrank-amt evaluate --evaluation {params.evaluation:q} --midi-dir {input.midi:q}"
         " --index {input.index:q} --out {output.per_track:q} {params.oracle} > {log:q} 2>&1"
@@ -38,15 +26,17 @@ rule evaluate:
 
 rule assess_dictionary:
     input:
-        model=f"{RESULTS}/models/{RUN}/model.npz",
-        index=f"{RESULTS}/features/{{dataset}}/{{features}}/index.csv",
+        model=rules.train_model.output.model,
+        index=rules.extract_features.output.index,
     output:
         scores=f"{RESULTS}/interpretability/{RUN}/interpretability.json",
         templates=f"{RESULTS}/interpretability/{RUN}/templates.csv",
     wildcard_constraints:
-        model=choice(LOWRANK),
+        model=choice(WITH_DICTIONARY),
     log:
         f"{RESULTS}/logs/assess_dictionary/{RUN}.log",
+    conda:
+        "../../envs/lowrank-amt.yaml"
     shell:
         "lowrank-amt assess-dictionary --model {input.model:q} --index {input.index:q}"
         " --out {output.scores:q} --templates {output.templates:q} > {log:q} 2>&1"
@@ -72,6 +62,8 @@ rule aggregate:
         config_hash=STUDY_CONFIG_HASH,
     log:
         f"{RESULTS}/logs/aggregate.log",
+    conda:
+        "../../envs/lowrank-amt.yaml"
     shell:
         "lowrank-amt aggregate --runs {params.runs:q} --config-hash {params.config_hash}"
         " --results {output.results:q} --summary {output.summary:q} --markdown {output.markdown:q}"

@@ -3,7 +3,7 @@
 
 rule extract_features:
     input:
-        manifest=f"{RESULTS}/data/{{dataset}}/manifest.csv",
+        manifest=rules.prepare_dataset.output.manifest,
     output:
         index=f"{RESULTS}/features/{{dataset}}/{{features}}/index.csv",
     params:
@@ -16,6 +16,8 @@ rule extract_features:
     threads: stage_threads("extract_features")
     resources:
         **stage_resources("extract_features"),
+    conda:
+        "../../envs/lowrank-amt.yaml"
     shell:
         "OMP_NUM_THREADS={threads} lowrank-amt extract-features --spec {params.spec:q}"
         " --sample-rate {params.sample_rate} --manifest {input.manifest:q} --index {output.index:q}"

@@ -8,7 +8,7 @@ for summary_plot in ("tradeoff", "scaling", "cost-scaling"):
         name:
             f"plot_{summary_plot.replace('-', '_')}"
         input:
-            summary=f"{RESULTS}/summary/summary.csv",
+            summary=rules.aggregate.output.summary,
         output:
             report(
                 f"{RESULTS}/plots/{summary_plot}.svg",
@@ -19,6 +19,8 @@ for summary_plot in ("tradeoff", "scaling", "cost-scaling"):
             kind=summary_plot,
         log:
             f"{RESULTS}/logs/plot/{summary_plot}.log",
+        conda:
+            "../../envs/lowrank-amt.yaml"
         shell:
             "lowrank-amt plot {params.kind} --summary {input.summary:q} --out {output:q} > {log:q} 2>&1"
 
@@ -32,14 +34,16 @@ rule plot_losses:
         losses=loss_arguments,
     log:
         f"{RESULTS}/logs/plot/losses.log",
+    conda:
+        "../../envs/lowrank-amt.yaml"
     shell:
         "lowrank-amt plot-losses --loss {params.losses} --out {output:q} > {log:q} 2>&1"
 
 
 rule plot_dictionary:
     input:
-        model=f"{RESULTS}/models/{RUN}/model.npz",
-        index=f"{RESULTS}/features/{{dataset}}/{{features}}/index.csv",
+        model=rules.train_model.output.model,
+        index=rules.extract_features.output.index,
     output:
         report(
             f"{RESULTS}/plots/dictionary/{RUN}.svg",
@@ -48,9 +52,11 @@ rule plot_dictionary:
             labels={"model": "{model}", "size": "{size}", "dataset": "{dataset}", "features": "{features}"},
         ),
     wildcard_constraints:
-        model=choice(LOWRANK),
+        model=choice(WITH_DICTIONARY),
     log:
         f"{RESULTS}/logs/plot/dictionary/{RUN}.log",
+    conda:
+        "../../envs/lowrank-amt.yaml"
     shell:
         "lowrank-amt plot-dictionary --model {input.model:q} --index {input.index:q}"
         " --title '{wildcards.model} ({wildcards.size})' --out {output:q} > {log:q} 2>&1"
@@ -58,8 +64,8 @@ rule plot_dictionary:
 
 rule plot_excerpt:
     input:
-        activations=f"{RESULTS}/transcriptions/{RUN}/activations.npz",
-        index=f"{RESULTS}/features/{{dataset}}/{{features}}/index.csv",
+        activations=rules.activations.output.activations,
+        index=rules.extract_features.output.index,
     output:
         report(
             f"{RESULTS}/plots/excerpt/{RUN}.svg",
@@ -68,12 +74,14 @@ rule plot_excerpt:
             labels={"model": "{model}", "size": "{size}", "dataset": "{dataset}", "features": "{features}"},
         ),
     wildcard_constraints:
-        model=choice(LOWRANK + NETWORK),
+        model=choice(ON_FEATURES),
     params:
-        track=f"--track {config['evaluation']['excerpt_track']}" if config["evaluation"]["excerpt_track"] else "",
+        track=excerpt_track,
         seconds=config["evaluation"]["excerpt_seconds"],
     log:
         f"{RESULTS}/logs/plot/excerpt/{RUN}.log",
+    conda:
+        "../../envs/lowrank-amt.yaml"
     shell:
         "lowrank-amt plot-excerpt --activations {input.activations:q} --index {input.index:q}"
         " {params.track} --seconds {params.seconds} --title '{wildcards.model} ({wildcards.size})'"

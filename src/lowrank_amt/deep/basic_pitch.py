@@ -1,4 +1,5 @@
-"""Pretrained Basic Pitch (Bittner et al., ICASSP 2022) as an inference-only baseline.
+"""Pretrained Basic Pitch (Bittner et al., ICASSP 2022): the model, its posteriorgrams
+and its note creation (``families/basic_pitch.py`` makes it a model family).
 
 The basic-pitch package ships its ICASSP 2022 model as ONNX
 (``saved_models/icassp_2022/nmp.onnx``); onnxruntime runs it, so TensorFlow is never
@@ -19,20 +20,12 @@ from __future__ import annotations
 
 import itertools
 import logging
-import time
 from importlib import metadata
-from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
-from ..audio import load_audio
-from ..data.manifest import read_manifest
 from ..errors import LowrankAmtError
-from ..features import read_index
-from ..io import atomic_path, write_json
 from ..metrics import note_metrics
-from ..notes import read_midi_notes, write_midi_notes
 
 INSTALL_HINT = ("install it without TensorFlow: pip install --no-deps 'basic-pitch==0.4.0' && "
                 "pip install onnxruntime 'resampy>=0.4.3'")
@@ -122,98 +115,40 @@ def posteriorgram_notes(note: np.ndarray, onset: np.ndarray, onset_threshold: fl
     return intervals, pitches, velocities
 
 
-def tune_thresholds(tracks, spec: dict, onset_tolerance: float = 0.05):
-    """The (onset_threshold, frame_threshold, min_note_ms) of the spec's grid with the
-    best mean note-onset F over ``tracks``, a list of (note, onset, ref_intervals,
-    ref_pitches); ties go to the first in grid order. Returns (params, trials)."""
-    spec = {**DEFAULTS, **spec}
-    trials, best, best_score = [], None, -np.inf
-    for onset_t, frame_t, min_ms in itertools.product(spec["onset_thresholds"], spec["frame_thresholds"],
-                                                      spec["min_note_ms"]):
-        params = {"onset_threshold": float(onset_t), "frame_threshold": float(frame_t), "min_note_ms": float(min_ms)}
-        scores = []
-        for note, onset, ref_intervals, ref_pitches in tracks:
-            est = posteriorgram_notes(note, onset, **params, melodia_trick=spec["melodia_trick"])
-            scores.append(note_metrics(ref_intervals, ref_pitches, est[0], est[1],
-                                       onset_tolerance=onset_tolerance)["note_onset_f"])
-        score = float(np.mean(scores))
-        trials.append({**params, "metric": "note_onset_f", "score": score})
-        if score > best_score:
-            best, best_score = params, score
-    return best, trials
+class NoteCreation:
+    """Basic Pitch's note creation as a decoder (the contract of ``decode.GridDecoder``):
+    its onset threshold, frame threshold and minimum note length are chosen on the
+    validation split from the spec's grid; ties go to the first in grid order."""
 
+    def __init__(self, spec: dict, evaluation: dict):
+        self.spec = {**DEFAULTS, **{k: v for k, v in spec.items() if k in DEFAULTS}}
+        self.onset_tolerance = evaluation["onset_tolerance"]
 
-def _tracks(manifest_path, index_path, split) -> pd.DataFrame:
-    """The split's tracks of the feature index (as every model sees them), with their
-    audio from the manifest."""
-    index = read_index(index_path, split)
-    if index.empty:
-        raise LowrankAmtError(f"{index_path} has no '{split}' tracks")
-    audio = read_manifest(manifest_path).set_index("track_id")["audio_path"]
-    missing = sorted(set(index["track_id"]) - set(audio.index))
-    if missing:
-        raise LowrankAmtError(f"manifest {manifest_path} lacks track(s) {missing[:5]} of {index_path}")
-    return index.assign(audio_path=[audio[t] for t in index["track_id"]])
+    def notes(self, outputs: dict, frame_rate: float, params: dict):
+        """(intervals, pitches, velocities) of one track's posteriorgrams (88 x frames)."""
+        return posteriorgram_notes(np.asarray(outputs["note"]).T, np.asarray(outputs["onset"]).T, **params,
+                                   melodia_trick=self.spec["melodia_trick"])
 
+    def tune(self, tracks, frame_rate: float):
+        """(params, trials, best score) over ``tracks``, a list of (outputs, ref_intervals,
+        ref_pitches)."""
+        trials, best, best_score = [], None, -np.inf
+        for onset_t, frame_t, min_ms in itertools.product(self.spec["onset_thresholds"],
+                                                          self.spec["frame_thresholds"], self.spec["min_note_ms"]):
+            params = {"onset_threshold": float(onset_t), "frame_threshold": float(frame_t),
+                      "min_note_ms": float(min_ms)}
+            scores = []
+            for outputs, ref_intervals, ref_pitches in tracks:
+                est = self.notes(outputs, frame_rate, params)
+                scores.append(note_metrics(ref_intervals, ref_pitches, est[0], est[1],
+                                           onset_tolerance=self.onset_tolerance)["note_onset_f"])
+            score = float(np.mean(scores))
+            trials.append({**params, "metric": "note_onset_f", "score": score})
+            if score > best_score:
+                best, best_score = params, score
+        return best, trials, best_score
 
-def train(spec: dict, info_path) -> None:
-    """Basic Pitch is pretrained: record that (train.json) instead of training.
-    ``train_seconds`` is null: its training cost is not measured here."""
-    _basic_pitch()
-    write_json(info_path, {"train_seconds": None, "train_cpu_seconds": None, "device": "none (pretrained)",
-                           "n_parameters": N_PARAMETERS, "pretrained": True, "epochs": 0, **versions()})
-
-
-def infer(spec: dict, manifest_path, index_path, posteriorgrams_path, info_path, log=print) -> None:
-    """Note and onset posteriorgrams of every validation and test track, saved as
-    float16 arrays ``<split>__<track_id>__note`` and ``__onset`` (frames x 88 at
-    22050 / 256 Hz); ``info_path`` gets seconds_per_audio_minute, device and versions."""
-    from basic_pitch.constants import AUDIO_SAMPLE_RATE
-    spec = {**DEFAULTS, **spec}
-    model = load_model()
-    wall, cpu, audio_seconds, arrays = time.perf_counter(), time.process_time(), 0.0, {}
-    for split in ("validation", "test"):
-        for row in _tracks(manifest_path, index_path, split).itertuples():
-            audio = load_audio(row.audio_path, AUDIO_SAMPLE_RATE)
-            outputs = posteriorgrams(audio, model)
-            for key in ("note", "onset"):
-                arrays[f"{split}__{row.track_id}__{key}"] = outputs[key].astype(np.float16)
-            audio_seconds += len(audio) / AUDIO_SAMPLE_RATE
-            log(f"basic pitch: {split}/{row.track_id}")
-    seconds, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    with atomic_path(posteriorgrams_path) as tmp:
-        np.savez_compressed(tmp, **arrays)
-    write_json(info_path, {"activation_seconds": seconds, "activation_cpu_seconds": cpu, "audio_seconds": audio_seconds,
-                           "seconds_per_audio_minute": 60 * seconds / audio_seconds,
-                           "device": "cpu (onnxruntime)", **versions()})
-
-
-def decode(spec: dict, posteriorgrams_path, index_path, evaluation: dict, midi_dir, info_path, log=print) -> None:
-    """Choose Basic Pitch's thresholds on the validation split, then write each test
-    track's notes as MIDI; ``info_path`` (decoding.json) records the chosen ``params``,
-    ``threshold`` (the frame threshold, the analogue of the shared decoder's), the
-    validation score and every trial."""
-    spec = {**DEFAULTS, **spec}
-    arrays = np.load(posteriorgrams_path)
-    index = read_index(index_path)
-
-    def outputs(split, track_id):
-        keys = [f"{split}__{track_id}__{k}" for k in ("note", "onset")]
-        if any(k not in arrays for k in keys):
-            raise LowrankAmtError(f"{posteriorgrams_path} lacks the posteriorgrams of {split} track {track_id}")
-        return [arrays[k].astype(np.float32) for k in keys]
-
-    validation = [(*outputs("validation", r.track_id), *read_midi_notes(r.midi_path)[:2])
-                  for r in index[index["split"] == "validation"].itertuples()]
-    if not validation:
-        raise LowrankAmtError(f"{index_path} has no validation tracks to tune Basic Pitch's thresholds on")
-    params, trials = tune_thresholds(validation, spec, evaluation["onset_tolerance"])
-    score = max(t["score"] for t in trials)
-    log(f"basic pitch thresholds chosen on validation: {params} (mean note onset F {score:.3f})")
-    midi_dir = Path(midi_dir)
-    midi_dir.mkdir(parents=True, exist_ok=True)
-    for row in index[index["split"] == "test"].itertuples():
-        notes = posteriorgram_notes(*outputs("test", row.track_id), **params, melodia_trick=spec["melodia_trick"])
-        write_midi_notes(midi_dir / f"{row.track_id}.mid", *notes)
-    write_json(info_path, {"params": params, "threshold": params["frame_threshold"],
-                           "validation_note_onset_f": score, "validation_trials": trials, **versions()})
+    def info(self, params: dict) -> dict:
+        """decoding.json's extra entries: ``threshold`` is the frame threshold, the
+        analogue of the shared decoder's; the package versions."""
+        return {"threshold": params["frame_threshold"], **versions()}

@@ -1,10 +1,11 @@
-"""NMF, V ~ W H, by beta-divergence multiplicative updates: a functional core
-(``nmf``, the reference that a test holds equal to scikit-learn's MU) and learning one
-template per piano key from isolated notes (``learn_supervised_templates``).
+"""NMF, V ~ W H, by beta-divergence multiplicative updates: a functional entry point
+(``nmf``, a thin wrapper of the shared full-batch loop that a test holds equal to
+scikit-learn's MU) and learning one template per piano key from isolated notes
+(``learn_supervised_templates``).
 
-It also implements the family interface that ``training.py`` drives (the same
-functions exist in ``nmfd.py`` and ``ntd.py``): V is bins x frames (F x N), the
-dictionary W is F x K, the activations are ``{"H": K x N}``.
+It also holds the numerics that ``training.py`` drives (the same functions exist in
+``nmfd.py`` and ``ntd.py``): V is bins x frames (F x N), the dictionary W is F x K, the
+activations are ``{"H": K x N}``.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import torch
 
 from ..constants import N_KEYS
 from ..errors import LowrankAmtError
-from .core import EPS, beta_divergence, positive_rand, ratio_terms, update_H, update_W
+from .core import EPS, beta_divergence, positive_rand, ratio_terms, update_H
 
 
 def random_init(n_rows: int, n_cols: int, scale: float, generator: torch.Generator,
@@ -44,15 +45,11 @@ def nmf(V: torch.Tensor, rank: int, beta: float = 1.0, n_iter: int = 100, *,
         W = random_init(V.shape[0], rank, scale, generator, V)
     if H is None:
         H = random_init(rank, V.shape[1], scale, generator, V)
-    losses = [float(beta_divergence(V, W @ H, beta))]
-    for _ in range(n_iter):
-        H = update_H(V, W, H, beta, l1=l1)
-        if update_dictionary:
-            W = update_W(V, W, H, beta)
-        losses.append(float(beta_divergence(V, W @ H, beta)))
-        if tol and losses[-2] - losses[-1] <= tol * abs(losses[-2]):
-            break
-    return W, H, losses
+    from . import nmf as numerics  # this module's functions are the family's numerics
+    from .training import fit_full_batch
+    W, activations, losses = fit_full_batch(numerics, V, W, beta=beta, n_iter=n_iter, tol=tol, l1=l1,
+                                            update_dictionary=update_dictionary, activations={"H": H})
+    return W, activations["H"], losses
 
 
 def isolated_key_frames(tracks) -> list[np.ndarray]:
@@ -75,21 +72,15 @@ def isolated_key_frames(tracks) -> list[np.ndarray]:
     return [np.concatenate(f, axis=1) for f in frames]
 
 
-def learn_supervised_templates(tracks, beta: float, n_iter: int, seed: int,
-                               device: torch.device, log=print,
-                               fit_key=None) -> tuple[np.ndarray, list[list[float]]]:
+def learn_supervised_templates(tracks, fit_key, seed: int, device: torch.device,
+                               log=print) -> tuple[np.ndarray, list[list[float]]]:
     """One template per piano key from isolated-note tracks.
 
     ``tracks`` yields (features F x T, roll 88 x T). For each key, the frames where the
-    key sounds alone are gathered over all tracks and factored by rank-1 NMF; the
-    template is normalised to unit L1 norm. Returns W (F x 88) and each key's loss curve.
-    ``fit_key(V, seed) -> (template, losses)`` replaces the rank-1 NMF (NMFD passes its
-    own); templates are stacked on a last axis of 88 keys.
+    key sounds alone are gathered over all tracks and fitted by ``fit_key(V, seed) ->
+    (template, losses)`` (a family's rank-1 fit); each template is normalised to unit
+    L1 norm and stacked on a last axis of 88 keys. Returns W and each key's loss curve.
     """
-    if fit_key is None:
-        def fit_key(V, key_seed):
-            w, _, losses = nmf(V, 1, beta, n_iter, seed=key_seed)
-            return w[:, 0], losses
     templates, curves = [], []
     for key, frames in enumerate(isolated_key_frames(tracks)):
         w, losses = fit_key(torch.from_numpy(np.ascontiguousarray(frames, dtype=np.float32)).to(device), seed + key)
@@ -129,6 +120,12 @@ def init_activations(V, W, gen=None, mask=None, start_floor: float = 1e-3, **_) 
 
 def reconstruct(W, activations) -> torch.Tensor:
     return W @ activations["H"]
+
+
+def loss(V, W, activations, beta: float):
+    """(beta-divergence of V from W H, W H floored at EPS)."""
+    V_hat = reconstruct(W, activations).clamp_min_(EPS)
+    return beta_divergence(V, V_hat, beta), V_hat
 
 
 def activation_step(V, W, activations, beta: float, l1: float = 0.0, mask=None, V_hat=None) -> dict:

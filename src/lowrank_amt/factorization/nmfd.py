@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from ..errors import LowrankAmtError
-from .core import EPS, mu_step, positive_rand, ratio_terms
+from .core import EPS, beta_divergence, mu_step, positive_rand, ratio_terms
 
 
 def shift(X: torch.Tensor, t: int) -> torch.Tensor:
@@ -50,6 +50,12 @@ def reconstruct(W, activations) -> torch.Tensor:
     for t in range(1, T):
         V_hat[..., t:] += per_lag[..., t, :, :-t] if t < H.shape[-1] else 0
     return V_hat
+
+
+def loss(V, W, activations, beta: float):
+    """(beta-divergence of V from its reconstruction, the reconstruction floored at EPS)."""
+    V_hat = reconstruct(W, activations).clamp_min_(EPS)
+    return beta_divergence(V, V_hat, beta), V_hat
 
 
 def _adjoint_H(W, R):

@@ -150,6 +150,25 @@ def _factor_terms(name, X, W, factors, beta, WtX=None, Xm=None):
     return _contract(name, M_num, G, Q, P), _contract(name, M_den, G, Q, P)
 
 
+def _loss(X, W, factors, beta, Xm, WtX=None):
+    if beta != 2:
+        return beta_divergence(Xm, W @ activation_matrix(factors["G"], factors["Q"], factors["P"]), beta)
+    # 0.5 ||X - X_hat||^2 = 0.5 (||X||^2 - 2 <X, X_hat> + ||X_hat||^2), the last two
+    # as <G, .> with G's own MU terms: no X_hat formed
+    G = factors["G"]
+    WtX = W.T @ Xm if WtX is None else WtX
+    projection, gram = _gram_terms("G", X, W, G, factors["Q"], factors["P"], WtX)
+    squared_norm = float(torch.dot(Xm.reshape(-1), Xm.reshape(-1)))
+    return 0.5 * max(squared_norm - 2 * float((G * projection).sum()) + float((G * gram).sum()), 0.0)
+
+
+def loss(X, W, activations, beta: float):
+    """(beta-divergence of X from its reconstruction, None): at beta = 2 by the Gram
+    identities, without forming X_hat (so no reconstruction is returned for reuse)."""
+    _check(X, W)
+    return _loss(X, W, activations, beta, as_matrix(X)), None
+
+
 def _check(X, W):
     if X.ndim != 3 or W.ndim != 2 or W.shape[0] != X.shape[1]:
         raise LowrankAmtError(f"NTD needs segments x bins x frames data and a bins x K dictionary; "
@@ -177,16 +196,9 @@ def ntd(X: torch.Tensor, ranks: tuple[int, int, int], beta: float = 2.0, n_iter:
 
     Xm = as_matrix(X)  # once: every contraction with the data is then one matrix product
     WtX = state["W"].T @ Xm if beta == 2 else None
-    squared_norm = float(torch.dot(Xm.reshape(-1), Xm.reshape(-1))) if beta == 2 else None
 
     def loss():
-        G, Q, P = state["G"], state["Q"], state["P"]
-        if beta != 2:
-            return float(beta_divergence(Xm, state["W"] @ activation_matrix(G, Q, P), beta))
-        # 0.5 ||X - X_hat||^2 = 0.5 (||X||^2 - 2 <X, X_hat> + ||X_hat||^2), the last two
-        # as <G, .> with G's own MU terms: no X_hat formed
-        projection, gram = _gram_terms("G", X, state["W"], G, Q, P, WtX)
-        return 0.5 * max(squared_norm - 2 * float((G * projection).sum()) + float((G * gram).sum()), 0.0)
+        return float(_loss(X, state["W"], state, beta, Xm, WtX))
 
     losses = [loss()]
     for _ in range(n_iter):

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from ..constants import MIDI_MAX, MIDI_MIN, N_KEYS
-from .training import FAMILIES, solve_activations
+from .training import solve_activations
 
 
 def template_keys(pitches) -> np.ndarray:
@@ -31,18 +31,14 @@ def to_keys(activations: torch.Tensor, keys: np.ndarray) -> np.ndarray:
     return out.cpu().numpy()
 
 
-def transcribe(features: np.ndarray, W: np.ndarray, keys: np.ndarray, spec: dict,
+def transcribe(family, features: np.ndarray, W: np.ndarray, keys: np.ndarray, spec: dict,
                device: torch.device) -> np.ndarray:
-    """88 x frames activations of one track (features: bins x frames)."""
-    family = FAMILIES[spec["family"]]
+    """88 x frames activations of one track (features: bins x frames) with a low-rank
+    ``family``'s dictionary W (its templates' keys: ``keys``) fixed."""
     V = torch.from_numpy(np.array(features, dtype=np.float32)).to(device)  # copy out of the memmap
     n_frames = V.shape[1]
-    if spec["family"] == "ntd":
-        from .ntd import segment
-        V = segment(V, spec["segment_frames"])
-    options = {"time_rank": spec["time_rank"], "segment_rank": spec["segment_rank"]}
     with torch.no_grad():  # the MU steps of full-batch training with W fixed, without its loss curve
-        activations = solve_activations(family, V, torch.from_numpy(W).to(device), beta=spec["beta"],
-                                        n_iter=spec["transcribe_iterations"], l1=spec["sparsity"],
-                                        seed=spec["seed"], options=options)
+        activations = solve_activations(family, family.as_data(V, spec), torch.from_numpy(W).to(device),
+                                        beta=spec["beta"], n_iter=spec["transcribe_iterations"],
+                                        l1=spec["sparsity"], seed=spec["seed"], options=family.options(spec))
     return to_keys(family.key_activations(activations)[:, :n_frames], keys)

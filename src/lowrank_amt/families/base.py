@@ -1,0 +1,104 @@
+"""The contract every model family implements (in the spirit of benchopt's ``BaseSolver``).
+
+A family is one object that owns the whole life of its models; callers (the stages,
+the CLI, interpretability, the workflow) read only what it declares here and never
+test a family's name. What a family declares:
+
+* ``name``, ``description``; ``defaults``: every spec key with its default value (the
+  config schema's definition ``schema_definition`` holds the same keys and defaults, as
+  ``tests/test_families.py`` checks); ``choices``: the allowed values of keys that take
+  one of a few names.
+* ``skip(spec) -> (bool, reason)``: the combinations it refuses, and why.
+* ``training_data(spec)``: what a model learns from, which sets the training sizes
+  the workflow runs it at: ``"pieces"`` (the training split, at every size of
+  ``training_hours``), ``"isolated"`` (the isolated-note split, one size) or ``None``
+  (pretrained, nothing to learn).
+* ``reads``: what its transcription reads, ``"features"`` (the feature cache, at its
+  frame rate) or ``"audio"`` (the recordings, at a frame rate of its own).
+* ``fit(spec, run, log) -> Trained``: train a model; ``run`` (``TrainingRun``) says on
+  which data, with which checkpoint, on which device.
+* ``transcriber(arrays, spec, device)``: a function from one track (features F x N, or an
+  audio path) to its outputs: ``{"note": 88 x frames}`` (pitch activations or a note
+  posteriorgram), optionally ``"onset"`` (88 x frames) and ``"frame_rate"`` (else the
+  feature cache's).
+* ``decoder``: ``"grid"`` (the shared decoder of ``decode.py``, its parameters tuned
+  on the validation split from the study's ``decoding`` grid) or a family's own note
+  creation, given by ``make_decoder``.
+* ``dictionary(arrays, spec)``: the spectral templates (bins x K) that interpretability
+  reads and their key labels (MIDI, NaN where unlabelled), or None for a model without
+  a dictionary; ``has_dictionary`` says which, before any model exists.
+* Saving and loading are the same for every family (``models.py``): ``fit`` returns the
+  arrays that describe the model, written to ``model.npz`` beside the family name and spec.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import torch
+
+
+@dataclasses.dataclass
+class TrainingRun:
+    """What one training job works on: the feature cache (``index_path``), the first
+    ``train_hours`` hours of its training split (None: all), the checkpoint file of the
+    epoch loop (None: no checkpoints) and the torch device."""
+
+    index_path: Path
+    train_hours: float | None = None
+    checkpoint_path: Path | None = None
+    device: torch.device = dataclasses.field(default_factory=lambda: torch.device("cpu"))
+
+
+@dataclasses.dataclass
+class Trained:
+    """A trained model: ``arrays`` (saved in model.npz), the loss curve (``losses``:
+    one row per iteration or per epoch and split) and what train.json records beyond the
+    stage's timings (``info``: n_parameters, n_training_frames, epochs, ...; a key here
+    overrides the stage's own)."""
+
+    arrays: dict
+    losses: pd.DataFrame
+    info: dict
+
+
+class Family:
+    """Base of every model family; see the module docstring for the contract."""
+
+    name = ""
+    description = ""
+    schema_definition = ""
+    defaults: dict = {}
+    choices: dict = {}
+    reads = "features"
+    decoder = "grid"
+    has_dictionary = False
+
+    def skip(self, spec: dict) -> tuple[bool, str]:
+        """(True, why) for a spec this family refuses; (False, "") otherwise."""
+        return False, ""
+
+    def training_data(self, spec: dict) -> str | None:
+        return "pieces"
+
+    def fit(self, spec: dict, run: TrainingRun, log=print) -> Trained:
+        raise NotImplementedError
+
+    def transcriber(self, arrays: dict, spec: dict, device) -> Callable[..., dict]:
+        raise NotImplementedError
+
+    def dictionary(self, arrays: dict, spec: dict) -> tuple[np.ndarray, np.ndarray] | None:
+        return None
+
+    def device_label(self, device) -> str:
+        """The device its transcription runs on, as activations.json records it."""
+        return str(device)
+
+    def make_decoder(self, spec: dict, decoding: dict, evaluation: dict):
+        """The decoder of this family's outputs (``decode.GridDecoder`` by default)."""
+        from ..decode import GridDecoder
+        return GridDecoder(decoding, evaluation)
