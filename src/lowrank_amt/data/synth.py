@@ -151,78 +151,104 @@ def _chord(tonic, scale, root_degree, size):
     return [_degree_pitch(tonic, scale, root_degree + 2 * k) for k in range(size)]
 
 
+def _chord_bar(w, texture, t0, beat, base, centre, scale, degree, velocity, max_polyphony):
+    """Block chords over a bass, struck 1, 2 or 4 times (``wide``: spread over three
+    octaves; ``narrow``: a close cluster within an octave)."""
+    rng, bar = w.rng, 4 * beat
+    size = int(rng.integers(2, max(3, max_polyphony)))  # leaves room for the bass
+    chord = _chord(base, scale, degree, size)
+    if texture == "narrow":  # close cluster: chord tones plus a neighbour, within an octave
+        chord = sorted({_fit(p, centre - 6, centre + 6) for p in chord + [chord[0] + scale[1]]})
+    hits = rng.choice([1, 2, 4])
+    for h in range(hits):
+        start, length = t0 + h * bar / hits, bar / hits
+        bass = base - 24 if texture == "wide" else base - 12
+        w.add(bass + scale[degree % 7], start, 0.95 * length, velocity + 5)
+        top = 24 if texture == "wide" else 0
+        for p in chord[: max_polyphony - 1]:
+            w.add(p + top, start, 0.9 * length, velocity)
+
+
+def _scale_bar(w, texture, t0, beat, base, centre, scale, degree, velocity, max_polyphony):
+    """A run of eighths or sixteenths, alone or in parallel thirds, sixths or octaves."""
+    rng = w.rng
+    step = float(rng.choice([0.5, 0.25]))  # eighths or sixteenths
+    n = int(round(4 / step))
+    direction = int(rng.choice([-1, 1]))
+    start_degree = degree + int(rng.integers(-3, 4))
+    parallel = int(rng.choice([0, 0, 2, 5, 7]))  # alone, in thirds, sixths or octaves
+    d = start_degree
+    for k in range(n):
+        if k and rng.random() < 0.1:  # turn around now and then
+            direction = -direction
+        d += direction if k else 0
+        p = _degree_pitch(base, scale, d)
+        w.add(p, t0 + k * step * beat, 0.9 * step * beat, velocity + 4 * (k % 4 == 0))
+        if parallel and max_polyphony > 1:
+            w.add(_degree_pitch(base, scale, d - parallel), t0 + k * step * beat, 0.9 * step * beat, velocity - 8)
+
+
+def _arpeggio_bar(w, texture, t0, beat, base, centre, scale, degree, velocity, max_polyphony):
+    """The chord broken up and down over two octaves, notes released or held."""
+    rng, bar = w.rng, 4 * beat
+    step = float(rng.choice([0.5, 0.25, 1 / 3]))
+    n = int(round(4 / step))
+    tones = _chord(base - 12, scale, degree, 3)
+    span = [p + 12 * o for o in range(2) for p in tones] + [tones[0] + 24]
+    pattern = span + span[-2:0:-1]
+    hold = bool(rng.random() < 0.5)  # held to the end of the bar: polyphony builds up
+    for k in range(n):
+        start = t0 + k * step * beat
+        end = t0 + bar if hold else start + 0.9 * step * beat
+        w.add(pattern[k % len(pattern)], start, end - start, velocity)
+
+
+def _melody_bar(w, texture, t0, beat, base, centre, scale, degree, velocity, max_polyphony):
+    """Left hand: Alberti bass or half-bar chords; right hand: a stepwise melody on the scale."""
+    rng, bar = w.rng, 4 * beat
+    low_chord = _chord(base - 12, scale, degree, 3)
+    if rng.random() < 0.5:
+        for k, idx in enumerate([0, 2, 1, 2] * 2):
+            w.add(low_chord[idx], t0 + k * beat / 2, 0.45 * beat, velocity - 15)
+    else:
+        for h in range(2):
+            for p in low_chord[: max(1, max_polyphony - 1)]:
+                w.add(p, t0 + h * 2 * beat, 1.9 * beat, velocity - 15)
+    t, d = t0, 2 * 7 + degree + 2 * int(rng.integers(0, 3))
+    while t < t0 + bar - 1e-6:
+        length = float(rng.choice([0.5, 1.0, 1.0, 1.5, 2.0, 0.5])) * beat
+        length = min(length, t0 + bar - t)
+        w.add(_degree_pitch(base - 12, scale, d), t, 0.95 * length, velocity + 10)
+        d += int(rng.choice([-2, -1, -1, 1, 1, 2, 0, 3, -3]))
+        t += length
+
+
+def _repeated_bar(w, texture, t0, beat, base, centre, scale, degree, velocity, max_polyphony):
+    """One key re-struck (optionally with its lower octave) over a held chord."""
+    rng, bar = w.rng, 4 * beat
+    step = float(rng.choice([0.5, 0.25, 1 / 3]))
+    n = int(round(4 / step))
+    pitch = _degree_pitch(base, scale, degree + int(rng.choice([0, 2, 4])))
+    octave = max_polyphony > 2 and rng.random() < 0.4
+    for k in range(n):
+        start = t0 + k * step * beat
+        w.add(pitch, start, 0.6 * step * beat, velocity + 6 * (k % 2 == 0))
+        if octave:
+            w.add(pitch - 12, start, 0.6 * step * beat, velocity - 5)
+    for p in _chord(base - 12, scale, degree, 3)[: max(0, max_polyphony - 2)]:
+        w.add(p, t0, 0.95 * bar, velocity - 20)
+
+
+#: texture -> the function writing one bar of it
+_BARS = {"chords": _chord_bar, "wide": _chord_bar, "narrow": _chord_bar, "scale": _scale_bar,
+         "arpeggio": _arpeggio_bar, "melody": _melody_bar, "repeated": _repeated_bar}
+
+
 def _bar(w: _Writer, texture, t0, beat, tonic, scale, degree, centre, velocity, max_polyphony):
     """Write one bar (4 beats from ``t0``) of ``texture`` over the chord on ``degree``."""
-    rng, bar = w.rng, 4 * beat
     base = tonic + 12 * ((centre - tonic) // 12)  # tonic in the octave of the register centre
-    if texture in ("chords", "wide", "narrow"):
-        size = int(rng.integers(2, max(3, max_polyphony)))  # leaves room for the bass
-        chord = _chord(base, scale, degree, size)
-        if texture == "narrow":  # close cluster: chord tones plus a neighbour, within an octave
-            chord = sorted({_fit(p, centre - 6, centre + 6) for p in chord + [chord[0] + scale[1]]})
-        hits = rng.choice([1, 2, 4])
-        for h in range(hits):
-            start, length = t0 + h * bar / hits, bar / hits
-            bass = base - 24 if texture == "wide" else base - 12
-            w.add(bass + scale[degree % 7], start, 0.95 * length, velocity + 5)
-            top = 24 if texture == "wide" else 0
-            for p in chord[: max_polyphony - 1]:
-                w.add(p + top, start, 0.9 * length, velocity)
-    elif texture == "scale":
-        step = float(rng.choice([0.5, 0.25]))  # eighths or sixteenths
-        n = int(round(4 / step))
-        direction = int(rng.choice([-1, 1]))
-        start_degree = degree + int(rng.integers(-3, 4))
-        parallel = int(rng.choice([0, 0, 2, 5, 7]))  # alone, in thirds, sixths or octaves
-        d = start_degree
-        for k in range(n):
-            if k and rng.random() < 0.1:  # turn around now and then
-                direction = -direction
-            d += direction if k else 0
-            p = _degree_pitch(base, scale, d)
-            w.add(p, t0 + k * step * beat, 0.9 * step * beat, velocity + 4 * (k % 4 == 0))
-            if parallel and max_polyphony > 1:
-                w.add(_degree_pitch(base, scale, d - parallel), t0 + k * step * beat, 0.9 * step * beat, velocity - 8)
-    elif texture == "arpeggio":
-        step = float(rng.choice([0.5, 0.25, 1 / 3]))
-        n = int(round(4 / step))
-        tones = _chord(base - 12, scale, degree, 3)
-        span = [p + 12 * o for o in range(2) for p in tones] + [tones[0] + 24]
-        pattern = span + span[-2:0:-1]
-        hold = bool(rng.random() < 0.5)  # held to the end of the bar: polyphony builds up
-        for k in range(n):
-            start = t0 + k * step * beat
-            end = t0 + bar if hold else start + 0.9 * step * beat
-            w.add(pattern[k % len(pattern)], start, end - start, velocity)
-    elif texture == "melody":
-        # Left hand: Alberti bass or half-bar chords; right hand: a stepwise melody on the scale.
-        low_chord = _chord(base - 12, scale, degree, 3)
-        if rng.random() < 0.5:
-            for k, idx in enumerate([0, 2, 1, 2] * 2):
-                w.add(low_chord[idx], t0 + k * beat / 2, 0.45 * beat, velocity - 15)
-        else:
-            for h in range(2):
-                for p in low_chord[: max(1, max_polyphony - 1)]:
-                    w.add(p, t0 + h * 2 * beat, 1.9 * beat, velocity - 15)
-        t, d = t0, 2 * 7 + degree + 2 * int(rng.integers(0, 3))
-        while t < t0 + bar - 1e-6:
-            length = float(rng.choice([0.5, 1.0, 1.0, 1.5, 2.0, 0.5])) * beat
-            length = min(length, t0 + bar - t)
-            w.add(_degree_pitch(base - 12, scale, d), t, 0.95 * length, velocity + 10)
-            d += int(rng.choice([-2, -1, -1, 1, 1, 2, 0, 3, -3]))
-            t += length
-    elif texture == "repeated":
-        step = float(rng.choice([0.5, 0.25, 1 / 3]))
-        n = int(round(4 / step))
-        pitch = _degree_pitch(base, scale, degree + int(rng.choice([0, 2, 4])))
-        octave = max_polyphony > 2 and rng.random() < 0.4
-        for k in range(n):
-            start = t0 + k * step * beat
-            w.add(pitch, start, 0.6 * step * beat, velocity + 6 * (k % 2 == 0))
-            if octave:
-                w.add(pitch - 12, start, 0.6 * step * beat, velocity - 5)
-        for p in _chord(base - 12, scale, degree, 3)[: max(0, max_polyphony - 2)]:
-            w.add(p, t0, 0.95 * bar, velocity - 20)
+    if texture in _BARS:
+        _BARS[texture](w, texture, t0, beat, base, centre, scale, degree, velocity, max_polyphony)
 
 
 def _limit_polyphony(notes: list[pretty_midi.Note], max_polyphony: int, seconds: float) -> list[pretty_midi.Note]:
