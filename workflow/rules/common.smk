@@ -11,7 +11,10 @@ from lowrank_amt.config import config_hash, load_schema, validate_config
 from lowrank_amt.errors import LowrankAmtError
 
 try:
-    validate_config(config, load_schema(Path(workflow.current_basedir) / "../schemas/config.schema.yaml"))
+    validate_config(
+        config,
+        load_schema(Path(workflow.current_basedir) / "../schemas/config.schema.yaml"),
+    )
     # every model's family and complete spec; a refused combination stops the run here
     SPEC = {name: families.resolve(spec) for name, spec in config["models"].items()}
 except LowrankAmtError as error:
@@ -99,8 +102,14 @@ def train_hours(wildcards):
 def all_runs():
     """Every (dataset, features, model, size) of the study."""
     return [
-        {"dataset": d, "features": f, "model": m, "size": s, "family": FAMILY[m].name,
-         "supervision": config["models"][m].get("supervision", "")}
+        {
+            "dataset": d,
+            "features": f,
+            "model": m,
+            "size": s,
+            "family": FAMILY[m].name,
+            "supervision": config["models"][m].get("supervision", ""),
+        }
         for d in DATASETS
         for f in FEATURES
         for m in MODELS
@@ -133,7 +142,13 @@ def aggregate_runs_json(wildcards):
     runs = []
     for run in all_runs():
         hours = size_hours(run["size"])
-        runs.append({**run, **run_files(run), "train_hours": None if hours == "all" else float(hours)})
+        runs.append(
+            {
+                **run,
+                **run_files(run),
+                "train_hours": None if hours == "all" else float(hours),
+            }
+        )
     return as_json(runs)
 
 
@@ -167,7 +182,10 @@ def final_outputs():
     return [
         rules.aggregate.output.results,
         rules.aggregate.output.markdown,
-        *(f"{RESULTS}/plots/{kind}.svg" for kind in ("tradeoff", "scaling", "cost-scaling")),
+        *(
+            f"{RESULTS}/plots/{kind}.svg"
+            for kind in ("tradeoff", "scaling", "cost-scaling")
+        ),
         rules.plot_losses.output[0],
         *figure_outputs(),
     ]

@@ -10,15 +10,15 @@ rule evaluate:
         activations=oracle_inputs,
     output:
         per_track=f"{RESULTS}/metrics/{RUN}/per_track.csv",
-    params:
-        evaluation=as_json(config["evaluation"]),
-        oracle=oracle_arguments,
     log:
         f"{RESULTS}/logs/evaluate/{RUN}.log",
     benchmark:
         f"{RESULTS}/benchmarks/evaluate/{RUN}.tsv"
     conda:
         "../../envs/lowrank-amt.yaml"
+    params:
+        evaluation=as_json(config["evaluation"]),
+        oracle=oracle_arguments,
     shell:
         "lowrank-amt evaluate --evaluation {params.evaluation:q} --midi-dir {input.midi:q}"
         " --index {input.index:q} --out {output.per_track:q} {params.oracle} > {log:q} 2>&1"
@@ -31,10 +31,10 @@ rule assess_dictionary:
     output:
         scores=f"{RESULTS}/interpretability/{RUN}/interpretability.json",
         templates=f"{RESULTS}/interpretability/{RUN}/templates.csv",
-    wildcard_constraints:
-        model=choice(WITH_DICTIONARY),
     log:
         f"{RESULTS}/logs/assess_dictionary/{RUN}.log",
+    wildcard_constraints:
+        model=choice(WITH_DICTIONARY),
     conda:
         "../../envs/lowrank-amt.yaml"
     shell:
@@ -57,13 +57,13 @@ rule aggregate:
             category="Results",
         ),
         markdown=f"{RESULTS}/summary/summary.md",
-    params:
-        runs=aggregate_runs_json,
-        config_hash=STUDY_CONFIG_HASH,
     log:
         f"{RESULTS}/logs/aggregate.log",
     conda:
         "../../envs/lowrank-amt.yaml"
+    params:
+        runs=aggregate_runs_json,
+        config_hash=STUDY_CONFIG_HASH,
     shell:
         "lowrank-amt aggregate --runs {params.runs:q} --config-hash {params.config_hash}"
         " --results {output.results:q} --summary {output.summary:q} --markdown {output.markdown:q}"

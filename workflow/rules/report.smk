@@ -15,12 +15,12 @@ for summary_plot in ("tradeoff", "scaling", "cost-scaling"):
                 caption=f"../report/{summary_plot}.rst",
                 category="Trade-offs and scaling",
             ),
-        params:
-            kind=summary_plot,
         log:
             f"{RESULTS}/logs/plot/{summary_plot}.log",
         conda:
             "../../envs/lowrank-amt.yaml"
+        params:
+            kind=summary_plot,
         shell:
             "lowrank-amt plot {params.kind} --summary {input.summary:q} --out {output:q} > {log:q} 2>&1"
 
@@ -29,13 +29,17 @@ rule plot_losses:
     input:
         loss_inputs(),
     output:
-        report(f"{RESULTS}/plots/losses.svg", caption="../report/losses.rst", category="Training"),
-    params:
-        losses=loss_arguments,
+        report(
+            f"{RESULTS}/plots/losses.svg",
+            caption="../report/losses.rst",
+            category="Training",
+        ),
     log:
         f"{RESULTS}/logs/plot/losses.log",
     conda:
         "../../envs/lowrank-amt.yaml"
+    params:
+        losses=loss_arguments,
     shell:
         "lowrank-amt plot-losses --loss {params.losses} --out {output:q} > {log:q} 2>&1"
 
@@ -49,12 +53,17 @@ rule plot_dictionary:
             f"{RESULTS}/plots/dictionary/{RUN}.svg",
             caption="../report/dictionary.rst",
             category="Dictionaries",
-            labels={"model": "{model}", "size": "{size}", "dataset": "{dataset}", "features": "{features}"},
+            labels={
+                "model": "{model}",
+                "size": "{size}",
+                "dataset": "{dataset}",
+                "features": "{features}",
+            },
         ),
-    wildcard_constraints:
-        model=choice(WITH_DICTIONARY),
     log:
         f"{RESULTS}/logs/plot/dictionary/{RUN}.log",
+    wildcard_constraints:
+        model=choice(WITH_DICTIONARY),
     conda:
         "../../envs/lowrank-amt.yaml"
     shell:
@@ -71,17 +80,22 @@ rule plot_excerpt:
             f"{RESULTS}/plots/excerpt/{RUN}.svg",
             caption="../report/excerpt.rst",
             category="Activations",
-            labels={"model": "{model}", "size": "{size}", "dataset": "{dataset}", "features": "{features}"},
+            labels={
+                "model": "{model}",
+                "size": "{size}",
+                "dataset": "{dataset}",
+                "features": "{features}",
+            },
         ),
+    log:
+        f"{RESULTS}/logs/plot/excerpt/{RUN}.log",
     wildcard_constraints:
         model=choice(ON_FEATURES),
+    conda:
+        "../../envs/lowrank-amt.yaml"
     params:
         track=excerpt_track,
         seconds=config["evaluation"]["excerpt_seconds"],
-    log:
-        f"{RESULTS}/logs/plot/excerpt/{RUN}.log",
-    conda:
-        "../../envs/lowrank-amt.yaml"
     shell:
         "lowrank-amt plot-excerpt --activations {input.activations:q} --index {input.index:q}"
         " {params.track} --seconds {params.seconds} --title '{wildcards.model} ({wildcards.size})'"

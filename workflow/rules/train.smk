@@ -11,19 +11,19 @@ rule train_model:
         model=f"{RESULTS}/models/{RUN}/model.npz",
         loss=f"{RESULTS}/models/{RUN}/loss.csv",
         info=f"{RESULTS}/models/{RUN}/train.json",
-    params:
-        spec=model_spec,
-        hours=train_hours,
-        checkpoints=f"{RESULTS}/checkpoints/{RUN}",
     log:
         f"{RESULTS}/logs/train/{RUN}.log",
     benchmark:
         f"{RESULTS}/benchmarks/train/{RUN}.tsv"
+    conda:
+        "../../envs/lowrank-amt.yaml"
     threads: stage_threads("train")
     resources:
         **stage_resources("train"),
-    conda:
-        "../../envs/lowrank-amt.yaml"
+    params:
+        spec=model_spec,
+        hours=train_hours,
+        checkpoints=f"{RESULTS}/checkpoints/{RUN}",
     shell:
         "OMP_NUM_THREADS={threads} lowrank-amt train --spec {params.spec:q} --index {input.index:q}"
         " --train-hours {params.hours} --checkpoint-dir {params.checkpoints:q}"

@@ -15,11 +15,11 @@ rule activations:
         f"{RESULTS}/logs/activations/{RUN}.log",
     benchmark:
         f"{RESULTS}/benchmarks/activations/{RUN}.tsv"
+    conda:
+        "../../envs/lowrank-amt.yaml"
     threads: stage_threads("activations")
     resources:
         **stage_resources("activations"),
-    conda:
-        "../../envs/lowrank-amt.yaml"
     shell:
         "OMP_NUM_THREADS={threads} lowrank-amt activations --model {input.model:q} --index {input.index:q}"
         " --manifest {input.manifest:q} --activations {output.activations:q} --info {output.info:q}"
@@ -34,15 +34,15 @@ rule decode:
     output:
         midi=directory(f"{RESULTS}/transcriptions/{RUN}/midi"),
         info=f"{RESULTS}/transcriptions/{RUN}/decoding.json",
-    params:
-        decoding=as_json(config["decoding"]),
-        evaluation=as_json(config["evaluation"]),
     log:
         f"{RESULTS}/logs/decode/{RUN}.log",
     benchmark:
         f"{RESULTS}/benchmarks/decode/{RUN}.tsv"
     conda:
         "../../envs/lowrank-amt.yaml"
+    params:
+        decoding=as_json(config["decoding"]),
+        evaluation=as_json(config["evaluation"]),
     shell:
         "lowrank-amt decode --model {input.model:q} --decoding {params.decoding:q}"
         " --evaluation {params.evaluation:q} --activations {input.activations:q} --index {input.index:q}"
