@@ -37,7 +37,7 @@ import itertools
 
 import numpy as np
 
-from .constants import MIDI_MIN
+from .constants import MIDI_MIN, OFFSET_RATIO, ONSET_TOLERANCE
 from .metrics import note_metrics
 
 ONSET_METHODS = ("threshold", "peaks", "adaptive")
@@ -164,7 +164,7 @@ def activations_to_notes(H: np.ndarray, frame_rate: float, threshold: float,
 
 
 def mean_note_f(tracks, frame_rate: float, params: dict, metric: str = "note_onset_f",
-                onset_tolerance: float = 0.05, offset_ratio: float = 0.2) -> float:
+                onset_tolerance: float = ONSET_TOLERANCE, offset_ratio: float = OFFSET_RATIO) -> float:
     """Mean ``metric`` over ``tracks`` (list of (H, ref_intervals, ref_pitches)) decoded
     with ``params`` (keyword arguments of ``activations_to_notes``)."""
     scores = []
@@ -175,8 +175,8 @@ def mean_note_f(tracks, frame_rate: float, params: dict, metric: str = "note_ons
     return float(np.mean(scores)) if scores else 0.0
 
 
-def tune_decoding(tracks, grid: dict, frame_rate: float, onset_tolerance: float = 0.05,
-                  offset_ratio: float = 0.2):
+def tune_decoding(tracks, grid: dict, frame_rate: float, onset_tolerance: float = ONSET_TOLERANCE,
+                  offset_ratio: float = OFFSET_RATIO):
     """Choose decoding parameters on ``tracks`` (the validation split), in two stages.
 
     ``grid`` maps parameter names of ``activations_to_notes`` to lists of candidates
@@ -219,7 +219,7 @@ def tune_decoding(tracks, grid: dict, frame_rate: float, onset_tolerance: float 
 
 
 def tune_threshold(tracks, thresholds, frame_rate: float, min_note_seconds: float,
-                   onset_tolerance: float = 0.05):
+                   onset_tolerance: float = ONSET_TOLERANCE):
     """The threshold with the best mean note-onset F over ``tracks`` (plain thresholding
     decoder). Returns (best threshold, list of (threshold, mean F)); ties go to the lower
     threshold."""

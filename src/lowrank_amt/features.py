@@ -44,14 +44,14 @@ import pandas as pd
 import pretty_midi
 
 from .audio import load_audio
-from .constants import MIDI_MAX, MIDI_MIN, N_KEYS
+from .constants import HOP_LENGTH, MIDI_MAX, MIDI_MIN, N_KEYS, SAMPLE_RATE
 from .data.manifest import read_manifest
 from .errors import LowrankAmtError
 from .io import atomic_path, read_json, write_json
 from .notes import read_midi_notes
 
 KINDS = ("cqt", "logstft", "stft")
-DEFAULTS = {"hop_length": 512, "bins_per_semitone": 3, "fmin_midi": 21, "n_semitones": 88,
+DEFAULTS = {"hop_length": HOP_LENGTH, "bins_per_semitone": 3, "fmin_midi": MIDI_MIN, "n_semitones": N_KEYS,
             "dtype": "float32", "n_fft": 4096, "pedal_extension": False}
 #: Part of the parameter hash: bump it when a change of code changes the features.
 FORMAT_VERSION = 2
@@ -98,7 +98,7 @@ def bin_frequencies(spec: dict, sample_rate: int | None = None) -> np.ndarray:
     """Centre frequency (Hz) of every feature bin, lowest first. ``spec`` may be a
     cache's params.json (its ``sample_rate`` is used when none is given)."""
     if spec.get("kind") == "stft":
-        rate = sample_rate or spec.get("sample_rate", 22050)
+        rate = sample_rate or spec.get("sample_rate", SAMPLE_RATE)
         return np.fft.rfftfreq({**DEFAULTS, **spec}["n_fft"], 1.0 / rate)
     n_bins, bins_per_octave, fmin = cqt_bins(spec)
     return librosa.cqt_frequencies(n_bins=n_bins, fmin=fmin, bins_per_octave=bins_per_octave)

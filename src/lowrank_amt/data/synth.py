@@ -50,7 +50,7 @@ ISOLATED_SPACING_SECONDS = 1.5
 #: Values of the optional spec keys (the config schema documents each).
 DEFAULTS = {
     "seed": 0, "n_train": 4, "train_hours": None, "n_validation": 2, "n_test": 4,
-    "piece_seconds": 10.0, "max_polyphony": 8, "pitch_range": [21, 108],
+    "piece_seconds": 10.0, "max_polyphony": 8, "pitch_range": [MIDI_MIN, MIDI_MAX],
     "train_programs": [0, 3], "test_programs": [2], "soundfont": "auto", "test_soundfont": None,
     "pedal_probability": 0.4, "isolated_velocities": [80], "reverb": False, "noise_snr_db": None,
 }
@@ -281,7 +281,7 @@ def _limit_polyphony(notes: list[pretty_midi.Note], max_polyphony: int, seconds:
 
 
 def compose_piece(rng: np.random.Generator, seconds: float, max_polyphony: int = 8,
-                  pitch_range: tuple[int, int] = (21, 108), program: int = 0,
+                  pitch_range: tuple[int, int] = (MIDI_MIN, MIDI_MAX), program: int = 0,
                   pedal: bool = False) -> pretty_midi.PrettyMIDI:
     """A structured piano piece of ``seconds`` (its last note ends by then).
 

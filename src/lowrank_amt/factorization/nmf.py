@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..constants import N_KEYS
+from ..constants import MIDI_MIN, N_KEYS
 from ..errors import LowrankAmtError
 from .core import EPS, beta_divergence, positive_rand, ratio_terms, update_H
 
@@ -68,7 +68,7 @@ def isolated_key_frames(tracks) -> list[np.ndarray]:
         raise LowrankAmtError("no isolated-note tracks to learn templates from")
     missing = [key for key in range(N_KEYS) if not frames[key]]
     if missing:
-        raise LowrankAmtError(f"isolated notes lack {len(missing)} piano key(s), e.g. MIDI {missing[0] + 21}")
+        raise LowrankAmtError(f"isolated notes lack {len(missing)} piano key(s), e.g. MIDI {missing[0] + MIDI_MIN}")
     return [np.concatenate(f, axis=1) for f in frames]
 
 

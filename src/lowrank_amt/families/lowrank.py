@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..constants import N_KEYS
+from ..constants import MIDI_MIN, N_KEYS
 from ..errors import LowrankAmtError
 from ..factorization import nmf, nmfd, ntd
 from ..factorization.core import generator
@@ -235,7 +235,7 @@ class LowRankFamily(Family):
         templates = self.spectral_templates(np.asarray(arrays["W"], dtype=float))
         labels = np.full(templates.shape[1], np.nan)
         if spec["supervision"] != "unsupervised":  # templates are labelled by their key
-            labels = 21.0 + np.asarray(arrays["template_keys"], dtype=float)
+            labels = MIDI_MIN + np.asarray(arrays["template_keys"], dtype=float)
         return templates, labels
 
 
