@@ -1,8 +1,16 @@
 """Shared fixtures: helpers that several test modules use are fixtures here, never
 imports of another test module."""
 
+import hashlib
+import http.server
+import io
 import json
+import re
 import sys
+import tarfile
+import threading
+import types
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -143,3 +151,129 @@ def planted_data(seed=0, F=30, K=5, N=3000):
 def planted():
     """``planted_data(seed, F, K, N)``: F x N float32 data from K planted gamma templates."""
     return planted_data
+
+
+# --- a local HTTP server and archives, for the download and dataset tests ---------------
+
+class LocalServer:
+    """Serves ``files`` (URL path -> bytes) on 127.0.0.1 at a free port, in a thread.
+
+    Honours ``Range: bytes=N-`` unless ``ranges`` is False; for the paths in
+    ``truncate_first`` the first response announces the full length but sends only half,
+    then closes (a dropped connection). ``requests`` lists (path, Range header). The server
+    stops itself after ``lifetime`` seconds at most, and on leaving the ``with`` block.
+    """
+
+    def __init__(self, files: dict[str, bytes], truncate_first=(), ranges: bool = True, lifetime: float = 60):
+        self.files = dict(files)
+        self.truncate_first = set(truncate_first)
+        self.ranges = ranges
+        self.requests: list[tuple[str, str | None]] = []
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self._thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self._timer = threading.Timer(lifetime, self.httpd.shutdown)
+        self._timer.daemon = True
+
+    def _handler(self):
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            timeout = 10  # a stuck client cannot hold the server
+
+            def do_GET(self):
+                server.requests.append((self.path, self.headers.get("Range")))
+                body = server.files.get(self.path)
+                if body is None:
+                    self.send_error(404)
+                    return
+                start, wanted = 0, self.headers.get("Range")
+                if wanted and server.ranges:
+                    start = int(re.fullmatch(r"bytes=(\d+)-", wanted).group(1))
+                    if start >= len(body):
+                        self.send_response(416)
+                        self.send_header("Content-Range", f"bytes */{len(body)}")
+                        self.send_header("Content-Length", "0")
+                        self.end_headers()
+                        return
+                    self.send_response(206)
+                    self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
+                else:
+                    self.send_response(200)
+                payload = body[start:]
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                if self.path in server.truncate_first:
+                    server.truncate_first.discard(self.path)
+                    payload = payload[: len(payload) // 2]
+                self.wfile.write(payload)
+
+            def log_message(self, *args):
+                pass
+
+        return Handler
+
+    def __enter__(self):
+        self._thread.start()
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._timer.cancel()
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self._thread.join(timeout=5)
+
+
+def make_zip(entries: dict[str, bytes], symlinks: dict[str, str] = {}) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        for name, data in entries.items():
+            zf.writestr(name, data)
+        for name, link in symlinks.items():
+            info = zipfile.ZipInfo(name)
+            info.external_attr = (0o120777 << 16)  # a symbolic link, as Info-ZIP stores one
+            zf.writestr(info, link)
+    return buffer.getvalue()
+
+
+def make_tar(entries: dict[str, bytes], links: dict[str, tuple[bytes, str]] = {}, mode: str = "w:gz") -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode=mode) as tf:
+        for name, data in entries.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+        for name, (kind, target) in links.items():
+            info = tarfile.TarInfo(name)
+            info.type, info.linkname = kind, target
+            tf.addfile(info)
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def local_server(monkeypatch):
+    """The ``LocalServer`` class above; requests to 127.0.0.1 bypass any proxy."""
+    monkeypatch.setenv("no_proxy", "127.0.0.1")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    return LocalServer
+
+
+@pytest.fixture(scope="session")
+def archives():
+    """``archives.zip(entries, symlinks)`` and ``archives.tar(entries, links, mode)``: the
+    bytes of an archive holding ``entries`` (name -> bytes)."""
+    return types.SimpleNamespace(zip=make_zip, tar=make_tar)
+
+
+@pytest.fixture(scope="session")
+def sha256():
+    """bytes -> their ``sha256:<hex>`` checksum, as dataset specs write one."""
+    return lambda data: "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+@pytest.fixture(scope="session")
+def snapshot():
+    """folder -> {relative path: (content, mtime)} of every file under it."""
+    return lambda folder: {str(p.relative_to(folder)): (p.read_bytes(), p.stat().st_mtime_ns)
+                           for p in sorted(Path(folder).rglob("*")) if p.is_file()}

@@ -9,7 +9,6 @@ import io
 import json
 import shutil
 import tarfile
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -25,16 +24,13 @@ from lowrank_amt.data.guitarset import read_jams_notes
 from lowrank_amt.data.manifest import read_manifest
 from lowrank_amt.errors import LowrankAmtError
 from lowrank_amt.notes import read_midi_notes
-from test_download import LocalServer, make_tar, quiet, sha256, snapshot
 
 RATE = 8000
 TICK = 1 / 440  # pretty_midi's default time step (220 ticks per beat at 120 bpm)
 
 
-@pytest.fixture(autouse=True)
-def _no_proxy(monkeypatch):
-    monkeypatch.setenv("no_proxy", "127.0.0.1")
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+def quiet(_):
+    pass
 
 
 def wav_bytes(seconds: float, freq: float = 440.0, fmt: str = "WAV", rate: int = RATE) -> bytes:
@@ -51,14 +47,6 @@ def midi_bytes(notes: list[tuple[float, float, int]], program: int = 0, drum: bo
     midi.instruments.append(inst)
     buffer = io.BytesIO()
     midi.write(buffer)
-    return buffer.getvalue()
-
-
-def zip_bytes(entries: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as zf:
-        for name, data in entries.items():
-            zf.writestr(name, data)
     return buffer.getvalue()
 
 
@@ -79,7 +67,7 @@ MAESTRO_PIECES = [  # (split, file stem, seconds, notes)
 ]
 
 
-def maestro_archive(with_audio: bool) -> bytes:
+def maestro_archive(archives, with_audio: bool) -> bytes:
     root = "maestro-v3.0.0"
     rows, entries = [], {}
     for split, stem, seconds, notes in MAESTRO_PIECES:
@@ -90,14 +78,14 @@ def maestro_archive(with_audio: bool) -> bytes:
             entries[f"{root}/2004/{stem}.wav"] = wav_bytes(seconds)
     entries[f"{root}/maestro-v3.0.0.csv"] = pd.DataFrame(rows).to_csv(index=False).encode()
     entries[f"{root}/maestro-v3.0.0.json"] = pd.DataFrame(rows).to_json().encode()
-    return zip_bytes(entries)
+    return archives.zip(entries)
 
 
-def test_maestro_recorded_is_downloaded_resumed_verified_and_listed(tmp_path):
-    archive = maestro_archive(with_audio=True)
+def test_maestro_recorded_is_downloaded_resumed_verified_and_listed(tmp_path, local_server, sha256, archives):
+    archive = maestro_archive(archives, with_audio=True)
     files = {"/maestro/v3.0.0/maestro-v3.0.0.zip": archive}
     manifest = tmp_path / "maestro" / "manifest.csv"
-    with LocalServer(files, truncate_first=set(files)) as server:
+    with local_server(files, truncate_first=set(files)) as server:
         spec = {"kind": "maestro", "base_url": f"{server.url}/maestro/v3.0.0",
                 "checksums": {"maestro-v3.0.0.zip": sha256(archive)}}
         prepare_dataset(spec, manifest, RATE, jobs=2, log=quiet)
@@ -117,9 +105,9 @@ def test_maestro_recorded_is_downloaded_resumed_verified_and_listed(tmp_path):
     assert not (tmp_path / "maestro" / "downloads" / "maestro-v3.0.0.zip").exists()
 
 
-def test_maestro_checks_the_official_checksum_by_default(tmp_path):
+def test_maestro_checks_the_official_checksum_by_default(tmp_path, local_server, snapshot, archives):
     before = snapshot(tmp_path)
-    with LocalServer({"/m/maestro-v3.0.0-midi.zip": maestro_archive(with_audio=False)}) as server:
+    with local_server({"/m/maestro-v3.0.0-midi.zip": maestro_archive(archives, with_audio=False)}) as server:
         spec = {"kind": "maestro", "audio": "rendered", "base_url": f"{server.url}/m"}
         with pytest.raises(LowrankAmtError, match=r"checksum mismatch for maestro-v3\.0\.0-midi\.zip.*"
                                                   + maestro.ARCHIVES["rendered"][1].split(":")[1]):
@@ -127,15 +115,15 @@ def test_maestro_checks_the_official_checksum_by_default(tmp_path):
     assert snapshot(tmp_path) == before and not (tmp_path / "m" / "manifest.csv").exists()
 
 
-def test_maestro_midi_only_mode_renders_the_first_pieces_of_each_split(tmp_path):
+def test_maestro_midi_only_mode_renders_the_first_pieces_of_each_split(tmp_path, local_server, sha256, archives):
     try:
         from lowrank_amt.data.synth import find_fluidsynth, find_soundfont
         find_fluidsynth(), find_soundfont("auto")
     except LowrankAmtError as exc:
         pytest.skip(f"fluidsynth or a soundfont is missing: {exc}")
-    archive = maestro_archive(with_audio=False)
+    archive = maestro_archive(archives, with_audio=False)
     manifest = tmp_path / "m" / "manifest.csv"
-    with LocalServer({"/m/maestro-v3.0.0-midi.zip": archive}) as server:
+    with local_server({"/m/maestro-v3.0.0-midi.zip": archive}) as server:
         spec = {"kind": "maestro", "audio": "rendered", "base_url": f"{server.url}/m",
                 "checksums": {"maestro-v3.0.0-midi.zip": sha256(archive)}, "max_pieces_per_split": 1}
         prepare_dataset(spec, manifest, RATE, jobs=2, log=quiet)
@@ -240,11 +228,11 @@ GUITAR = {  # track id -> notes per string (value is a float MIDI pitch, as in G
 }
 
 
-def test_guitarset_downloads_both_archives_and_merges_the_strings(tmp_path):
-    annotation = zip_bytes({f"{t}.jams": jams_bytes(s, dense=t.startswith("05")) for t, s in GUITAR.items()})
-    audio = zip_bytes({f"{t}_mic.wav": wav_bytes(0.8) for t in GUITAR})
+def test_guitarset_downloads_both_archives_and_merges_the_strings(tmp_path, local_server, archives):
+    annotation = archives.zip({f"{t}.jams": jams_bytes(s, dense=t.startswith("05")) for t, s in GUITAR.items()})
+    audio = archives.zip({f"{t}_mic.wav": wav_bytes(0.8) for t in GUITAR})
     md5 = lambda data: "md5:" + hashlib.md5(data).hexdigest()  # noqa: E731
-    with LocalServer({"/gs/annotation.zip": annotation, "/gs/audio_mono-mic.zip": audio}) as server:
+    with local_server({"/gs/annotation.zip": annotation, "/gs/audio_mono-mic.zip": audio}) as server:
         spec = {"kind": "guitarset", "base_url": f"{server.url}/gs",
                 "checksums": {"annotation.zip": md5(annotation), "audio_mono-mic.zip": md5(audio)}}
         prepare_dataset(spec, tmp_path / "gs" / "manifest.csv", RATE, jobs=2, log=quiet)
@@ -273,7 +261,7 @@ SLAKH_STEMS = {  # stem -> (inst_class, program, is_drum, notes, tone Hz)
 }
 
 
-def slakh_archive() -> bytes:
+def slakh_archive(archives) -> bytes:
     entries = {}
     for split, track in (("train", "Track00001"), ("test", "Track00002"), ("omitted", "Track00003")):
         folder = f"slakh2100_flac_redux/{split}/{track}"
@@ -285,12 +273,12 @@ def slakh_archive() -> bytes:
         for stem, (_, program, drum, notes, freq) in SLAKH_STEMS.items():
             entries[f"{folder}/MIDI/{stem}.mid"] = midi_bytes(notes, program, drum)
             entries[f"{folder}/stems/{stem}.flac"] = wav_bytes(0.7, freq, "FLAC")
-    return make_tar(entries)
+    return archives.tar(entries)
 
 
-def test_slakh_all_pitched_stems_from_the_mix(tmp_path):
-    archive = slakh_archive()
-    with LocalServer({"/s/slakh2100_flac_redux.tar.gz": archive}) as server:
+def test_slakh_all_pitched_stems_from_the_mix(tmp_path, local_server, archives):
+    archive = slakh_archive(archives)
+    with local_server({"/s/slakh2100_flac_redux.tar.gz": archive}) as server:
         spec = {"kind": "slakh", "base_url": f"{server.url}/s",
                 "checksums": {"slakh2100_flac_redux.tar.gz": "md5:" + hashlib.md5(archive).hexdigest()}}
         prepare_dataset(spec, tmp_path / "s" / "manifest.csv", RATE, log=quiet)
@@ -303,9 +291,9 @@ def test_slakh_all_pitched_stems_from_the_mix(tmp_path):
     assert programs == [0, 33]
 
 
-def test_slakh_one_class_with_its_own_stem_audio(tmp_path):
+def test_slakh_one_class_with_its_own_stem_audio(tmp_path, archives):
     root = tmp_path / "slakh"
-    with tarfile.open(fileobj=io.BytesIO(slakh_archive())) as tf:
+    with tarfile.open(fileobj=io.BytesIO(slakh_archive(archives))) as tf:
         tf.extractall(root, filter="data")
     spec = {"kind": "slakh", "path": str(root / "slakh2100_flac_redux"), "instrument_classes": ["piano"],
             "audio": "stems"}

@@ -1,7 +1,6 @@
 """Full-batch training of every family, semi-supervised masking, the key mapping of
 templates, and the train/activations stages for every family, supervision and form."""
 
-import json
 
 import numpy as np
 import pandas as pd

@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import pretty_midi
 
-from .constants import MIDI_MAX, MIDI_MIN, N_KEYS
 from .errors import LowrankAmtError
 from .io import atomic_path
 
