@@ -29,9 +29,11 @@ re-estimated with W fixed when a track is transcribed, giving K x N activations.
 
 Updates. X_hat is linear in each of Q, W, P and G with nonnegative coefficients, so the
 beta-divergence MU of core.py applies to each in turn and never increases the
-divergence. For beta = 2 the updates use Gram matrices (as tensorly's
-``non_negative_tucker``, Kim & Choi 2007) and never form X_hat (nor does the loss of
-``ntd``); other betas form X_hat once per factor. The data are held as the F x (S T)
+divergence. Each iteration of the shared full-batch loop updates Q, P and G, then W
+(tensorly updates W between Q and P; from the same start both reach the same fit, within
+1 % in tests/test_ntd.py). For beta = 2 the updates use Gram matrices (as tensorly's
+``non_negative_tucker``, Kim & Choi 2007) and never form X_hat, nor does the loss;
+other betas form X_hat once per factor. The data are held as the F x (S T)
 matrix of their frames and A as K x (S T), so every contraction over the F bins (the
 costly ones) is a single matrix product; the small ones over segments and patterns use
 ``torch.einsum``. Tensorly's mode products (and its global backend switch) are not needed.
@@ -39,13 +41,13 @@ costly ones) is a single matrix product; the small ones over segments and patter
 
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 import torch
 
 from ..errors import LowrankAmtError
 from .core import EPS, beta_divergence, mu_step, positive_rand, ratio_terms
-
-FACTOR_ORDER = ("Q", "W", "P", "G")  # tensorly's order: modes 0, 1, 2, then the core
 
 
 def segment(features: torch.Tensor, segment_frames: int) -> torch.Tensor:
@@ -131,15 +133,12 @@ def _gram_terms(name, X, W, G, Q, P, WtX):
     return torch.einsum("lfj,lkj->fk", XQP, G), W @ C
 
 
-def _factor_terms(name, X, W, factors, beta, WtX=None, Xm=None):
-    """(numerator, denominator) of the MU step on one factor, at the current values.
-    ``WtX``: W^T X as K x (S T) and ``Xm``: ``as_matrix(X)``, if already known."""
+def _factor_terms(name, X, W, factors, beta):
+    """(numerator, denominator) of the MU step on one factor, at the current values."""
     G, Q, P = factors["G"], factors["Q"], factors["P"]
     if beta == 2:
-        if WtX is None and name != "W":
-            WtX = W.T @ (as_matrix(X) if Xm is None else Xm)
-        return _gram_terms(name, X, W, G, Q, P, WtX)
-    Xm = as_matrix(X) if Xm is None else Xm
+        return _gram_terms(name, X, W, G, Q, P, None if name == "W" else _TERMS.projection(X, W))
+    Xm = _TERMS.matrix(X)
     A = activation_matrix(G, Q, P)
     if name == "W":
         num_term, den_term = ratio_terms(Xm, (W @ A).clamp_min_(EPS), beta)
@@ -150,23 +149,50 @@ def _factor_terms(name, X, W, factors, beta, WtX=None, Xm=None):
     return _contract(name, M_num, G, Q, P), _contract(name, M_den, G, Q, P)
 
 
-def _loss(X, W, factors, beta, Xm, WtX=None):
-    if beta != 2:
-        return beta_divergence(Xm, W @ activation_matrix(factors["G"], factors["Q"], factors["P"]), beta)
-    # 0.5 ||X - X_hat||^2 = 0.5 (||X||^2 - 2 <X, X_hat> + ||X_hat||^2), the last two
-    # as <G, .> with G's own MU terms: no X_hat formed
-    G = factors["G"]
-    WtX = W.T @ Xm if WtX is None else WtX
-    projection, gram = _gram_terms("G", X, W, G, factors["Q"], factors["P"], WtX)
-    squared_norm = float(torch.dot(Xm.reshape(-1), Xm.reshape(-1)))
-    return 0.5 * max(squared_norm - 2 * float((G * projection).sum()) + float((G * gram).sum()), 0.0)
+class _DataTerms:
+    """The data-side terms of the last (X, W) seen: the frames matrix ``as_matrix(X)``,
+    its squared norm and W^T X. A full-batch iteration asks for them three times (the
+    loss, the activation step, the dictionary step) with the same X and, twice, the same W:
+    one copy of the data and one product W^T X per iteration instead of three. Identity,
+    not value, decides a hit (MU makes a new W each step); one slot, so no memory builds up
+    over mini-batches."""
+
+    def __init__(self):
+        self.X = self.W = None
+
+    def matrix(self, X):
+        if self.X is None or self.X() is not X:
+            self.X, self.Xm, self.norm, self.W = weakref.ref(X), as_matrix(X), None, None
+        return self.Xm
+
+    def squared_norm(self, X):
+        Xm = self.matrix(X)
+        if self.norm is None:
+            self.norm = float(torch.dot(Xm.reshape(-1), Xm.reshape(-1)))
+        return self.norm
+
+    def projection(self, X, W):
+        Xm = self.matrix(X)
+        if self.W is None or self.W() is not W:
+            self.W, self.WtX = weakref.ref(W), W.T @ Xm
+        return self.WtX
+
+
+_TERMS = _DataTerms()
 
 
 def loss(X, W, activations, beta: float):
     """(beta-divergence of X from its reconstruction, None): at beta = 2 by the Gram
     identities, without forming X_hat (so no reconstruction is returned for reuse)."""
     _check(X, W)
-    return _loss(X, W, activations, beta, as_matrix(X)), None
+    G, Q, P = activations["G"], activations["Q"], activations["P"]
+    if beta != 2:
+        return beta_divergence(_TERMS.matrix(X), W @ activation_matrix(G, Q, P), beta), None
+    # 0.5 ||X - X_hat||^2 = 0.5 (||X||^2 - 2 <X, X_hat> + ||X_hat||^2), the last two
+    # as <G, .> with G's own MU terms: no X_hat formed
+    projection, gram = _gram_terms("G", X, W, G, Q, P, _TERMS.projection(X, W))
+    value = _TERMS.squared_norm(X) - 2 * float((G * projection).sum()) + float((G * gram).sum())
+    return 0.5 * max(value, 0.0), None
 
 
 def _check(X, W):
@@ -176,13 +202,15 @@ def _check(X, W):
 
 
 def ntd(X: torch.Tensor, ranks: tuple[int, int, int], beta: float = 2.0, n_iter: int = 100, *,
-        core=None, factors=None, fixed=(), l1: float = 0.0, tol: float = 0.0, seed: int = 0):
-    """Nonnegative Tucker decomposition of X (S x F x T) with core ranks (Ks, K, Kt).
+        core=None, factors=None, update_dictionary: bool = True, l1: float = 0.0, tol: float = 0.0,
+        seed: int = 0):
+    """Nonnegative Tucker decomposition of X (S x F x T) with core ranks (Ks, K, Kt): a
+    thin wrapper of the shared full-batch loop (``training.fit_full_batch``).
 
-    ``core`` (Ks x K x Kt) and ``factors`` [Q, W, P] give the start (random otherwise);
-    factor names in ``fixed`` ("Q", "W", "P", "G") are not updated. Each iteration updates
-    Q, W, P, then G (tensorly's order); ``l1`` penalizes the core. Returns
-    (core, [Q, W, P], losses), losses[0] being the beta-divergence at the start.
+    ``core`` (Ks x K x Kt) and ``factors`` [Q, W, P] give the start (random otherwise).
+    Each iteration updates Q, P and G (``activation_step``), then W unless
+    ``update_dictionary`` is False; ``l1`` penalizes the core. Returns (core, [Q, W, P],
+    losses), losses[0] being the beta-divergence at the start.
     """
     if torch.any(X < 0):
         raise LowrankAmtError("NTD input has negative entries")
@@ -191,27 +219,12 @@ def ntd(X: torch.Tensor, ranks: tuple[int, int, int], beta: float = 2.0, n_iter:
         W0 = positive_rand((X.shape[1], ranks[1]), 1.0, gen, X)
         start = init_activations(X, W0, gen, time_rank=ranks[2], segment_rank=ranks[0])
         core, factors = start["G"], [start["Q"], W0, start["P"]]
-    state = {"G": core, "Q": factors[0], "W": factors[1], "P": factors[2]}
-    _check(X, state["W"])
-
-    Xm = as_matrix(X)  # once: every contraction with the data is then one matrix product
-    WtX = state["W"].T @ Xm if beta == 2 else None
-
-    def loss():
-        return float(_loss(X, state["W"], state, beta, Xm, WtX))
-
-    losses = [loss()]
-    for _ in range(n_iter):
-        for name in FACTOR_ORDER:
-            if name not in fixed:
-                numerator, denominator = _factor_terms(name, X, state["W"], state, beta, WtX, Xm)
-                state[name] = mu_step(state[name], numerator, denominator, beta, l1 if name == "G" else 0.0)
-                if name == "W" and beta == 2:
-                    WtX = state["W"].T @ Xm
-        losses.append(loss())
-        if tol and losses[-2] - losses[-1] <= tol * abs(losses[-2]):
-            break
-    return state["G"], [state["Q"], state["W"], state["P"]], losses
+    from . import ntd as numerics  # this module's functions are the family's numerics
+    from .training import fit_full_batch
+    W, state, losses = fit_full_batch(numerics, X, factors[1], beta=beta, n_iter=n_iter, tol=tol, l1=l1,
+                                      update_dictionary=update_dictionary,
+                                      activations={"G": core, "Q": factors[0], "P": factors[2]})
+    return state["G"], [state["Q"], W, state["P"]], losses
 
 
 # --- family interface (see training.py): dictionary W, activations {"G", "Q", "P"} ---
@@ -241,10 +254,8 @@ def activation_step(X, W, activations, beta: float, l1: float = 0.0, mask=None, 
     """One MU step on each of Q, P and G (W fixed); ``l1`` penalizes the core."""
     _check(X, W)
     state = dict(activations)
-    Xm = as_matrix(X)
-    WtX = W.T @ Xm if beta == 2 else None
     for name in ("Q", "P", "G"):
-        numerator, denominator = _factor_terms(name, X, W, state, beta, WtX, Xm)
+        numerator, denominator = _factor_terms(name, X, W, state, beta)
         state[name] = mu_step(state[name], numerator, denominator, beta, l1 if name == "G" else 0.0)
     return state
 
