@@ -35,24 +35,3 @@ def validation_note_f(transcribe, index_path) -> float:
 def has_references(index_path, split) -> bool:
     rows = read_index(index_path, split)
     return "midi_path" in rows and rows["midi_path"].notna().all() and not rows.empty
-
-
-def dictionary_scorer(family, spec, run, validation_batches, log):
-    """W (a tensor, as training holds it) -> ``validation_note_f`` of the low-rank model
-    that training would save from it (templates given keys, normalized, dead ones
-    dropped); None when the spec or the data ask for no score."""
-    if validation_batches is None or not spec["validation_note_f_every"]:
-        return None
-    if not has_references(run.index_path, "validation"):  # a hand-made cache (benchmarks, tests)
-        log("validation note F not logged: the validation tracks have no MIDI references")
-        return None
-    from .families.lowrank import normalized_templates
-    from .factorization.transcribe import transcribe
-
-    def score(W) -> float:
-        W = W.cpu().numpy()
-        W, keys = normalized_templates(W, family.assign_template_keys(spec, W, run.index_path))
-        return validation_note_f(lambda features: transcribe(family, features, W, keys, spec, run.device),
-                                 run.index_path)
-    return score
-

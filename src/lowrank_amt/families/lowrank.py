@@ -28,6 +28,7 @@ import pandas as pd
 import torch
 
 from ..constants import MIDI_MIN, N_KEYS
+from ..epochs import fit_epochs
 from ..errors import LowrankAmtError
 from ..factorization import nmf, nmfd, ntd
 from ..factorization.core import generator
@@ -35,6 +36,7 @@ from ..factorization.training import DictionaryLearner, GradientStep, OnlineMU, 
 from ..factorization.transcribe import template_keys, transcribe
 from ..features import bin_frequencies, cache_params, load_track, read_index
 from ..loader import FrameBatches, select_training_tracks
+from ..validation import has_references, validation_note_f
 from .base import Family, Trained
 
 # learning_rate: Adam's steps on log W are relative (at most about lr per step); at 0.1,
@@ -176,7 +178,6 @@ class LowRankFamily(Family):
         return W.cpu().numpy(), table, {"n_training_frames": frames, "iterations": len(losses) - 1}
 
     def _fit_epochs(self, spec, run, log):
-        from ..epochs import fit_epochs
         learner, n_frames = self._learner(spec, run, log)
         fingerprint = json.dumps({"spec": {k: v for k, v in spec.items() if k != "device"},
                                   "train_hours": run.train_hours, "n_training_frames": n_frames}, sort_keys=True)
@@ -209,14 +210,30 @@ class LowRankFamily(Family):
                                    learning_rate=spec["learning_rate"], momentum=spec["momentum"],
                                    lr_decay=spec["lr_decay"])
         log(f"{spec['form']} {self.name}: {batches.n_frames} training frames, {K} templates, on {run.device}")
-        from ..validation import dictionary_scorer
-        score = dictionary_scorer(self, spec, run, validation, log)
+        score = self._scorer(spec, run, validation, log)
         learner = DictionaryLearner(self, updater, batches, beta=spec["beta"],
                                     inner_iterations=spec["inner_iterations"], l1=spec["sparsity"],
                                     masked=spec["supervision"] == "semi_supervised", seed=spec["seed"],
                                     device=run.device, options=self.options(spec), validation_batches=validation,
                                     validation_score=score, score_every=max(1, spec["validation_note_f_every"]))
         return learner, batches.n_frames
+
+    def _scorer(self, spec, run, validation_batches, log):
+        """W (a tensor, as training holds it) -> ``validation_note_f`` of the model that
+        training would save from it (templates given keys, normalized, dead ones
+        dropped); None when the spec or the data ask for no score."""
+        if validation_batches is None or not spec["validation_note_f_every"]:
+            return None
+        if not has_references(run.index_path, "validation"):  # a hand-made cache (benchmarks, tests)
+            log("validation note F not logged: the validation tracks have no MIDI references")
+            return None
+
+        def score(W) -> float:
+            W = W.cpu().numpy()
+            W, keys = normalized_templates(W, self.assign_template_keys(spec, W, run.index_path))
+            return validation_note_f(lambda features: transcribe(self, features, W, keys, spec, run.device),
+                                     run.index_path)
+        return score
 
     def assign_template_keys(self, spec, W: np.ndarray, index_path) -> np.ndarray:
         """Key (0..87, -1 for none) of each template: identity for 88 per-key templates,

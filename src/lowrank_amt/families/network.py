@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..epochs import fit_epochs
 from ..deep.network import HarmonicNet, n_parameters, track_logits, transcription_loss
 from ..errors import LowrankAmtError
 from ..features import cache_params, load_track, read_index
@@ -108,7 +109,6 @@ class Network(Family):
         return False, ""
 
     def fit(self, spec, run, log=print):
-        from ..epochs import fit_epochs
         validation = read_index(run.index_path, "validation")
         if validation.empty:
             raise LowrankAmtError(f"{run.index_path} has no 'validation' tracks for early stopping")
