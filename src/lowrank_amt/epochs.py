@@ -24,6 +24,7 @@ with an error naming it. The caller removes the checkpoint once its outputs are 
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from pathlib import Path
@@ -39,6 +40,13 @@ CHECKPOINT_NAME = "last.pt"
 
 def checkpoint_file(checkpoint_dir) -> Path | None:
     return None if checkpoint_dir is None else Path(checkpoint_dir) / CHECKPOINT_NAME
+
+
+def fingerprint(spec: dict, train_hours, n_training_frames: int) -> str:
+    """What a checkpoint must match to be resumed: the spec (but the device, so that a
+    run moved to another device resumes), the training size and its frames."""
+    return json.dumps({"spec": {k: v for k, v in spec.items() if k != "device"}, "train_hours": train_hours,
+                       "n_training_frames": int(n_training_frames)}, sort_keys=True)
 
 
 def _resume(learner, checkpoint_path, fingerprint: str, device, log) -> dict | None:

@@ -21,14 +21,12 @@ numerics method.
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pandas as pd
 import torch
 
 from ..constants import MIDI_MIN, N_KEYS
-from ..epochs import fit_epochs
+from ..epochs import fingerprint, fit_epochs
 from ..errors import LowrankAmtError
 from ..factorization import nmf, nmfd, ntd
 from ..factorization.core import generator
@@ -179,10 +177,9 @@ class LowRankFamily(Family):
 
     def _fit_epochs(self, spec, run, log):
         learner, n_frames = self._learner(spec, run, log)
-        fingerprint = json.dumps({"spec": {k: v for k, v in spec.items() if k != "device"},
-                                  "train_hours": run.train_hours, "n_training_frames": n_frames}, sort_keys=True)
         state = fit_epochs(learner, epochs=spec["epochs"], patience=spec["patience"],
-                           checkpoint_path=run.checkpoint_path, fingerprint=fingerprint, device=run.device, log=log)
+                           checkpoint_path=run.checkpoint_path, device=run.device, log=log,
+                           fingerprint=fingerprint(spec, run.train_hours, n_frames))
         extra = {"n_training_frames": n_frames, "epochs": state["epoch"], "best_epoch": state["best_epoch"],
                  "stopped_early": state["stopped_early"], "train_seconds": state["seconds"],
                  "train_cpu_seconds": state["cpu_seconds"]}

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..epochs import fit_epochs
+from ..epochs import fingerprint, fit_epochs
 from ..deep.network import HarmonicNet, n_parameters, track_logits, transcription_loss
 from ..errors import LowrankAmtError
 from ..features import cache_params, load_track, read_index
@@ -121,11 +121,9 @@ class Network(Family):
         learner = NetworkLearner(model, torch.optim.Adam(model.parameters(), lr=spec["learning_rate"]), batches,
                                  validation, run.device)
         log(f"network: {n_parameters(model)} parameters, {batches.n_frames} training frames, on {run.device}")
-        fingerprint = json.dumps({"spec": {k: v for k, v in spec.items() if k != "device"},
-                                  "train_hours": run.train_hours, "n_training_frames": batches.n_frames},
-                                 sort_keys=True)
         state = fit_epochs(learner, epochs=spec["epochs"], patience=spec["patience"],
-                           checkpoint_path=run.checkpoint_path, fingerprint=fingerprint, device=run.device, log=log)
+                           checkpoint_path=run.checkpoint_path, device=run.device, log=log,
+                           fingerprint=fingerprint(spec, run.train_hours, batches.n_frames))
         log(f"best validation loss {state['best_loss']:.4f} at epoch {state['best_epoch']}")
         arrays = {WEIGHTS + k: v.numpy() for k, v in state["best"].items()}
         info = {"train_seconds": state["seconds"], "train_cpu_seconds": state["cpu_seconds"],
