@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lowrank_amt import evaluation, stages
+from lowrank_amt import evaluation, families, stages
 from lowrank_amt.audio import load_audio
 from lowrank_amt.data.manifest import write_manifest
 from lowrank_amt.data.synth import find_soundfont, random_piece, render
@@ -47,6 +47,12 @@ def pieces(tmp_path_factory):
 @pytest.fixture(scope="module")
 def model():
     return bp.load_model()
+
+
+def test_the_familys_audio_grid_is_basic_pitchs():
+    from basic_pitch import constants
+    family = families.get("basic_pitch")
+    assert (family.sample_rate, family.hop_length) == (constants.AUDIO_SAMPLE_RATE, constants.FFT_HOP)
 
 
 def test_posteriorgrams_equal_basic_pitchs_own_inference(pieces, model):

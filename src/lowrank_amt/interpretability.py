@@ -96,10 +96,10 @@ def load_dictionary(model_path, n_bins: int) -> tuple[np.ndarray, np.ndarray | N
     """Spectral templates (bins x K) and their labels (K,: MIDI, NaN = unlabelled; None
     when no template is labelled) of a ``model.npz``, as its family reads them
     (convolutive NMF: each template summed over its frames)."""
-    family, spec, arrays = load_model(model_path)
-    dictionary = family.dictionary(arrays, spec)
+    model = load_model(model_path)
+    dictionary = model.family.dictionary(model.arrays, model.spec)
     if dictionary is None:
-        raise LowrankAmtError(f"model {model_path} (family '{family.name}') has no dictionary to assess")
+        raise LowrankAmtError(f"model {model_path} (family '{model.family.name}') has no dictionary to assess")
     W, labels = dictionary
     if W.ndim != 2 or W.shape[0] != n_bins:
         raise LowrankAmtError(f"model {model_path}: its templates have shape {W.shape}, expected "

@@ -15,25 +15,29 @@ import numpy as np
 import pandas as pd
 
 from . import families
+from .audio import load_audio
 from .data.manifest import read_manifest
 from .epochs import checkpoint_file
 from .errors import LowrankAmtError
 from .factorization.core import pick_device
-from .features import load_track, read_index
+from .features import cache_params, load_track, params_hash, read_index
 from .io import atomic_path, write_json
 from .memory import peak_rss_mb
 from .models import load_model, save_model
 from .notes import read_midi_notes, write_midi_notes
+from .versions import software_versions
 
 F16_MAX = float(np.finfo(np.float16).max)
 
 
 def train(spec: dict, index_path, model_path, loss_path, info_path, log=print, *,
-          checkpoint_dir=None, train_hours: float | None = None) -> None:
+          checkpoint_dir=None, train_hours: float | None = None, provenance: dict | None = None) -> None:
     """Train a model on the feature cache; write model.npz (``models.save_model``),
     loss.csv and train.json. ``train_hours`` trains on the first training tracks
     totalling that duration; ``checkpoint_dir`` holds the epoch loop's checkpoint
-    (``last.pt``), resumed when present and removed once the outputs are written."""
+    (``last.pt``), resumed when present and removed once the outputs are written;
+    ``provenance`` (e.g. the study's dataset and model names and config hash) is stored
+    in the model with the training hours and the software versions."""
     family, spec = families.resolve(spec)
     device = pick_device(spec.get("device", "cpu"))
     checkpoint_path = checkpoint_file(checkpoint_dir)
@@ -45,7 +49,12 @@ def train(spec: dict, index_path, model_path, loss_path, info_path, log=print, *
         trained.losses.to_csv(tmp, index=False)
     write_json(info_path, {"train_seconds": wall, "train_cpu_seconds": cpu, "device": str(device),
                            "train_hours": train_hours, "peak_rss_mb": peak_rss_mb(), **trained.info})
-    save_model(model_path, family.name, spec, trained.arrays)
+    # a hand-made cache (tests, benchmarks) may have no params.json: such a model
+    # transcribes that cache only, never new audio
+    has_params = (Path(index_path).parent / "params.json").exists()
+    features = cache_params(index_path) if family.reads == "features" and has_params else None
+    provenance = {**(provenance or {}), "train_hours": train_hours, "versions": software_versions()}
+    save_model(model_path, family.name, spec, trained.arrays, features=features, provenance=provenance)
     if checkpoint_path is not None:
         checkpoint_path.unlink(missing_ok=True)
     log(f"trained in {wall:.1f} s wall, {cpu:.1f} s CPU")
@@ -66,6 +75,22 @@ def _tracks(index_path, manifest_path, split) -> pd.DataFrame:
     return index.assign(audio_path=[audio[t] for t in index["track_id"]])
 
 
+def check_features(model, index_path) -> None:
+    """A model that reads features must meet the parameters it was trained on."""
+    if model.family.reads != "features" or model.features is None:
+        return
+    cache = cache_params(index_path)
+    if params_hash(_hashed(model.features)) != params_hash(_hashed(cache)):
+        differ = sorted(k for k in set(model.features) | set(cache)
+                        if k != "params_hash" and model.features.get(k) != cache.get(k))
+        raise LowrankAmtError(f"model {model.path} was trained on features with other parameters than "
+                              f"{Path(index_path).parent} (differ: {', '.join(differ)})")
+
+
+def _hashed(params: dict) -> dict:
+    return {k: v for k, v in params.items() if k != "params_hash"}
+
+
 def activations(model_path, index_path, activations_path, info_path, log=print, *, manifest_path=None) -> None:
     """Outputs of a trained model on every validation and test track, in the shared
     format: float16 arrays (clipped to float16's range) ``<split>__<track_id>`` (88 x
@@ -73,21 +98,24 @@ def activations(model_path, index_path, activations_path, info_path, log=print, 
     family gives onsets, and ``frame_rate`` where it is not the feature cache's;
     ``info_path`` gets the time per minute of audio and the device. A family that reads
     audio needs ``manifest_path``."""
-    family, spec, arrays = load_model(model_path)
-    if family.reads == "audio" and manifest_path is None:
+    model = load_model(model_path)
+    family, reads_audio = model.family, model.family.reads == "audio"
+    if reads_audio and manifest_path is None:
         raise LowrankAmtError(f"family '{family.name}' transcribes the audio: give the dataset's manifest")
-    device = pick_device(spec.get("device", "cpu"))
-    transcribe = family.transcriber(arrays, spec, device)
+    check_features(model, index_path)
+    device = pick_device(model.spec.get("device", "cpu"))
+    transcribe = family.transcriber(model.arrays, model.spec, device)
     wall, cpu, audio_seconds, saved = time.perf_counter(), time.process_time(), 0.0, {}
+    if reads_audio:
+        saved["frame_rate"] = np.float64(family.sample_rate / family.hop_length)
     for split in ("validation", "test"):
-        for row in _tracks(index_path, manifest_path if family.reads == "audio" else None, split).itertuples():
-            outputs = transcribe(row.audio_path if family.reads == "audio" else load_track(row)[0])
+        for row in _tracks(index_path, manifest_path if reads_audio else None, split).itertuples():
+            track = load_audio(row.audio_path, family.sample_rate) if reads_audio else load_track(row)[0]
+            outputs = transcribe(track)
             key = f"{split}__{row.track_id}"
-            saved[key] = np.minimum(outputs["note"], F16_MAX).astype(np.float16)
-            if "onset" in outputs:
-                saved[f"{key}__onset"] = np.minimum(outputs["onset"], F16_MAX).astype(np.float16)
-            if "frame_rate" in outputs:
-                saved["frame_rate"] = np.float64(outputs["frame_rate"])
+            for name, suffix in (("note", ""), ("onset", "__onset")):
+                if name in outputs:
+                    saved[key + suffix] = np.minimum(outputs[name], F16_MAX).astype(np.float16)
             audio_seconds += row.duration
             log(f"activations: {split}/{row.track_id}")
     seconds, cpu = time.perf_counter() - wall, time.process_time() - cpu
@@ -131,8 +159,8 @@ def decode(model_path, activations_path, index_path, decoding: dict, evaluation:
     validation split only, then write each test track's notes as MIDI with them.
     ``info_path`` (decoding.json) records the chosen ``params``, ``threshold``, the
     validation score and every validation trial."""
-    family, spec, _ = load_model(model_path)
-    decoder = family.make_decoder(spec, decoding, evaluation)
+    model = load_model(model_path)
+    decoder = model.family.make_decoder(model.spec, decoding, evaluation)
     arrays = load_activations(activations_path)
     index = read_index(index_path)
     frame_rate = frame_rate_of(arrays, index)

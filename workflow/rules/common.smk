@@ -99,6 +99,25 @@ def train_hours(wildcards):
     return size_hours(wildcards.size)
 
 
+def provenance(wildcards):
+    """Where a model comes from, stored in it: the study's names for its dataset, feature
+    set, model and size, and a hash of the config entries the model depends on (so that
+    another change of the config, e.g. to the decoding grid, does not retrain it)."""
+    depends_on = {
+        "sample_rate": config["sample_rate"],
+        "dataset": config["datasets"][wildcards.dataset],
+        "features": config["features"][wildcards.features],
+        "model": config["models"][wildcards.model],
+    }
+    return as_json(
+        {
+            "study": config["study"],
+            **dict(wildcards.items()),
+            "config_hash": config_hash(depends_on),
+        }
+    )
+
+
 def all_runs():
     """Every (dataset, features, model, size) of the study."""
     return [

@@ -33,7 +33,7 @@ rule decode:
         index=rules.extract_features.output.index,
     output:
         midi=directory(f"{RESULTS}/transcriptions/{RUN}/midi"),
-        info=f"{RESULTS}/transcriptions/{RUN}/decoding.json",
+        info=f"{RESULTS}/models/{RUN}/decoding.json",
     log:
         f"{RESULTS}/logs/decode/{RUN}.log",
     benchmark:

@@ -14,13 +14,13 @@ test a family's name. What a family declares:
   ``training_hours``), ``"isolated"`` (the isolated-note split, one size) or ``None``
   (pretrained, nothing to learn).
 * ``reads``: what its transcription reads, ``"features"`` (the feature cache, at its
-  frame rate) or ``"audio"`` (the recordings, at a frame rate of its own).
+  frame rate) or ``"audio"`` (mono recordings at its ``sample_rate``; its outputs then
+  have one frame per ``hop_length`` samples).
 * ``fit(spec, run, log) -> Trained``: train a model; ``run`` (``TrainingRun``) says on
   which data, with which checkpoint, on which device.
-* ``transcriber(arrays, spec, device)``: a function from one track (features F x N, or an
-  audio path) to its outputs: ``{"note": 88 x frames}`` (pitch activations or a note
-  posteriorgram), optionally ``"onset"`` (88 x frames) and ``"frame_rate"`` (else the
-  feature cache's).
+* ``transcriber(arrays, spec, device)``: a function from one track (features F x N, or
+  mono audio) to its outputs: ``{"note": 88 x frames}`` (pitch activations or a note
+  posteriorgram), optionally ``"onset"`` (88 x frames).
 * ``decoder``: ``"grid"`` (the shared decoder of ``decode.py``, its parameters tuned
   on the validation split from the study's ``decoding`` grid) or a family's own note
   creation, given by ``make_decoder``.
@@ -75,6 +75,8 @@ class Family:
     defaults: dict = {}
     choices: dict = {}
     reads = "features"
+    sample_rate: int | None = None  # families that read audio: the rate they read it at
+    hop_length: int | None = None   # and the samples per frame of their outputs
     decoder = "grid"
     has_dictionary = False
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import pandas as pd
 
-from ..audio import load_audio
 from .base import Family, Trained
 
 
@@ -34,15 +33,18 @@ class BasicPitch(Family):
                 "n_parameters": N_PARAMETERS, "pretrained": True, "epochs": 0, **versions()}
         return Trained({}, pd.DataFrame(columns=["epoch", "split", "loss"]), info)
 
+    #: Basic Pitch's audio rate and the hop of its outputs (basic_pitch.constants'
+    #: AUDIO_SAMPLE_RATE and FFT_HOP; tests/test_basic_pitch.py holds them equal)
+    sample_rate = 22050
+    hop_length = 256
+
     def transcriber(self, arrays, spec, device):
         from ..deep.basic_pitch import load_model, posteriorgrams
-        from basic_pitch.constants import AUDIO_SAMPLE_RATE, FFT_HOP
         model = load_model()
 
-        def transcribe(audio_path) -> dict:
-            outputs = posteriorgrams(load_audio(audio_path, AUDIO_SAMPLE_RATE), model)
-            return {"note": outputs["note"].T, "onset": outputs["onset"].T,
-                    "frame_rate": AUDIO_SAMPLE_RATE / FFT_HOP}
+        def transcribe(audio) -> dict:
+            outputs = posteriorgrams(audio, model)
+            return {"note": outputs["note"].T, "onset": outputs["onset"].T}
         return transcribe
 
     def device_label(self, device) -> str:
