@@ -13,16 +13,17 @@ TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 # basic-pitch ships the pretrained ONNX model; --no-deps keeps TensorFlow out.
 BASIC_PITCH_VERSION ?= 0.4.0
 CORES ?= all
-# The default study's figures the README shows (copied to docs/figures/ by `make study`).
+# The default study's figures the README shows (copied to docs/figures/ by `make readme-figures`).
 README_FIGURES := tradeoff scaling cost-scaling losses
 REPORT ?= results/report.html
 STAMP := $(VENV)/.installed
 export PATH := $(BIN):$(PATH)
 
-.PHONY: help setup system-deps study report test slurm-profile clean
+.PHONY: help setup system-deps study report readme-figures test slurm-profile clean
 
 help:
 	@echo "make study   set up, run the default study (config/config.yaml), build $(REPORT)"
+	@echo "make readme-figures   copy the default study's figures into docs/figures/ (for the README)"
 	@echo "make test    set up, run the test suite"
 	@echo "make slurm-profile   link profiles/slurm so that 'snakemake --profile slurm' works"
 
@@ -73,8 +74,12 @@ system-deps:
 study: setup
 	$(BIN)/snakemake --cores $(CORES)
 	$(BIN)/snakemake --report $(REPORT)
+	@echo "study done: results in results/default/, report in $(REPORT)"
+
+# Maintainers: the README's figures come from the default study (tracked, so a plain
+# `make study` leaves a clone as it was).
+readme-figures:
 	@mkdir -p docs/figures && cp $(foreach f,$(README_FIGURES),results/default/plots/$(f).svg) docs/figures/
-	@echo "study done: results in results/default/, report in $(REPORT), README figures in docs/figures/"
 
 report: setup
 	$(BIN)/snakemake --report $(REPORT)

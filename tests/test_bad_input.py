@@ -48,6 +48,17 @@ def test_atomic_write_leaves_nothing_on_failure(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_written_files_honour_the_umask(tmp_path):
+    import os
+    old = os.umask(0o027)
+    try:
+        with atomic_path(tmp_path / "shared.txt") as tmp:
+            tmp.write_text("x")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "shared.txt").stat().st_mode & 0o777 == 0o640  # group-readable, as the umask says
+
+
 def test_cli_reports_one_line_and_exit_status_2(tmp_path, capsys):
     bad = tmp_path / "broken.wav"
     bad.write_bytes(b"not audio at all")

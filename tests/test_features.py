@@ -145,6 +145,7 @@ def test_notes_beyond_the_piano_and_the_audio_are_dropped_or_clipped_with_a_warn
     index = extract_dataset(manifest, CQT, SR, tmp_path / "f" / "index.csv", log=messages.append)
     warnings = [m for m in messages if m.startswith("warning")]
     assert len(warnings) == 2 and all("short.mid" in m for m in warnings)
+    assert f"audio file {tmp_path / 'short.wav'} is shorter" in warnings[1]  # the audio is named too
     assert "2 note(s) outside the piano range" in warnings[0] and "1 note(s) dropped" in warnings[1]
     roll = np.load(tmp_path / "f" / "short.roll.npy")
     assert roll.shape[1] == index.n_frames[0]
@@ -152,7 +153,8 @@ def test_notes_beyond_the_piano_and_the_audio_are_dropped_or_clipped_with_a_warn
     assert roll[72 - 21, -1] == 1  # clipped to the end of the audio, not dropped
 
 
-@pytest.mark.parametrize("problem", ["no notes", "only out-of-range notes", "empty audio", "zero-byte audio", "corrupt audio"])
+@pytest.mark.parametrize("problem", ["no notes", "only out-of-range notes", "empty audio", "zero-byte audio", "corrupt audio",
+                                     "NaN audio", "infinite audio"])
 def test_unusable_input_stops_with_an_error_naming_the_file(tmp_path, problem):
     soundfile.write(tmp_path / "x.wav", sine(440.0, 1.0), SR)
     write_midi(tmp_path / "x.mid", [(0.0, 0.5, 69)])
@@ -167,6 +169,11 @@ def test_unusable_input_stops_with_an_error_naming_the_file(tmp_path, problem):
         soundfile.write(tmp_path / "x.wav", np.zeros(0), SR)
     elif problem == "zero-byte audio":
         (tmp_path / "x.wav").write_bytes(b"")
+    elif problem in ("NaN audio", "infinite audio"):
+        audio = sine(440.0, 1.0).astype(np.float32)
+        audio[100:103] = np.nan if problem == "NaN audio" else np.inf
+        soundfile.write(tmp_path / "x.wav", audio, SR, subtype="FLOAT")
+        culprit = "x.wav has 3 sample.s. that are NaN or infinite"
     else:
         (tmp_path / "x.wav").write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt garbage")
     manifest = write_manifest(tmp_path, [("x", "test")])

@@ -17,7 +17,10 @@ pytestmark = pytest.mark.workflow
 
 
 def snakemake(repo, workdir, *args):
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    # without the environment's bin folder on PATH, as `.venv/bin/snakemake` is often run:
+    # the rules must find the package's command by themselves
+    bin_dir = str(Path(sys.executable).parent)
+    env = {**os.environ, "PATH": os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep) if p != bin_dir)}
     return subprocess.run([sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"),
                            "-d", str(workdir), "--cores", "2", *args],
                           capture_output=True, text=True, env=env)

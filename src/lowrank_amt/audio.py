@@ -19,8 +19,8 @@ def load_audio(path: str | Path, sample_rate: int, log=None) -> np.ndarray:
 
     Stereo (or more channels) is averaged and other rates resampled (soxr), each noted
     through ``log`` when given, as is a recording with more than ``CLIPPED_SHARE`` of its
-    samples at full scale (kept as is). A missing, unreadable or empty file raises an
-    error naming it.
+    samples at full scale (kept as is). A missing, unreadable or empty file, or one with
+    NaN or infinite samples, raises an error naming it.
     """
     path = Path(path)
     if not path.is_file():
@@ -31,6 +31,9 @@ def load_audio(path: str | Path, sample_rate: int, log=None) -> np.ndarray:
         raise LowrankAmtError(f"audio file {path} cannot be read ({exc}); re-create or remove it") from exc
     if audio.shape[0] == 0:
         raise LowrankAmtError(f"audio file {path} is empty")
+    if not np.isfinite(audio).all():
+        bad = int((~np.isfinite(audio)).any(axis=1).sum())
+        raise LowrankAmtError(f"audio file {path} has {bad} sample(s) that are NaN or infinite; re-create or remove it")
     if log is not None:
         if audio.shape[1] > 1:
             log(f"note: audio file {path} has {audio.shape[1]} channels; averaged to mono")

@@ -230,8 +230,9 @@ def frame_targets(intervals, pitches, n_frames: int, frame_rate: float) -> dict[
     return targets
 
 
-def read_annotation(midi_path, audio_seconds: float, pedal_extension: bool = False, log=print):
-    """Piano notes of a MIDI file ready for targets (see the module doc for bad input)."""
+def read_annotation(midi_path, audio_seconds: float, pedal_extension: bool = False, log=print, audio_path=None):
+    """Piano notes of a MIDI file ready for targets, for the audio ``audio_path`` of
+    ``audio_seconds`` (see the module doc for bad input)."""
     intervals, pitches, _ = read_midi_notes(midi_path)
     if len(pitches) == 0:
         raise LowrankAmtError(f"MIDI file {midi_path} has no notes; remove the track or fix its annotation")
@@ -244,8 +245,9 @@ def read_annotation(midi_path, audio_seconds: float, pedal_extension: bool = Fal
         intervals, pitches = intervals[in_range], pitches[in_range]
     if len(pitches) and intervals[:, 1].max() > audio_seconds + END_TOLERANCE:
         starts_after = intervals[:, 0] >= audio_seconds
-        log(f"warning: audio of {midi_path} is shorter ({audio_seconds:.2f} s) than its annotation "
-            f"({intervals[:, 1].max():.2f} s): {int(starts_after.sum())} note(s) dropped, the others clipped")
+        log(f"warning: audio file {audio_path or 'of ' + str(midi_path)} is shorter ({audio_seconds:.2f} s) than "
+            f"its annotation {midi_path} ({intervals[:, 1].max():.2f} s): {int(starts_after.sum())} note(s) "
+            "dropped, the others clipped")
         intervals, pitches = intervals[~starts_after], pitches[~starts_after]
         intervals[:, 1] = np.minimum(intervals[:, 1], audio_seconds)
     if len(pitches) == 0:
@@ -274,7 +276,7 @@ def extract_dataset(manifest_path: str | Path, spec: dict, sample_rate: int,
         audio = load_audio(track.audio_path, sample_rate, log=log)
         features = compute_features(audio, spec, sample_rate).astype(spec["dtype"])
         intervals, pitches = read_annotation(track.midi_path, len(audio) / sample_rate,
-                                             spec["pedal_extension"], log)
+                                             spec["pedal_extension"], log, audio_path=track.audio_path)
         targets = frame_targets(intervals, pitches, features.shape[1], frame_rate)
         paths = {"features_path": f"{track.track_id}.npy",
                  **{f"{name}_path": f"{track.track_id}.{name}.npy" for name in TARGETS}}

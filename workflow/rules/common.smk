@@ -2,6 +2,8 @@
 import json
 import re
 import shlex
+import shutil
+import sys
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
@@ -20,6 +22,13 @@ try:
 except LowrankAmtError as error:
     raise WorkflowError(f"invalid config: {error}")
 
+# The package's command: on PATH, or beside the Python running Snakemake (as when
+# .venv/bin/snakemake runs without .venv/bin on PATH).
+LOWRANK_AMT = (
+    "lowrank-amt"
+    if shutil.which("lowrank-amt")
+    else shlex.quote(str(Path(sys.executable).with_name("lowrank-amt")))
+)
 RESULTS = f"{config['results']}/{config['study']}"
 DATASETS = list(config["datasets"])
 FEATURES = list(config["features"])

@@ -20,7 +20,7 @@ rule evaluate:
         evaluation=as_json(config["evaluation"]),
         oracle=oracle_arguments,
     shell:
-        "lowrank-amt evaluate --evaluation {params.evaluation:q} --midi-dir {input.midi:q}"
+        "{LOWRANK_AMT} evaluate --evaluation {params.evaluation:q} --midi-dir {input.midi:q}"
         " --index {input.index:q} --out {output.per_track:q} {params.oracle} > {log:q} 2>&1"
 
 
@@ -38,7 +38,7 @@ rule assess_dictionary:
     conda:
         "../../envs/lowrank-amt.yaml"
     shell:
-        "lowrank-amt assess-dictionary --model {input.model:q} --index {input.index:q}"
+        "{LOWRANK_AMT} assess-dictionary --model {input.model:q} --index {input.index:q}"
         " --out {output.scores:q} --templates {output.templates:q} > {log:q} 2>&1"
 
 
@@ -65,6 +65,6 @@ rule aggregate:
         runs=aggregate_runs_json,
         config_hash=STUDY_CONFIG_HASH,
     shell:
-        "lowrank-amt aggregate --runs {params.runs:q} --config-hash {params.config_hash}"
+        "{LOWRANK_AMT} aggregate --runs {params.runs:q} --config-hash {params.config_hash}"
         " --results {output.results:q} --summary {output.summary:q} --markdown {output.markdown:q}"
         " > {log:q} 2>&1"

@@ -21,7 +21,7 @@ rule activations:
     resources:
         **stage_resources("activations"),
     shell:
-        "OMP_NUM_THREADS={threads} lowrank-amt activations --model {input.model:q} --index {input.index:q}"
+        "OMP_NUM_THREADS={threads} {LOWRANK_AMT} activations --model {input.model:q} --index {input.index:q}"
         " --manifest {input.manifest:q} --activations {output.activations:q} --info {output.info:q}"
         " > {log:q} 2>&1"
 
@@ -44,6 +44,6 @@ rule decode:
         decoding=as_json(config["decoding"]),
         evaluation=as_json(config["evaluation"]),
     shell:
-        "lowrank-amt decode --model {input.model:q} --decoding {params.decoding:q}"
+        "{LOWRANK_AMT} decode --model {input.model:q} --decoding {params.decoding:q}"
         " --evaluation {params.evaluation:q} --activations {input.activations:q} --index {input.index:q}"
         " --midi-dir {output.midi:q} --info {output.info:q} > {log:q} 2>&1"
