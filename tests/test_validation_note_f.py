@@ -13,7 +13,7 @@ from lowrank_amt.errors import LowrankAmtError
 from lowrank_amt.factorization import nmf
 from lowrank_amt.factorization.core import generator
 from lowrank_amt.factorization.training import DictionaryLearner, OnlineMU
-from lowrank_amt.factorization.transcribe import transcribe
+from lowrank_amt.factorization.activations import track_activations
 from lowrank_amt.features import load_track, read_index
 from lowrank_amt.metrics import note_metrics
 from lowrank_amt.notes import read_midi_notes
@@ -45,7 +45,7 @@ def independent_note_f(folder, model_path, spec):
     for threshold in VALIDATION_THRESHOLDS:
         scores = []
         for row in index.itertuples():
-            H = transcribe(family, load_track(row)[0], model["W"], model["template_keys"], spec, torch.device("cpu"))
+            H = track_activations(family, load_track(row)[0], model["W"], model["template_keys"], spec, torch.device("cpu"))
             est = activations_to_notes(H, float(row.frame_rate), threshold, min_note_seconds=0.05)
             ref = read_midi_notes(row.midi_path)
             scores.append(note_metrics(ref[0], ref[1], est[0], est[1], onset_tolerance=0.05)["note_onset_f"])

@@ -62,6 +62,26 @@ def test_trained_model_beats_trivial_transcribers(tiny_study):
     assert {"version_torch", "config_hash", "train_seconds", "device"} <= set(results.columns)
 
 
+def test_a_trained_model_transcribes_recordings_from_the_command_line(tiny_study, tmp_path):
+    from lowrank_amt.cli import main
+    _, _, study = tiny_study
+    manifest = pd.read_csv(study / "data/tiny_piano/manifest.csv")
+    tests = list(manifest[manifest["split"] == "test"].itertuples())
+    model = study / "models/tiny_piano/cqt/nmf_sup_kl/isolated"  # the folder: model.npz and decoding.json
+    audio = [str(study / "data/tiny_piano" / row.audio_path) for row in tests]
+    assert main(["transcribe", "--model", str(model), *audio, "-o", str(tmp_path)]) == 0
+    scores = []
+    for row in tests:
+        ours = read_midi_notes(tmp_path / f"{Path(row.audio_path).stem}.mid")
+        ref = read_midi_notes(study / "data/tiny_piano" / row.midi_path)
+        scores.append(note_metrics(ref[0], ref[1], ours[0], ours[1])["note_onset_f"])
+        # the same notes as the study's own transcription of that test track
+        study_notes = read_midi_notes(study / f"transcriptions/tiny_piano/cqt/nmf_sup_kl/isolated/midi/{row.track_id}.mid")
+        assert ours[1].tolist() == study_notes[1].tolist() and np.allclose(ours[0], study_notes[0])
+    silent_f, random_f = trivial_scores(study)
+    assert np.mean(scores) > max(silent_f, random_f) + 0.3
+
+
 def test_every_rule_wrote_its_log_and_benchmark(tiny_study):
     _, _, study = tiny_study
     for rule in ("prepare_dataset", "extract_features", "train", "activations", "decode", "evaluate"):

@@ -14,6 +14,40 @@ from .errors import LowrankAmtError
 CLIPPED_SHARE = 1e-3
 
 
+def audio_length(path: str | Path, sample_rate: int) -> int:
+    """Samples of ``path`` once resampled to ``sample_rate``; an unreadable file is named."""
+    path = Path(path)
+    if not path.is_file():
+        raise LowrankAmtError(f"audio file {path} does not exist")
+    try:
+        info = soundfile.info(str(path))
+    except (RuntimeError, soundfile.LibsndfileError) as exc:
+        raise LowrankAmtError(f"audio file {path} cannot be read ({exc}); re-create or remove it") from exc
+    if info.frames == 0:
+        raise LowrankAmtError(f"audio file {path} is empty")
+    return int(round(info.frames * sample_rate / info.samplerate))
+
+
+def read_span(path: str | Path, start: int, stop: int, sample_rate: int) -> np.ndarray:
+    """Samples ``start`` to ``stop`` of ``path`` at ``sample_rate`` (mono float32, exactly
+    ``stop - start`` of them): only that span is read and resampled, so a long recording
+    is read piece by piece. NaN or infinite samples are an error naming the file."""
+    native = soundfile.info(str(path)).samplerate
+    first, last = (int(round(s * native / sample_rate)) for s in (start, stop))
+    try:
+        audio, _ = soundfile.read(str(path), start=first, stop=last, dtype="float32", always_2d=True)
+    except (RuntimeError, soundfile.LibsndfileError) as exc:
+        raise LowrankAmtError(f"audio file {path} cannot be read ({exc}); re-create or remove it") from exc
+    if not np.isfinite(audio).all():
+        raise LowrankAmtError(f"audio file {path} has samples that are NaN or infinite; re-create or remove it")
+    audio = audio.mean(axis=1)
+    if native != sample_rate and len(audio):
+        audio = librosa.resample(audio, orig_sr=native, target_sr=sample_rate)
+    out = np.zeros(stop - start, dtype=np.float32)
+    out[: min(len(audio), len(out))] = audio[: len(out)]
+    return out
+
+
 def load_audio(path: str | Path, sample_rate: int, log=None) -> np.ndarray:
     """Load ``path`` as mono float32 at ``sample_rate``.
 

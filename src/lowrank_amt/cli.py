@@ -53,6 +53,17 @@ COMMANDS = {
     "decode": ("notes from a model's outputs, its decoder tuned on validation; test MIDI",
                [("--model", P), ("--decoding", J), ("--evaluation", J), ("--activations", P), ("--index", P),
                 ("--midi-dir", P), ("--info", P)]),
+    "transcribe": ("transcribe recordings (audio files or folders) with a trained model or basic_pitch",
+                   [("inputs", {"nargs": "+", "metavar": "INPUT"}), ("--model", P),
+                    (("-o", "--out-dir"), P), ("--plot", {"action": "store_true", "help": "also a PNG per input"}),
+                    ("--device", {"choices": ["auto", "cpu", "cuda"], "default": None}),
+                    ("--pitch-range", {"nargs": 2, "metavar": ("LOW", "HIGH"), "default": None,
+                                       "help": "only keys in this range (MIDI numbers or names like A0, C8)"}),
+                    ("--keys", {"nargs": "+", "default": None, "help": "only these keys"}),
+                    ("--drop-keys", {"nargs": "+", "default": None, "help": "switch these keys' templates off"}),
+                    ("--scale", {"default": None, "help": "penalise keys outside this scale, e.g. 'D major'"}),
+                    ("--scale-weight", {"type": float, "default": 0.5,
+                                        "help": "factor of out-of-scale keys' outputs (default 0.5)"})]),
     "evaluate": ("per-track metrics of test transcriptions (and the labelled oracle threshold)",
                  [("--evaluation", J), ("--midi-dir", P), ("--index", P), ("--out", P),
                   ("--activations", O), ("--decoding-info", O), ("--decoding", {"type": _json, "default": None})]),
@@ -77,8 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     for name, (help_text, arguments) in COMMANDS.items():
         command = sub.add_parser(name, help=help_text)
-        for flag, options in arguments:
-            command.add_argument(flag, **options)
+        for flags, options in arguments:
+            command.add_argument(*(flags if isinstance(flags, tuple) else (flags,)), **options)
     return parser
 
 
@@ -102,6 +113,13 @@ def _validate_config(a):
     with open(a.config) as handle:
         validate_config(yaml.safe_load(handle) or {}, load_schema(a.schema))
     _log(f"{a.config}: valid")
+
+
+def _transcribe(a):
+    from .steering import Steering
+    from .transcribe import transcribe_files
+    steering = Steering.from_options(a.pitch_range, a.keys, a.drop_keys, a.scale, a.scale_weight)
+    transcribe_files(a.model, a.inputs, a.out_dir, plot=a.plot, device=a.device, steering=steering, log=_log)
 
 
 def _plot(a):
@@ -141,6 +159,7 @@ def run(a: argparse.Namespace) -> None:
                                       manifest_path=a.manifest),
         "decode": lambda a: call("stages", "decode", a.model, a.activations, a.index, a.decoding, a.evaluation,
                                  a.midi_dir, a.info, _log),
+        "transcribe": _transcribe,
         "evaluate": lambda a: call("evaluation", "evaluate", a.midi_dir, a.index, a.evaluation, a.out, _log,
                                  activations_path=a.activations, decoding_path=a.decoding_info, decoding=a.decoding),
         "assess-dictionary": lambda a: call("interpretability", "assess", a.model, a.index, a.out, a.templates, _log),

@@ -123,9 +123,11 @@ def _key_notes(h, onsets, threshold, offset_fraction, min_frames, hold_frames=1)
 
 def activations_to_notes(H: np.ndarray, frame_rate: float, threshold: float,
                          min_note_seconds: float = 0.05, onset: str = "threshold",
-                         offset_fraction: float | None = None, adaptive_seconds: float = 0.25):
+                         offset_fraction: float | None = None, adaptive_seconds: float = 0.25,
+                         peak: float | None = None):
     """Return (intervals, pitches, velocities) decoded from activations ``H`` (88 x
-    frames, nonnegative); see the module docstring for the rules."""
+    frames, nonnegative); see the module docstring for the rules. ``peak``: the track's
+    largest activation when ``H`` is a piece of it (default: H's own)."""
     H = np.asarray(H, dtype=np.float64)
     if H.ndim != 2:
         raise ValueError(f"activations must be 2-D (keys x frames), got shape {H.shape}")
@@ -138,7 +140,7 @@ def activations_to_notes(H: np.ndarray, frame_rate: float, threshold: float,
     if frame_rate <= 0:
         raise ValueError(f"frame_rate must be positive, got {frame_rate}")
     empty = np.zeros((0, 2)), np.zeros(0, dtype=int), np.zeros(0, dtype=int)
-    peak = float(H.max()) if H.size else 0.0
+    peak = (float(H.max()) if H.size else 0.0) if peak is None else float(peak)
     if not np.isfinite(peak) or peak <= 0:
         return empty
     H = np.clip(H / peak, 0.0, None)
@@ -248,7 +250,7 @@ class GridDecoder:
     """The shared decoder as the decode stage drives every family's: ``tune`` chooses
     its parameters from the ``decoding`` grid on validation tracks (``tune_decoding``),
     ``notes`` decodes one track's outputs with them. A family with its own note
-    creation gives an object with the same three methods."""
+    creation gives an object with the same methods."""
 
     def __init__(self, decoding: dict, evaluation: dict):
         self.grid = decoding_grid(decoding)
@@ -261,8 +263,14 @@ class GridDecoder:
                                        frame_rate, self.onset_tolerance, self.offset_ratio)
         return params, trials, max(t["score"] for t in trials if t["stage"] == "onset")
 
-    def notes(self, outputs: dict, frame_rate: float, params: dict):
-        return activations_to_notes(outputs["note"], frame_rate, **params)
+    def notes(self, outputs: dict, frame_rate: float, params: dict, peak: float | None = None):
+        """(intervals, pitches, velocities) of one track's outputs; ``peak``: the track's
+        largest activation when ``outputs`` are a piece of it."""
+        return activations_to_notes(outputs["note"], frame_rate, **params, peak=peak)
+
+    def default_params(self) -> dict:
+        """The parameters of a model whose own were never chosen on a validation split."""
+        return dict(DEFAULTS)
 
     def info(self, params: dict) -> dict:
         return {"threshold": params["threshold"]}

@@ -270,6 +270,32 @@ def excerpt_plot(H, roll, frame_rate: float, out_path, start_seconds: float = 0.
     _save(fig, out_path)
 
 
+def transcription_plot(H, frame_rate: float, notes, out_path, title: str = "transcription") -> None:
+    """A transcription: the model's outputs (88 x frames, scaled to their peak, square-root
+    shading) with the decoded notes outlined over them."""
+    H = np.asarray(H, dtype=float)
+    if H.ndim != 2 or H.shape[0] != N_KEYS:
+        raise LowrankAmtError(f"transcription plot: outputs {H.shape} need {N_KEYS} rows")
+    peak = H.max() if H.size else 0.0
+    seconds = H.shape[1] / frame_rate
+    _theme()
+    fig, ax = plt.subplots(figsize=(11, 4.5))
+    ax.imshow(np.sqrt(np.clip(H / (peak if peak > 0 else 1), 0, 1)), origin="lower", aspect="auto",
+              cmap="Greys", vmin=0, vmax=1, interpolation="nearest",
+              extent=(0, seconds, MIDI_MIN - 0.5, MIDI_MIN + N_KEYS - 0.5))
+    intervals, pitches, _ = notes
+    for (start, end), pitch in zip(intervals, pitches):
+        if start < seconds:
+            ax.add_patch(plt.Rectangle((start, pitch - 0.5), min(end, seconds) - start, 1.0, fill=False,
+                                       edgecolor="tab:orange", linewidth=0.8))
+    _pitch_axis(ax, MIDI_MIN, MIDI_MIN + N_KEYS - 1, lambda m: m)
+    ax.set_ylabel("piano key")
+    ax.set_xlabel("time (s); notes outlined")
+    ax.set_title(title)
+    ax.grid(False)
+    _save(fig, out_path)
+
+
 def loss_table(loss_paths: dict) -> pd.DataFrame:
     """Read ``{model name: loss.csv path}`` into one tidy table with a ``model`` column."""
     tables = []

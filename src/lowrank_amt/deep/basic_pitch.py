@@ -124,8 +124,9 @@ class NoteCreation:
         self.spec = {**DEFAULTS, **{k: v for k, v in spec.items() if k in DEFAULTS}}
         self.onset_tolerance = evaluation["onset_tolerance"]
 
-    def notes(self, outputs: dict, frame_rate: float, params: dict):
-        """(intervals, pitches, velocities) of one track's posteriorgrams (88 x frames)."""
+    def notes(self, outputs: dict, frame_rate: float, params: dict, peak: float | None = None):
+        """(intervals, pitches, velocities) of one track's posteriorgrams (88 x frames);
+        their thresholds are probabilities, so a piece's ``peak`` does not matter."""
         return posteriorgram_notes(np.asarray(outputs["note"]).T, np.asarray(outputs["onset"]).T, **params,
                                    melodia_trick=self.spec["melodia_trick"])
 
@@ -147,6 +148,10 @@ class NoteCreation:
             if score > best_score:
                 best, best_score = params, score
         return best, trials, best_score
+
+    def default_params(self) -> dict:
+        """Basic Pitch's own defaults, for transcription without a study."""
+        return {"onset_threshold": 0.5, "frame_threshold": 0.3, "min_note_ms": 127.7}
 
     def info(self, params: dict) -> dict:
         """decoding.json's extra entries: ``threshold`` is the frame threshold, the

@@ -31,7 +31,7 @@ def to_keys(activations: torch.Tensor, keys: np.ndarray) -> np.ndarray:
     return out.cpu().numpy()
 
 
-def transcribe(family, features: np.ndarray, W: np.ndarray, keys: np.ndarray, spec: dict,
+def track_activations(family, features: np.ndarray, W: np.ndarray, keys: np.ndarray, spec: dict,
                device: torch.device) -> np.ndarray:
     """88 x frames activations of one track (features: bins x frames) with a low-rank
     ``family``'s dictionary W (its templates' keys: ``keys``) fixed."""

@@ -96,6 +96,12 @@ class Family:
     def dictionary(self, arrays: dict, spec: dict) -> tuple[np.ndarray, np.ndarray] | None:
         return None
 
+    def steer(self, arrays: dict, spec: dict, steering) -> dict:
+        """The arrays of the model restricted to ``steering.allowed`` keys, for a family
+        that can restrict itself before transcribing (a dictionary's templates); the
+        outputs of keys not allowed are zeroed for every family anyway."""
+        return arrays
+
     def device_label(self, device) -> str:
         """The device its transcription runs on, as activations.json records it."""
         return str(device)

@@ -31,7 +31,7 @@ from ..errors import LowrankAmtError
 from ..factorization import nmf, nmfd, ntd
 from ..factorization.core import generator
 from ..factorization.training import DictionaryLearner, GradientStep, OnlineMU, fit_full_batch
-from ..factorization.transcribe import template_keys, transcribe
+from ..factorization.activations import template_keys, track_activations
 from ..features import bin_frequencies, cache_params, load_track, read_index
 from ..loader import FrameBatches, select_training_tracks
 from ..validation import has_references, validation_note_f
@@ -228,7 +228,7 @@ class LowRankFamily(Family):
         def score(W) -> float:
             W = W.cpu().numpy()
             W, keys = normalized_templates(W, self.assign_template_keys(spec, W, run.index_path))
-            return validation_note_f(lambda features: transcribe(self, features, W, keys, spec, run.device),
+            return validation_note_f(lambda features: track_activations(self, features, W, keys, spec, run.device),
                                      run.index_path)
         return score
 
@@ -243,7 +243,13 @@ class LowRankFamily(Family):
 
     def transcriber(self, arrays, spec, device):
         W, keys = arrays["W"], arrays["template_keys"]
-        return lambda features: {"note": transcribe(self, features, W, keys, spec, device)}
+        return lambda features: {"note": track_activations(self, features, W, keys, spec, device)}
+
+    def steer(self, arrays, spec, steering):
+        keep = steering.restrict_templates(arrays["template_keys"])
+        if not keep.any():
+            raise LowrankAmtError("the model has no template for any of the allowed keys")
+        return {**arrays, "W": arrays["W"][..., keep], "template_keys": arrays["template_keys"][keep]}
 
     def dictionary(self, arrays, spec):
         templates = self.spectral_templates(np.asarray(arrays["W"], dtype=float))

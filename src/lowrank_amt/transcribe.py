@@ -1,0 +1,219 @@
+"""``lowrank-amt transcribe``: recordings to notes with any trained model (a study's
+model folder, or ``basic_pitch``), the same path for every family.
+
+Per input file: the model's outputs (88 x frames) are computed chunk by chunk, each
+chunk of ``CHUNK_SECONDS`` read with ``MARGIN_SECONDS`` of audio on both sides (more
+than the lowest CQT filter's half length and any template's or segment's time extent),
+resampled, turned into the model's features (or given as audio to a family that reads
+audio), of which only the chunk's own frames are kept, written to a temporary folder.
+They are then decoded with the model's decoder and the parameters chosen on its
+validation split, ``DECODE_SECONDS`` at a time with ``DECODE_MARGIN_SECONDS`` on both
+sides, keeping the notes that start in each piece (the shared decoder is given the whole
+recording's peak). So memory does not grow with the recording's length. A recording
+shorter than a chunk is processed whole, as the activations stage processes a track.
+
+Out, per input ``x``: ``x.mid``, ``x.csv`` (onset_s, offset_s, pitch, velocity) and, with
+``plot``, ``x.png`` (the outputs of the first ``PLOT_SECONDS`` with the notes over them).
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import families
+from .audio import audio_length, load_audio, read_span
+from .errors import LowrankAmtError
+from .factorization.core import pick_device
+from .features import compute_features
+from .models import Model, load_model
+from .notes import write_midi_notes
+from .steering import Steering
+
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
+PRETRAINED = ("basic_pitch",)
+CHUNK_SECONDS = 60.0
+MARGIN_SECONDS = 4.0
+DECODE_SECONDS = 120.0
+DECODE_MARGIN_SECONDS = 30.0
+PLOT_SECONDS = 30.0
+
+
+def resolve_model(name) -> Model:
+    """A model folder or ``model.npz``, or the name of a pretrained model."""
+    if str(name) in PRETRAINED:
+        family, spec = families.resolve({"family": str(name)})
+        return Model(family, spec, {}, None, {"pretrained": True}, None, None)
+    if not Path(name).exists():
+        raise LowrankAmtError(f"--model {name}: no model folder or file there, and not a pretrained model "
+                              f"({', '.join(PRETRAINED)})")
+    model = load_model(name)
+    if model.family.reads == "features" and model.features is None:
+        raise LowrankAmtError(f"model {model.path} has no feature parameters (it was trained on a hand-made "
+                              "cache without params.json), so it cannot transcribe new audio")
+    return model
+
+
+def input_files(inputs) -> list[tuple[Path, Path]]:
+    """(audio file, output stem relative to the output folder) of every input: a file, or
+    every audio file under a folder (its relative path kept)."""
+    found = []
+    for item in map(Path, inputs):
+        if item.is_dir():
+            files = sorted(p for p in item.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file())
+            if not files:
+                raise LowrankAmtError(f"folder {item} has no audio files ({' '.join(AUDIO_EXTENSIONS)})")
+            found += [(p, p.relative_to(item).with_suffix("")) for p in files]
+        elif item.is_file():
+            found.append((item, Path(item.stem)))
+        else:
+            raise LowrankAmtError(f"input {item} does not exist")
+    stems = [stem for _, stem in found]
+    clash = sorted({str(s) for s in stems if stems.count(s) > 1})
+    if clash:
+        raise LowrankAmtError(f"several inputs would write {clash[0]}.mid; give them in separate runs")
+    return found
+
+
+def frame_grid(model: Model) -> tuple[int, int]:
+    """(sample rate, hop) of the model's outputs."""
+    if model.family.reads == "audio":
+        return model.family.sample_rate, model.family.hop_length
+    return int(model.features["sample_rate"]), int(model.features["hop_length"])
+
+
+class Outputs:
+    """A recording's outputs, frame ranges written in order to .npy files in ``folder``
+    and read back as ranges, so that none is held whole in memory."""
+
+    def __init__(self, folder: Path):
+        self.folder, self.parts, self.peak = Path(folder), [], 0.0
+
+    def append(self, outputs: dict) -> None:
+        start = self.parts[-1][1] if self.parts else 0
+        stop = start + outputs["note"].shape[1]
+        for name, value in outputs.items():
+            np.save(self.folder / f"{len(self.parts)}.{name}.npy", np.asarray(value, dtype=np.float16))
+        self.parts.append((start, stop, tuple(outputs)))
+        self.peak = max(self.peak, float(np.max(outputs["note"], initial=0.0)))
+
+    @property
+    def n_frames(self) -> int:
+        return self.parts[-1][1] if self.parts else 0
+
+    def read(self, start: int, stop: int) -> dict:
+        pieces: dict[str, list] = {}
+        for number, (a, b, names) in enumerate(self.parts):
+            if a < stop and b > start:
+                for name in names:
+                    part = np.load(self.folder / f"{number}.{name}.npy")
+                    pieces.setdefault(name, []).append(part[:, max(start, a) - a:min(stop, b) - a])
+        return {name: np.concatenate(parts, axis=1).astype(np.float32) for name, parts in pieces.items()}
+
+
+def _progress(done: int, total: int, label: str, log) -> None:
+    if total > 1:
+        bar = "#" * int(20 * done / total)
+        log(f"{label} [{bar:<20}] {done}/{total} chunks")
+
+
+def compute_outputs(model: Model, transcribe, audio_path, store: Outputs, steering: Steering, log=print) -> float:
+    """The model's outputs of a whole recording, chunk by chunk and steered, into
+    ``store``; returns the recording's length in seconds."""
+    rate, hop = frame_grid(model)
+    n_samples = audio_length(audio_path, rate)
+    n_frames = 1 + n_samples // hop
+    chunk, margin = int(CHUNK_SECONDS * rate / hop), int(MARGIN_SECONDS * rate / hop)
+    starts = range(0, n_frames, chunk)
+    for number, start in enumerate(starts, 1):
+        stop = min(start + chunk, n_frames)
+        if len(starts) == 1:  # all of it at once, as the activations stage reads a track
+            audio, first = load_audio(audio_path, rate), 0
+        else:
+            first, last = max(0, start - margin), min(n_frames, stop + margin)
+            audio = read_span(audio_path, first * hop, min(n_samples, last * hop), rate)
+        x = audio if model.family.reads == "audio" else compute_features(audio, model.features, rate)
+        outputs = transcribe(x)
+        keep = slice(start - first, stop - first)
+        store.append(steering.apply({name: _frames(value, keep) for name, value in outputs.items()}))
+        _progress(number, len(starts), Path(audio_path).name, log)
+    return n_samples / rate
+
+
+def _frames(value, keep: slice) -> np.ndarray:
+    """Frames ``keep`` of outputs (88 x frames), zero-padded where the model gave fewer."""
+    value = np.asarray(value)
+    out = np.zeros((value.shape[0], keep.stop - keep.start), dtype=np.float32)
+    piece = value[:, keep]
+    out[:, : piece.shape[1]] = piece
+    return out
+
+
+def decode_outputs(decoder, params: dict, store: Outputs, frame_rate: float):
+    """Notes of a whole recording's outputs, ``DECODE_SECONDS`` at a time (see the module
+    docstring); (intervals, pitches, velocities) sorted by onset."""
+    piece, margin = int(DECODE_SECONDS * frame_rate), int(DECODE_MARGIN_SECONDS * frame_rate)
+    if store.n_frames <= piece + 2 * margin:
+        return decoder.notes(store.read(0, store.n_frames), frame_rate, params)
+    notes = []
+    for start in range(0, store.n_frames, piece):
+        first = max(0, start - margin)
+        intervals, pitches, velocities = decoder.notes(store.read(first, start + piece + margin), frame_rate,
+                                                       params, peak=store.peak)
+        intervals = intervals + first / frame_rate
+        mine = (intervals[:, 0] >= start / frame_rate) & (intervals[:, 0] < (start + piece) / frame_rate)
+        notes += list(zip(intervals[mine], pitches[mine], velocities[mine]))
+    notes.sort(key=lambda n: (n[0][0], n[1]))
+    return (np.array([n[0] for n in notes]).reshape(-1, 2), np.array([n[1] for n in notes], dtype=int),
+            np.array([n[2] for n in notes], dtype=int))
+
+
+def write_notes(out_stem: Path, notes) -> None:
+    intervals, pitches, velocities = notes
+    write_midi_notes(out_stem.with_suffix(".mid"), intervals, pitches, velocities)
+    table = pd.DataFrame({"onset_s": intervals[:, 0], "offset_s": intervals[:, 1], "pitch": pitches,
+                          "velocity": velocities})
+    table.to_csv(out_stem.with_suffix(".csv"), index=False, float_format="%.4f")
+
+
+def transcribe_files(model_name, inputs, out_dir, *, plot: bool = False, device: str | None = None,
+                     steering: Steering | None = None, log=print) -> list[Path]:
+    """Transcribe every input (audio files or folders of them) with a model; write the
+    MIDI and CSV (and PNG) of each into ``out_dir``; returns the MIDI paths."""
+    model = resolve_model(model_name)
+    files = input_files(inputs)
+    steering = steering or Steering()
+    device = pick_device(device or model.spec.get("device", "auto"))
+    arrays = model.family.steer(model.arrays, model.spec, steering) if steering.allowed else model.arrays
+    transcribe = model.family.transcriber(arrays, model.spec, device)
+    decoder = model.family.make_decoder(model.spec, {}, {"onset_tolerance": 0.05, "offset_ratio": 0.2})
+    params = model.decoding
+    if params is None:
+        params = decoder.default_params()
+        log(f"note: {model.path or model_name} has no decoding.json (chosen on a validation split); "
+            f"decoding with the defaults {params}")
+    rate, hop = frame_grid(model)
+    written = []
+    for audio_path, stem in files:
+        out_stem = Path(out_dir) / stem
+        out_stem.parent.mkdir(parents=True, exist_ok=True)
+        wall = time.perf_counter()
+        with tempfile.TemporaryDirectory(prefix=".lowrank-amt-", dir=out_stem.parent) as folder:
+            store = Outputs(folder)
+            seconds = compute_outputs(model, transcribe, audio_path, store, steering, log)
+            notes = decode_outputs(decoder, params, store, rate / hop)
+            write_notes(out_stem, notes)
+            if plot:
+                from .plots import transcription_plot
+                shown = store.read(0, min(store.n_frames, int(PLOT_SECONDS * rate / hop)))
+                transcription_plot(shown["note"], rate / hop, notes, out_stem.with_suffix(".png"),
+                                   f"{audio_path.name}: {model.family.name}")
+        log(f"{audio_path}: {len(notes[1])} notes -> {out_stem.with_suffix('.mid')} "
+            f"({time.perf_counter() - wall:.1f} s for {seconds:.1f} s of audio)")
+        written.append(out_stem.with_suffix(".mid"))
+    return written
+
