@@ -13,7 +13,6 @@ import soundfile
 
 from lowrank_amt import families, transcribe
 from lowrank_amt.cli import main
-from lowrank_amt.errors import LowrankAmtError
 from lowrank_amt.features import bin_frequencies, feature_params, params_hash
 from lowrank_amt.io import write_json
 from lowrank_amt.metrics import note_metrics
