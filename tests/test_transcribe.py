@@ -129,6 +129,36 @@ def test_steering_keeps_its_promises(model, tmp_path):
     assert recall > 0.8
 
 
+def perturbed_score(notes, rng, jitter=0.1, share=0.1):
+    """The notes with onsets and offsets moved by up to ``jitter`` s, ``share`` of them
+    deleted and as many random ones added."""
+    kept = [n for n in notes if rng.random() >= share]
+    moved = [(max(0.0, s + rng.uniform(-jitter, jitter)), e + rng.uniform(-jitter, jitter), p) for s, e, p in kept]
+    extra = [(s, s + 0.4, int(rng.integers(40, 85))) for s in rng.uniform(0, 9, max(1, round(share * len(notes))))]
+    return sorted(moved + extra)
+
+
+def test_a_perturbed_score_beats_plain_transcription(model, tmp_path):
+    from lowrank_amt.notes import write_midi_notes
+    rng = np.random.default_rng(4)
+    audio, notes = piece(rng, 10.0, 24)
+    soundfile.write(tmp_path / "x.wav", audio, RATE)
+    score = perturbed_score(notes, rng)
+    write_midi_notes(tmp_path / "score.mid", [n[:2] for n in score], [n[2] for n in score])
+    transcribe.transcribe_files(model, [tmp_path / "x.wav"], tmp_path / "plain", **QUIET)
+    for weight in (0.0, 0.3):
+        steering = Steering.from_options(score=tmp_path / "score.mid", score_tolerance=0.15, score_weight=weight)
+        transcribe.transcribe_files(model, [tmp_path / "x.wav"], tmp_path / f"w{weight}", steering=steering, **QUIET)
+    plain_f = note_f(tmp_path / "plain" / "x.mid", notes)
+    confined_f, informed_f = (note_f(tmp_path / f"w{w}" / "x.mid", notes) for w in (0.0, 0.3))
+    assert confined_f > plain_f + 0.05 and informed_f > plain_f + 0.1 and informed_f > 0.9, \
+        (plain_f, confined_f, informed_f)
+    # confined to the score's windows: no note outside them
+    score_notes = read_midi_notes(tmp_path / "score.mid")
+    for (start, _), pitch in zip(*read_midi_notes(tmp_path / "w0.0" / "x.mid")[:2]):
+        assert any(p == pitch and s - 0.2 <= start <= e + 0.15 for (s, e), p in zip(*score_notes[:2]))
+
+
 def test_a_scale_penalises_rather_than_forbids():
     steering = Steering.from_options(scale="D major", weight=0.5)
     gains = steering.gains()
@@ -138,7 +168,8 @@ def test_a_scale_penalises_rather_than_forbids():
     assert outputs["note"][parse_key("C4") - 21].tolist() == [0.5] * 3
 
 
-@pytest.mark.parametrize("problem", ["empty folder", "unknown model", "NaN audio", "missing input", "bad key"])
+@pytest.mark.parametrize("problem", ["empty folder", "unknown model", "NaN audio", "missing input", "bad key",
+                                     "empty score"])
 def test_bad_input_is_one_line_naming_it(model, tmp_path, capsys, problem):
     (tmp_path / "in").mkdir()
     args = ["transcribe", "--model", str(model), str(tmp_path / "in"), "-o", str(tmp_path / "out")]
@@ -156,10 +187,16 @@ def test_bad_input_is_one_line_naming_it(model, tmp_path, capsys, problem):
         soundfile.write(tmp_path / "in" / "x.wav", piece(np.random.default_rng(3), 3.0, 3)[0], RATE)
         args += ["--pitch-range", "C9", "C4"]
         culprit = "key 'C9' .MIDI 120. is not a piano key"
+    elif problem == "empty score":
+        from lowrank_amt.notes import write_midi_notes
+        soundfile.write(tmp_path / "in" / "x.wav", piece(np.random.default_rng(3), 3.0, 3)[0], RATE)
+        write_midi_notes(tmp_path / "empty.mid", np.zeros((0, 2)), [])
+        args += ["--score", str(tmp_path / "empty.mid")]
+        culprit = "MIDI score .*empty.mid has no notes"
     assert main(args) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and re.search(culprit, err[0]), err
-    assert not list(tmp_path.rglob("*.mid"))
+    assert not list(tmp_path.glob("out/**/*.mid"))
 
 
 def test_silence_gives_no_notes_and_no_nan(model, tmp_path):

@@ -63,7 +63,12 @@ COMMANDS = {
                     ("--drop-keys", {"nargs": "+", "default": None, "help": "switch these keys' templates off"}),
                     ("--scale", {"default": None, "help": "penalise keys outside this scale, e.g. 'D major'"}),
                     ("--scale-weight", {"type": float, "default": 0.5,
-                                        "help": "factor of out-of-scale keys' outputs (default 0.5)"})]),
+                                        "help": "factor of out-of-scale keys' outputs (default 0.5)"}),
+                    ("--score", {"default": None, "help": "an approximate MIDI score of the (one) input"}),
+                    ("--score-tolerance", {"type": float, "default": 0.2,
+                                           "help": "seconds around the score's notes where a key may sound"}),
+                    ("--score-weight", {"type": float, "default": 0.3,
+                                        "help": "factor of outputs outside the score's windows (0: confined)"})]),
     "evaluate": ("per-track metrics of test transcriptions (and the labelled oracle threshold)",
                  [("--evaluation", J), ("--midi-dir", P), ("--index", P), ("--out", P),
                   ("--activations", O), ("--decoding-info", O), ("--decoding", {"type": _json, "default": None})]),
@@ -118,7 +123,8 @@ def _validate_config(a):
 def _transcribe(a):
     from .steering import Steering
     from .transcribe import transcribe_files
-    steering = Steering.from_options(a.pitch_range, a.keys, a.drop_keys, a.scale, a.scale_weight)
+    steering = Steering.from_options(a.pitch_range, a.keys, a.drop_keys, a.scale, a.scale_weight,
+                                     a.score, a.score_tolerance, a.score_weight)
     transcribe_files(a.model, a.inputs, a.out_dir, plot=a.plot, device=a.device, steering=steering, log=_log)
 
 

@@ -139,7 +139,8 @@ def compute_outputs(model: Model, transcribe, audio_path, store: Outputs, steeri
         x = audio if model.family.reads == "audio" else compute_features(audio, model.features, rate)
         outputs = transcribe(x)
         keep = slice(start - first, stop - first)
-        store.append(steering.apply({name: _frames(value, keep) for name, value in outputs.items()}))
+        kept = {name: _frames(value, keep) for name, value in outputs.items()}
+        store.append(steering.apply(kept, rate / hop, start))
         _progress(number, len(starts), Path(audio_path).name, log)
     return n_samples / rate
 
@@ -187,6 +188,8 @@ def transcribe_files(model_name, inputs, out_dir, *, plot: bool = False, device:
     model = resolve_model(model_name)
     files = input_files(inputs)
     steering = steering or Steering()
+    if steering.score is not None and len(files) != 1:
+        raise LowrankAmtError(f"a score goes with one recording; {len(files)} were given")
     device = pick_device(device or model.spec.get("device", "auto"))
     arrays = model.family.steer(model.arrays, model.spec, steering) if steering.allowed else model.arrays
     transcribe = model.family.transcriber(arrays, model.spec, device)

@@ -243,6 +243,7 @@ class LowRankFamily(Family):
 
     def transcriber(self, arrays, spec, device):
         W, keys = arrays["W"], arrays["template_keys"]
+
         return lambda features: {"note": track_activations(self, features, W, keys, spec, device)}
 
     def steer(self, arrays, spec, steering):
