@@ -28,15 +28,20 @@ DECODING = {"threshold": 0.15, "onset": "peaks", "offset_fraction": 0.1, "min_no
 QUIET = dict(log=lambda m: None)
 
 
-def tone(pitch, seconds, rate=RATE):
-    """A decaying harmonic tone: partials 1..6 at 1/h."""
+#: Partial amplitudes of the model's instrument (1/h) and of "another piano".
+PROFILE = tuple(1 / h for h in range(1, 7))
+OTHER_PIANO = (0.5, 1.0, 0.1, 0.7, 0.05, 0.5)
+
+
+def tone(pitch, seconds, rate=RATE, profile=PROFILE):
+    """A decaying harmonic tone: partials 1..6 at ``profile``."""
     t = np.arange(int(seconds * rate)) / rate
     f0 = 440.0 * 2 ** ((pitch - 69) / 12)
-    partials = sum(np.sin(2 * np.pi * h * f0 * t) / h for h in range(1, 7) if h * f0 < rate / 2)
+    partials = sum(a * np.sin(2 * np.pi * h * f0 * t) for h, a in enumerate(profile, 1) if h * f0 < rate / 2)
     return partials * np.exp(-t / 0.8)
 
 
-def piece(rng, seconds, n_notes, rate=RATE, pitches=(40, 85)):
+def piece(rng, seconds, n_notes, rate=RATE, pitches=(40, 85), profile=PROFILE):
     """Audio and reference notes: ``n_notes`` random tones of 0.3-0.8 s."""
     audio = np.zeros(int(seconds * rate) + rate)
     starts = np.sort(rng.uniform(0, seconds - 1, n_notes))
@@ -44,7 +49,7 @@ def piece(rng, seconds, n_notes, rate=RATE, pitches=(40, 85)):
     for start in starts:
         pitch, length = int(rng.integers(*pitches)), float(rng.uniform(0.3, 0.8))
         a = int(start * rate)
-        audio[a:a + int(length * rate)] += 0.2 * tone(pitch, length, rate)
+        audio[a:a + int(length * rate)] += 0.2 * tone(pitch, length, rate, profile)
         notes.append((start, start + length, pitch))
     return audio[: int(seconds * rate)], notes
 
@@ -157,6 +162,38 @@ def test_a_perturbed_score_beats_plain_transcription(model, tmp_path):
     score_notes = read_midi_notes(tmp_path / "score.mid")
     for (start, _), pitch in zip(*read_midi_notes(tmp_path / "w0.0" / "x.mid")[:2]):
         assert any(p == pitch and s - 0.2 <= start <= e + 0.15 for (s, e), p in zip(*score_notes[:2]))
+
+
+def test_a_dictionary_adapts_to_another_piano(model, tmp_path):
+    import torch
+    from lowrank_amt.factorization.activations import track_activations
+    from lowrank_amt.features import compute_features
+    from lowrank_amt.models import load_model
+    from lowrank_amt.notes import write_midi_notes
+    # a scale on the other piano, with its MIDI: the adaptation recording
+    keys = np.arange(40, 85, 2)
+    scale = np.concatenate([0.2 * tone(k, 0.5, profile=OTHER_PIANO) for k in keys])
+    soundfile.write(tmp_path / "scale.wav", scale, RATE)
+    write_midi_notes(tmp_path / "scale.mid", [(0.5 * i, 0.5 * i + 0.5) for i in range(len(keys))], keys)
+    trained = load_model(model)
+    adapted = trained.family.adapt(trained.arrays, trained.spec, *transcribe.adaptation_data(
+        trained, tmp_path / "scale.wav", tmp_path / "scale.mid"), torch.device("cpu"), 30)
+    # isolated notes of the other piano (other keys than the scale's too): fitted better
+    isolated = np.concatenate([0.2 * tone(k, 0.5, profile=OTHER_PIANO) for k in range(41, 85, 3)])
+    V = compute_features(isolated, CQT, RATE)
+
+    def misfit(arrays):
+        H = track_activations(trained.family, V, arrays["W"], np.arange(88), trained.spec, torch.device("cpu"))
+        return float(np.sum(V * np.log((V + 1e-9) / (arrays["W"] @ H + 1e-9)) - V + arrays["W"] @ H))
+    assert misfit(adapted) < 0.8 * misfit(trained.arrays)
+    # and it transcribes that piano better
+    audio, notes = piece(np.random.default_rng(5), 10.0, 20, profile=OTHER_PIANO)
+    soundfile.write(tmp_path / "other.wav", audio, RATE)
+    transcribe.transcribe_files(model, [tmp_path / "other.wav"], tmp_path / "plain", **QUIET)
+    transcribe.transcribe_files(model, [tmp_path / "other.wav"], tmp_path / "adapted", adapt=(
+        tmp_path / "scale.wav", tmp_path / "scale.mid"), adapt_iterations=30, **QUIET)
+    plain_f, adapted_f = (note_f(tmp_path / run / "other.mid", notes) for run in ("plain", "adapted"))
+    assert adapted_f > plain_f + 0.1, (plain_f, adapted_f)
 
 
 def test_a_scale_penalises_rather_than_forbids():

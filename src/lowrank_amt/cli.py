@@ -68,7 +68,13 @@ COMMANDS = {
                     ("--score-tolerance", {"type": float, "default": 0.2,
                                            "help": "seconds around the score's notes where a key may sound"}),
                     ("--score-weight", {"type": float, "default": 0.3,
-                                        "help": "factor of outputs outside the score's windows (0: confined)"})]),
+                                        "help": "factor of outputs outside the score's windows (0: confined)"}),
+                    ("--adapt", {"nargs": 2, "metavar": ("AUDIO", "MIDI"), "default": None,
+                                 "help": "adapt the dictionary to a short recording of this piano and its MIDI"}),
+                    ("--adapt-self", {"action": "store_true",
+                                      "help": "adapt the dictionary to each recording itself (unsupervised)"}),
+                    ("--adapt-iterations", {"type": int, "default": 20,
+                                            "help": "multiplicative updates from the trained templates"})]),
     "evaluate": ("per-track metrics of test transcriptions (and the labelled oracle threshold)",
                  [("--evaluation", J), ("--midi-dir", P), ("--index", P), ("--out", P),
                   ("--activations", O), ("--decoding-info", O), ("--decoding", {"type": _json, "default": None})]),
@@ -125,7 +131,8 @@ def _transcribe(a):
     from .transcribe import transcribe_files
     steering = Steering.from_options(a.pitch_range, a.keys, a.drop_keys, a.scale, a.scale_weight,
                                      a.score, a.score_tolerance, a.score_weight)
-    transcribe_files(a.model, a.inputs, a.out_dir, plot=a.plot, device=a.device, steering=steering, log=_log)
+    transcribe_files(a.model, a.inputs, a.out_dir, plot=a.plot, device=a.device, steering=steering, adapt=a.adapt,
+                     adapt_self=a.adapt_self, adapt_iterations=a.adapt_iterations, log=_log)
 
 
 def _plot(a):

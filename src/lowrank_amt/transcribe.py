@@ -29,10 +29,10 @@ from . import families
 from .audio import audio_length, load_audio, read_span
 from .errors import LowrankAmtError
 from .factorization.core import pick_device
-from .features import compute_features
+from .features import compute_features, frame_targets
 from .models import Model, load_model
 from .notes import write_midi_notes
-from .steering import Steering
+from .steering import Steering, read_score
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
 PRETRAINED = ("basic_pitch",)
@@ -41,6 +41,8 @@ MARGIN_SECONDS = 4.0
 DECODE_SECONDS = 120.0
 DECODE_MARGIN_SECONDS = 30.0
 PLOT_SECONDS = 30.0
+#: Seconds of each recording its own adaptation (``adapt_self``) learns from.
+ADAPT_SECONDS = 60.0
 
 
 def resolve_model(name) -> Model:
@@ -173,6 +175,18 @@ def decode_outputs(decoder, params: dict, store: Outputs, frame_rate: float):
             np.array([n[2] for n in notes], dtype=int))
 
 
+def adaptation_data(model: Model, audio_path, midi_path=None, seconds: float | None = None):
+    """(features, roll or None) of a recording (its first ``seconds``) for ``Family.adapt``."""
+    rate, hop = frame_grid(model)
+    n_samples = audio_length(audio_path, rate)
+    audio = read_span(audio_path, 0, n_samples if seconds is None else min(n_samples, int(seconds * rate)), rate)
+    features = compute_features(audio, model.features, rate)
+    if midi_path is None:
+        return features, None
+    intervals, pitches = read_score(midi_path)
+    return features, frame_targets(intervals, pitches, features.shape[1], rate / hop)["roll"]
+
+
 def write_notes(out_stem: Path, notes) -> None:
     intervals, pitches, velocities = notes
     write_midi_notes(out_stem.with_suffix(".mid"), intervals, pitches, velocities)
@@ -182,9 +196,15 @@ def write_notes(out_stem: Path, notes) -> None:
 
 
 def transcribe_files(model_name, inputs, out_dir, *, plot: bool = False, device: str | None = None,
-                     steering: Steering | None = None, log=print) -> list[Path]:
+                     steering: Steering | None = None, adapt=None, adapt_self: bool = False,
+                     adapt_iterations: int = 20, log=print) -> list[Path]:
     """Transcribe every input (audio files or folders of them) with a model; write the
-    MIDI and CSV (and PNG) of each into ``out_dir``; returns the MIDI paths."""
+    MIDI and CSV (and PNG) of each into ``out_dir``; returns the MIDI paths.
+
+    ``adapt`` = (audio, MIDI) of a short recording of the instrument to transcribe (a few
+    isolated notes, a scale): the model's dictionary is adapted to it first; with
+    ``adapt_self``, to the first ``ADAPT_SECONDS`` of each recording itself, unsupervised.
+    Either takes ``adapt_iterations`` multiplicative updates from the trained templates."""
     model = resolve_model(model_name)
     files = input_files(inputs)
     steering = steering or Steering()
@@ -192,6 +212,9 @@ def transcribe_files(model_name, inputs, out_dir, *, plot: bool = False, device:
         raise LowrankAmtError(f"a score goes with one recording; {len(files)} were given")
     device = pick_device(device or model.spec.get("device", "auto"))
     arrays = model.family.steer(model.arrays, model.spec, steering) if steering.allowed else model.arrays
+    if adapt is not None:
+        arrays = model.family.adapt(arrays, model.spec, *adaptation_data(model, *adapt), device, adapt_iterations)
+        log(f"dictionary adapted to {adapt[0]} ({adapt_iterations} iterations)")
     transcribe = model.family.transcriber(arrays, model.spec, device)
     decoder = model.family.make_decoder(model.spec, {}, {"onset_tolerance": 0.05, "offset_ratio": 0.2})
     params = model.decoding
@@ -205,6 +228,10 @@ def transcribe_files(model_name, inputs, out_dir, *, plot: bool = False, device:
         out_stem = Path(out_dir) / stem
         out_stem.parent.mkdir(parents=True, exist_ok=True)
         wall = time.perf_counter()
+        if adapt_self:
+            own = model.family.adapt(arrays, model.spec, *adaptation_data(model, audio_path, seconds=ADAPT_SECONDS),
+                                     device, adapt_iterations)
+            transcribe = model.family.transcriber(own, model.spec, device)
         with tempfile.TemporaryDirectory(prefix=".lowrank-amt-", dir=out_stem.parent) as folder:
             store = Outputs(folder)
             seconds = compute_outputs(model, transcribe, audio_path, store, steering, log)

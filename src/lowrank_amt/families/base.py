@@ -102,6 +102,14 @@ class Family:
         outputs of keys not allowed are zeroed for every family anyway."""
         return arrays
 
+    def adapt(self, arrays: dict, spec: dict, features: np.ndarray, roll: np.ndarray | None, device,
+              iterations: int) -> dict:
+        """The arrays adapted to another instrument from its ``features`` (bins x frames)
+        and, when known, its notes (``roll``, 88 x frames); a family without a dictionary
+        refuses."""
+        from ..errors import LowrankAmtError
+        raise LowrankAmtError(f"family '{self.name}' has no dictionary to adapt")
+
     def device_label(self, device) -> str:
         """The device its transcription runs on, as activations.json records it."""
         return str(device)

@@ -252,6 +252,31 @@ class LowRankFamily(Family):
             raise LowrankAmtError("the model has no template for any of the allowed keys")
         return {**arrays, "W": arrays["W"][..., keep], "template_keys": arrays["template_keys"][keep]}
 
+    def adapt(self, arrays, spec, features, roll, device, iterations):
+        """``iterations`` full-batch MU steps on the dictionary from the trained one (the
+        prior: templates move only as far as these few steps take them). With a roll, each
+        template is active only where its key sounds, and templates of keys that never
+        sound keep their trained values; without one (adapting on the recording to be
+        transcribed), every template moves."""
+        if self.segmented:
+            raise LowrankAmtError(f"family '{self.name}' cannot adapt its dictionary (a Tucker core would have "
+                                  "to be re-learned too)")
+        W0 = torch.from_numpy(np.asarray(arrays["W"], dtype=np.float32)).to(device)
+        keys = np.asarray(arrays["template_keys"])
+        V = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32)).to(device)
+        mask, heard = None, np.ones(len(keys), dtype=bool)
+        if roll is not None:
+            rows = np.where(keys[:, None] >= 0, np.asarray(roll)[np.maximum(keys, 0), : V.shape[1]], 0)
+            heard = rows.any(axis=1)
+            mask = torch.from_numpy(np.ascontiguousarray(rows, dtype=np.float32)).to(device)
+        with torch.no_grad():
+            W, _, _ = fit_full_batch(self, V, W0.clone(), beta=spec["beta"], n_iter=iterations, l1=spec["sparsity"],
+                                     mask=mask, seed=spec["seed"], options=self.options(spec))
+        W = W.cpu().numpy()
+        W[..., ~heard] = arrays["W"][..., ~heard]
+        totals = W.reshape(-1, W.shape[-1]).sum(axis=0)
+        return {**arrays, "W": (W / np.maximum(totals, 1e-12)).astype(np.float32)}
+
     def dictionary(self, arrays, spec):
         templates = self.spectral_templates(np.asarray(arrays["W"], dtype=float))
         labels = np.full(templates.shape[1], np.nan)
