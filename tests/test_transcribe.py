@@ -196,6 +196,21 @@ def test_a_dictionary_adapts_to_another_piano(model, tmp_path):
     assert adapted_f > plain_f + 0.1, (plain_f, adapted_f)
 
 
+def test_score_notes_are_aligned_to_the_activations_or_left_out():
+    from lowrank_amt.decode import score_aligned_notes
+    rate = 50.0
+    H = np.zeros((88, 200))
+    H[60 - 21, 55:80] = np.linspace(1.0, 0.2, 25)  # played at 1.1 s
+    H[64 - 21, 120:140] = 0.02  # barely there: under the threshold
+    score = np.array([[1.0, 1.5], [2.4, 2.8], [3.0, 3.2]]), np.array([60, 64, 67])  # 67: not played at all
+    intervals, pitches, _ = score_aligned_notes(H, rate, *score, tolerance=0.2, threshold=0.1, offset_fraction=0.3)
+    assert pitches.tolist() == [60] and intervals[0, 0] == pytest.approx(1.1)
+    # a piece of the recording starting at frame 40: the same note, 0.8 s into the piece
+    piece = score_aligned_notes(H[:, 40:], rate, *score, tolerance=0.2, threshold=0.1, offset_fraction=0.3,
+                                peak=1.0, first_frame=40)
+    assert piece[1].tolist() == [60] and piece[0][0, 0] == pytest.approx(1.1 - 0.8)
+
+
 def test_a_scale_penalises_rather_than_forbids():
     steering = Steering.from_options(scale="D major", weight=0.5)
     gains = steering.gains()

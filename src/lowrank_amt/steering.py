@@ -12,10 +12,11 @@ model's dictionary and its outputs (88 x frames, row k = MIDI 21 + k).
 * **A score** (score-informed transcription, after Ewert & Mueller 2012): an approximate
   MIDI score of the recording; each key's outputs are kept within ``score_tolerance``
   seconds of the score's notes of that key and multiplied by ``score_weight`` (0.3 by
-  default) elsewhere. The notes are where the performance puts them (the score aligned
-  to it); a score note that was not played finds no activation, and a played note the
-  score lacks is kept when its activation is clear. Weight 0 confines the transcription
-  to the score's windows. (Confining a dictionary's activations while they are
+  default) elsewhere. The transcription is then the score aligned to the outputs
+  (``decode.score_aligned_notes``: each score note placed where its key's activation
+  rises near it, left out where none does, i.e. not played), plus the notes the
+  decoder finds where the score has none (played but missing from the score), which
+  the weight lets through only when clear. Weight 0 confines them to the windows. (Confining a dictionary's activations while they are
   estimated, as Ewert & Mueller do, was tried and measured worse on tones here: the CQT's
   long low-frequency filters smear a note's energy before its onset, and the confined
   activation then starts at the window's edge, up to the tolerance too early.)

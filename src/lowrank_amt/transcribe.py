@@ -27,6 +27,7 @@ import pandas as pd
 
 from . import families
 from .audio import audio_length, load_audio, read_span
+from .decode import score_aligned_notes
 from .errors import LowrankAmtError
 from .factorization.core import pick_device
 from .features import compute_features, frame_targets
@@ -156,17 +157,18 @@ def _frames(value, keep: slice) -> np.ndarray:
     return out
 
 
-def decode_outputs(decoder, params: dict, store: Outputs, frame_rate: float):
+def decode_outputs(notes_of, store: Outputs, frame_rate: float):
     """Notes of a whole recording's outputs, ``DECODE_SECONDS`` at a time (see the module
-    docstring); (intervals, pitches, velocities) sorted by onset."""
+    docstring); ``notes_of(outputs, first_frame, peak)`` decodes a piece starting at
+    ``first_frame`` (peak None: the piece is the whole recording). Returns
+    (intervals, pitches, velocities) sorted by onset."""
     piece, margin = int(DECODE_SECONDS * frame_rate), int(DECODE_MARGIN_SECONDS * frame_rate)
     if store.n_frames <= piece + 2 * margin:
-        return decoder.notes(store.read(0, store.n_frames), frame_rate, params)
+        return notes_of(store.read(0, store.n_frames), 0, None)
     notes = []
     for start in range(0, store.n_frames, piece):
         first = max(0, start - margin)
-        intervals, pitches, velocities = decoder.notes(store.read(first, start + piece + margin), frame_rate,
-                                                       params, peak=store.peak)
+        intervals, pitches, velocities = notes_of(store.read(first, start + piece + margin), first, store.peak)
         intervals = intervals + first / frame_rate
         mine = (intervals[:, 0] >= start / frame_rate) & (intervals[:, 0] < (start + piece) / frame_rate)
         notes += list(zip(intervals[mine], pitches[mine], velocities[mine]))
@@ -185,6 +187,29 @@ def adaptation_data(model: Model, audio_path, midi_path=None, seconds: float | N
         return features, None
     intervals, pitches = read_score(midi_path)
     return features, frame_targets(intervals, pitches, features.shape[1], rate / hop)["roll"]
+
+
+def note_decoder(decoder, params: dict, frame_rate: float, steering: Steering):
+    """``notes_of`` for ``decode_outputs``: the model's decoder, or with a score, the
+    score aligned to the outputs (``decode.score_aligned_notes``) plus the notes the
+    decoder finds where the score has none of their key within its tolerance."""
+    def notes_of(outputs, first_frame, peak):
+        decoded = decoder.notes(outputs, frame_rate, params, peak=peak)
+        if steering.score is None:
+            return decoded
+        threshold = params.get("threshold", params.get("frame_threshold"))
+        scale = 1.0 if "frame_threshold" in params else peak  # posteriorgrams are probabilities already
+        aligned = score_aligned_notes(outputs["note"], frame_rate, *steering.score, steering.score_tolerance,
+                                      threshold, params.get("min_note_seconds", 0.05), params.get("offset_fraction"),
+                                      scale, first_frame)
+        score_onsets, score_pitches = steering.score[0][:, 0] - first_frame / frame_rate, steering.score[1]
+        near = steering.score_tolerance
+        lacking = [i for i, ((onset, _), pitch) in enumerate(zip(decoded[0], decoded[1]))
+                   if not np.any((score_pitches == pitch) & (np.abs(score_onsets - onset) <= near))]
+        merged = [np.concatenate([a, d[lacking]]) for a, d in zip(aligned, decoded)]
+        order = np.lexsort((merged[1], merged[0][:, 0]))
+        return tuple(m[order] for m in merged)
+    return notes_of
 
 
 def write_notes(out_stem: Path, notes) -> None:
@@ -235,7 +260,7 @@ def transcribe_files(model_name, inputs, out_dir, *, plot: bool = False, device:
         with tempfile.TemporaryDirectory(prefix=".lowrank-amt-", dir=out_stem.parent) as folder:
             store = Outputs(folder)
             seconds = compute_outputs(model, transcribe, audio_path, store, steering, log)
-            notes = decode_outputs(decoder, params, store, rate / hop)
+            notes = decode_outputs(note_decoder(decoder, params, rate / hop, steering), store, rate / hop)
             write_notes(out_stem, notes)
             if plot:
                 from .plots import transcription_plot
