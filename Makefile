@@ -55,18 +55,22 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --no-deps "basic-pitch==$(BASIC_PITCH_VERSION)"
 	@touch $(STAMP)
 
-# fluidsynth renders the synthetic dataset; a General MIDI soundfont gives it a piano.
+# fluidsynth renders the synthetic dataset; a General MIDI soundfont gives it a piano, and
+# TimGM6mb the default study's out-of-domain test set.
+DEBIAN_AUDIO := fluidsynth fluid-soundfont-gm timgm6mb-soundfont
 system-deps:
-	@if command -v fluidsynth >/dev/null && ls /usr/share/sounds/sf2/*.sf2 /usr/share/sounds/sf3/*.sf3 /usr/share/soundfonts/*.sf2 >/dev/null 2>&1; then \
+	@if command -v fluidsynth >/dev/null && ls /usr/share/sounds/sf2/FluidR3_GM.sf2 /usr/share/sounds/sf2/TimGM6mb.sf2 >/dev/null 2>&1; then \
 	  :; \
 	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
-	  echo "installing fluidsynth and fluid-soundfont-gm from Debian's packages"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends fluidsynth fluid-soundfont-gm >/dev/null; \
+	  echo "installing $(DEBIAN_AUDIO) from Debian's packages"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(DEBIAN_AUDIO) >/dev/null; \
 	elif command -v apt-get >/dev/null && sudo -n true 2>/dev/null; then \
-	  sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends fluidsynth fluid-soundfont-gm >/dev/null; \
+	  sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(DEBIAN_AUDIO) >/dev/null; \
+	elif command -v fluidsynth >/dev/null && ls /usr/share/sounds/sf2/*.sf2 /usr/share/sounds/sf3/*.sf3 /usr/share/soundfonts/*.sf2 >/dev/null 2>&1; then \
+	  echo "note: no TimGM6mb soundfont (sudo apt-get install timgm6mb-soundfont): the default study's out-of-domain test set needs it"; \
 	else \
 	  echo "lowrank-amt needs fluidsynth and a General MIDI soundfont, and cannot install them here (no root)."; \
-	  echo "  Debian/Ubuntu: sudo apt-get install fluidsynth fluid-soundfont-gm"; \
+	  echo "  Debian/Ubuntu: sudo apt-get install $(DEBIAN_AUDIO)"; \
 	  echo "  conda (e.g. on a cluster): conda install -c conda-forge fluidsynth, then set datasets.<name>.soundfont to an .sf2 file"; \
 	  exit 1; \
 	fi

@@ -1,6 +1,7 @@
 """End to end: the Snakemake workflow on the tiny study, its report, and config errors
 caught before any job runs."""
 
+import json
 import os
 import subprocess
 import sys
@@ -106,3 +107,42 @@ def test_config_typo_stops_before_any_job(tmp_path, repo):
     assert done.returncode != 0
     assert "'models.nmf_sup_kl.train_iteration' is not a known key" in done.stderr
     assert not (tmp_path / "results").exists()
+
+
+def test_a_test_only_folder_dataset_is_evaluated_with_models_trained_elsewhere(tmp_path, repo):
+    """Recordings of one's own (a folder of audio and MIDI, no validation split) with
+    `role: test`: the model trained on the tiny synthetic dataset transcribes them with the
+    decoding chosen on its own validation split, in rows of their own."""
+    import soundfile
+    import yaml
+
+    from lowrank_amt.notes import write_midi_notes
+    mine = tmp_path / "my_recordings"
+    mine.mkdir()
+    rng = np.random.default_rng(0)
+    for name in ("a", "b"):
+        rate, seconds = 16000, 4.0
+        t = np.arange(int(rate * seconds)) / rate
+        audio, notes = np.zeros_like(t), []
+        for start in np.arange(0.2, 3.5, 0.5):
+            pitch = int(rng.integers(48, 80))
+            f0 = 440 * 2 ** ((pitch - 69) / 12)
+            on = (t >= start) & (t < start + 0.4)
+            audio += on * sum(np.sin(2 * np.pi * h * f0 * t) / h for h in range(1, 6)) * np.exp(-(t - start) / 0.5)
+            notes.append((start, start + 0.4, pitch))
+        soundfile.write(mine / f"{name}.wav", 0.2 * audio, rate)
+        write_midi_notes(mine / f"{name}.mid", [n[:2] for n in notes], [n[2] for n in notes])
+    config = yaml.safe_load((repo / "config/tiny.yaml").read_text())
+    config["datasets"]["mine"] = {"kind": "folder", "path": str(mine), "role": "test"}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    done = snakemake(repo, tmp_path, "--configfile", str(tmp_path / "config.yaml"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = pd.read_csv(tmp_path / "results/tiny/summary/results.csv")
+    on_mine = results[results["test_dataset"] == "mine"]
+    assert set(on_mine["dataset"]) == {"tiny_piano"} and sorted(on_mine["track_id"]) == ["a", "b"]
+    assert on_mine["note_onset_f"].mean() > 0.3  # harmonic tones: the piano's templates find them
+    chosen = json.loads((tmp_path / "results/tiny/models/tiny_piano/cqt/nmf_sup_kl/isolated/decoding.json").read_text())
+    used = json.loads((tmp_path / "results/tiny/transcriptions/tiny_piano/cqt/nmf_sup_kl/isolated/on/mine/decoding.json")
+                      .read_text())
+    assert used["params"] == chosen["params"]  # no tuning on the test-only set
+    assert "its own" in (tmp_path / "results/tiny/summary/summary.md").read_text()

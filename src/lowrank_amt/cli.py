@@ -49,10 +49,13 @@ COMMANDS = {
                ("--train-hours", {"type": _hours, "default": None}), ("--checkpoint-dir", O),
                ("--provenance", {"type": _json, "default": None})]),
     "activations": ("a trained model's outputs (88 x frames) on the validation and test tracks",
-                    [("--model", P), ("--index", P), ("--activations", P), ("--info", P), ("--manifest", O)]),
+                    [("--model", P), ("--index", P), ("--activations", P), ("--info", P), ("--manifest", O),
+                     ("--splits", {"nargs": "+", "default": ["validation", "test"]})]),
     "decode": ("notes from a model's outputs, its decoder tuned on validation; test MIDI",
                [("--model", P), ("--decoding", J), ("--evaluation", J), ("--activations", P), ("--index", P),
-                ("--midi-dir", P), ("--info", P)]),
+                ("--midi-dir", P), ("--info", P),
+                ("--model-decoding", {"action": "store_true",
+                                      "help": "decode another dataset's test split as the model's decoding.json says"})]),
     "transcribe": ("transcribe recordings (audio files or folders) with a trained model or basic_pitch",
                    [("inputs", {"nargs": "+", "metavar": "INPUT"}), ("--model", P),
                     (("-o", "--out-dir"), P), ("--plot", {"action": "store_true", "help": "also a PNG per input"}),
@@ -141,7 +144,10 @@ def _plot(a):
     from . import plots
     draw = {"tradeoff": plots.tradeoff_plot, "scaling": plots.scaling_plot,
             "cost-scaling": plots.cost_scaling_plot}[a.kind]
-    draw(pd.read_csv(a.summary), a.out)
+    summary = pd.read_csv(a.summary)
+    if "test_dataset" in summary:  # the figures compare models on their own dataset's test split
+        summary = summary[summary["test_dataset"] == summary["dataset"]]
+    draw(summary, a.out)
 
 
 def _plot_losses(a):
@@ -169,9 +175,9 @@ def run(a: argparse.Namespace) -> None:
                                 checkpoint_dir=a.checkpoint_dir, train_hours=a.train_hours,
                                 provenance=a.provenance),
         "activations": lambda a: call("stages", "activations", a.model, a.index, a.activations, a.info, _log,
-                                      manifest_path=a.manifest),
+                                      manifest_path=a.manifest, splits=tuple(a.splits)),
         "decode": lambda a: call("stages", "decode", a.model, a.activations, a.index, a.decoding, a.evaluation,
-                                 a.midi_dir, a.info, _log),
+                                 a.midi_dir, a.info, _log, model_decoding=a.model_decoding),
         "transcribe": _transcribe,
         "evaluate": lambda a: call("evaluation", "evaluate", a.midi_dir, a.index, a.evaluation, a.out, _log,
                                  activations_path=a.activations, decoding_path=a.decoding_info, decoding=a.decoding),

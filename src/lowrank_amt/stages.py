@@ -91,9 +91,10 @@ def _hashed(params: dict) -> dict:
     return {k: v for k, v in params.items() if k != "params_hash"}
 
 
-def activations(model_path, index_path, activations_path, info_path, log=print, *, manifest_path=None) -> None:
-    """Outputs of a trained model on every validation and test track, in the shared
-    format: float16 arrays (clipped to float16's range) ``<split>__<track_id>`` (88 x
+def activations(model_path, index_path, activations_path, info_path, log=print, *, manifest_path=None,
+                splits=("validation", "test")) -> None:
+    """Outputs of a trained model on every track of ``splits`` (by default validation and
+    test: another dataset's test split needs only "test"), in the shared format: float16 arrays (clipped to float16's range) ``<split>__<track_id>`` (88 x
     frames: activations or note posteriorgram), ``<split>__<track_id>__onset`` where the
     family gives onsets, and ``frame_rate`` where it is not the feature cache's;
     ``info_path`` gets the time per minute of audio and the device. A family that reads
@@ -108,7 +109,7 @@ def activations(model_path, index_path, activations_path, info_path, log=print, 
     wall, cpu, audio_seconds, saved = time.perf_counter(), time.process_time(), 0.0, {}
     if reads_audio:
         saved["frame_rate"] = np.float64(family.sample_rate / family.hop_length)
-    for split in ("validation", "test"):
+    for split in splits:
         for row in _tracks(index_path, manifest_path if reads_audio else None, split).itertuples():
             track = load_audio(row.audio_path, family.sample_rate) if reads_audio else load_track(row)[0]
             outputs = transcribe(track)
@@ -154,16 +155,25 @@ def frame_rate_of(arrays, index: pd.DataFrame) -> float:
 
 
 def decode(model_path, activations_path, index_path, decoding: dict, evaluation: dict, midi_dir, info_path,
-           log=print) -> None:
+           log=print, *, model_decoding: bool = False) -> None:
     """Choose the decoding parameters of the model's decoder (its family's) on the
     validation split only, then write each test track's notes as MIDI with them.
     ``info_path`` (decoding.json) records the chosen ``params``, ``threshold``, the
-    validation score and every validation trial."""
+    validation score and every validation trial. With ``model_decoding``, the dataset is
+    another than the model's: its test tracks are decoded with the parameters chosen on
+    the model's own validation split (the model folder's decoding.json)."""
     model = load_model(model_path)
     decoder = model.family.make_decoder(model.spec, decoding, evaluation)
     arrays = load_activations(activations_path)
     index = read_index(index_path)
     frame_rate = frame_rate_of(arrays, index)
+    if model_decoding:
+        if model.decoding is None:
+            raise LowrankAmtError(f"model {model.path} has no decoding.json: decode on its own dataset first")
+        _write_test_notes(decoder, model.decoding, arrays, activations_path, index, frame_rate, midi_dir)
+        write_json(info_path, {"params": model.decoding, "chosen_on": str(model.path.parent / "decoding.json"),
+                               **decoder.info(model.decoding)})
+        return
     validation = [(track_outputs(arrays, activations_path, "validation", r.track_id),
                    *read_midi_notes(r.midi_path)[:2])
                   for r in index[index["split"] == "validation"].itertuples()]
@@ -171,10 +181,14 @@ def decode(model_path, activations_path, index_path, decoding: dict, evaluation:
         raise LowrankAmtError(f"{index_path} has no validation tracks to tune the decoding on")
     params, trials, score = decoder.tune(validation, frame_rate)
     log(f"decoding chosen on validation: {params} (mean note onset F {score:.3f})")
+    _write_test_notes(decoder, params, arrays, activations_path, index, frame_rate, midi_dir)
+    write_json(info_path, {"params": params, "validation_note_onset_f": score, "validation_trials": trials,
+                           **decoder.info(params)})
+
+
+def _write_test_notes(decoder, params, arrays, activations_path, index, frame_rate, midi_dir) -> None:
     midi_dir = Path(midi_dir)
     midi_dir.mkdir(parents=True, exist_ok=True)
     for row in index[index["split"] == "test"].itertuples():
         notes = decoder.notes(track_outputs(arrays, activations_path, "test", row.track_id), frame_rate, params)
         write_midi_notes(midi_dir / f"{row.track_id}.mid", *notes)
-    write_json(info_path, {"params": params, "validation_note_onset_f": score, "validation_trials": trials,
-                           **decoder.info(params)})

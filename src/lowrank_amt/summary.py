@@ -73,14 +73,15 @@ def run_columns(run: dict) -> dict:
     return columns
 
 
-RUN_KEYS = ["dataset", "features", "model", "family", "train_hours"]
+RUN_KEYS = ["dataset", "test_dataset", "features", "model", "family", "train_hours"]
 
 
 def aggregate(runs: list[dict], config_hash: str, results_path, summary_path, markdown_path) -> pd.DataFrame:
     """One tidy table (a row per run and test track) and a ranked summary per run.
 
-    ``runs`` lists dicts with keys dataset, features, model, family and the paths
-    per_track, train_info, activations_info, decoding_info; optional: supervision,
+    ``runs`` lists dicts with keys dataset (the training dataset), features, model, family
+    and the paths per_track, train_info, activations_info, decoding_info; optional:
+    test_dataset (the dataset of the test tracks; default the training one), supervision,
     train_hours (hours of training audio; else train.json's, else NaN), loss (loss.csv),
     interpretability (JSON of ``interpretability.assess``; none for deep models: NaN),
     train_benchmark and activations_benchmark (Snakemake benchmark TSVs).
@@ -90,8 +91,8 @@ def aggregate(runs: list[dict], config_hash: str, results_path, summary_path, ma
     tables = []
     for run in runs:
         table = pd.read_csv(run["per_track"], dtype={"track_id": str})
-        for key in ("family", "model", "features", "dataset"):
-            table.insert(0, key, run[key])
+        for key in ("family", "model", "features", "test_dataset", "dataset"):
+            table.insert(0, key, run.get(key, run["dataset"]))
         for key, value in run_columns(run).items():
             table[key] = value
         tables.append(table)
@@ -143,13 +144,14 @@ def summary_markdown(summary: pd.DataFrame) -> str:
     """The README's ranked results table: mean (standard deviation) over test tracks;
     the oracle column, when present, is labelled as such."""
     oracle = "oracle_note_onset_f_mean" in summary
-    header = ["rank", "model", "family", "dataset", "train h", "note F (onset)", "note F (onset+offset)",
+    header = ["rank", "model", "family", "dataset", "test set", "train h", "note F (onset)", "note F (onset+offset)",
               "frame F", "note F pooled", "interpretability", "train time (s)", "s per audio min",
               "peak memory (MB)", "parameters"] + (["oracle-threshold note F (not tuned)"] if oracle else [])
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in summary.to_dict("records"):
         memory = pd.Series([r.get("train_peak_memory_mb"), r.get("activations_peak_memory_mb")], dtype=float).max()
-        cells = [str(r["rank"]), r["model"], r["family"], r["dataset"], _fmt(r.get("train_hours"), "g"),
+        test_set = "its own" if r["test_dataset"] == r["dataset"] else r["test_dataset"]
+        cells = [str(r["rank"]), r["model"], r["family"], r["dataset"], test_set, _fmt(r.get("train_hours"), "g"),
                  f"{r['note_onset_f_mean']:.3f} ({r['note_onset_f_std']:.3f})",
                  f"{r['note_offset_f_mean']:.3f} ({r['note_offset_f_std']:.3f})",
                  f"{r['frame_f_mean']:.3f} ({r['frame_f_std']:.3f})",

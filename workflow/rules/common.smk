@@ -1,5 +1,6 @@
 # Config validation and input functions: rules below hold no logic of their own.
 import json
+import os
 import re
 import shlex
 import shutil
@@ -22,15 +23,23 @@ try:
 except LowrankAmtError as error:
     raise WorkflowError(f"invalid config: {error}")
 
-# The package's command: on PATH, or beside the Python running Snakemake (as when
-# .venv/bin/snakemake runs without .venv/bin on PATH).
-LOWRANK_AMT = (
-    "lowrank-amt"
-    if shutil.which("lowrank-amt")
-    else shlex.quote(str(Path(sys.executable).with_name("lowrank-amt")))
-)
+
+envvars:
+    "PATH",
+
+
+# The rules call the package's command, `lowrank-amt`; when it is not on PATH (as when
+# .venv/bin/snakemake runs without .venv/bin on PATH), the folder of the Python running
+# Snakemake, where it is installed, goes on the PATH the jobs inherit.
+if not shutil.which("lowrank-amt"):
+    os.environ["PATH"] = (
+        f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    )
 RESULTS = f"{config['results']}/{config['study']}"
 DATASETS = list(config["datasets"])
+# Models train on these; datasets with `role: test` are evaluation sets only.
+TRAINING_DATASETS = [d for d in DATASETS if config["datasets"][d]["role"] != "test"]
+TEST_ONLY = [d for d in DATASETS if config["datasets"][d]["role"] == "test"]
 FEATURES = list(config["features"])
 MODELS = list(config["models"])
 FAMILY = {name: family for name, (family, _) in SPEC.items()}
@@ -51,6 +60,7 @@ def choice(names):
 
 wildcard_constraints:
     dataset=choice(DATASETS),
+    test=choice(TEST_ONLY),
     features=choice(FEATURES),
     model=choice(MODELS),
     size=r"all|isolated|pretrained|[0-9.]+h",
@@ -93,7 +103,20 @@ def size_hours(size):
 
 
 def dataset_spec(wildcards):
-    return as_json(config["datasets"][wildcards.dataset])
+    """A dataset's entry as its preparer takes it (its role is the workflow's business)."""
+    spec = config["datasets"][wildcards.dataset]
+    return as_json({k: v for k, v in spec.items() if k != "role"})
+
+
+def test_index(wildcards):
+    """The feature index of the test-only dataset ``wildcards.test``."""
+    return rules.extract_features.output.index.format(
+        dataset=wildcards.test, features=wildcards.features
+    )
+
+
+def test_manifest(wildcards):
+    return rules.prepare_dataset.output.manifest.format(dataset=wildcards.test)
 
 
 def features_spec(wildcards):
@@ -138,21 +161,38 @@ def all_runs():
             "family": FAMILY[m].name,
             "supervision": config["models"][m].get("supervision", ""),
         }
-        for d in DATASETS
+        for d in TRAINING_DATASETS
         for f in FEATURES
         for m in MODELS
         for s in model_sizes(m)
     ]
 
 
+def evaluations():
+    """Every run on every dataset it is tested on: its own (``test`` = its dataset),
+    then each test-only dataset."""
+    return [
+        {**run, "test": test}
+        for run in all_runs()
+        for test in [run["dataset"], *TEST_ONLY]
+    ]
+
+
 def run_files(run):
-    """The files `aggregate` reads for one run (see summary.aggregate)."""
+    """The files `aggregate` reads for one run on one test set (see summary.aggregate)."""
     path = RUN.format(**run)
+    own = run["test"] == run["dataset"]
     files = {
-        "per_track": rules.evaluate.output.per_track.format(**run),
+        "per_track": (
+            rules.evaluate if own else rules.evaluate_on
+        ).output.per_track.format(**run),
         "train_info": rules.train_model.output.info.format(**run),
-        "activations_info": rules.activations.output.info.format(**run),
-        "decoding_info": rules.decode.output.info.format(**run),
+        "activations_info": (
+            rules.activations if own else rules.activations_on
+        ).output.info.format(**run),
+        "decoding_info": (rules.decode if own else rules.decode_on).output.info.format(
+            **run
+        ),
     }
     if run["model"] in LEARNING:
         files["loss"] = rules.train_model.output.loss.format(**run)
@@ -163,33 +203,39 @@ def run_files(run):
 
 
 def aggregate_inputs():
-    return [f for run in all_runs() for f in run_files(run).values()]
+    return [f for run in evaluations() for f in run_files(run).values()]
 
 
 def aggregate_runs_json(wildcards):
     runs = []
-    for run in all_runs():
+    for run in evaluations():
         hours = size_hours(run["size"])
         runs.append(
             {
-                **run,
+                **{k: v for k, v in run.items() if k != "test"},
                 **run_files(run),
+                "test_dataset": run["test"],
                 "train_hours": None if hours == "all" else float(hours),
             }
         )
     return as_json(runs)
 
 
-def loss_arguments(wildcards):
-    return " ".join(
-        f"{run['model']}@{run['size']}={run_files(run)['loss']}"
+def loss_files():
+    """model@size -> loss.csv of every run that learns."""
+    return {
+        f"{run['model']}@{run['size']}": rules.train_model.output.loss.format(**run)
         for run in all_runs()
-        if "loss" in run_files(run)
-    )
+        if run["model"] in LEARNING
+    }
+
+
+def loss_arguments(wildcards):
+    return " ".join(f"{name}={path}" for name, path in loss_files().items())
 
 
 def loss_inputs():
-    return [run_files(run)["loss"] for run in all_runs() if "loss" in run_files(run)]
+    return list(loss_files().values())
 
 
 def figure_outputs():

@@ -17,5 +17,5 @@ rule prepare_dataset:
         spec=dataset_spec,
         sample_rate=config["sample_rate"],
     shell:
-        "{LOWRANK_AMT} prepare-dataset --spec {params.spec:q} --sample-rate {params.sample_rate}"
+        "lowrank-amt prepare-dataset --spec {params.spec:q} --sample-rate {params.sample_rate}"
         " --manifest {output.manifest:q} --jobs {threads} > {log:q} 2>&1"

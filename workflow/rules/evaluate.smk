@@ -20,8 +20,25 @@ rule evaluate:
         evaluation=as_json(config["evaluation"]),
         oracle=oracle_arguments,
     shell:
-        "{LOWRANK_AMT} evaluate --evaluation {params.evaluation:q} --midi-dir {input.midi:q}"
+        "lowrank-amt evaluate --evaluation {params.evaluation:q} --midi-dir {input.midi:q}"
         " --index {input.index:q} --out {output.per_track:q} {params.oracle} > {log:q} 2>&1"
+
+
+rule evaluate_on:
+    input:
+        midi=rules.decode_on.output.midi,
+        index=test_index,
+    output:
+        per_track=f"{RESULTS}/metrics/{RUN}/on/{{test}}/per_track.csv",
+    log:
+        f"{RESULTS}/logs/evaluate_on/{RUN}/{{test}}.log",
+    conda:
+        "../../envs/lowrank-amt.yaml"
+    params:
+        evaluation=as_json(config["evaluation"]),
+    shell:
+        "lowrank-amt evaluate --evaluation {params.evaluation:q} --midi-dir {input.midi:q}"
+        " --index {input.index:q} --out {output.per_track:q} > {log:q} 2>&1"
 
 
 rule assess_dictionary:
@@ -38,7 +55,7 @@ rule assess_dictionary:
     conda:
         "../../envs/lowrank-amt.yaml"
     shell:
-        "{LOWRANK_AMT} assess-dictionary --model {input.model:q} --index {input.index:q}"
+        "lowrank-amt assess-dictionary --model {input.model:q} --index {input.index:q}"
         " --out {output.scores:q} --templates {output.templates:q} > {log:q} 2>&1"
 
 
@@ -65,6 +82,6 @@ rule aggregate:
         runs=aggregate_runs_json,
         config_hash=STUDY_CONFIG_HASH,
     shell:
-        "{LOWRANK_AMT} aggregate --runs {params.runs:q} --config-hash {params.config_hash}"
+        "lowrank-amt aggregate --runs {params.runs:q} --config-hash {params.config_hash}"
         " --results {output.results:q} --summary {output.summary:q} --markdown {output.markdown:q}"
         " > {log:q} 2>&1"

@@ -19,6 +19,6 @@ rule extract_features:
         spec=features_spec,
         sample_rate=config["sample_rate"],
     shell:
-        "OMP_NUM_THREADS={threads} {LOWRANK_AMT} extract-features --spec {params.spec:q}"
+        "OMP_NUM_THREADS={threads} lowrank-amt extract-features --spec {params.spec:q}"
         " --sample-rate {params.sample_rate} --manifest {input.manifest:q} --index {output.index:q}"
         " > {log:q} 2>&1"

@@ -22,7 +22,7 @@ for summary_plot in ("tradeoff", "scaling", "cost-scaling"):
         params:
             kind=summary_plot,
         shell:
-            "{LOWRANK_AMT} plot {params.kind} --summary {input.summary:q} --out {output:q} > {log:q} 2>&1"
+            "lowrank-amt plot {params.kind} --summary {input.summary:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule plot_losses:
@@ -41,7 +41,7 @@ rule plot_losses:
     params:
         losses=loss_arguments,
     shell:
-        "{LOWRANK_AMT} plot-losses --loss {params.losses} --out {output:q} > {log:q} 2>&1"
+        "lowrank-amt plot-losses --loss {params.losses} --out {output:q} > {log:q} 2>&1"
 
 
 rule plot_dictionary:
@@ -67,7 +67,7 @@ rule plot_dictionary:
     conda:
         "../../envs/lowrank-amt.yaml"
     shell:
-        "{LOWRANK_AMT} plot-dictionary --model {input.model:q} --index {input.index:q}"
+        "lowrank-amt plot-dictionary --model {input.model:q} --index {input.index:q}"
         " --title '{wildcards.model} ({wildcards.size})' --out {output:q} > {log:q} 2>&1"
 
 
@@ -97,6 +97,6 @@ rule plot_excerpt:
         track=excerpt_track,
         seconds=config["evaluation"]["excerpt_seconds"],
     shell:
-        "{LOWRANK_AMT} plot-excerpt --activations {input.activations:q} --index {input.index:q}"
+        "lowrank-amt plot-excerpt --activations {input.activations:q} --index {input.index:q}"
         " {params.track} --seconds {params.seconds} --title '{wildcards.model} ({wildcards.size})'"
         " --out {output:q} > {log:q} 2>&1"

@@ -26,7 +26,7 @@ rule train_model:
         provenance=provenance,
         checkpoints=f"{RESULTS}/checkpoints/{RUN}",
     shell:
-        "OMP_NUM_THREADS={threads} {LOWRANK_AMT} train --spec {params.spec:q} --index {input.index:q}"
+        "OMP_NUM_THREADS={threads} lowrank-amt train --spec {params.spec:q} --index {input.index:q}"
         " --train-hours {params.hours} --checkpoint-dir {params.checkpoints:q}"
         " --provenance {params.provenance:q}"
         " --model {output.model:q} --loss {output.loss:q} --info {output.info:q} > {log:q} 2>&1"
