@@ -146,3 +146,20 @@ def test_a_test_only_folder_dataset_is_evaluated_with_models_trained_elsewhere(t
                       .read_text())
     assert used["params"] == chosen["params"]  # no tuning on the test-only set
     assert "its own" in (tmp_path / "results/tiny/summary/summary.md").read_text()
+
+
+def test_supervised_templates_can_come_from_another_datasets_isolated_notes(tmp_path, repo):
+    import yaml
+    config = yaml.safe_load((repo / "config/tiny.yaml").read_text())
+    config["datasets"]["other_piano"] = {**config["datasets"]["tiny_piano"], "seed": 2}
+    config["models"]["nmf_sup_kl"]["templates_from"] = "other_piano"
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    done = snakemake(repo, tmp_path, "--configfile", str(tmp_path / "config.yaml"), "-n", "-p")
+    assert done.returncode == 0, done.stderr[-3000:]
+    trains = [line for line in done.stdout.splitlines() if "lowrank-amt train " in line]
+    assert len(trains) == 2  # the model on each dataset, both from other_piano's isolated notes
+    assert all("--index results/tiny/features/other_piano/cqt/index.csv" in line for line in trains)
+    config["models"]["nmf_sup_kl"]["templates_from"] = "nowhere"
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    done = snakemake(repo, tmp_path, "--configfile", str(tmp_path / "config.yaml"), "-n")
+    assert done.returncode != 0 and "'models.nmf_sup_kl.templates_from' names no dataset" in done.stdout + done.stderr

@@ -167,7 +167,7 @@ def activations_to_notes(H: np.ndarray, frame_rate: float, threshold: float,
 
 def score_aligned_notes(H: np.ndarray, frame_rate: float, score_intervals, score_pitches, tolerance: float,
                         threshold: float, min_note_seconds: float = 0.05, offset_fraction: float | None = None,
-                        peak: float | None = None, first_frame: int = 0, **_):
+                        peak: float | None = None, first_frame: int = 0, onsets: np.ndarray | None = None):
     """The notes of a score, aligned to activations ``H`` (88 x frames from frame
     ``first_frame`` of the recording; ``peak``: the recording's largest activation).
 
@@ -175,7 +175,9 @@ def score_aligned_notes(H: np.ndarray, frame_rate: float, score_intervals, score
     within ``tolerance`` seconds of its onset is placed where that activation rises: at
     the first frame of the rise to its largest value there that reaches half of it, as
     the ``peaks`` onsets of ``activations_to_notes``; it ends by the same offset rule. A
-    score note without such an activation was not played and is left out. Returns
+    score note without such an activation was not played and is left out. With
+    ``onsets`` (an onset posteriorgram, 88 x frames, in [0, 1]), a note starts at the
+    onset posteriorgram's largest value near the score's onset instead. Returns
     (intervals, pitches, velocities) relative to frame ``first_frame``."""
     H = np.asarray(H, dtype=np.float64)
     peak = (float(H.max()) if H.size else 0.0) if peak is None else float(peak)
@@ -183,23 +185,26 @@ def score_aligned_notes(H: np.ndarray, frame_rate: float, score_intervals, score
     if not np.isfinite(peak) or peak <= 0:
         return empty
     H = np.clip(H / peak, 0.0, None)
-    onsets: dict[int, set] = {}
+    onsets_in, starts = onsets, {}
     for (start, _), pitch in zip(np.asarray(score_intervals).reshape(-1, 2), score_pitches):
         key = int(pitch) - MIDI_MIN
         a = max(0, int(np.floor((start - tolerance) * frame_rate)) - first_frame)
         b = min(H.shape[1], int(np.ceil((start + tolerance) * frame_rate)) + 1 - first_frame)
         if not 0 <= key < H.shape[0] or b <= a or H[key, a:b].max() < threshold:
             continue
-        h, top = H[key], a + int(np.argmax(H[key, a:b]))
-        onset = top
-        while onset > a and h[onset - 1] < h[onset] and h[onset - 1] >= 0.5 * h[top]:
-            onset -= 1
-        onsets.setdefault(key, set()).add(onset)
+        if onsets_in is not None:
+            onset = a + int(np.argmax(onsets_in[key, a:b]))
+        else:
+            h, top = H[key], a + int(np.argmax(H[key, a:b]))
+            onset = top
+            while onset > a and h[onset - 1] < h[onset] and h[onset - 1] >= 0.5 * h[top]:
+                onset -= 1
+        starts.setdefault(key, set()).add(onset)
     min_frames = max(1, int(round(min_note_seconds * frame_rate)))
     hold = max(1, int(round(OFFSET_HOLD_SECONDS * frame_rate)))
     rows = [(s / frame_rate, e / frame_rate, MIDI_MIN + key, int(np.clip(round(127 * p), 1, 127)))
-            for key, starts in onsets.items()
-            for s, e, p in _key_notes(H[key], sorted(starts), threshold, offset_fraction, min_frames, hold)]
+            for key, frames in starts.items()
+            for s, e, p in _key_notes(H[key], sorted(frames), threshold, offset_fraction, min_frames, hold)]
     if not rows:
         return empty
     table = np.array(sorted(rows, key=lambda r: (r[0], r[2])), dtype=float)

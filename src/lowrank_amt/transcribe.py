@@ -39,8 +39,8 @@ AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
 PRETRAINED = ("basic_pitch",)
 CHUNK_SECONDS = 60.0
 MARGIN_SECONDS = 4.0
-DECODE_SECONDS = 120.0
-DECODE_MARGIN_SECONDS = 30.0
+DECODE_SECONDS = 60.0
+DECODE_MARGIN_SECONDS = 10.0
 PLOT_SECONDS = 30.0
 #: Seconds of each recording its own adaptation (``adapt_self``) learns from.
 ADAPT_SECONDS = 60.0
@@ -201,7 +201,7 @@ def note_decoder(decoder, params: dict, frame_rate: float, steering: Steering):
         scale = 1.0 if "frame_threshold" in params else peak  # posteriorgrams are probabilities already
         aligned = score_aligned_notes(outputs["note"], frame_rate, *steering.score, steering.score_tolerance,
                                       threshold, params.get("min_note_seconds", 0.05), params.get("offset_fraction"),
-                                      scale, first_frame)
+                                      scale, first_frame, outputs.get("onset"))
         score_onsets, score_pitches = steering.score[0][:, 0] - first_frame / frame_rate, steering.score[1]
         near = steering.score_tolerance
         lacking = [i for i, ((onset, _), pitch) in enumerate(zip(decoded[0], decoded[1]))

@@ -20,6 +20,12 @@ try:
     )
     # every model's family and complete spec; a refused combination stops the run here
     SPEC = {name: families.resolve(spec) for name, spec in config["models"].items()}
+    for name, (_, spec) in SPEC.items():
+        if spec.get("templates_from") not in (None, *config["datasets"]):
+            raise LowrankAmtError(
+                f"config key 'models.{name}.templates_from' names no dataset of the config "
+                f"({spec['templates_from']!r})"
+            )
 except LowrankAmtError as error:
     raise WorkflowError(f"invalid config: {error}")
 
@@ -125,6 +131,15 @@ def features_spec(wildcards):
 
 def model_spec(wildcards):
     return as_json(config["models"][wildcards.model])
+
+
+def training_index(wildcards):
+    """The feature index a model learns from: its dataset's, or for supervised templates
+    from another dataset's isolated notes (``templates_from``), that dataset's."""
+    source = SPEC[wildcards.model][1].get("templates_from") or wildcards.dataset
+    return rules.extract_features.output.index.format(
+        dataset=source, features=wildcards.features
+    )
 
 
 def train_hours(wildcards):

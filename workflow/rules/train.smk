@@ -6,7 +6,7 @@
 
 rule train_model:
     input:
-        index=rules.extract_features.output.index,
+        index=training_index,
     output:
         model=f"{RESULTS}/models/{RUN}/model.npz",
         loss=f"{RESULTS}/models/{RUN}/loss.csv",

@@ -45,7 +45,7 @@ DEFAULTS = {
     "seed": 0, "device": "auto", "rank": 88, "time_extent": 8, "segment_frames": 32,
     "time_rank": 8, "segment_rank": 16, "batch_frames": 4096, "epochs": 20,
     "inner_iterations": 10, "forget_factor": 0.5, "optimizer": "adam", "learning_rate": 1.0,
-    "momentum": 0.9, "lr_decay": 0.95, "patience": 3, "validation_note_f_every": 1,
+    "momentum": 0.9, "lr_decay": 0.95, "patience": 3, "validation_note_f_every": 1, "templates_from": None,
 }
 CHOICES = {"supervision": ("supervised", "semi_supervised", "unsupervised"),
            "form": ("full_batch", "online_mu", "gradient"), "optimizer": ("adam", "sgd"),
@@ -96,6 +96,8 @@ class LowRankFamily(Family):
         if spec["supervision"] == "supervised" and spec["form"] != "full_batch":
             return True, ("model key 'form' must be 'full_batch' for supervision 'supervised' "
                           "(templates are learned key by key from the isolated notes)")
+        if spec["templates_from"] is not None and spec["supervision"] != "supervised":
+            return True, "model key 'templates_from' is for supervision 'supervised' (templates from isolated notes)"
         if spec["validation_note_f_every"] < 0:
             return True, f"model key 'validation_note_f_every' must be >= 0, got {spec['validation_note_f_every']}"
         return False, ""
