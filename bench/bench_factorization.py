@@ -42,6 +42,7 @@ from lowrank_amt.epochs import fit_epochs
 from lowrank_amt.factorization.training import DictionaryLearner, OnlineMU, fit_full_batch, solve_activations
 
 from batches import ArrayBatches
+from tables import write_table
 
 FRAME_RATE = 22050 / 512
 
@@ -220,16 +221,6 @@ def main(argv=None):
         with tempfile.TemporaryDirectory() as work:
             rows.extend(bench_memory(*((1.0, 10.0) if args.full else (0.1, 1.0)), Path(work)))
     write_table(rows, args.out)
-
-
-def write_table(rows, path):
-    table = pd.DataFrame(rows)
-    table.insert(0, "threads", torch.get_num_threads())
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(out.with_suffix(".csv"), index=False)
-    out.write_text(table.to_markdown(index=False, floatfmt=".4g") + "\n")
-    print(table.to_string(index=False, float_format=lambda x: f"{x:.4g}"), flush=True)
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import soundfile
+from tables import write_table
 
 STUDY = Path("results/default")
 TRANSCRIBE_ONE = """
@@ -119,17 +120,6 @@ def main(argv=None):
         chosen = {name: models[name] for name in args.memory_models if name in models}
         rows += bench_memory(chosen, recordings, tuple(args.minutes), Path(work))
     write_table(rows, args.out)
-
-
-def write_table(rows, path):
-    import torch
-    table = pd.DataFrame(rows)
-    table.insert(0, "threads", torch.get_num_threads())
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(out.with_suffix(".csv"), index=False)
-    out.write_text(table.to_markdown(index=False, floatfmt=".4g") + "\n")
-    print(table.to_string(index=False, float_format=lambda x: f"{x:.4g}"), flush=True)
 
 
 if __name__ == "__main__":
