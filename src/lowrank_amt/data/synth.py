@@ -37,7 +37,6 @@ from .manifest import write_manifest
 #: Where Debian's packages put General MIDI soundfonts, best first.
 SOUNDFONT_CANDIDATES = (
     "/usr/share/sounds/sf2/FluidR3_GM.sf2",  # fluid-soundfont-gm
-    "/usr/share/sounds/sf3/MuseScore_General.sf3",  # musescore-general-soundfont-small
     "/usr/share/sounds/sf2/TimGM6mb.sf2",  # timgm6mb-soundfont
     "/usr/share/sounds/sf2/default-GM.sf2",
     "/usr/share/soundfonts/default.sf2",
