@@ -20,7 +20,7 @@ from .data.manifest import read_manifest
 from .epochs import checkpoint_file
 from .errors import LowrankAmtError
 from .factorization.core import pick_device
-from .features import cache_params, load_track, params_hash, read_index
+from .features import cache_params, load_track, read_index
 from .io import atomic_path, write_json
 from .memory import peak_rss_mb
 from .models import load_model, save_model
@@ -80,15 +80,11 @@ def check_features(model, index_path) -> None:
     if model.family.reads != "features" or model.features is None:
         return
     cache = cache_params(index_path)
-    if params_hash(_hashed(model.features)) != params_hash(_hashed(cache)):
-        differ = sorted(k for k in set(model.features) | set(cache)
-                        if k != "params_hash" and model.features.get(k) != cache.get(k))
+    differ = sorted(k for k in set(model.features) | set(cache)
+                    if k != "params_hash" and model.features.get(k) != cache.get(k))
+    if differ:
         raise LowrankAmtError(f"model {model.path} was trained on features with other parameters than "
                               f"{Path(index_path).parent} (differ: {', '.join(differ)})")
-
-
-def _hashed(params: dict) -> dict:
-    return {k: v for k, v in params.items() if k != "params_hash"}
 
 
 def activations(model_path, index_path, activations_path, info_path, log=print, *, manifest_path=None,
