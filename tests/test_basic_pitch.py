@@ -113,6 +113,13 @@ def test_stages_tune_on_validation_and_write_what_evaluation_scores(pieces, tmp_
     assert train_info["train_seconds"] is None
 
 
+def test_transcribe_takes_basic_pitch_by_name(pieces, tmp_path):
+    from lowrank_amt.transcribe import transcribe_files
+    transcribe_files("basic_pitch", [pieces / "test_0.wav"], tmp_path, log=QUIET)
+    ref, est = read_midi_notes(pieces / "test_0.mid"), read_midi_notes(tmp_path / "test_0.mid")
+    assert note_metrics(ref[0], ref[1], est[0], est[1])["note_onset_f"] > 0.6  # as its own inference, above
+
+
 def test_a_track_missing_from_the_manifest_is_named(pieces, tmp_path):
     write_manifest([], tmp_path / "manifest.csv")
     with pytest.raises(LowrankAmtError, match="lacks track"):

@@ -84,6 +84,7 @@ def test_any_format_rate_and_channels_transcribe_alike(model, tmp_path):
     soundfile.write(tmp_path / "in" / "stereo.flac", np.stack([audio, audio], axis=1), RATE)
     soundfile.write(tmp_path / "in" / "sub" / "hi-rate.ogg", piece(np.random.default_rng(0), 8.0, 12, 44100)[0],
                     44100)
+    soundfile.write(tmp_path / "in" / "lossy.mp3", audio, RATE)
     assert main(["transcribe", "--model", str(model), str(tmp_path / "in"), "-o", str(tmp_path / "out"),
                  "--plot"]) == 0
     rng = np.random.default_rng(9)  # as many random notes, scored the same way
@@ -94,7 +95,8 @@ def test_any_format_rate_and_channels_transcribe_alike(model, tmp_path):
     assert mono_f > max(0.6, random_f + 0.5)
     assert read_midi_notes(tmp_path / "out" / "stereo.mid")[1].tolist() == read_midi_notes(tmp_path / "out" / "mono.mid")[1].tolist()
     assert abs(note_f(tmp_path / "out" / "sub" / "hi-rate.mid", notes) - mono_f) < 0.1  # resampled, lossy
-    for stem in ("mono", "stereo", "sub/hi-rate"):
+    assert abs(note_f(tmp_path / "out" / "lossy.mid", notes) - mono_f) < 0.1
+    for stem in ("mono", "stereo", "sub/hi-rate", "lossy"):
         table = pd.read_csv(tmp_path / "out" / f"{stem}.csv")
         assert list(table.columns) == ["onset_s", "offset_s", "pitch", "velocity"] and len(table) > 8
     assert (tmp_path / "out" / "mono.png").stat().st_size > 0
