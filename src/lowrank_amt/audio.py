@@ -14,6 +14,19 @@ from .errors import LowrankAmtError
 CLIPPED_SHARE = 1e-3
 
 
+def _read(path: Path, start: int = 0, stop: int | None = None) -> tuple[np.ndarray, int]:
+    """(samples x channels float32, rate) of frames ``start`` to ``stop`` of ``path``;
+    an unreadable file, or NaN or infinite samples, is an error naming it."""
+    try:
+        audio, rate = soundfile.read(str(path), start=start, stop=stop, dtype="float32", always_2d=True)
+    except (RuntimeError, soundfile.LibsndfileError) as exc:
+        raise LowrankAmtError(f"audio file {path} cannot be read ({exc}); re-create or remove it") from exc
+    if not np.isfinite(audio).all():
+        bad = int((~np.isfinite(audio)).any(axis=1).sum())
+        raise LowrankAmtError(f"audio file {path} has {bad} sample(s) that are NaN or infinite; re-create or remove it")
+    return audio, rate
+
+
 def audio_length(path: str | Path, sample_rate: int) -> int:
     """Samples of ``path`` once resampled to ``sample_rate``; an unreadable file is named."""
     path = Path(path)
@@ -34,13 +47,7 @@ def read_span(path: str | Path, start: int, stop: int, sample_rate: int) -> np.n
     is read piece by piece. NaN or infinite samples are an error naming the file."""
     native = soundfile.info(str(path)).samplerate
     first, last = (int(round(s * native / sample_rate)) for s in (start, stop))
-    try:
-        audio, _ = soundfile.read(str(path), start=first, stop=last, dtype="float32", always_2d=True)
-    except (RuntimeError, soundfile.LibsndfileError) as exc:
-        raise LowrankAmtError(f"audio file {path} cannot be read ({exc}); re-create or remove it") from exc
-    if not np.isfinite(audio).all():
-        raise LowrankAmtError(f"audio file {path} has samples that are NaN or infinite; re-create or remove it")
-    audio = audio.mean(axis=1)
+    audio = _read(path, first, last)[0].mean(axis=1)
     if native != sample_rate and len(audio):
         audio = librosa.resample(audio, orig_sr=native, target_sr=sample_rate)
     out = np.zeros(stop - start, dtype=np.float32)
@@ -59,15 +66,9 @@ def load_audio(path: str | Path, sample_rate: int, log=None) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise LowrankAmtError(f"audio file {path} does not exist")
-    try:
-        audio, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
-    except (RuntimeError, soundfile.LibsndfileError) as exc:
-        raise LowrankAmtError(f"audio file {path} cannot be read ({exc}); re-create or remove it") from exc
+    audio, rate = _read(path)
     if audio.shape[0] == 0:
         raise LowrankAmtError(f"audio file {path} is empty")
-    if not np.isfinite(audio).all():
-        bad = int((~np.isfinite(audio)).any(axis=1).sum())
-        raise LowrankAmtError(f"audio file {path} has {bad} sample(s) that are NaN or infinite; re-create or remove it")
     if log is not None:
         if audio.shape[1] > 1:
             log(f"note: audio file {path} has {audio.shape[1]} channels; averaged to mono")

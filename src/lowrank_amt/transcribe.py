@@ -30,10 +30,10 @@ from .audio import audio_length, load_audio, read_span
 from .decode import score_aligned_notes
 from .errors import LowrankAmtError
 from .factorization.core import pick_device
-from .features import compute_features, frame_targets
+from .features import compute_features, frame_targets, read_annotation
 from .models import Model, load_model
 from .notes import write_midi_notes
-from .steering import Steering, read_score
+from .steering import Steering
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
 PRETRAINED = ("basic_pitch",)
@@ -185,7 +185,7 @@ def adaptation_data(model: Model, audio_path, midi_path=None, seconds: float | N
     features = compute_features(audio, model.features, rate)
     if midi_path is None:
         return features, None
-    intervals, pitches = read_score(midi_path)
+    intervals, pitches = read_annotation(midi_path, len(audio) / rate, audio_path=audio_path)
     return features, frame_targets(intervals, pitches, features.shape[1], rate / hop)["roll"]
 
 
