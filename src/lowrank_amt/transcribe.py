@@ -27,6 +27,7 @@ import pandas as pd
 
 from . import families
 from .audio import audio_length, load_audio, read_span
+from .constants import OFFSET_RATIO, ONSET_TOLERANCE
 from .decode import score_aligned_notes
 from .errors import LowrankAmtError
 from .factorization.core import pick_device
@@ -241,7 +242,8 @@ def transcribe_files(model_name, inputs, out_dir, *, plot: bool = False, device:
         arrays = model.family.adapt(arrays, model.spec, *adaptation_data(model, *adapt), device, adapt_iterations)
         log(f"dictionary adapted to {adapt[0]} ({adapt_iterations} iterations)")
     transcribe = model.family.transcriber(arrays, model.spec, device)
-    decoder = model.family.make_decoder(model.spec, {}, {"onset_tolerance": 0.05, "offset_ratio": 0.2})
+    decoder = model.family.make_decoder(model.spec, {}, {"onset_tolerance": ONSET_TOLERANCE,
+                                                          "offset_ratio": OFFSET_RATIO})
     params = model.decoding
     if params is None:
         params = decoder.default_params()
