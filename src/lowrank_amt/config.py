@@ -138,20 +138,33 @@ DOC_SECTIONS = (
     ("`datasets.<name>.*` with `kind: slakh`", "dataset_slakh"),
     ("`datasets.<name>.*` with `kind: folder`", "dataset_folder"),
     ("`features.<name>.*`", "features"),
-    ("`models.<name>.*` with `family` nmf, nmfd or ntd", "model_lowrank"),
-    ("`models.<name>.*` with `family: network`", "model_network"),
-    ("`models.<name>.*` with `family: basic_pitch`", "model_basic_pitch"),
+    ("models", "model_*"),  # one section per model family's definition, in the schema's order
     ("`resources.<stage>.*` (stages: `default`, `prepare_dataset`, `extract_features`, `train`, `activations`)", "resource_request"),
     ("`decoding.*`", "decoding"),
     ("`evaluation.*`", "evaluation"),
 )
 
 
+def _model_sections(schema: dict) -> list[tuple[str, str]]:
+    """(heading, definition) of each model family's definition (``model_<family>``)."""
+    sections = []
+    for name, node in schema["definitions"].items():
+        if name.startswith("model_"):
+            family = node["properties"]["family"]
+            names = [family["const"]] if "const" in family else family["enum"]
+            which = f"`family: {names[0]}`" if len(names) == 1 else \
+                f"`family` {', '.join(names[:-1])} or {names[-1]}"
+            sections.append((f"`models.<name>.*` with {which}", name))
+    return sections
+
+
 def schema_reference(schema: dict) -> str:
     """Markdown tables of every key of the schema, one section per definition."""
     lines = [DOC_BEGIN, ""]
     documented = set()
-    for heading, name in DOC_SECTIONS:
+    sections = [s for section in DOC_SECTIONS
+                for s in (_model_sections(schema) if section[1] == "model_*" else [section])]
+    for heading, name in sections:
         node = schema if name is None else schema["definitions"][name]
         documented.add(name)
         lines += [f"### {heading}", ""]

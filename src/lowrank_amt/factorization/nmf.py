@@ -134,6 +134,15 @@ def activation_step(V, W, activations, beta: float, l1: float = 0.0, mask=None, 
     return {"H": update_H(V, W, activations["H"], beta, l1, mask=mask, V_hat=V_hat)}
 
 
+def activation_terms(V, W, activations, beta: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(numerator, denominator) of the MU step on H, out of place (so that autograd can
+    go through it: the unrolled layers of ``unrolled.py``); V may be a batch (B x F x N)."""
+    V_hat = reconstruct(W, activations).clamp_min(EPS)
+    num_term, den_term = ratio_terms(V, V_hat, beta)
+    denominator = W.sum(dim=0)[:, None].expand_as(activations["H"]) if den_term is None else W.T @ den_term
+    return W.T @ num_term, denominator
+
+
 def dictionary_terms(V, W, activations, beta: float, V_hat=None):
     """(numerator, denominator) of the MU step on W (``V_hat`` as in activation_step)."""
     H = activations["H"]

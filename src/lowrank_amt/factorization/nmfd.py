@@ -70,9 +70,15 @@ def _adjoint_H(W, R):
 
 def activation_step(V, W, activations, beta: float, l1: float = 0.0, mask=None, V_hat=None) -> dict:
     """One MU step on H (``V_hat``: the current reconstruction floored at EPS, if known)."""
+    numerator, denominator = activation_terms(V, W, activations, beta, V_hat)
+    return {"H": mu_step(activations["H"], numerator, denominator, beta, l1, mask)}
+
+
+def activation_terms(V, W, activations, beta: float, V_hat=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(numerator, denominator) of the MU step on H, out of place (autograd goes through it)."""
     _check(V, W)
     H = activations["H"]
-    V_hat = reconstruct(W, activations).clamp_min_(EPS) if V_hat is None else V_hat
+    V_hat = reconstruct(W, activations).clamp_min(EPS) if V_hat is None else V_hat
     num_term, den_term = ratio_terms(V, V_hat, beta)
     if den_term is None:
         # beta = 1: the adjoint of a matrix of ones; at frame n only lags t < N - n count
@@ -81,7 +87,7 @@ def activation_step(V, W, activations, beta: float, l1: float = 0.0, mask=None, 
         denominator = column_sums[last_lag].T.expand_as(H)
     else:
         denominator = _adjoint_H(W, den_term)
-    return {"H": mu_step(H, _adjoint_H(W, num_term), denominator, beta, l1, mask)}
+    return _adjoint_H(W, num_term), denominator
 
 
 def dictionary_terms(V, W, activations, beta: float, V_hat=None):

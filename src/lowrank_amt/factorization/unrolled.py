@@ -1,0 +1,125 @@
+"""Deep-unfolded multiplicative updates (Le Roux, Hershey & Weninger, "Deep NMF for speech
+separation", ICASSP 2015; the unrolled-MU line of Cohen and Kervazo): the activations of a
+track are L MU steps with the dictionary W fixed, and each step (layer) has parameters
+learned end to end.
+
+Layer l updates the activations H (templates x frames) as
+
+    H <- max(eps, H * (s_l * numerator / denominator) ** (gamma * e_l))
+
+where (numerator, denominator) are the plain MU terms of the family's numerics
+(``activation_terms`` of ``nmf.py`` or ``nmfd.py``), gamma the MU exponent of the
+beta-divergence, s_l = exp(log_scale[l]) a scale per layer and template and
+e_l = exp(log_exponent[l]) a step exponent per layer. With every parameter at zero, the
+start (the family's ``init_activations``) and the L layers are exactly L plain MU
+iterations. W stays the readable templates: frozen, or fine-tuned (``learn_dictionary``:
+kept nonnegative and of unit sum per template as W = exp(log_W) / its sum).
+
+Two heads read the final activations on a log scale, per key (templates summed onto
+their keys): the *note* logit a_k * log(H_k + floor) + b_k and the *onset* logit
+c_k * relu(log(H_k[n] + floor) - log(H_k[n-1] + floor)) + d_k * log(H_k + floor) + o_k;
+``floor`` is a fixed fraction of the training features' mean (saved with the model), so
+that the heads see the same scale at training and transcription.
+
+Conventions: features are nonnegative (batch, bins, frames) or (bins, frames); outputs
+are logits (batch, 88, frames) like ``deep/network.py``'s networks, so the same loss,
+batches and epoch loop train both.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from ..constants import N_KEYS
+from .core import EPS, beta_divergence, mu_exponent
+
+#: Floor of an MU ratio before its power (under float32's smallest normal number * 1e8).
+TINY = 1e-30
+
+#: Initial probability of both heads at an average activation (keys are mostly silent).
+PRIOR_PROBABILITY = 0.02
+
+
+def unrolled_activations(numerics, V, W, beta: float, log_scale, log_exponent, start=None) -> torch.Tensor:
+    """The activations H after len(log_scale) unrolled layers (see the module docstring);
+    ``start`` defaults to the family's ``init_activations``."""
+    activations = start if start is not None else numerics.init_activations(V, W)
+    H, gamma = activations["H"], mu_exponent(beta)
+    for scale, exponent in zip(log_scale, log_exponent):
+        numerator, denominator = numerics.activation_terms(V, W, {"H": H}, beta)
+        # a ratio of 0 (a silent frame) is floored far below anything MU keeps, so that
+        # its power has a finite gradient and the step still gives plain MU's eps
+        ratio = (numerator / denominator.clamp_min(EPS) * scale.exp()[:, None]).clamp_min(TINY)
+        H = (H * ratio ** (gamma * exponent.exp())).clamp_min(EPS)
+    return H
+
+
+class UnrolledMU(nn.Module):
+    """W (frozen or learned) and L unrolled MU layers with note and onset heads."""
+
+    def __init__(self, numerics, W: torch.Tensor, template_keys, beta: float, layers: int, floor: float,
+                 learn_dictionary: bool = False):
+        super().__init__()
+        self.numerics, self.beta, self.floor = numerics, float(beta), float(floor)
+        K = W.shape[-1]
+        self.config = {"layers": int(layers), "beta": float(beta), "floor": float(floor),
+                       "learn_dictionary": bool(learn_dictionary), "n_templates": int(K)}
+        self.register_buffer("template_keys", torch.as_tensor(template_keys, dtype=torch.long))
+        if learn_dictionary:
+            self.log_W = nn.Parameter(torch.log(W.clamp_min(EPS)))
+        else:
+            self.register_buffer("W_fixed", W.clone())
+        self.log_scale = nn.Parameter(torch.zeros(layers, K))
+        self.log_exponent = nn.Parameter(torch.zeros(layers))
+        prior = math.log(PRIOR_PROBABILITY / (1 - PRIOR_PROBABILITY))
+        self.note_gain = nn.Parameter(torch.ones(N_KEYS))
+        self.note_bias = nn.Parameter(torch.full((N_KEYS,), prior))
+        self.onset_rise = nn.Parameter(torch.ones(N_KEYS))
+        self.onset_level = nn.Parameter(torch.zeros(N_KEYS))
+        self.onset_bias = nn.Parameter(torch.full((N_KEYS,), prior))
+        #: frames of context an output frame depends on (the convolutive templates' extent)
+        self.time_radius = int(W.shape[0]) if W.ndim == 3 else 1
+
+    @property
+    def W(self) -> torch.Tensor:
+        """The dictionary, each template of unit sum."""
+        if not self.config["learn_dictionary"]:
+            return self.W_fixed
+        W = self.log_W.exp()
+        return W / W.reshape(-1, W.shape[-1]).sum(dim=0)
+
+    def activations(self, V: torch.Tensor) -> torch.Tensor:
+        """Template activations (batch, K, frames) of features V (batch, bins, frames)."""
+        return unrolled_activations(self.numerics, V, self.W, self.beta, self.log_scale, self.log_exponent)
+
+    def key_activations(self, H: torch.Tensor) -> torch.Tensor:
+        """(batch, K, frames) -> (batch, 88, frames): each key's templates summed."""
+        out = H.new_zeros((H.shape[0], N_KEYS, H.shape[-1]))
+        used = self.template_keys >= 0
+        return out.index_add(1, self.template_keys[used], H[:, used])
+
+    def heads(self, H: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(note logits, onset logits) of template activations H."""
+        level = torch.log(self.key_activations(H) + self.floor)
+        rise = torch.relu(level - nn.functional.pad(level[..., :-1], (1, 0), value=math.log(self.floor)))
+        note = self.note_gain[:, None] * level + self.note_bias[:, None]
+        onset = self.onset_rise[:, None] * rise + self.onset_level[:, None] * level + self.onset_bias[:, None]
+        return note, onset
+
+    def forward(self, V: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        note, onset, _ = self.outputs(V)
+        return note, onset
+
+    def outputs(self, V: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(note logits, onset logits, reconstruction loss): the loss is the
+        beta-divergence of V from W H per entry over V's mean to the power beta (the
+        divergence's degree of homogeneity), so that it does not depend on the level."""
+        H = self.activations(V)
+        V_hat = self.numerics.reconstruct(self.W, {"H": H})
+        level = V.mean().clamp_min(EPS) ** self.beta
+        reconstruction = beta_divergence(V, V_hat, self.beta) / (V.numel() * level)
+        note, onset = self.heads(H)
+        return note, onset, reconstruction

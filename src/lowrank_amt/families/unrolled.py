@@ -1,0 +1,145 @@
+"""Deep-unfolded NMF and NMFD as a model family (the model: ``factorization/unrolled.py``).
+
+The dictionary is the base family's supervised one (``base``: nmf or nmfd): learned from
+the isolated notes of the training dataset exactly as a supervised model of that family
+with the same ``beta``, ``train_iterations``, ``time_extent`` and ``seed`` (so it equals
+that model's W). The unrolled layers and the two heads are then trained on the training
+pieces, with the frame and onset targets (binary cross-entropy, as the network) plus
+``reconstruction_weight`` times the reconstruction term, by the network's learner and the
+shared epoch loop (Adam, early stopping on the validation loss, the best epoch kept, a
+checkpoint every epoch, exact resume). ``learn_dictionary`` fine-tunes W as well;
+interpretability then says how readable the templates stay.
+
+A model's arrays: ``W`` and ``template_keys`` (as the low-rank families), the learned
+layers and heads as ``weights/<name>``, and ``config`` (JSON).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..constants import MIDI_MIN
+from ..deep.network import n_parameters, track_logits, transcription_loss
+from ..epochs import fingerprint, fit_epochs
+from ..errors import LowrankAmtError
+from ..factorization.unrolled import UnrolledMU
+from ..features import read_index
+from ..loader import FrameBatches
+from .base import Family, Trained
+from .network import WEIGHTS, NetworkLearner
+
+#: what the model learns beyond W (saved as weights/<name>)
+LEARNED = ("log_scale", "log_exponent", "note_gain", "note_bias", "onset_rise", "onset_level", "onset_bias")
+
+
+class Unrolled(Family):
+    name = "unrolled"
+    description = "deep-unfolded MU: learned MU layers on a dictionary of isolated-note templates"
+    schema_definition = "model_unrolled"
+    has_dictionary = True
+    defaults = {"base": "nmf", "beta": 1.0, "time_extent": 5, "train_iterations": 100, "layers": 10,
+                "learn_dictionary": False, "reconstruction_weight": 0.1, "epochs": 20, "patience": 3,
+                "batch_segments": 16, "segment_frames": 64, "learning_rate": 0.01, "seed": 0,
+                "device": "auto", "teacher": None}
+    choices = {"base": ("nmf", "nmfd"), "device": ("auto", "cpu", "cuda")}
+
+    def skip(self, spec):
+        for key in ("epochs", "patience", "batch_segments", "segment_frames", "time_extent", "train_iterations"):
+            if spec[key] < 1:
+                return True, f"model key '{key}' must be at least 1, got {spec[key]}"
+        if spec["layers"] < 0 or spec["reconstruction_weight"] < 0:
+            key = "layers" if spec["layers"] < 0 else "reconstruction_weight"
+            return True, f"model key '{key}' must be at least 0, got {spec[key]}"
+        if not spec["learning_rate"] > 0:
+            return True, f"model key 'learning_rate' must be positive, got {spec['learning_rate']}"
+        return False, ""
+
+    def base(self, spec):
+        """(the base low-rank family, the spec of its supervised model)."""
+        from . import resolve
+        return resolve({"family": spec["base"], "supervision": "supervised", "beta": spec["beta"],
+                        "train_iterations": spec["train_iterations"], "time_extent": spec["time_extent"],
+                        "seed": spec["seed"], "device": spec["device"]})
+
+    def fit(self, spec, run, log=print):
+        validation = read_index(run.index_path, "validation")
+        if validation.empty:
+            raise LowrankAmtError(f"{run.index_path} has no 'validation' tracks for early stopping")
+        base, base_spec = self.base(spec)
+        log(f"dictionary: supervised {base.name} templates from the isolated notes")
+        templates = base.fit(base_spec, dataclasses.replace(run, train_hours=None, checkpoint_path=None), log).arrays
+        batches = FrameBatches(run.index_path, "train", spec["batch_segments"] * spec["segment_frames"],
+                               spec["seed"], segment_frames=spec["segment_frames"], shuffle=True,
+                               train_hours=run.train_hours)
+        first, _ = next(iter(batches.epoch(0)))
+        torch.manual_seed(spec["seed"])
+        model = UnrolledMU(base.numerics, torch.from_numpy(templates["W"]), templates["template_keys"],
+                           spec["beta"], spec["layers"], floor=float(first.mean()),
+                           learn_dictionary=spec["learn_dictionary"]).to(run.device)
+
+        def loss(model, features, roll):
+            note, onset, reconstruction = model.outputs(features)
+            return transcription_loss(note, onset, roll, True) + spec["reconstruction_weight"] * reconstruction
+        learner = NetworkLearner(model, torch.optim.Adam(model.parameters(), lr=spec["learning_rate"]), batches,
+                                 validation, run.device, loss=loss)
+        log(f"unrolled {base.name}: {spec['layers']} layers, {n_parameters(model)} learned parameters, "
+            f"{batches.n_frames} training frames, on {run.device}")
+        state = fit_epochs(learner, epochs=spec["epochs"], patience=spec["patience"],
+                           checkpoint_path=run.checkpoint_path, device=run.device, log=log,
+                           fingerprint=fingerprint(spec, run.train_hours, batches.n_frames))
+        model.load_state_dict(state["best"])
+        log(f"best validation loss {state['best_loss']:.4f} at epoch {state['best_epoch']}")
+        info = {"train_seconds": state["seconds"], "train_cpu_seconds": state["cpu_seconds"],
+                "n_parameters": n_parameters(model) + (0 if spec["learn_dictionary"] else int(templates["W"].size)),
+                "epochs": state["epoch"], "best_epoch": state["best_epoch"], "best_validation_loss": state["best_loss"],
+                "stopped_early": state["stopped_early"], "n_training_frames": batches.n_frames}
+        return Trained(self.arrays_of(model, spec), pd.DataFrame(state["history"]), info)
+
+    def arrays_of(self, model: UnrolledMU, spec) -> dict:
+        with torch.no_grad():
+            W = model.W.cpu().numpy().astype(np.float32)
+        return {"W": W, "template_keys": model.template_keys.cpu().numpy(),
+                **{WEIGHTS + name: getattr(model, name).detach().cpu().numpy() for name in LEARNED},
+                "config": json.dumps({**model.config, "base": spec["base"]})}
+
+    def load(self, arrays, spec, device) -> UnrolledMU:
+        """The trained model of a model's arrays, in eval mode on ``device``."""
+        config = json.loads(str(arrays["config"]))
+        base, _ = self.base(spec)
+        model = UnrolledMU(base.numerics, torch.from_numpy(np.asarray(arrays["W"], dtype=np.float32)),
+                           np.asarray(arrays["template_keys"]), config["beta"], config["layers"], config["floor"])
+        with torch.no_grad():
+            for name in LEARNED:
+                getattr(model, name).copy_(torch.from_numpy(np.asarray(arrays[WEIGHTS + name])))
+        return model.to(device).eval()
+
+    def transcriber(self, arrays, spec, device):
+        model = self.load(arrays, spec, device)
+
+        def transcribe(features) -> dict:
+            note, onset = track_logits(model, features, device)
+            return {"note": torch.sigmoid(note).numpy(), "onset": torch.sigmoid(onset).numpy()}
+        return transcribe
+
+    def dictionary(self, arrays, spec):
+        base, _ = self.base(spec)
+        templates = base.spectral_templates(np.asarray(arrays["W"], dtype=float))
+        return templates, MIDI_MIN + np.asarray(arrays["template_keys"], dtype=float)
+
+    def steer(self, arrays, spec, steering):
+        keep = steering.restrict_templates(arrays["template_keys"])
+        if not keep.any():
+            raise LowrankAmtError("the model has no template for any of the allowed keys")
+        scale = WEIGHTS + "log_scale"
+        return {**arrays, "W": arrays["W"][..., keep], "template_keys": arrays["template_keys"][keep],
+                scale: np.asarray(arrays[scale])[:, keep]}
+
+    def adapt(self, arrays, spec, features, roll, device, iterations):
+        """The base family's adaptation of the dictionary; the learned layers are kept."""
+        base, base_spec = self.base(spec)
+        return {**arrays, **base.adapt(arrays, base_spec, features, roll, device, iterations)}

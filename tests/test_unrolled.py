@@ -1,0 +1,102 @@
+"""Deep-unfolded MU (family ``unrolled``): with nothing learned its layers are plain MU
+iterations exactly; training lowers the validation loss with the isolated-note dictionary
+kept; resume is exact; steering and adaptation keep the learned layers."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from lowrank_amt import evaluation, families, stages
+from lowrank_amt.factorization import nmf, nmfd
+from lowrank_amt.factorization.training import solve_activations
+from lowrank_amt.factorization.unrolled import UnrolledMU
+from lowrank_amt.io import read_json
+from lowrank_amt.steering import Steering
+
+SPEC = {"family": "unrolled", "train_iterations": 30, "layers": 5, "epochs": 4, "patience": 10,
+        "learning_rate": 0.03, "device": "cpu"}
+EVALUATION = {"onset_tolerance": 0.05, "offset_ratio": 0.2}
+QUIET = lambda message: None  # noqa: E731
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+@pytest.mark.parametrize("numerics, beta", [(nmf, 1.0), (nmf, 2.0), (nmf, 0.5), (nmfd, 1.0), (nmfd, 2.0)])
+def test_with_nothing_learned_the_layers_are_plain_mu_iterations(numerics, beta):
+    gen = torch.Generator().manual_seed(0)
+    W = torch.rand(*((4,) if numerics is nmfd else ()), 60, 88, generator=gen)
+    W /= W.reshape(-1, 88).sum(dim=0)
+    V = torch.rand(60, 150, generator=gen)
+    V[:, 40:50] = 0  # silent frames: a zero MU ratio
+    plain = solve_activations(numerics, V, W, beta=beta, n_iter=7)["H"]
+    unrolled = UnrolledMU(numerics, W, np.arange(88), beta, layers=7, floor=1e-3).activations(V[None])[0]
+    assert torch.equal(unrolled, plain)
+
+
+def train(index, out, spec=SPEC, log=QUIET):
+    stages.train(spec, index, out / "model.npz", out / "loss.csv", out / "train.json", log=log,
+                 checkpoint_dir=out / "checkpoints")
+    return pd.read_csv(out / "loss.csv")
+
+
+def test_training_lowers_the_validation_loss_on_the_isolated_note_dictionary(lowrank_cache, tmp_path):
+    index = lowrank_cache[0] / "index.csv"
+    losses = train(index, tmp_path / "unrolled")
+    validation = losses[losses["split"] == "validation"]["loss"].to_numpy()
+    assert len(validation) == 4 and validation[-1] < 0.95 * validation[0]
+    # W is the supervised NMF model's of the same beta, iterations and seed, unchanged
+    stages.train({"family": "nmf", "train_iterations": 30, "device": "cpu"}, index, tmp_path / "nmf.npz",
+                 tmp_path / "nmf.csv", tmp_path / "nmf.json", log=QUIET)
+    with np.load(tmp_path / "unrolled" / "model.npz") as a, np.load(tmp_path / "nmf.npz") as b:
+        assert np.array_equal(a["W"], b["W"]) and np.array_equal(a["template_keys"], b["template_keys"])
+    info = read_json(tmp_path / "unrolled" / "train.json")
+    # 5 layers of 88 scales and an exponent, five heads' 88 values, and the frozen 264 x 88 W
+    assert info["epochs"] == 4 and info["n_parameters"] == 5 * 88 + 5 + 5 * 88 + 264 * 88
+    # the shared activations, decode and evaluation stages read it like any model
+    out = tmp_path / "unrolled"
+    stages.activations(out / "model.npz", index, out / "a.npz", out / "a.json", log=QUIET)
+    stages.decode(out / "model.npz", out / "a.npz", index, {"thresholds": [0.1, 0.3, 0.5], "min_note_seconds": 0.05},
+                  EVALUATION, out / "midi", out / "decoding.json", log=QUIET)
+    scores = evaluation.evaluate(out / "midi", index, EVALUATION, out / "per_track.csv", log=QUIET)
+    assert scores["note_onset_f"].mean() > 0.9
+
+
+class Interrupted(Exception):
+    pass
+
+
+def test_resuming_from_a_checkpoint_reproduces_the_uninterrupted_run(lowrank_cache, tmp_path):
+    index = lowrank_cache[0] / "index.csv"
+    spec = {**SPEC, "epochs": 3}
+    uninterrupted = train(index, tmp_path / "a", spec)
+
+    def crash_after_epoch_2(message):
+        if message.startswith("epoch 2:"):
+            raise Interrupted
+
+    with pytest.raises(Interrupted):
+        train(index, tmp_path / "b", spec, log=crash_after_epoch_2)
+    resumed = train(index, tmp_path / "b", spec)
+    pd.testing.assert_frame_equal(resumed, uninterrupted)
+    with np.load(tmp_path / "a" / "model.npz") as a, np.load(tmp_path / "b" / "model.npz") as b:
+        assert sorted(a.files) == sorted(b.files)
+        assert all(np.array_equal(a[k], b[k]) for k in a.files if k != "config")
+
+
+def test_steering_and_adaptation_keep_the_learned_layers(lowrank_cache, tmp_path):
+    index = lowrank_cache[0] / "index.csv"
+    train(index, tmp_path / "run", {**SPEC, "epochs": 1})
+    family, spec = families.resolve({**SPEC, "epochs": 1})
+    with np.load(tmp_path / "run" / "model.npz") as data:
+        arrays = {k: data[k] for k in data.files if k not in ("family", "spec", "features", "provenance")}
+    steered = family.steer(arrays, spec, Steering.from_options(("C4", "C5"), None, None, None, 0.5, None, 0.2, 0.3))
+    assert steered["W"].shape[1] == 13 and steered["weights/log_scale"].shape == (5, 13)
+    assert np.array_equal(steered["weights/note_gain"], arrays["weights/note_gain"])
+    features, roll = np.load(lowrank_cache[0] / "train_0.npy"), np.load(lowrank_cache[0] / "train_0.roll.npy")
+    adapted = family.adapt(arrays, spec, features, roll, torch.device("cpu"), iterations=5)
+    assert not np.array_equal(adapted["W"], arrays["W"])
+    assert np.array_equal(adapted["weights/log_scale"], arrays["weights/log_scale"])
+    transcribe = family.transcriber(steered, spec, torch.device("cpu"))
+    outputs = transcribe(features)
+    assert outputs["note"].shape == outputs["onset"].shape == roll.shape
