@@ -163,3 +163,24 @@ def test_supervised_templates_can_come_from_another_datasets_isolated_notes(tmp_
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     done = snakemake(repo, tmp_path, "--configfile", str(tmp_path / "config.yaml"), "-n")
     assert done.returncode != 0 and "'models.nmf_sup_kl.templates_from' names no dataset" in done.stdout + done.stderr
+
+
+def test_a_model_with_a_teacher_learns_from_the_teachers_index(tmp_path, repo):
+    import yaml
+    config = yaml.safe_load((repo / "config/tiny.yaml").read_text())
+    config["datasets"]["tiny_piano"].update(n_train=2)
+    config["training_hours"] = [0.001]
+    config["models"]["nmf_semi_teacher"] = {"family": "nmf", "supervision": "semi_supervised",
+                                            "teacher": "nmf_sup_kl"}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    done = snakemake(repo, tmp_path, "--configfile", str(tmp_path / "config.yaml"), "-n", "-p")
+    assert done.returncode == 0, done.stderr[-3000:]
+    teaches = [line for line in done.stdout.splitlines() if "lowrank-amt teach " in line]
+    assert len(teaches) == 1  # the teacher's notes, once, from its run on the dataset
+    assert "--model results/tiny/models/tiny_piano/cqt/nmf_sup_kl/isolated/model.npz" in teaches[0]
+    trains = [line for line in done.stdout.splitlines() if "lowrank-amt train " in line and "nmf_semi_teacher" in line]
+    assert trains and all("--index results/tiny/teachers/tiny_piano/cqt/nmf_sup_kl/index.csv" in t for t in trains)
+    config["models"]["nmf_semi_teacher"]["teacher"] = "nmf_semi_teacher"
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    done = snakemake(repo, tmp_path, "--configfile", str(tmp_path / "config.yaml"), "-n")
+    assert done.returncode != 0 and "'models.nmf_semi_teacher.teacher' must name another model" in done.stdout + done.stderr

@@ -75,6 +75,16 @@ def _tracks(index_path, manifest_path, split) -> pd.DataFrame:
     return index.assign(audio_path=[audio[t] for t in index["track_id"]])
 
 
+def model_inputs(model, index_path, manifest_path, split):
+    """(row, input) of each track of ``split``: its features, or for a family that reads
+    audio, its recording (from the dataset's manifest) at the family's sample rate."""
+    family = model.family
+    if family.reads == "audio" and manifest_path is None:
+        raise LowrankAmtError(f"family '{family.name}' transcribes the audio: give the dataset's manifest")
+    for row in _tracks(index_path, manifest_path if family.reads == "audio" else None, split).itertuples():
+        yield row, (load_audio(row.audio_path, family.sample_rate) if family.reads == "audio" else load_track(row)[0])
+
+
 def check_features(model, index_path) -> None:
     """A model that reads features must meet the parameters it was trained on."""
     if model.family.reads != "features" or model.features is None:
@@ -96,18 +106,15 @@ def activations(model_path, index_path, activations_path, info_path, log=print, 
     ``info_path`` gets the time per minute of audio and the device. A family that reads
     audio needs ``manifest_path``."""
     model = load_model(model_path)
-    family, reads_audio = model.family, model.family.reads == "audio"
-    if reads_audio and manifest_path is None:
-        raise LowrankAmtError(f"family '{family.name}' transcribes the audio: give the dataset's manifest")
+    family = model.family
     check_features(model, index_path)
     device = pick_device(model.spec.get("device", "cpu"))
     transcribe = family.transcriber(model.arrays, model.spec, device)
     wall, cpu, audio_seconds, saved = time.perf_counter(), time.process_time(), 0.0, {}
-    if reads_audio:
+    if family.reads == "audio":
         saved["frame_rate"] = np.float64(family.sample_rate / family.hop_length)
     for split in splits:
-        for row in _tracks(index_path, manifest_path if reads_audio else None, split).itertuples():
-            track = load_audio(row.audio_path, family.sample_rate) if reads_audio else load_track(row)[0]
+        for row, track in model_inputs(model, index_path, manifest_path, split):
             outputs = transcribe(track)
             key = f"{split}__{row.track_id}"
             for name, suffix in (("note", ""), ("onset", "__onset")):

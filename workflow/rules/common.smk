@@ -26,6 +26,14 @@ try:
                 f"config key 'models.{name}.templates_from' names no dataset of the config "
                 f"({spec['templates_from']!r})"
             )
+        teacher = spec.get("teacher")
+        if teacher is not None and (
+            teacher not in SPEC or teacher == name or SPEC[teacher][1].get("teacher")
+        ):
+            raise LowrankAmtError(
+                f"config key 'models.{name}.teacher' must name another model of the config "
+                f"that has no teacher itself (got {teacher!r})"
+            )
 except LowrankAmtError as error:
     raise WorkflowError(f"invalid config: {error}")
 
@@ -54,6 +62,8 @@ WITH_DICTIONARY = [m for m in MODELS if FAMILY[m].has_dictionary]
 # excerpt figures draw outputs against the piano roll at the feature frame rate
 ON_FEATURES = [m for m in MODELS if FAMILY[m].reads == "features"]
 LEARNING = [m for m in MODELS if FAMILY[m].training_data(SPEC[m][1]) is not None]
+# Models whose transcription of the training audio other models learn from.
+TEACHERS = sorted({s["teacher"] for _, s in SPEC.values() if s.get("teacher")})
 # One run = one model variant trained at one size on one feature set of one dataset.
 RUN = "{dataset}/{features}/{model}/{size}"
 STUDY_CONFIG_HASH = config_hash(config)
@@ -69,6 +79,7 @@ wildcard_constraints:
     test=choice(TEST_ONLY),
     features=choice(FEATURES),
     model=choice(MODELS),
+    teacher=choice(TEACHERS),
     size=r"all|isolated|pretrained|[0-9.]+h",
 
 
@@ -134,12 +145,33 @@ def model_spec(wildcards):
 
 
 def training_index(wildcards):
-    """The feature index a model learns from: its dataset's, or for supervised templates
-    from another dataset's isolated notes (``templates_from``), that dataset's."""
-    source = SPEC[wildcards.model][1].get("templates_from") or wildcards.dataset
+    """The feature index a model learns from: its dataset's; with a ``teacher``, the copy
+    whose training targets are the teacher's notes; for supervised templates from another
+    dataset's isolated notes (``templates_from``), that dataset's."""
+    spec = SPEC[wildcards.model][1]
+    if spec.get("teacher"):
+        return rules.teach.output.index.format(
+            dataset=wildcards.dataset,
+            features=wildcards.features,
+            teacher=spec["teacher"],
+        )
+    source = spec.get("templates_from") or wildcards.dataset
     return rules.extract_features.output.index.format(
         dataset=source, features=wildcards.features
     )
+
+
+def teacher_files(wildcards):
+    """The teacher's model and decoding.json on this dataset, at its largest size."""
+    run = dict(
+        wildcards.items(),
+        model=wildcards.teacher,
+        size=model_sizes(wildcards.teacher)[-1],
+    )
+    return {
+        "model": rules.train_model.output.model.format(**run),
+        "decoding": rules.decode.output.info.format(**run),
+    }
 
 
 def train_hours(wildcards):

@@ -4,6 +4,31 @@
 # epoch instead of starting over; the job removes its checkpoint once it succeeds.
 
 
+# A teacher's notes on the training audio, as the training targets of the models that
+# name it (`teacher`); see src/lowrank_amt/teacher.py.
+rule teach:
+    input:
+        unpack(teacher_files),
+        index=rules.extract_features.output.index,
+        manifest=rules.prepare_dataset.output.manifest,
+    output:
+        index=f"{RESULTS}/teachers/{{dataset}}/{{features}}/{{teacher}}/index.csv",
+        info=f"{RESULTS}/teachers/{{dataset}}/{{features}}/{{teacher}}/teach.json",
+    log:
+        f"{RESULTS}/logs/teach/{{dataset}}/{{features}}/{{teacher}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/teach/{{dataset}}/{{features}}/{{teacher}}.tsv"
+    conda:
+        "../../envs/lowrank-amt.yaml"
+    threads: stage_threads("activations")
+    resources:
+        **stage_resources("activations"),
+    shell:
+        "OMP_NUM_THREADS={threads} lowrank-amt teach --model {input.model:q} --index {input.index:q}"
+        " --manifest {input.manifest:q} --out-index {output.index:q} --info {output.info:q}"
+        " > {log:q} 2>&1"
+
+
 rule train_model:
     input:
         index=training_index,

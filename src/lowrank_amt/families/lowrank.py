@@ -46,6 +46,7 @@ DEFAULTS = {
     "time_rank": 8, "segment_rank": 16, "batch_frames": 4096, "epochs": 20,
     "inner_iterations": 10, "forget_factor": 0.5, "optimizer": "adam", "learning_rate": 1.0,
     "momentum": 0.9, "lr_decay": 0.95, "patience": 3, "validation_note_f_every": 1, "templates_from": None,
+    "teacher": None,
 }
 CHOICES = {"supervision": ("supervised", "semi_supervised", "unsupervised"),
            "form": ("full_batch", "online_mu", "gradient"), "optimizer": ("adam", "sgd"),
@@ -98,6 +99,9 @@ class LowRankFamily(Family):
                           "(templates are learned key by key from the isolated notes)")
         if spec["templates_from"] is not None and spec["supervision"] != "supervised":
             return True, "model key 'templates_from' is for supervision 'supervised' (templates from isolated notes)"
+        if spec["teacher"] is not None and spec["supervision"] != "semi_supervised":
+            return True, ("model key 'teacher' is for supervision 'semi_supervised' (the teacher's notes "
+                          "are the masks)")
         if spec["validation_note_f_every"] < 0:
             return True, f"model key 'validation_note_f_every' must be >= 0, got {spec['validation_note_f_every']}"
         return False, ""

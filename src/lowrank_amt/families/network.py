@@ -50,12 +50,22 @@ def validation_loss(model: HarmonicNet, index: pd.DataFrame, device) -> float:
     return total / frames
 
 
-class NetworkLearner:
-    """The network, its optimizer and its data: the learner of ``epochs.fit_epochs``."""
+def segment_loss(model, features: torch.Tensor, roll: torch.Tensor) -> torch.Tensor:
+    """The training loss of a batch of segments: ``transcription_loss`` of the model's
+    (note, onset) logits, frame 0 of each segment left out of the onset term."""
+    note, onset = model(features)
+    return transcription_loss(note, onset, roll, True)
 
-    def __init__(self, model, optimizer, batches, validation: pd.DataFrame, device):
+
+class NetworkLearner:
+    """A torch model that maps features to (note, onset) logits, its optimizer and its
+    data: the learner of ``epochs.fit_epochs``. ``loss(model, features, roll)``: the
+    training loss of a batch (``segment_loss`` unless given); the validation loss is
+    always ``validation_loss``."""
+
+    def __init__(self, model, optimizer, batches, validation: pd.DataFrame, device, loss=segment_loss):
         self.model, self.optimizer, self.batches = model, optimizer, batches
-        self.validation, self.device = validation, device
+        self.validation, self.device, self.loss = validation, device, loss
 
     @property
     def learning_rate(self) -> float:
@@ -67,8 +77,8 @@ class NetworkLearner:
         # batches of epoch + 1: the numbering this network was trained with before the
         # shared loop, kept so that its results stay the same
         for features, roll in self.batches.epoch(epoch + 1):
-            note, onset = self.model(torch.as_tensor(features, dtype=torch.float32, device=self.device))
-            loss = transcription_loss(note, onset, torch.as_tensor(roll, device=self.device), True)
+            loss = self.loss(self.model, torch.as_tensor(features, dtype=torch.float32, device=self.device),
+                             torch.as_tensor(roll, device=self.device))
             self.optimizer.zero_grad()
             loss.backward()
             self.optimizer.step()
@@ -97,7 +107,8 @@ class Network(Family):
     description = "the trainable harmonic-CQT CNN (HarmonicNet)"
     schema_definition = "model_network"
     defaults = {"epochs": 30, "patience": 5, "batch_segments": 8, "segment_frames": 128,
-                "learning_rate": 1e-3, "channels": 16, "seed": 0, "device": "auto"}
+                "learning_rate": 1e-3, "channels": 16, "seed": 0, "device": "auto",
+                "teacher": None}
     choices = {"device": ("auto", "cpu", "cuda")}
 
     def skip(self, spec):

@@ -1,0 +1,91 @@
+"""A teacher for audio without annotations (the idea of "Embeddings as Teachers", Ding &
+Lerch, applied to transcription): a trained model, typically pretrained Basic Pitch,
+transcribes the training split, and its notes stand in for the MIDI that the other models
+learn from.
+
+``teach`` writes a copy of a feature index whose training tracks point to the teacher's
+targets: the piano roll, onsets and offsets of the notes that the teacher's own decoder
+finds with the parameters chosen on its validation split (its ``decoding.json``), made by
+``features.frame_targets`` at the cache's frame rate exactly as from MIDI. A
+semi-supervised low-rank model's masks are then the frames where the teacher's output
+holds above its decoding threshold, and every model that learns from the pieces (low-rank,
+unrolled, network) can learn from recordings whose MIDI it never reads. Validation and
+test tracks keep their MIDI: early stopping, the choice of decoding and the evaluation
+are those of every other model. Where the training tracks have MIDI, ``teach`` also
+records how well the teacher's roll agrees with it (frame precision, recall, F).
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .constants import OFFSET_RATIO, ONSET_TOLERANCE
+from .errors import LowrankAmtError
+from .factorization.core import pick_device
+from .features import frame_targets, read_index
+from .io import atomic_path, write_json
+from .models import load_model
+from .notes import write_midi_notes
+from .stages import check_features, model_inputs
+
+#: Folder of the teacher's targets beside the index it writes.
+TARGETS_FOLDER = "targets"
+
+
+def teach(model_path, index_path, out_index, info_path, log=print, *, manifest_path=None) -> dict:
+    """Write ``out_index`` (see the module docstring) and ``info_path`` (teach.json:
+    tracks, notes, seconds, and agreement with the MIDI where there is some); returns the info."""
+    model = load_model(model_path)
+    if model.decoding is None:
+        raise LowrankAmtError(f"teacher {model.path} has no decoding.json: decode it on its validation split first")
+    check_features(model, index_path)
+    family, out_index = model.family, Path(out_index)
+    transcribe = family.transcriber(model.arrays, model.spec, pick_device(model.spec.get("device", "cpu")))
+    decoder = family.make_decoder(model.spec, {}, {"onset_tolerance": ONSET_TOLERANCE, "offset_ratio": OFFSET_RATIO})
+    index = read_index(index_path)
+    rate = family.sample_rate / family.hop_length if family.reads == "audio" else float(index["frame_rate"].iloc[0])
+    folder = out_index.parent / TARGETS_FOLDER
+    folder.mkdir(parents=True, exist_ok=True)
+    start, n_notes, agreement = time.perf_counter(), 0, np.zeros(3)
+    for row, track in model_inputs(model, index_path, manifest_path, "train"):
+        intervals, pitches, velocities = decoder.notes(transcribe(track), rate, model.decoding)
+        targets = frame_targets(intervals, pitches, int(row.n_frames), float(row.frame_rate))
+        at = index.index[(index["split"] == "train") & (index["track_id"] == row.track_id)]
+        if "roll_path" in index.columns and Path(row.roll_path).exists():
+            agreement += _overlap(targets["roll"], np.load(row.roll_path))
+        for name, array in targets.items():
+            if f"{name}_path" in index.columns:
+                np.save(folder / f"{row.track_id}.{name}.npy", array)
+                index.loc[at, f"{name}_path"] = str(folder / f"{row.track_id}.{name}.npy")
+        write_midi_notes(folder / f"{row.track_id}.mid", intervals, pitches, velocities)
+        index.loc[at, "midi_path"] = str(folder / f"{row.track_id}.mid")
+        n_notes += len(pitches)
+        log(f"teacher: {row.track_id}, {len(pitches)} notes")
+    shutil.copyfile(Path(index_path).parent / "params.json", out_index.parent / "params.json")
+    with atomic_path(out_index) as tmp:
+        index.to_csv(tmp, index=False)
+    info = {"teacher": str(model.path), "n_tracks": int((index["split"] == "train").sum()), "n_notes": n_notes,
+            "seconds": time.perf_counter() - start, **_agreement(agreement)}
+    write_json(info_path, info)
+    return info
+
+
+def _overlap(estimate: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """(true positives, estimated, reference) active frames of two rolls."""
+    estimate, reference = estimate.astype(bool), np.asarray(reference).astype(bool)
+    return np.array([(estimate & reference).sum(), estimate.sum(), reference.sum()], dtype=float)
+
+
+def _agreement(counts: np.ndarray) -> dict:
+    """Frame precision, recall and F of the teacher's rolls against the MIDI's; empty
+    when the training tracks have no MIDI rolls."""
+    true, estimated, reference = counts
+    if not reference:
+        return {}
+    precision, recall = true / max(estimated, 1), true / reference
+    return {"frame_precision_vs_midi": precision, "frame_recall_vs_midi": recall,
+            "frame_f_vs_midi": 2 * precision * recall / max(precision + recall, 1e-12)}
