@@ -19,10 +19,11 @@ REPORT ?= results/report.html
 STAMP := $(VENV)/.installed
 export PATH := $(BIN):$(PATH)
 
-.PHONY: help setup system-deps study report readme-figures test slurm-profile clean
+.PHONY: help setup system-deps study learning report readme-figures test slurm-profile clean
 
 help:
 	@echo "make study   set up, run the default study (config/config.yaml), build $(REPORT)"
+	@echo "make learning   the learning study (config/learning.yaml, ~40 min): hybrids and teacher at 0.1-1 h"
 	@echo "make readme-figures   copy the default study's figures into docs/figures/ (for the README)"
 	@echo "make test    set up, run the test suite"
 	@echo "make slurm-profile   link profiles/slurm so that 'snakemake --profile slurm' works"
@@ -79,6 +80,13 @@ study: setup
 	$(BIN)/snakemake --cores $(CORES)
 	$(BIN)/snakemake --report $(REPORT)
 	@echo "study done: results in results/default/, report in $(REPORT)"
+
+# The learning study (config/learning.yaml): 0.1, 0.3 and 1 h of training audio, the
+# hybrid models and the teacher; about 40 minutes on 2 cores, not run by CI.
+learning: setup
+	$(BIN)/snakemake --configfile config/learning.yaml --cores $(CORES)
+	$(BIN)/snakemake --configfile config/learning.yaml --report results/learning-report.html
+	@echo "learning study done: results in results/learning/, table in results/learning/summary/summary.md"
 
 # Maintainers: the README's figures come from the default study (tracked, so a plain
 # `make study` leaves a clone as it was).

@@ -330,11 +330,20 @@ def test_folder_lists_pairs_in_one_split_or_by_subfolder(tmp_path):
     assert list(read_manifest(tmp_path / "o2" / "m.csv")["split"]) == ["test", "test", "train"]
 
 
-def test_folder_audio_without_midi_is_named(tmp_path):
+def test_folder_audio_without_midi_is_named_unless_it_is_for_training(tmp_path):
     make_folder(tmp_path / "mine")
     (tmp_path / "mine" / "train" / "a.mid").unlink()
     with pytest.raises(LowrankAmtError, match=r"without a same-named .*train/a\.wav"):
         prepare_dataset({"kind": "folder", "path": str(tmp_path / "mine")}, tmp_path / "o" / "m.csv", RATE, log=quiet)
+    # in the training split a recording may go without MIDI (a teacher annotates it)
+    prepare_dataset({"kind": "folder", "path": str(tmp_path / "mine"), "split": "folders"},
+                    tmp_path / "o2" / "m.csv", RATE, log=quiet)
+    table = read_manifest(tmp_path / "o2" / "m.csv")
+    assert list(table["midi_path"] == "") == [False, False, True]
+    (tmp_path / "mine" / "test" / "b.midi").unlink()
+    with pytest.raises(LowrankAmtError, match=r"without a same-named .*test/b\.flac"):
+        prepare_dataset({"kind": "folder", "path": str(tmp_path / "mine"), "split": "folders"},
+                        tmp_path / "o3" / "m.csv", RATE, log=quiet)
 
 
 def test_every_kind_is_registered():

@@ -83,3 +83,20 @@ def test_a_teacher_without_its_decoding_is_refused(taught, tmp_path):
     with pytest.raises(LowrankAmtError, match="has no decoding.json"):
         teach(model / "model.npz", index, tmp_path / "t" / "index.csv", tmp_path / "t" / "teach.json", log=QUIET)
     assert not (tmp_path / "t" / "index.csv").exists()
+
+
+def test_recordings_without_midi_train_only_a_model_with_a_teacher(taught, tmp_path):
+    index, model, _, _ = taught
+    table = pd.read_csv(index)
+    table["annotated"] = table["split"] != "train"  # as extract-features marks recordings without MIDI
+    table.to_csv(index, index=False)
+    semi = {"family": "nmf", "supervision": "semi_supervised", "train_iterations": 5, "device": "cpu"}
+    with pytest.raises(LowrankAmtError, match="training track train_0 of .* has no MIDI: name a model"):
+        stages.train(semi, index, tmp_path / "m.npz", tmp_path / "l.csv", tmp_path / "t.json", log=QUIET)
+    assert not (tmp_path / "m.npz").exists()
+    unsupervised = {**semi, "supervision": "unsupervised", "rank": 10}  # reads no targets: allowed
+    stages.train(unsupervised, index, tmp_path / "u.npz", tmp_path / "u.csv", tmp_path / "u.json", log=QUIET)
+    out = tmp_path / "taught2" / "index.csv"
+    info = teach(model / "model.npz", index, out, tmp_path / "taught2" / "teach.json", log=QUIET)
+    assert "frame_f_vs_midi" not in info  # no MIDI to compare with
+    stages.train({**semi, "teacher": "t"}, out, tmp_path / "m.npz", tmp_path / "l.csv", tmp_path / "t.json", log=QUIET)

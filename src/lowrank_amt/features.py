@@ -275,8 +275,11 @@ def extract_dataset(manifest_path: str | Path, spec: dict, sample_rate: int,
     for n, track in enumerate(manifest.itertuples(index=False), 1):
         audio = load_audio(track.audio_path, sample_rate, log=log)
         features = compute_features(audio, spec, sample_rate).astype(spec["dtype"])
-        intervals, pitches = read_annotation(track.midi_path, len(audio) / sample_rate,
-                                             spec["pedal_extension"], log, audio_path=track.audio_path)
+        if track.midi_path:
+            intervals, pitches = read_annotation(track.midi_path, len(audio) / sample_rate,
+                                                 spec["pedal_extension"], log, audio_path=track.audio_path)
+        else:  # a training recording without MIDI: silent targets until a teacher annotates it
+            intervals, pitches = np.zeros((0, 2)), np.zeros(0, dtype=int)
         targets = frame_targets(intervals, pitches, features.shape[1], frame_rate)
         paths = {"features_path": f"{track.track_id}.npy",
                  **{f"{name}_path": f"{track.track_id}.{name}.npy" for name in TARGETS}}
@@ -286,7 +289,7 @@ def extract_dataset(manifest_path: str | Path, spec: dict, sample_rate: int,
         rows.append({"track_id": track.track_id, "split": track.split, **paths,
                      "midi_path": track.midi_path, "n_frames": features.shape[1],
                      "frame_rate": frame_rate, "duration": len(audio) / sample_rate,
-                     "instrument": track.instrument, "params_hash": digest})
+                     "instrument": track.instrument, "annotated": bool(track.midi_path), "params_hash": digest})
         log(f"[{n}/{len(manifest)}] {track.track_id}: {features.shape[0]} bins x {features.shape[1]} frames")
     write_json(out_dir / "params.json", {**params, "params_hash": digest})
     index = pd.DataFrame(rows)

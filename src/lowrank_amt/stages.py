@@ -22,6 +22,7 @@ from .errors import LowrankAmtError
 from .factorization.core import pick_device
 from .features import cache_params, load_track, read_index
 from .io import atomic_path, write_json
+from .loader import select_training_tracks
 from .memory import peak_rss_mb
 from .models import load_model, save_model
 from .notes import read_midi_notes, write_midi_notes
@@ -39,6 +40,8 @@ def train(spec: dict, index_path, model_path, loss_path, info_path, log=print, *
     ``provenance`` (e.g. the study's dataset and model names and config hash) is stored
     in the model with the training hours and the software versions."""
     family, spec = families.resolve(spec)
+    if family.training_data(spec) == "pieces" and family.learns_from_targets(spec):
+        check_annotated(index_path, train_hours)
     device = pick_device(spec.get("device", "cpu"))
     checkpoint_path = checkpoint_file(checkpoint_dir)
     run = families.TrainingRun(Path(index_path), train_hours, checkpoint_path, device)
@@ -58,6 +61,16 @@ def train(spec: dict, index_path, model_path, loss_path, info_path, log=print, *
     if checkpoint_path is not None:
         checkpoint_path.unlink(missing_ok=True)
     log(f"trained in {wall:.1f} s wall, {cpu:.1f} s CPU")
+
+
+def check_annotated(index_path, train_hours) -> None:
+    """A model that learns from the training targets refuses recordings without MIDI
+    (they have silent targets until a teacher annotates them)."""
+    tracks = select_training_tracks(read_index(index_path), train_hours)
+    if "annotated" in tracks.columns and not tracks["annotated"].astype(bool).all():
+        first = tracks.loc[~tracks["annotated"].astype(bool), "track_id"].iloc[0]
+        raise LowrankAmtError(f"training track {first} of {index_path} has no MIDI: name a model to annotate "
+                              "the training audio in the model's 'teacher' key")
 
 
 def _tracks(index_path, manifest_path, split) -> pd.DataFrame:

@@ -55,7 +55,7 @@ def teach(model_path, index_path, out_index, info_path, log=print, *, manifest_p
         intervals, pitches, velocities = decoder.notes(transcribe(track), rate, model.decoding)
         targets = frame_targets(intervals, pitches, int(row.n_frames), float(row.frame_rate))
         at = index.index[(index["split"] == "train") & (index["track_id"] == row.track_id)]
-        if "roll_path" in index.columns and Path(row.roll_path).exists():
+        if getattr(row, "annotated", True) and Path(row.roll_path).exists():
             agreement += _overlap(targets["roll"], np.load(row.roll_path))
         for name, array in targets.items():
             if f"{name}_path" in index.columns:
@@ -63,6 +63,8 @@ def teach(model_path, index_path, out_index, info_path, log=print, *, manifest_p
                 index.loc[at, f"{name}_path"] = str(folder / f"{row.track_id}.{name}.npy")
         write_midi_notes(folder / f"{row.track_id}.mid", intervals, pitches, velocities)
         index.loc[at, "midi_path"] = str(folder / f"{row.track_id}.mid")
+        if "annotated" in index.columns:
+            index.loc[at, "annotated"] = True
         n_notes += len(pitches)
         log(f"teacher: {row.track_id}, {len(pitches)} notes")
     shutil.copyfile(Path(index_path).parent / "params.json", out_index.parent / "params.json")

@@ -1,7 +1,8 @@
 """Your own recordings: any folder of audio files, each with a same-named MIDI file.
 
 ``path`` is searched recursively for audio files (``audio_extensions``); ``song.wav`` needs
-``song.mid`` or ``song.midi`` beside it. Every track goes to ``split`` (``test`` by default,
+``song.mid`` or ``song.midi`` beside it, except in the training split, whose recordings
+may have none (models learn from those through a teacher, ``teacher.py``). Every track goes to ``split`` (``test`` by default,
 to evaluate trained models on your music), or, with ``split: folders``, to the split named
 by its first-level subfolder (``<path>/train/...``, ``<path>/validation/...``,
 ``<path>/test/...``). Files stay where they are; the manifest refers to them by absolute
@@ -37,24 +38,23 @@ def audio_duration(path: str | Path) -> float:
         raise LowrankAmtError(f"audio file {path} cannot be read ({exc})") from exc
 
 
-def find_pairs(root: Path, extensions: list[str]) -> list[tuple[Path, Path]]:
-    """(audio, MIDI) pairs under ``root`` in path order; an audio file without its MIDI
-    file is an error naming it."""
+def find_pairs(root: Path, extensions: list[str]) -> list[tuple[Path, Path | None]]:
+    """(audio, MIDI or None) pairs under ``root`` in path order."""
     wanted = {e.lower() for e in extensions}
     audio = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in wanted)
     if not audio:
         raise LowrankAmtError(f"no audio files ({', '.join(sorted(wanted))}) under {root}")
-    pairs, orphans = [], []
-    for path in audio:
-        midi = next((path.with_suffix(s) for s in MIDI_SUFFIXES if path.with_suffix(s).is_file()), None)
-        if midi is None:
-            orphans.append(path)
-        else:
-            pairs.append((path, midi))
+    return [(path, next((path.with_suffix(s) for s in MIDI_SUFFIXES if path.with_suffix(s).is_file()), None))
+            for path in audio]
+
+
+def refuse_orphans(orphans: list[Path]) -> None:
+    """Validation and test recordings need their MIDI (training ones may go without: a
+    teacher annotates them)."""
     if orphans:
         shown = ", ".join(str(p) for p in orphans[:5]) + (f" and {len(orphans) - 5} more" if len(orphans) > 5 else "")
-        raise LowrankAmtError(f"audio file(s) without a same-named .mid/.midi file: {shown}")
-    return pairs
+        raise LowrankAmtError(f"audio file(s) without a same-named .mid/.midi file: {shown} (only training "
+                              "recordings may lack one; models learn from them through a 'teacher')")
 
 
 def track_id_of(audio: Path, root: Path) -> str:
@@ -75,7 +75,7 @@ def prepare(spec: dict, manifest_path: str | Path, sample_rate: int, jobs: int =
         raise LowrankAmtError(f"'split' must be one of {', '.join(SPLITS)} or {SPLIT_FROM_FOLDERS!r}, not {split!r}")
     pairs = find_pairs(root, opts["audio_extensions"])
 
-    rows, seen = [], {}
+    rows, seen, orphans = [], {}, []
     for audio, midi in pairs:
         track_id = track_id_of(audio, root)
         if track_id in seen:
@@ -87,8 +87,11 @@ def prepare(spec: dict, manifest_path: str | Path, sample_rate: int, jobs: int =
             if track_split not in SPLITS or len(audio.relative_to(root).parts) < 2:
                 raise LowrankAmtError(f"{audio} is not inside a split folder ({', '.join(SPLITS)}) of {root}, "
                                       f"as 'split: {SPLIT_FROM_FOLDERS}' requires")
+        if midi is None and track_split != "train":
+            orphans.append(audio)
         rows.append({"track_id": track_id, "split": track_split, "audio_path": str(audio),
-                     "midi_path": str(midi), "duration": None, "instrument": opts["instrument"]})
+                     "midi_path": str(midi or ""), "duration": None, "instrument": opts["instrument"]})
+    refuse_orphans(orphans)
 
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         for row, seconds in zip(rows, pool.map(audio_duration, [r["audio_path"] for r in rows])):

@@ -1,7 +1,8 @@
 """The manifest: one CSV per dataset listing its tracks.
 
 Columns (``constants.MANIFEST_COLUMNS``): track_id, split, audio_path, midi_path,
-duration (s), instrument. Relative paths are relative to the manifest's folder, so a
+duration (s), instrument. A training recording may have no MIDI (an empty midi_path):
+models learn from it through a teacher (``teacher.py``). Relative paths are relative to the manifest's folder, so a
 prepared dataset can be moved as a whole.
 """
 
@@ -35,8 +36,9 @@ def read_manifest(path: str | Path, split: str | None = None) -> pd.DataFrame:
     unknown = sorted(set(table["split"]) - set(SPLITS))
     if unknown:
         raise LowrankAmtError(f"manifest {path} has unknown split(s) {unknown}; expected {SPLITS}")
-    for column in ("audio_path", "midi_path"):
-        table[column] = [str(p if Path(p).is_absolute() else path.parent / p) for p in table[column]]
+    for column in ("audio_path", "midi_path"):  # an empty midi_path: a recording without annotation
+        table[column] = ["" if pd.isna(p) or p == "" else str(p if Path(p).is_absolute() else path.parent / p)
+                         for p in table[column]]
     if split is not None:
         table = table[table["split"] == split].reset_index(drop=True)
     return table

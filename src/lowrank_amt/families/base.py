@@ -13,6 +13,9 @@ test a family's name. What a family declares:
   the workflow runs it at: ``"pieces"`` (the training split, at every size of
   ``training_hours``), ``"isolated"`` (the isolated-note split, one size) or ``None``
   (pretrained, nothing to learn).
+* ``learns_from_targets(spec)``: whether training on the pieces reads their note
+  targets (MIDI, or a teacher's notes); training on recordings without MIDI is refused
+  for a model that does, unless it has a ``teacher``.
 * ``reads``: what its transcription reads, ``"features"`` (the feature cache, at its
   frame rate) or ``"audio"`` (mono recordings at its ``sample_rate``; its outputs then
   have one frame per ``hop_length`` samples).
@@ -86,6 +89,11 @@ class Family:
 
     def training_data(self, spec: dict) -> str | None:
         return "pieces"
+
+    def learns_from_targets(self, spec: dict) -> bool:
+        """Whether training reads the pieces' note targets (an unsupervised model does
+        not, so it may learn from recordings without MIDI)."""
+        return True
 
     def fit(self, spec: dict, run: TrainingRun, log=print) -> Trained:
         raise NotImplementedError

@@ -109,6 +109,9 @@ class LowRankFamily(Family):
     def training_data(self, spec):
         return "isolated" if spec["supervision"] == "supervised" else "pieces"
 
+    def learns_from_targets(self, spec):
+        return spec["supervision"] == "semi_supervised"
+
     def options(self, spec) -> dict:
         """Keyword options of the numerics' initialisers."""
         return {"time_extent": spec["time_extent"], "time_rank": spec["time_rank"],
