@@ -3,6 +3,7 @@ sines and hand-written MIDI)."""
 
 import librosa
 import numpy as np
+import pandas as pd
 import pretty_midi
 import pytest
 import soundfile
@@ -122,6 +123,18 @@ def test_extract_dataset_writes_a_checked_memory_mappable_cache(tmp_path, datase
     assert any("b.wav" in m and "48000 Hz" in m for m in messages)
     params = read_json(tmp_path / "f" / "params.json")
     assert params["sample_rate"] == SR and params["hop_length"] == 256 and params["dtype"] == "float16"
+    assert index["annotated"].tolist() == [True, True]
+
+
+def test_a_training_recording_without_midi_has_silent_targets_and_is_marked(tmp_path, dataset):
+    manifest = pd.read_csv(dataset)
+    manifest.loc[manifest["track_id"] == "a", "midi_path"] = ""
+    manifest.to_csv(dataset, index=False)
+    extract_dataset(dataset, CQT, SR, tmp_path / "f" / "index.csv", log=lambda m: None)
+    index = read_index(tmp_path / "f" / "index.csv")
+    a = index.iloc[0]
+    assert not a["annotated"] and index["annotated"].iloc[1]
+    assert a["n_frames"] > 0 and not np.load(a["roll_path"]).any()
 
 
 def test_a_parameter_change_is_caught(tmp_path, dataset):
