@@ -4,6 +4,7 @@ threshold; a semi-supervised model learns from them without reading the training
 a teacher without a decoding chosen on validation is refused."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -25,9 +26,10 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture
-def taught(cache_builder, tmp_path):
+def taught(cache_builder, tmp_path, monkeypatch):
     """A planted cache, a supervised NMF teacher decoded on its validation split, and
-    the index that teach() writes from it."""
+    the index that teach() writes from it, all given by relative paths (as the workflow's)."""
+    monkeypatch.chdir(tmp_path)
     (tmp_path / "cache").mkdir()
     folder, _ = cache_builder(tmp_path / "cache", (("train", 2), ("validation", 1), ("test", 1)), 30, 0.3, 0.25)
     (folder / "params.json").write_text(json.dumps({"kind": "cqt", "sample_rate": 22050, "hop_length": 512,
@@ -38,9 +40,9 @@ def taught(cache_builder, tmp_path):
     stages.activations(model / "model.npz", index, model / "a.npz", model / "a.json", log=QUIET)
     stages.decode(model / "model.npz", model / "a.npz", index, DECODING, EVALUATION, model / "midi",
                   model / "decoding.json", log=QUIET)
-    out = tmp_path / "taught" / "index.csv"
-    info = teach(model / "model.npz", index, out, tmp_path / "taught" / "teach.json", log=QUIET)
-    return index, model, out, info
+    out = Path("taught") / "index.csv"
+    info = teach(model / "model.npz", Path("cache") / "index.csv", out, tmp_path / "taught" / "teach.json", log=QUIET)
+    return index, model, tmp_path / out, info
 
 
 def test_targets_are_where_the_teachers_output_holds_above_its_threshold(taught):

@@ -36,6 +36,7 @@ from __future__ import annotations
 import hashlib
 import json
 import warnings
+import os
 from pathlib import Path
 
 import librosa
@@ -313,7 +314,7 @@ def read_index(index_path: str | Path, split: str | None = None, spec: dict | No
     if "params_hash" in index.columns or spec is not None:
         _check_params(index_path, index, spec, sample_rate)
     for column in [c for c in index.columns if c.endswith("_path") and c != "midi_path"]:
-        index[column] = [str(index_path.parent / p) for p in index[column]]
+        index[column] = [os.path.normpath(index_path.parent / p) for p in index[column]]
     if split is not None:
         index = index[index["split"] == split].reset_index(drop=True)
     return index

@@ -17,11 +17,13 @@ records how well the teacher's roll agrees with it (frame precision, recall, F).
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from .constants import OFFSET_RATIO, ONSET_TOLERANCE
 from .errors import LowrankAmtError
@@ -69,11 +71,19 @@ def teach(model_path, index_path, out_index, info_path, log=print, *, manifest_p
         log(f"teacher: {row.track_id}, {len(pitches)} notes")
     shutil.copyfile(Path(index_path).parent / "params.json", out_index.parent / "params.json")
     with atomic_path(out_index) as tmp:
-        index.to_csv(tmp, index=False)
+        relative_paths(index, out_index.parent).to_csv(tmp, index=False)
     info = {"teacher": str(model.path), "n_tracks": int((index["split"] == "train").sum()), "n_notes": n_notes,
             "seconds": time.perf_counter() - start, **_agreement(agreement)}
     write_json(info_path, info)
     return info
+
+
+def relative_paths(index: pd.DataFrame, folder: Path) -> pd.DataFrame:
+    """The index's file paths (all but the MIDI's) relative to ``folder``, where it is
+    written, as a feature index's are (so that the results folder can move)."""
+    columns = [c for c in index.columns if c.endswith("_path") and c != "midi_path"]
+    return index.assign(**{c: [os.path.relpath(Path(p).resolve(), folder.resolve()) for p in index[c]]
+                           for c in columns})
 
 
 def _overlap(estimate: np.ndarray, reference: np.ndarray) -> np.ndarray:

@@ -18,12 +18,14 @@ kept nonnegative and of unit sum per template as W = exp(log_W) / its sum).
 Two heads read the final activations on a log scale, per key (templates summed onto
 their keys): the *note* logit a_k * log(H_k + floor) + b_k and the *onset* logit
 c_k * relu(log(H_k[n] + floor) - log(H_k[n-1] + floor)) + d_k * log(H_k + floor) + o_k;
-``floor`` is a fixed fraction of the training features' mean (saved with the model), so
-that the heads see the same scale at training and transcription.
+``floor`` is the mean of the training features (fixed at the start, saved with the
+model). The heads carry the training signal (the frame and onset targets); a track is
+transcribed from its key activations, as with every low-rank model (``families/unrolled.py``
+says why), and the onset head's posteriorgram.
 
-Conventions: features are nonnegative (batch, bins, frames) or (bins, frames); outputs
-are logits (batch, 88, frames) like ``deep/network.py``'s networks, so the same loss,
-batches and epoch loop train both.
+Conventions: features are nonnegative (batch, bins, frames); ``forward`` gives logits
+(batch, 88, frames) like ``deep/network.py``'s networks, so the same loss, batches and
+epoch loop train both.
 """
 
 from __future__ import annotations
@@ -103,7 +105,11 @@ class UnrolledMU(nn.Module):
 
     def heads(self, H: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(note logits, onset logits) of template activations H."""
-        level = torch.log(self.key_activations(H) + self.floor)
+        return self.heads_of_keys(self.key_activations(H))
+
+    def heads_of_keys(self, keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(note logits, onset logits) of key activations (batch, 88, frames)."""
+        level = torch.log(keys + self.floor)
         rise = torch.relu(level - nn.functional.pad(level[..., :-1], (1, 0), value=math.log(self.floor)))
         note = self.note_gain[:, None] * level + self.note_bias[:, None]
         onset = self.onset_rise[:, None] * rise + self.onset_level[:, None] * level + self.onset_bias[:, None]

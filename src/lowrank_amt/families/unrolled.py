@@ -24,7 +24,7 @@ import pandas as pd
 import torch
 
 from ..constants import MIDI_MIN
-from ..deep.network import n_parameters, track_logits, transcription_loss
+from ..deep.network import n_parameters, transcription_loss
 from ..epochs import fingerprint, fit_epochs
 from ..errors import LowrankAmtError
 from ..factorization.unrolled import UnrolledMU
@@ -119,11 +119,18 @@ class Unrolled(Family):
         return model.to(device).eval()
 
     def transcriber(self, arrays, spec, device):
+        """A track's key activations (the learned layers' H summed per key, as every
+        low-rank model's output) and its onset posteriorgram. The activations, not the
+        note head's posteriorgram, are decoded: the head's per-key calibration is
+        learned on the training pianos and does not carry over to an unheard one, while
+        the activations keep the attack peaks the shared decoder places onsets on."""
         model = self.load(arrays, spec, device)
 
+        @torch.no_grad()
         def transcribe(features) -> dict:
-            note, onset = track_logits(model, features, device)
-            return {"note": torch.sigmoid(note).numpy(), "onset": torch.sigmoid(onset).numpy()}
+            V = torch.from_numpy(np.array(features, dtype=np.float32)).to(device)[None]
+            H = model.key_activations(model.activations(V))
+            return {"note": H[0].cpu().numpy(), "onset": torch.sigmoid(model.heads_of_keys(H)[1])[0].cpu().numpy()}
         return transcribe
 
     def dictionary(self, arrays, spec):
