@@ -166,7 +166,8 @@ def test_resuming_from_a_checkpoint_reproduces_the_uninterrupted_run(cache, tmp_
     messages = []
     resumed = train(cache, tmp_path / "b", spec, log=messages.append)
     assert any("resumed" in m and "after epoch 2" in m for m in messages)
-    pd.testing.assert_frame_equal(resumed, uninterrupted)
+    timing = ["frames_per_second"]  # the speed of each epoch differs between runs, nothing else
+    pd.testing.assert_frame_equal(resumed.drop(columns=timing), uninterrupted.drop(columns=timing))
     with np.load(tmp_path / "a" / "model.npz") as a, np.load(tmp_path / "b" / "model.npz") as b:
         weights = [k for k in a.files if k.startswith("weights/")]
         assert weights and sorted(a.files) == sorted(b.files) and all(np.array_equal(a[k], b[k]) for k in weights)

@@ -78,7 +78,8 @@ def test_resuming_from_a_checkpoint_reproduces_the_uninterrupted_run(lowrank_cac
     with pytest.raises(Interrupted):
         train(index, tmp_path / "b", spec, log=crash_after_epoch_2)
     resumed = train(index, tmp_path / "b", spec)
-    pd.testing.assert_frame_equal(resumed, uninterrupted)
+    timing = ["frames_per_second"]  # the speed of each epoch differs between runs, nothing else
+    pd.testing.assert_frame_equal(resumed.drop(columns=timing), uninterrupted.drop(columns=timing))
     with np.load(tmp_path / "a" / "model.npz") as a, np.load(tmp_path / "b" / "model.npz") as b:
         assert sorted(a.files) == sorted(b.files)
         assert all(np.array_equal(a[k], b[k]) for k in a.files if k != "config")

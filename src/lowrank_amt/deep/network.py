@@ -131,6 +131,22 @@ def onset_targets(roll: torch.Tensor) -> torch.Tensor:
     return ((roll > 0) & (previous == 0)).to(torch.float32)
 
 
+def offset_targets(roll: torch.Tensor) -> torch.Tensor:
+    """Frames where a key sounds for the last time before a silent frame (or the end)."""
+    following = torch.nn.functional.pad(roll[..., 1:], (0, 1))
+    return ((roll > 0) & (following == 0)).to(torch.float32)
+
+
+def offset_loss(offset_logits, roll, skip_last: bool) -> torch.Tensor:
+    """Weighted binary cross-entropy of an offset head (offsets are as rare as onsets);
+    ``skip_last`` drops a segment's last frame, where it is unknown whether a note ends."""
+    offsets = offset_targets(roll.to(torch.float32))
+    if skip_last:
+        offset_logits, offsets = offset_logits[..., :-1], offsets[..., :-1]
+    weight = torch.tensor(ONSET_POSITIVE_WEIGHT, device=offset_logits.device)
+    return nn.functional.binary_cross_entropy_with_logits(offset_logits, offsets, pos_weight=weight)
+
+
 def transcription_loss(note_logits, onset_logits, roll, skip_first_onset: bool) -> torch.Tensor:
     """Binary cross-entropy of the note head plus the weighted one of the onset head,
     each a mean over keys and frames. ``skip_first_onset`` drops frame 0 from the onset
@@ -147,7 +163,7 @@ def transcription_loss(note_logits, onset_logits, roll, skip_first_onset: bool) 
 
 
 @torch.no_grad()
-def track_logits(model: HarmonicNet, features: np.ndarray, device, chunk_frames: int = 2048):
+def track_logits(model: nn.Module, features: np.ndarray, device, chunk_frames: int = 2048):
     """(note logits, onset logits), each 88 x frames, of one whole track (bins x
     frames), computed in chunks with ``model.time_radius`` frames of context so that
     memory stays bounded on long tracks; the model must be in eval mode."""
@@ -158,7 +174,7 @@ def track_logits(model: HarmonicNet, features: np.ndarray, device, chunk_frames:
     for start in range(0, n_frames, chunk_frames):
         lo, hi = max(0, start - margin), min(n_frames, start + chunk_frames + margin)
         x = torch.as_tensor(np.array(features[:, lo:hi], dtype=np.float32), device=device)
-        note, onset = model(x.unsqueeze(0))
+        note, onset = model(x.unsqueeze(0))[:2]  # a network may have further heads (offsets)
         keep = slice(start - lo, start - lo + min(chunk_frames, n_frames - start))
         notes.append(note[0, :, keep].cpu())
         onsets.append(onset[0, :, keep].cpu())

@@ -1,4 +1,5 @@
-"""The trainable network (``deep/network.py``'s HarmonicNet) as a model family.
+"""The trainable networks as a model family: ``architecture`` harmonic_net (``deep/network.py``,
+the parameter-matched baseline), onsets_frames or harmonic_attention (``deep/onsets_frames.py``).
 
 Training is epoch-based over segments of the train split (``loader.FrameBatches`` with
 ``segment_frames``), with Adam, through the shared epoch loop (``epochs.fit_epochs``):
@@ -14,13 +15,16 @@ architecture, JSON).
 from __future__ import annotations
 
 import json
+import time
 
 import numpy as np
 import pandas as pd
 import torch
 
 from ..epochs import fingerprint, fit_epochs
-from ..deep.network import HarmonicNet, n_parameters, track_logits, transcription_loss
+from ..deep.network import (DEFAULT_HARMONICS, HarmonicNet, n_parameters, offset_loss, track_logits,
+                            transcription_loss)
+from ..deep.onsets_frames import OnsetsAndFrames
 from ..errors import LowrankAmtError
 from ..features import cache_params, load_track, read_index
 from ..loader import FrameBatches
@@ -29,15 +33,29 @@ from .base import Family, Trained
 WEIGHTS = "weights/"
 
 
-def build_model(params: dict, spec: dict) -> HarmonicNet:
-    """The network for a CQT feature set (its params.json) and a model spec."""
+def build_model(params: dict, spec: dict) -> torch.nn.Module:
+    """The network of a model spec (its ``architecture``) for a CQT feature set (its
+    params.json)."""
     if params.get("kind", "cqt") != "cqt":
         raise LowrankAmtError(f"the network needs a CQT feature set; this one is of kind {params['kind']!r}")
     n_bins = params["n_semitones"] * params["bins_per_semitone"]
-    return HarmonicNet(n_bins, params["bins_per_semitone"], params["fmin_midi"], spec["channels"])
+    return network_of({"architecture": spec["architecture"], "n_bins": n_bins, "channels": spec["channels"],
+                       "bins_per_semitone": params["bins_per_semitone"], "fmin_midi": params["fmin_midi"],
+                       "hidden": spec["hidden"]})
 
 
-def validation_loss(model: HarmonicNet, index: pd.DataFrame, device) -> float:
+def network_of(config: dict) -> torch.nn.Module:
+    """The (untrained) network that a saved ``config`` describes."""
+    architecture = config.get("architecture", "harmonic_net")
+    if architecture == "harmonic_net":
+        return HarmonicNet(config["n_bins"], config["bins_per_semitone"], config["fmin_midi"], config["channels"],
+                           config.get("harmonics", DEFAULT_HARMONICS))
+    acoustic = "conv" if architecture == "onsets_frames" else "harmonic_attention"
+    return OnsetsAndFrames(config["n_bins"], config["bins_per_semitone"], config["fmin_midi"], acoustic,
+                           config["channels"], config["hidden"])
+
+
+def validation_loss(model: torch.nn.Module, index: pd.DataFrame, device) -> float:
     """Loss over whole validation tracks, weighted by their frames (eval mode)."""
     model.eval()
     total, frames = 0.0, 0
@@ -52,9 +70,11 @@ def validation_loss(model: HarmonicNet, index: pd.DataFrame, device) -> float:
 
 def segment_loss(model, features: torch.Tensor, roll: torch.Tensor) -> torch.Tensor:
     """The training loss of a batch of segments: ``transcription_loss`` of the model's
-    (note, onset) logits, frame 0 of each segment left out of the onset term."""
-    note, onset = model(features)
-    return transcription_loss(note, onset, roll, True)
+    (note, onset) logits, frame 0 of each segment left out of the onset term, plus the
+    offset head's loss where the model has one."""
+    outputs = model(features)
+    loss = transcription_loss(outputs[0], outputs[1], roll, True)
+    return loss + offset_loss(outputs[2], roll, True) if len(outputs) > 2 else loss
 
 
 class NetworkLearner:
@@ -73,23 +93,30 @@ class NetworkLearner:
 
     def train_epoch(self, epoch: int) -> float:
         self.model.train()
-        loss_sum, n_segments = 0.0, 0
+        loss_sum, n_segments, frames, start = 0.0, 0, 0, time.perf_counter()
+        # mixed precision on CUDA (bfloat16 needs no loss scaling); float32 on the CPU
+        mixed = torch.autocast("cuda", dtype=torch.bfloat16, enabled=torch.device(self.device).type == "cuda")
         # batches of epoch + 1: the numbering this network was trained with before the
         # shared loop, kept so that its results stay the same
         for features, roll in self.batches.epoch(epoch + 1):
-            loss = self.loss(self.model, torch.as_tensor(features, dtype=torch.float32, device=self.device),
-                             torch.as_tensor(roll, device=self.device))
+            with mixed:
+                loss = self.loss(self.model, torch.as_tensor(features, dtype=torch.float32, device=self.device),
+                                 torch.as_tensor(roll, device=self.device))
             self.optimizer.zero_grad()
             loss.backward()
             self.optimizer.step()
             loss_sum, n_segments = loss_sum + loss.item() * len(features), n_segments + len(features)
+            frames += features.shape[0] * features.shape[-1]
+        self.frames_per_second = frames / (time.perf_counter() - start)
         return loss_sum / max(1, n_segments)
 
     def end_epoch(self) -> None:
         pass
 
     def validate(self, epoch: int) -> dict:
-        return {"loss": validation_loss(self.model, self.validation, self.device)}
+        """The validation loss, and the training speed of the epoch (frames per second)."""
+        return {"loss": validation_loss(self.model, self.validation, self.device),
+                "frames_per_second": self.frames_per_second}
 
     def snapshot(self) -> dict:
         return {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
@@ -104,15 +131,16 @@ class NetworkLearner:
 
 class Network(Family):
     name = "network"
-    description = "the trainable harmonic-CQT CNN (HarmonicNet)"
+    description = "a trainable network on the CQT: HarmonicNet, Onsets and Frames, harmonic attention"
     schema_definition = "model_network"
-    defaults = {"epochs": 30, "patience": 5, "batch_segments": 8, "segment_frames": 128,
-                "learning_rate": 1e-3, "channels": 16, "seed": 0, "device": "auto",
-                "teacher": None}
-    choices = {"device": ("auto", "cpu", "cuda")}
+    defaults = {"architecture": "harmonic_net", "epochs": 30, "patience": 5, "batch_segments": 8,
+                "segment_frames": 128, "learning_rate": 1e-3, "channels": 16, "hidden": 96, "seed": 0,
+                "device": "auto", "teacher": None}
+    choices = {"architecture": ("harmonic_net", "onsets_frames", "harmonic_attention"),
+               "device": ("auto", "cpu", "cuda")}
 
     def skip(self, spec):
-        for key in ("epochs", "patience", "batch_segments", "segment_frames", "channels"):
+        for key in ("epochs", "patience", "batch_segments", "segment_frames", "channels", "hidden"):
             if spec[key] < 1:
                 return True, f"model key '{key}' must be at least 1, got {spec[key]}"
         if not spec["learning_rate"] > 0:
@@ -140,15 +168,13 @@ class Network(Family):
         info = {"train_seconds": state["seconds"], "train_cpu_seconds": state["cpu_seconds"],
                 "n_parameters": n_parameters(model), "epochs": state["epoch"], "best_epoch": state["best_epoch"],
                 "best_validation_loss": state["best_loss"], "stopped_early": state["stopped_early"],
-                "n_training_frames": batches.n_frames, "architecture": "HarmonicNet",
-                **{f"model_{k}": v for k, v in model.config.items()}}
+                "n_training_frames": batches.n_frames, "architecture": spec["architecture"],
+                **{f"model_{k}": v for k, v in model.config.items() if k != "architecture"}}
         return Trained({**arrays, "config": json.dumps(model.config)}, pd.DataFrame(state["history"]), info)
 
-    def load_network(self, arrays, device) -> HarmonicNet:
+    def load_network(self, arrays, device) -> torch.nn.Module:
         """The trained network of a model's arrays, in eval mode on ``device``."""
-        config = json.loads(str(arrays["config"]))
-        model = HarmonicNet(config["n_bins"], config["bins_per_semitone"], config["fmin_midi"],
-                            config["channels"], config["harmonics"])
+        model = network_of(json.loads(str(arrays["config"])))
         model.load_state_dict({k[len(WEIGHTS):]: torch.from_numpy(np.array(v)) for k, v in arrays.items()
                                if k.startswith(WEIGHTS)})
         return model.to(device).eval()
