@@ -23,6 +23,13 @@ BINS_PER_SEMITONE = 1  # one bin per semitone from A0 keeps the tests fast
 N_BINS = N_KEYS * BINS_PER_SEMITONE
 SPEC = {"family": "network", "epochs": 3, "patience": 10, "batch_segments": 4, "segment_frames": 64,
         "learning_rate": 3e-3, "channels": 4, "seed": 0, "device": "cpu"}
+#: every architecture, small (the Onsets-and-Frames heads with 16 LSTM units a direction);
+#: the recurrent ones take more, smaller steps to learn the same
+RECURRENT = {"hidden": 32, "batch_segments": 1}
+ARCHITECTURES = {"harmonic_net": SPEC, "onsets_frames": {**SPEC, **RECURRENT, "architecture": "onsets_frames"},
+                 "harmonic_attention": {**SPEC, **RECURRENT, "architecture": "harmonic_attention"}}
+#: epochs to overfit one piece
+OVERFIT_EPOCHS = {"harmonic_net": 20, "onsets_frames": 60, "harmonic_attention": 60}
 EVALUATION = {"onset_tolerance": 0.05, "offset_ratio": 0.2}
 QUIET = lambda message: None  # noqa: E731
 
@@ -111,27 +118,36 @@ def test_chunked_inference_equals_one_pass():
     torch.testing.assert_close(chunked[1], whole[1][0], rtol=1e-5, atol=1e-5)
 
 
-def test_loss_falls_over_epochs(cache, tmp_path):
-    losses = train(cache, tmp_path / "run", {**SPEC, "epochs": 4})
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+def test_loss_falls_over_epochs(cache, tmp_path, architecture):
+    epochs = 4 if architecture == "harmonic_net" else 8
+    losses = train(cache, tmp_path / "run", {**ARCHITECTURES[architecture], "epochs": epochs})
     train_curve = losses[losses["split"] == "train"]["loss"].to_numpy()
     validation_curve = losses[losses["split"] == "validation"]["loss"].to_numpy()
-    assert len(train_curve) == len(validation_curve) == 4
+    assert len(train_curve) == len(validation_curve) == epochs
     assert train_curve[-1] < 0.7 * train_curve[0]
-    assert validation_curve[-1] < validation_curve[0]
+    # three 4-s training pieces: the recurrent networks overfit after a few epochs, and
+    # early stopping keeps their best validation epoch
+    assert validation_curve.min() < validation_curve[0]
+    if architecture == "harmonic_net":
+        assert validation_curve[-1] < validation_curve[0]
+    assert (losses.loc[losses["split"] == "validation", "frames_per_second"] > 0).all()
     info = read_json(tmp_path / "run" / "train.json")
-    assert info["epochs"] == 4 and info["device"] == "cpu" and info["n_parameters"] > 1000
+    assert info["epochs"] == epochs and info["device"] == "cpu" and info["n_parameters"] > 1000
     assert info["train_seconds"] > 0 and info["train_cpu_seconds"] > 0
     assert not (tmp_path / "run" / "checkpoints" / "last.pt").exists()  # removed once outputs are written
 
 
-def test_overfits_one_piece_and_decodes_like_the_low_rank_models(tmp_path):
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+def test_overfits_one_piece_and_decodes_like_the_low_rank_models(tmp_path, architecture):
     # One piece (seed 7) in every split, four copies in train so an epoch is four steps:
     # a network that can learn must reproduce it.
     copies = [(f"piece_{i}", "train", 7) for i in range(4)]
     index = write_cache(tmp_path, copies + [("piece_v", "validation", 7), ("piece_t", "test", 7)])
     out = tmp_path / "run"
-    train(index, out, {**SPEC, "epochs": 20, "patience": 20, "learning_rate": 1e-2, "segment_frames": 172,
-                       "batch_segments": 1})
+    epochs = OVERFIT_EPOCHS[architecture]
+    train(index, out, {**ARCHITECTURES[architecture], "epochs": epochs, "patience": epochs, "learning_rate": 1e-2,
+                       "segment_frames": 172, "batch_segments": 1})
     stages.activations(out / "model.npz", index, out / "activations.npz", out / "activations.json", log=QUIET)
     arrays = np.load(out / "activations.npz")
     assert sorted(arrays.files) == ["test__piece_t", "validation__piece_v"]
@@ -152,8 +168,9 @@ class Interrupted(Exception):
     pass
 
 
-def test_resuming_from_a_checkpoint_reproduces_the_uninterrupted_run(cache, tmp_path):
-    spec = {**SPEC, "epochs": 3}
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+def test_resuming_from_a_checkpoint_reproduces_the_uninterrupted_run(cache, tmp_path, architecture):
+    spec = {**ARCHITECTURES[architecture], "epochs": 3}
     uninterrupted = train(cache, tmp_path / "a", spec)
 
     def crash_after_epoch_2(message):
@@ -173,15 +190,17 @@ def test_resuming_from_a_checkpoint_reproduces_the_uninterrupted_run(cache, tmp_
         assert weights and sorted(a.files) == sorted(b.files) and all(np.array_equal(a[k], b[k]) for k in weights)
 
 
-def test_a_checkpoint_of_another_spec_is_refused(cache, tmp_path):
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+def test_a_checkpoint_of_another_spec_is_refused(cache, tmp_path, architecture):
     def crash(message):
         if message.startswith("epoch 1:"):
             raise Interrupted
 
+    spec = ARCHITECTURES[architecture]
     with pytest.raises(Interrupted):
-        train(cache, tmp_path / "run", {**SPEC, "learning_rate": 1e-2}, log=crash)
+        train(cache, tmp_path / "run", {**spec, "learning_rate": 1e-2}, log=crash)
     with pytest.raises(LowrankAmtError, match="checkpoints/last.pt belongs to another model spec"):
-        train(cache, tmp_path / "run", {**SPEC, "epochs": 1})
+        train(cache, tmp_path / "run", {**spec, "epochs": 1})
     assert (tmp_path / "run" / "checkpoints" / "last.pt").exists()  # kept: the user decides
 
 
@@ -197,3 +216,33 @@ def test_train_hours_takes_the_first_training_tracks(cache, tmp_path):
     info = read_json(tmp_path / "train.json")
     assert info["n_training_frames"] == pd.read_csv(cache)["n_frames"].iloc[0]
     assert info["train_hours"] == first_track_hours
+
+
+def test_the_onsets_and_frames_network_has_its_two_sizes_and_an_offset_head():
+    from lowrank_amt.families.network import network_of
+    config = {"n_bins": 264, "bins_per_semitone": 3, "fmin_midi": 21}
+    small = network_of({**config, "architecture": "onsets_frames", "channels": 8, "hidden": 96})
+    large = network_of({**config, "architecture": "onsets_frames", "channels": 32, "hidden": 384})
+    assert 0.25e6 < n_parameters(small) < 0.35e6 and 3e6 < n_parameters(large) < 3.6e6
+    note, onset, offset = small(torch.rand(2, 264, 40))
+    assert note.shape == onset.shape == offset.shape == (2, 88, 40)
+    attention = network_of({**config, "architecture": "harmonic_attention", "channels": 8, "hidden": 96})
+    assert 0.25e6 < n_parameters(attention) < 0.35e6
+
+
+def test_harmonic_attention_looks_along_the_harmonic_series():
+    from lowrank_amt.deep.onsets_frames import HarmonicAttention
+    torch.manual_seed(0)
+    block = HarmonicAttention(4, [0, 12, 19]).eval()
+    with torch.no_grad():
+        for layer in (block.query, block.key):
+            layer.weight.zero_()
+            layer.bias.zero_()
+        block.harmonic_bias.copy_(torch.tensor([-30.0, 30.0, -30.0]))  # attend to the octave only
+    x = torch.rand(1, 4, 88, 3)
+    with torch.no_grad():
+        y, values = block(x), block.out(block.value(x))  # out is linear in eval mode
+    # each semitone takes its octave's value, and nothing of its own or its twelfth's
+    torch.testing.assert_close(y[0, :, 48], torch.relu(x[0, :, 48] + values[0, :, 60]), rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(y[0, :, 80], torch.relu(x[0, :, 80] + block.out(torch.zeros_like(x))[0, :, 80]),
+                               rtol=1e-4, atol=1e-4)  # above the top octave: zeros attended
