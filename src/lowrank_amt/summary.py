@@ -146,7 +146,7 @@ def summary_markdown(summary: pd.DataFrame) -> str:
     oracle = "oracle_note_onset_f_mean" in summary
     header = ["rank", "model", "family", "dataset", "test set", "train h", "note F (onset)", "note F (onset+offset)",
               "frame F", "note F pooled", "interpretability", "train time (s)", "s per audio min",
-              "peak memory (MB)", "parameters"] + (["oracle-threshold note F (not tuned)"] if oracle else [])
+              "peak memory (MB)", "parameters", "device"] + (["oracle-threshold note F (not tuned)"] if oracle else [])
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in summary.to_dict("records"):
         memory = pd.Series([r.get("train_peak_memory_mb"), r.get("activations_peak_memory_mb")], dtype=float).max()
@@ -157,7 +157,7 @@ def summary_markdown(summary: pd.DataFrame) -> str:
                  f"{r['frame_f_mean']:.3f} ({r['frame_f_std']:.3f})",
                  _fmt(r.get("note_onset_f_pooled"), ".3f"), _fmt(r.get("interpretability"), ".2f"),
                  _fmt(r["train_seconds"], ".1f"), _fmt(r["seconds_per_audio_minute"], ".2f"),
-                 _fmt(memory, ".0f"), _fmt(r.get("n_parameters"), ".0f")]
+                 _fmt(memory, ".0f"), _fmt(r.get("n_parameters"), ".0f"), str(r.get("device") or "–")]
         if oracle:
             cells.append(_fmt(r.get("oracle_note_onset_f_mean"), ".3f"))
         lines.append("| " + " | ".join(cells) + " |")

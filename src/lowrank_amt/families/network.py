@@ -28,6 +28,7 @@ from ..deep.onsets_frames import OnsetsAndFrames
 from ..errors import LowrankAmtError
 from ..features import cache_params, load_track, read_index
 from ..loader import FrameBatches
+from ..validation import has_references, validation_note_f
 from .base import Family, Trained
 
 WEIGHTS = "weights/"
@@ -81,11 +82,14 @@ class NetworkLearner:
     """A torch model that maps features to (note, onset) logits, its optimizer and its
     data: the learner of ``epochs.fit_epochs``. ``loss(model, features, roll)``: the
     training loss of a batch (``segment_loss`` unless given); the validation loss is
-    always ``validation_loss``."""
+    always ``validation_loss``; ``score(model)``, when given, the validation note F logged
+    beside it; the learning rate is multiplied by ``lr_decay`` after every epoch."""
 
-    def __init__(self, model, optimizer, batches, validation: pd.DataFrame, device, loss=segment_loss):
+    def __init__(self, model, optimizer, batches, validation: pd.DataFrame, device, loss=segment_loss,
+                 score=None, lr_decay: float = 1.0):
         self.model, self.optimizer, self.batches = model, optimizer, batches
-        self.validation, self.device, self.loss = validation, device, loss
+        self.validation, self.device, self.loss, self.score = validation, device, loss, score
+        self.schedule = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=lr_decay)
 
     @property
     def learning_rate(self) -> float:
@@ -111,22 +115,42 @@ class NetworkLearner:
         return loss_sum / max(1, n_segments)
 
     def end_epoch(self) -> None:
-        pass
+        self.schedule.step()
 
     def validate(self, epoch: int) -> dict:
-        """The validation loss, and the training speed of the epoch (frames per second)."""
-        return {"loss": validation_loss(self.model, self.validation, self.device),
-                "frames_per_second": self.frames_per_second}
+        """The validation loss, the validation note F (with ``score``) and the training
+        speed of the epoch (frames per second)."""
+        scores = {"loss": validation_loss(self.model, self.validation, self.device)}
+        if self.score is not None:
+            scores["validation_note_f"] = self.score(self.model)
+        return {**scores, "frames_per_second": self.frames_per_second}
 
     def snapshot(self) -> dict:
         return {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
 
     def state_dict(self) -> dict:
-        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "schedule": self.schedule.state_dict()}
 
     def load_state_dict(self, state) -> None:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
+        if "schedule" in state:  # checkpoints written before the schedule had none
+            self.schedule.load_state_dict(state["schedule"])
+
+
+def note_f_scorer(index_path, transcribe_with, log=print):
+    """model -> the validation note F of ``transcribe_with(model)`` (a function from a
+    track's features to its 88 x frames outputs), in eval mode; None where the
+    validation tracks have no MIDI (a hand-made cache)."""
+    if not has_references(index_path, "validation"):
+        log("validation note F not logged: the validation tracks have no MIDI references")
+        return None
+
+    def score(model) -> float:
+        model.eval()
+        return validation_note_f(transcribe_with(model), index_path)
+    return score
 
 
 class Network(Family):
@@ -134,8 +158,8 @@ class Network(Family):
     description = "a trainable network on the CQT: HarmonicNet, Onsets and Frames, harmonic attention"
     schema_definition = "model_network"
     defaults = {"architecture": "harmonic_net", "epochs": 30, "patience": 5, "batch_segments": 8,
-                "segment_frames": 128, "learning_rate": 1e-3, "channels": 16, "hidden": 96, "seed": 0,
-                "device": "auto", "teacher": None}
+                "segment_frames": 128, "learning_rate": 1e-3, "lr_decay": 1.0, "channels": 16, "hidden": 96,
+                "seed": 0, "device": "auto", "teacher": None}
     choices = {"architecture": ("harmonic_net", "onsets_frames", "harmonic_attention"),
                "device": ("auto", "cpu", "cuda")}
 
@@ -145,6 +169,8 @@ class Network(Family):
                 return True, f"model key '{key}' must be at least 1, got {spec[key]}"
         if not spec["learning_rate"] > 0:
             return True, f"model key 'learning_rate' must be positive, got {spec['learning_rate']}"
+        if not 0 < spec["lr_decay"] <= 1:
+            return True, f"model key 'lr_decay' must be in (0, 1], got {spec['lr_decay']}"
         return False, ""
 
     def fit(self, spec, run, log=print):
@@ -157,8 +183,9 @@ class Network(Family):
                                train_hours=run.train_hours)
         torch.manual_seed(spec["seed"])
         model = build_model(params, spec).to(run.device)
+        score = note_f_scorer(run.index_path, lambda model: lambda f: posteriorgram(model, f, run.device), log)
         learner = NetworkLearner(model, torch.optim.Adam(model.parameters(), lr=spec["learning_rate"]), batches,
-                                 validation, run.device)
+                                 validation, run.device, score=score, lr_decay=spec["lr_decay"])
         log(f"network: {n_parameters(model)} parameters, {batches.n_frames} training frames, on {run.device}")
         state = fit_epochs(learner, epochs=spec["epochs"], patience=spec["patience"],
                            checkpoint_path=run.checkpoint_path, device=run.device, log=log,
@@ -181,4 +208,9 @@ class Network(Family):
 
     def transcriber(self, arrays, spec, device):
         model = self.load_network(arrays, device)
-        return lambda features: {"note": torch.sigmoid(track_logits(model, features, device)[0]).numpy()}
+        return lambda features: {"note": posteriorgram(model, features, device)}
+
+
+def posteriorgram(model, features, device) -> np.ndarray:
+    """The note posteriorgram (88 x frames) of a track; the model in eval mode."""
+    return torch.sigmoid(track_logits(model, features, device)[0]).numpy()

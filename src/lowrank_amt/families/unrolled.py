@@ -31,7 +31,7 @@ from ..factorization.unrolled import UnrolledMU
 from ..features import read_index
 from ..loader import FrameBatches
 from .base import Family, Trained
-from .network import WEIGHTS, NetworkLearner
+from .network import WEIGHTS, NetworkLearner, note_f_scorer
 
 #: what the model learns beyond W (saved as weights/<name>)
 LEARNED = ("log_scale", "log_exponent", "note_gain", "note_bias", "onset_rise", "onset_level", "onset_bias")
@@ -85,8 +85,9 @@ class Unrolled(Family):
         def loss(model, features, roll):
             note, onset, reconstruction = model.outputs(features)
             return transcription_loss(note, onset, roll, True) + spec["reconstruction_weight"] * reconstruction
+        score = note_f_scorer(run.index_path, lambda model: lambda f: key_activations(model, f, run.device), log)
         learner = NetworkLearner(model, torch.optim.Adam(model.parameters(), lr=spec["learning_rate"]), batches,
-                                 validation, run.device, loss=loss)
+                                 validation, run.device, loss=loss, score=score)
         log(f"unrolled {base.name}: {spec['layers']} layers, {n_parameters(model)} learned parameters, "
             f"{batches.n_frames} training frames, on {run.device}")
         state = fit_epochs(learner, epochs=spec["epochs"], patience=spec["patience"],
@@ -128,8 +129,7 @@ class Unrolled(Family):
 
         @torch.no_grad()
         def transcribe(features) -> dict:
-            V = torch.from_numpy(np.array(features, dtype=np.float32)).to(device)[None]
-            H = model.key_activations(model.activations(V))
+            H = key_activations(model, features, device, as_tensor=True)
             return {"note": H[0].cpu().numpy(), "onset": torch.sigmoid(model.heads_of_keys(H)[1])[0].cpu().numpy()}
         return transcribe
 
@@ -150,3 +150,12 @@ class Unrolled(Family):
         """The base family's adaptation of the dictionary; the learned layers are kept."""
         base, base_spec = self.base(spec)
         return {**arrays, **base.adapt(arrays, base_spec, features, roll, device, iterations)}
+
+
+@torch.no_grad()
+def key_activations(model: UnrolledMU, features, device, as_tensor: bool = False):
+    """A track's key activations through the learned layers: 88 x frames (numpy), or
+    (1, 88, frames) on the device with ``as_tensor``."""
+    V = torch.from_numpy(np.array(features, dtype=np.float32)).to(device)[None]
+    H = model.key_activations(model.activations(V))
+    return H if as_tensor else H[0].cpu().numpy()
