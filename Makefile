@@ -23,7 +23,7 @@ export PATH := $(BIN):$(PATH)
 
 help:
 	@echo "make study   set up, run the default study (config/config.yaml), build $(REPORT)"
-	@echo "make learning   the learning study (config/learning.yaml, ~30 min): hybrids and teacher at 0.1-1 h"
+	@echo "make learning   the learning study (config/learning.yaml, ~1 h): hybrids, teacher, networks at 0.1-1 h"
 	@echo "make readme-figures   copy the default study's figures into docs/figures/ (for the README)"
 	@echo "make test    set up, run the test suite"
 	@echo "make slurm-profile   link profiles/slurm so that 'snakemake --profile slurm' works"
@@ -82,7 +82,7 @@ study: setup
 	@echo "study done: results in results/default/, report in $(REPORT)"
 
 # The learning study (config/learning.yaml): 0.1, 0.3 and 1 h of training audio, the
-# hybrid models and the teacher; about 30 minutes on 2 cores, not run by CI.
+# hybrid models, the teacher and the networks; about an hour on 2 cores, not run by CI.
 learning: setup
 	$(BIN)/snakemake --configfile config/learning.yaml --cores $(CORES)
 	$(BIN)/snakemake --configfile config/learning.yaml --report results/learning-report.html
