@@ -35,3 +35,14 @@ def validation_note_f(transcribe, index_path) -> float:
 def has_references(index_path, split) -> bool:
     rows = read_index(index_path, split)
     return "midi_path" in rows and rows["midi_path"].notna().all() and not rows.empty
+
+
+def note_f_scorer(index_path, transcriber_of, log=print):
+    """A function from what training holds (a dictionary, a network) to the validation
+    note F of its transcription, ``transcriber_of(it)`` being that transcription (features
+    -> 88 x frames); None where the validation tracks have no MIDI (a hand-made cache of
+    the benchmarks or tests)."""
+    if not has_references(index_path, "validation"):
+        log("validation note F not logged: the validation tracks have no MIDI references")
+        return None
+    return lambda model: validation_note_f(transcriber_of(model), index_path)

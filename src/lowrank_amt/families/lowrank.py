@@ -34,7 +34,7 @@ from ..factorization.training import DictionaryLearner, GradientStep, OnlineMU, 
 from ..factorization.activations import template_keys, track_activations
 from ..features import bin_frequencies, cache_params, load_track, read_index
 from ..loader import FrameBatches, select_training_tracks
-from ..validation import has_references, validation_note_f
+from ..validation import note_f_scorer
 from .base import Family, Trained
 
 # learning_rate: Adam's steps on log W are relative (at most about lr per step); at 0.1,
@@ -230,16 +230,12 @@ class LowRankFamily(Family):
         dropped); None when the spec or the data ask for no score."""
         if validation_batches is None or not spec["validation_note_f_every"]:
             return None
-        if not has_references(run.index_path, "validation"):  # a hand-made cache (benchmarks, tests)
-            log("validation note F not logged: the validation tracks have no MIDI references")
-            return None
 
-        def score(W) -> float:
+        def transcriber_of(W):
             W = W.cpu().numpy()
             W, keys = normalized_templates(W, self.assign_template_keys(spec, W, run.index_path))
-            return validation_note_f(lambda features: track_activations(self, features, W, keys, spec, run.device),
-                                     run.index_path)
-        return score
+            return lambda features: track_activations(self, features, W, keys, spec, run.device)
+        return note_f_scorer(run.index_path, transcriber_of, log)
 
     def assign_template_keys(self, spec, W: np.ndarray, index_path) -> np.ndarray:
         """Key (0..87, -1 for none) of each template: identity for 88 per-key templates,

@@ -28,7 +28,7 @@ from ..deep.onsets_frames import OnsetsAndFrames
 from ..errors import LowrankAmtError
 from ..features import cache_params, load_track, read_index
 from ..loader import FrameBatches
-from ..validation import has_references, validation_note_f
+from ..validation import note_f_scorer
 from .base import Family, Trained
 
 WEIGHTS = "weights/"
@@ -139,20 +139,6 @@ class NetworkLearner:
             self.schedule.load_state_dict(state["schedule"])
 
 
-def note_f_scorer(index_path, transcribe_with, log=print):
-    """model -> the validation note F of ``transcribe_with(model)`` (a function from a
-    track's features to its 88 x frames outputs), in eval mode; None where the
-    validation tracks have no MIDI (a hand-made cache)."""
-    if not has_references(index_path, "validation"):
-        log("validation note F not logged: the validation tracks have no MIDI references")
-        return None
-
-    def score(model) -> float:
-        model.eval()
-        return validation_note_f(transcribe_with(model), index_path)
-    return score
-
-
 class Network(Family):
     name = "network"
     description = "a trainable network on the CQT: HarmonicNet, Onsets and Frames, harmonic attention"
@@ -183,7 +169,8 @@ class Network(Family):
                                train_hours=run.train_hours)
         torch.manual_seed(spec["seed"])
         model = build_model(params, spec).to(run.device)
-        score = note_f_scorer(run.index_path, lambda model: lambda f: posteriorgram(model, f, run.device), log)
+        # eval mode: batch-norm running statistics, no dropout
+        score = note_f_scorer(run.index_path, lambda model: lambda f: posteriorgram(model.eval(), f, run.device), log)
         learner = NetworkLearner(model, torch.optim.Adam(model.parameters(), lr=spec["learning_rate"]), batches,
                                  validation, run.device, score=score, lr_decay=spec["lr_decay"])
         log(f"network: {n_parameters(model)} parameters, {batches.n_frames} training frames, on {run.device}")

@@ -31,7 +31,8 @@ from ..factorization.unrolled import UnrolledMU
 from ..features import read_index
 from ..loader import FrameBatches
 from .base import Family, Trained
-from .network import WEIGHTS, NetworkLearner, note_f_scorer
+from ..validation import note_f_scorer
+from .network import WEIGHTS, NetworkLearner
 
 #: what the model learns beyond W (saved as weights/<name>)
 LEARNED = ("log_scale", "log_exponent", "note_gain", "note_bias", "onset_rise", "onset_level", "onset_bias")
@@ -85,7 +86,9 @@ class Unrolled(Family):
         def loss(model, features, roll):
             note, onset, reconstruction = model.outputs(features)
             return transcription_loss(note, onset, roll, True) + spec["reconstruction_weight"] * reconstruction
-        score = note_f_scorer(run.index_path, lambda model: lambda f: key_activations(model, f, run.device), log)
+        def transcriber_of(model):
+            return lambda features: key_activations(model, features, run.device)[0].cpu().numpy()
+        score = note_f_scorer(run.index_path, transcriber_of, log)
         learner = NetworkLearner(model, torch.optim.Adam(model.parameters(), lr=spec["learning_rate"]), batches,
                                  validation, run.device, loss=loss, score=score)
         log(f"unrolled {base.name}: {spec['layers']} layers, {n_parameters(model)} learned parameters, "
@@ -129,7 +132,7 @@ class Unrolled(Family):
 
         @torch.no_grad()
         def transcribe(features) -> dict:
-            H = key_activations(model, features, device, as_tensor=True)
+            H = key_activations(model, features, device)
             return {"note": H[0].cpu().numpy(), "onset": torch.sigmoid(model.heads_of_keys(H)[1])[0].cpu().numpy()}
         return transcribe
 
@@ -153,9 +156,7 @@ class Unrolled(Family):
 
 
 @torch.no_grad()
-def key_activations(model: UnrolledMU, features, device, as_tensor: bool = False):
-    """A track's key activations through the learned layers: 88 x frames (numpy), or
-    (1, 88, frames) on the device with ``as_tensor``."""
+def key_activations(model: UnrolledMU, features, device) -> torch.Tensor:
+    """A track's key activations through the learned layers, (1, 88, frames) on ``device``."""
     V = torch.from_numpy(np.array(features, dtype=np.float32)).to(device)[None]
-    H = model.key_activations(model.activations(V))
-    return H if as_tensor else H[0].cpu().numpy()
+    return model.key_activations(model.activations(V))
