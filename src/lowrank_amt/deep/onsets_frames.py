@@ -37,7 +37,7 @@ from torch import nn
 
 from ..constants import MIDI_MAX, MIDI_MIN, N_KEYS
 from ..errors import LowrankAmtError
-from .network import LOG_FLOOR, PRIOR_PROBABILITY
+from .network import LOG_FLOOR, PRIOR_PROBABILITY, harmonic_shifts, harmonic_stack
 
 #: Harmonics a semitone attends to (their offsets rounded to semitones).
 ATTENDED_HARMONICS = (0.5, 1, 2, 3, 4, 5, 6, 7, 8)
@@ -79,22 +79,15 @@ class HarmonicAttention(nn.Module):
         self.harmonic_bias = nn.Parameter(torch.zeros(len(shifts)))
         self.out = nn.Sequential(nn.Conv2d(channels, channels, 1), nn.BatchNorm2d(channels))
 
+    def harmonics(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, F, T) -> (B, C, H, F, T): at each semitone, the values of its harmonics'."""
+        return harmonic_stack(x.flatten(0, 1), self.shifts).unflatten(0, x.shape[:2])
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        q, k, v = self.query(x), self.key(x), self.value(x)
-        keys = torch.stack([_shifted(k, s) for s in self.shifts], dim=2)      # (B, C, H, F, T)
-        values = torch.stack([_shifted(v, s) for s in self.shifts], dim=2)
+        q, keys, values = self.query(x), self.harmonics(self.key(x)), self.harmonics(self.value(x))
         scores = (q.unsqueeze(2) * keys).sum(1) * self.scale + self.harmonic_bias[:, None, None]
         weights = torch.softmax(scores, dim=1).unsqueeze(1)                   # (B, 1, H, F, T)
         return torch.relu(x + self.out((weights * values).sum(2)))
-
-
-def _shifted(x: torch.Tensor, shift: int) -> torch.Tensor:
-    """x along its frequency axis (2) moved so that index f holds f + shift, zeros outside."""
-    if shift == 0:
-        return x
-    pad = (0, 0, 0, shift) if shift > 0 else (0, 0, -shift, 0)
-    padded = nn.functional.pad(x, pad)
-    return padded[:, :, shift:] if shift > 0 else padded[:, :, : x.shape[2]]
 
 
 class HarmonicAttentionStack(nn.Module):
@@ -106,7 +99,7 @@ class HarmonicAttentionStack(nn.Module):
         self.convs = nn.Sequential(nn.BatchNorm2d(1), *_conv(1, channels), *_conv(channels, channels),
                                    nn.Conv2d(channels, channels, (2 * b + 1, 1), stride=(b, 1), padding=(b, 0)),
                                    nn.BatchNorm2d(channels), nn.ReLU())
-        shifts = [int(round(12 * math.log2(h))) for h in ATTENDED_HARMONICS]
+        shifts = harmonic_shifts(ATTENDED_HARMONICS, 1)  # in semitones
         self.blocks = nn.Sequential(*(HarmonicAttention(channels, shifts) for _ in range(HARMONIC_BLOCKS)))
         self.linear = nn.Sequential(nn.Linear(channels * (n_bins // b), hidden), nn.Dropout(0.5))
 
