@@ -49,12 +49,13 @@ def note_metrics(ref_intervals, ref_pitches, est_intervals, est_pitches,
             matches = len(mir_eval.transcription.match_notes(
                 ref_intervals, _hz(ref_pitches), est_intervals, _hz(est_pitches),
                 onset_tolerance=onset_tolerance, offset_ratio=ratio))
-        out.update(_prf(name, matches, n_ref, n_est))
+        out.update(precision_recall_f(name, matches, n_ref, n_est))
         out[f"{name}_matches"] = matches
     return out
 
 
-def _prf(name: str, matches: float, n_ref: float, n_est: float) -> dict:
+def precision_recall_f(name: str, matches: float, n_ref: float, n_est: float) -> dict:
+    """``<name>_p``, ``<name>_r`` and ``<name>_f`` from counts (0 where undefined)."""
     p = matches / n_est if n_est else 0.0
     r = matches / n_ref if n_ref else 0.0
     return {f"{name}_p": p, f"{name}_r": r, f"{name}_f": _f(p, r)}
@@ -102,8 +103,8 @@ def pooled_metrics(counts) -> dict:
     total = {name: float(np.sum(counts[name])) for name in COUNT_NAMES}
     out = {}
     for name in ("note_onset", "note_offset"):
-        out.update(_prf(name, total[f"{name}_matches"], total["n_ref_notes"], total["n_est_notes"]))
-    out.update(_prf("frame", total["frame_tp"], total["frame_n_ref"], total["frame_n_est"]))
+        out.update(precision_recall_f(name, total[f"{name}_matches"], total["n_ref_notes"], total["n_est_notes"]))
+    out.update(precision_recall_f("frame", total["frame_tp"], total["frame_n_ref"], total["frame_n_est"]))
     union = total["frame_n_ref"] + total["frame_n_est"] - total["frame_tp"]
     out["frame_accuracy"] = total["frame_tp"] / union if union else 0.0
     return out

@@ -30,6 +30,7 @@ from .errors import LowrankAmtError
 from .factorization.core import pick_device
 from .features import frame_targets, read_index
 from .io import atomic_path, write_json
+from .metrics import precision_recall_f
 from .models import load_model
 from .notes import write_midi_notes
 from .stages import check_features, model_inputs
@@ -87,17 +88,16 @@ def relative_paths(index: pd.DataFrame, folder: Path) -> pd.DataFrame:
 
 
 def _overlap(estimate: np.ndarray, reference: np.ndarray) -> np.ndarray:
-    """(true positives, estimated, reference) active frames of two rolls."""
+    """(true positives, reference, estimated) active frames of two rolls."""
     estimate, reference = estimate.astype(bool), np.asarray(reference).astype(bool)
-    return np.array([(estimate & reference).sum(), estimate.sum(), reference.sum()], dtype=float)
+    return np.array([(estimate & reference).sum(), reference.sum(), estimate.sum()], dtype=float)
 
 
 def _agreement(counts: np.ndarray) -> dict:
     """Frame precision, recall and F of the teacher's rolls against the MIDI's; empty
     when the training tracks have no MIDI rolls."""
-    true, estimated, reference = counts
-    if not reference:
+    if not counts[1]:
         return {}
-    precision, recall = true / max(estimated, 1), true / reference
-    return {"frame_precision_vs_midi": precision, "frame_recall_vs_midi": recall,
-            "frame_f_vs_midi": 2 * precision * recall / max(precision + recall, 1e-12)}
+    scores = precision_recall_f("frame", *counts)
+    return {"frame_precision_vs_midi": scores["frame_p"], "frame_recall_vs_midi": scores["frame_r"],
+            "frame_f_vs_midi": scores["frame_f"]}
