@@ -56,11 +56,12 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --no-deps "basic-pitch==$(BASIC_PITCH_VERSION)"
 	@touch $(STAMP)
 
-# fluidsynth renders the synthetic dataset; a General MIDI soundfont gives it a piano, and
-# TimGM6mb the default study's out-of-domain test set.
-DEBIAN_AUDIO := fluidsynth fluid-soundfont-gm timgm6mb-soundfont
+# fluidsynth renders the synthetic dataset; a General MIDI soundfont gives it a piano,
+# TimGM6mb the default study's out-of-domain test set, and FluidR3 Mono and csound's
+# sf_GMbank the pianos study's further training pianos.
+DEBIAN_AUDIO := fluidsynth fluid-soundfont-gm timgm6mb-soundfont fluidr3mono-gm-soundfont csound-soundfont
 system-deps:
-	@if command -v fluidsynth >/dev/null && ls /usr/share/sounds/sf2/FluidR3_GM.sf2 /usr/share/sounds/sf2/TimGM6mb.sf2 >/dev/null 2>&1; then \
+	@if command -v fluidsynth >/dev/null && ls /usr/share/sounds/sf2/FluidR3_GM.sf2 /usr/share/sounds/sf2/TimGM6mb.sf2 /usr/share/sounds/sf2/sf_GMbank.sf2 /usr/share/sounds/sf3/FluidR3Mono_GM.sf3 >/dev/null 2>&1; then \
 	  :; \
 	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
 	  echo "installing $(DEBIAN_AUDIO) from Debian's packages"; \
@@ -68,7 +69,7 @@ system-deps:
 	elif command -v apt-get >/dev/null && sudo -n true 2>/dev/null; then \
 	  sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(DEBIAN_AUDIO) >/dev/null; \
 	elif command -v fluidsynth >/dev/null && ls /usr/share/sounds/sf2/*.sf2 /usr/share/sounds/sf3/*.sf3 /usr/share/soundfonts/*.sf2 >/dev/null 2>&1; then \
-	  echo "note: no TimGM6mb soundfont (sudo apt-get install timgm6mb-soundfont): the default study's out-of-domain test set needs it"; \
+	  echo "note: some of Debian's soundfonts are missing (sudo apt-get install $(DEBIAN_AUDIO)): the default study's out-of-domain test set needs TimGM6mb, the pianos study FluidR3 Mono and sf_GMbank"; \
 	else \
 	  echo "lowrank-amt needs fluidsynth and a General MIDI soundfont, and cannot install them here (no root)."; \
 	  echo "  Debian/Ubuntu: sudo apt-get install $(DEBIAN_AUDIO)"; \

@@ -7,7 +7,8 @@ import soundfile
 
 from lowrank_amt.data.manifest import read_manifest
 from lowrank_amt.data.synth import (MAJOR, MINOR, compose_piece, find_soundfont, full_spec, isolated_notes,
-                                    n_train_pieces, plan_tracks, prepare, random_piece)
+                                    n_train_pieces, parse_timbre, plan_tracks, prepare, random_piece, render,
+                                    select_bank)
 from lowrank_amt.errors import LowrankAmtError
 
 SPEC = {"kind": "synthetic", "seed": 3, "n_train": 1, "n_validation": 1, "n_test": 1,
@@ -69,6 +70,54 @@ def test_missing_soundfont_is_named(tmp_path):
         prepare({**SPEC, "soundfont": str(tmp_path / "nowhere.sf2")},
                           tmp_path / "d" / "manifest.csv", 16000, log=lambda m: None)
     assert not (tmp_path / "d" / "manifest.csv").exists()
+
+
+def test_timbres_cycle_per_split_and_name_their_isolated_tracks():
+    spec = {**SPEC, "n_train": 3, "train_timbres": ["auto:0", "auto:8:0", "/x/other.sf3:1"],
+            "test_timbres": ["auto:2"]}
+    tracks = {t["track_id"]: t for t in plan_tracks(spec)}
+    assert [(tracks[f"train_0000{i}"]["bank"], tracks[f"train_0000{i}"]["program"]) for i in range(3)] == \
+        [(0, 0), (8, 0), (0, 1)]
+    assert tracks["test_00000"]["program"] == 2
+    assert {"isolated_p000_v090", "isolated_auto_b008_p000_v090", "isolated_other_b000_p001_v090"} <= set(tracks)
+    assert parse_timbre("a/b.sf2:127:3") == ("a/b.sf2", 127, 3)
+    for bad in ("FluidR3_GM.sf2", "x:200", "x:a:1"):
+        with pytest.raises(LowrankAmtError, match="timbre"):
+            parse_timbre(bad)
+
+
+def test_a_test_timbre_heard_in_training_is_refused_however_named():
+    font = str(find_soundfont())
+    with pytest.raises(LowrankAmtError, match="test timbres share"):
+        full_spec({**SPEC, "train_timbres": [f"{font}:0"], "test_timbres": ["auto:0"]})
+
+
+def test_musescore_soundfonts_are_refused(tmp_path):
+    reserved = tmp_path / "MuseScore_General.sf3"
+    reserved.write_bytes(b"RIFF")
+    with pytest.raises(LowrankAmtError, match="reserved for held-out evaluation"):
+        find_soundfont(str(reserved))
+    alias = tmp_path / "default.sf2"  # a neutral name pointing at one is refused too
+    alias.symlink_to(reserved)
+    with pytest.raises(LowrankAmtError, match="MuseScore"):
+        find_soundfont(str(alias))
+
+
+def test_bank_select_reaches_fluidsynth(tmp_path):
+    """A bank's preset sounds unlike bank 0's (FluidR3 GM's bank 8 program 4: Detuned EP 1,
+    not bank 0's Rhodes): the CC0 precedes the program change."""
+    midi = isolated_notes(90, 4)
+    midi.instruments[0].notes = midi.instruments[0].notes[:1]
+    audio = {}
+    for bank in (0, 8):
+        path = tmp_path / f"b{bank}.mid"
+        midi.write(str(path))
+        select_bank(path, bank)
+        render(path, tmp_path / f"b{bank}.wav", find_soundfont(), 16000)
+        audio[bank] = soundfile.read(str(tmp_path / f"b{bank}.wav"))[0]
+    assert np.abs(audio[0]).max() > 0.01 and np.abs(audio[8]).max() > 0.01
+    n = min(len(audio[0]), len(audio[8]))
+    assert np.abs(audio[0][:n] - audio[8][:n]).max() > 0.1 * np.abs(audio[0]).max()
 
 
 def test_manifest_with_missing_columns_is_refused(tmp_path):

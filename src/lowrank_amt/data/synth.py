@@ -7,9 +7,14 @@ or narrow voicings — with dynamics, humanised timing and, in some pieces, the 
 pedal (CC64). Isolated notes of all 88 keys at several velocities are rendered per
 training timbre, like MAPS ISOL, for supervised template learning.
 
-Timbres are General MIDI programs of a soundfont (0-7 are pianos). Training and
-validation pieces use ``train_programs``; test pieces use ``test_programs``, which must
-differ, so models are tested on a piano they never heard (as MAPS is used).
+A timbre is a preset of a soundfont: ``SOUNDFONT:PROGRAM`` or ``SOUNDFONT:BANK:PROGRAM``
+(General MIDI programs 0-7 are pianos), SOUNDFONT being a path, a file name in Debian's
+soundfont folders, or ``auto``. Training, validation and isolated-note tracks cycle
+through ``train_timbres``, test pieces through ``test_timbres``; by default these are
+``train_programs`` and ``test_programs`` of ``soundfont`` (and ``test_soundfont``). No
+test timbre may be a training one, so models are tested on a piano they never heard (as
+MAPS is used). The MuseScore General soundfonts are refused by name: they are kept for
+evaluation outside the project.
 
 Sizes nest: piece ``i`` of a split depends only on ``(seed, split, i)``, and the training
 split holds the first ``ceil(train_hours * 3600 / piece_seconds)`` pieces, so a larger
@@ -25,6 +30,7 @@ import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import mido
 import numpy as np
 import pretty_midi
 import soundfile
@@ -34,6 +40,10 @@ from ..errors import LowrankAmtError
 from ..io import atomic_path
 from .manifest import write_manifest
 
+#: Debian's soundfont folders: a timbre's soundfont may be named by its file name alone.
+SOUNDFONT_DIRS = ("/usr/share/sounds/sf2", "/usr/share/sounds/sf3", "/usr/share/soundfonts")
+#: Soundfonts never used here (held-out evaluation outside the project), by file name.
+RESERVED_SOUNDFONT = "musescore"
 #: Where Debian's packages put General MIDI soundfonts, best first.
 SOUNDFONT_CANDIDATES = (
     "/usr/share/sounds/sf2/FluidR3_GM.sf2",  # fluid-soundfont-gm
@@ -52,6 +62,7 @@ DEFAULTS = {
     "piece_seconds": 10.0, "max_polyphony": 8, "pitch_range": [MIDI_MIN, MIDI_MAX],
     "train_programs": [0, 3], "test_programs": [2], "soundfont": "auto", "test_soundfont": None,
     "pedal_probability": 0.4, "isolated_velocities": [80], "reverb": False, "noise_snr_db": None,
+    "train_timbres": None, "test_timbres": None,
 }
 
 MAJOR = (0, 2, 4, 5, 7, 9, 11)
@@ -73,11 +84,12 @@ def full_spec(spec: dict) -> dict:
                               f"[{MIDI_MIN}, {MIDI_MAX}] and span at least an octave")
     if not spec["train_programs"] or not spec["test_programs"]:
         raise LowrankAmtError("datasets.<name>.train_programs and test_programs need at least one program each")
-    same_font = spec["test_soundfont"] in (None, spec["soundfont"])
-    if same_font and set(spec["train_programs"]) & set(spec["test_programs"]):
+    train, test = ({(_font_key(f), b, p) for f, b, p in timbres(spec, split)} for split in ("train", "test"))
+    shared = train & test
+    if shared:
         raise LowrankAmtError(
-            f"datasets.<name>: test_programs {spec['test_programs']} share a timbre with train_programs "
-            f"{spec['train_programs']}; the test piano must be one no training track uses")
+            f"datasets.<name>: test timbres share {sorted(shared)[0]} with the training timbres; "
+            "the test piano must be one no training track uses (see test_programs / test_timbres)")
     if spec["max_polyphony"] < 1 or spec["piece_seconds"] <= 0:
         raise LowrankAmtError("datasets.<name>: max_polyphony must be >= 1 and piece_seconds > 0")
     return spec
@@ -90,16 +102,60 @@ def n_train_pieces(spec: dict) -> int:
     return math.ceil(spec["train_hours"] * 3600 / spec["piece_seconds"] - 1e-9)
 
 
+def parse_timbre(text: str) -> tuple[str, int, int]:
+    """``SOUNDFONT:PROGRAM`` or ``SOUNDFONT:BANK:PROGRAM`` -> (soundfont, bank, program)."""
+    parts = str(text).rsplit(":", 2)
+    if len(parts) == 2:
+        parts.insert(1, "0")
+    try:
+        font, bank, program = parts[0], int(parts[1]), int(parts[2])
+    except (ValueError, IndexError):
+        font = ""
+    if not font or not 0 <= bank <= 127 or not 0 <= program <= 127:
+        raise LowrankAmtError(f"datasets.<name>: timbre {text!r} must be SOUNDFONT:PROGRAM or "
+                              "SOUNDFONT:BANK:PROGRAM (bank and program 0-127)")
+    return font, bank, program
+
+
+def timbres(spec: dict, split: str) -> list[tuple[str, int, int]]:
+    """The (soundfont, bank, program) timbres of ``split`` ('train' or 'test'): the
+    ``<split>_timbres`` key, else its programs of ``soundfont`` (``test_soundfont``)."""
+    if spec[f"{split}_timbres"] is not None:
+        return [parse_timbre(t) for t in spec[f"{split}_timbres"]]
+    font = spec["test_soundfont"] or spec["soundfont"] if split == "test" else spec["soundfont"]
+    return [(font, 0, program) for program in spec[f"{split}_programs"]]
+
+
+def _font_key(setting: str) -> str:
+    """A soundfont setting as the file it names, where it exists (so that ``auto``, a
+    file name and a path to one soundfont compare equal)."""
+    try:
+        return str(find_soundfont(setting).resolve())
+    except LowrankAmtError:
+        return setting
+
+
+def _refuse_reserved(path: Path) -> Path:
+    if any(RESERVED_SOUNDFONT in str(p).lower() for p in (path, path.resolve())):
+        raise LowrankAmtError(f"soundfont {path} is a MuseScore General soundfont, reserved for held-out "
+                              "evaluation outside the project; use another (FluidR3, TimGM6mb, sf_GMbank, ...)")
+    return path
+
+
 def find_soundfont(setting: str = "auto") -> Path:
-    """Resolve the ``soundfont`` config value to an existing file, or explain what to do."""
+    """Resolve a soundfont setting (a path, a file name in ``SOUNDFONT_DIRS``, or
+    ``auto``) to an existing file, or explain what to do."""
     if setting != "auto":
         path = Path(setting)
+        if not path.is_file() and path.name == setting:
+            path = next((Path(d) / setting for d in SOUNDFONT_DIRS if (Path(d) / setting).is_file()), path)
         if not path.is_file():
-            raise LowrankAmtError(f"soundfont {path} does not exist; fix 'datasets.<name>.soundfont' or {INSTALL_HINT}")
-        return path
+            raise LowrankAmtError(f"soundfont {setting} does not exist; fix the dataset's soundfont or timbres, "
+                                  f"or {INSTALL_HINT}")
+        return _refuse_reserved(path)
     for candidate in SOUNDFONT_CANDIDATES:
         if Path(candidate).is_file():
-            return Path(candidate)
+            return _refuse_reserved(Path(candidate))
     raise LowrankAmtError(
         f"no General MIDI soundfont found (looked in {', '.join(SOUNDFONT_CANDIDATES)}); "
         f"{INSTALL_HINT}, or set 'datasets.<name>.soundfont' to an .sf2 file"
@@ -367,6 +423,20 @@ def isolated_notes(velocity: int, program: int = 0) -> pretty_midi.PrettyMIDI:
 
 # --- rendering ---------------------------------------------------------------------
 
+def select_bank(midi_path: Path, bank: int) -> None:
+    """Put a bank select (CC0) before each program change of a MIDI file: pretty_midi
+    writes a tick's program change first, and a later CC0 would not change its preset."""
+    midi = mido.MidiFile(str(midi_path))
+    for track in midi.tracks:
+        for i, message in enumerate(track):
+            if message.type == "program_change":
+                track.insert(i, mido.Message("control_change", channel=message.channel, control=0, value=bank,
+                                             time=message.time))
+                message.time = 0
+                break
+    midi.save(str(midi_path))
+
+
 def render(midi_path: Path, wav_path: Path, soundfont: Path, sample_rate: int,
            reverb: bool = False, noise_snr_db: float | None = None, noise_seed=0) -> float:
     """Render a MIDI file with fluidsynth to a mono 16-bit WAV; return its duration (s).
@@ -400,12 +470,12 @@ def plan_tracks(spec: dict) -> list[dict]:
     making its MIDI. Cheap: no MIDI is composed until ``make`` is called."""
     spec = full_spec(spec)
     tracks = []
-    splits = (("train", n_train_pieces(spec), spec["train_programs"], spec["soundfont"]),
-              ("validation", spec["n_validation"], spec["train_programs"], spec["soundfont"]),
-              ("test", spec["n_test"], spec["test_programs"], spec["test_soundfont"] or spec["soundfont"]))
-    for split_index, (split, count, programs, font) in enumerate(splits):
+    train, test = timbres(spec, "train"), timbres(spec, "test")
+    splits = (("train", n_train_pieces(spec), train), ("validation", spec["n_validation"], train),
+              ("test", spec["n_test"], test))
+    for split_index, (split, count, split_timbres) in enumerate(splits):
         for i in range(count):
-            program = programs[i % len(programs)]
+            font, bank, program = split_timbres[i % len(split_timbres)]
             seed = [spec["seed"], split_index, i]
 
             def make(seed=seed, program=program):
@@ -413,12 +483,15 @@ def plan_tracks(spec: dict) -> list[dict]:
                 pedal = bool(rng.random() < spec["pedal_probability"])
                 return compose_piece(rng, spec["piece_seconds"], spec["max_polyphony"],
                                      tuple(spec["pitch_range"]), program, pedal)
-            tracks.append({"track_id": f"{split}_{i:05d}", "split": split, "program": program,
+            tracks.append({"track_id": f"{split}_{i:05d}", "split": split, "program": program, "bank": bank,
                            "soundfont": font, "seed": seed, "make": make})
-    for program in spec["train_programs"]:
+    for font, bank, program in train:
+        # the default timbres keep their short names (and so their cached files)
+        tag = f"p{program:03d}" if (font, bank) == (spec["soundfont"], 0) else \
+            f"{Path(font).stem}_b{bank:03d}_p{program:03d}"
         for velocity in spec["isolated_velocities"]:
-            tracks.append({"track_id": f"isolated_p{program:03d}_v{velocity:03d}", "split": "isolated",
-                           "program": program, "soundfont": spec["soundfont"], "seed": [spec["seed"], 3, program, velocity],
+            tracks.append({"track_id": f"isolated_{tag}_v{velocity:03d}", "split": "isolated", "program": program,
+                           "bank": bank, "soundfont": font, "seed": [spec["seed"], 3, program, velocity],
                            "make": lambda v=velocity, p=program: isolated_notes(v, p)})
     return tracks
 
@@ -430,8 +503,8 @@ def prepare(spec: dict, manifest_path: str | Path, sample_rate: int,
     fluidsynth process at a time), and write the manifest last."""
     full = full_spec(spec)
     out_dir = Path(manifest_path).parent
-    fonts = {s: find_soundfont(s) for s in {full["soundfont"], full["test_soundfont"] or full["soundfont"]}}
     tracks = plan_tracks(full)
+    fonts = {s: find_soundfont(s) for s in {track["soundfont"] for track in tracks}}
     (out_dir / "midi").mkdir(parents=True, exist_ok=True)
     (out_dir / "audio").mkdir(parents=True, exist_ok=True)
 
@@ -441,11 +514,13 @@ def prepare(spec: dict, manifest_path: str | Path, sample_rate: int,
         wav_path = out_dir / "audio" / f"{track_id}.wav"
         with atomic_path(midi_path) as tmp:
             track["make"]().write(str(tmp))
+            if track["bank"]:
+                select_bank(tmp, track["bank"])
         noise_seed = [*track["seed"], 7]
         duration = render(midi_path, wav_path, soundfont, sample_rate, full["reverb"], full["noise_snr_db"], noise_seed)
         return {"track_id": track_id, "split": track["split"], "audio_path": f"audio/{track_id}.wav",
                 "midi_path": f"midi/{track_id}.mid", "duration": round(duration, 4),
-                "instrument": f"gm{track['program']}:{soundfont.stem}"}
+                "instrument": f"gm{track['program']}:{soundfont.stem}" + (f":b{track['bank']}" if track["bank"] else "")}
 
     log(f"rendering {len(tracks)} tracks ({n_train_pieces(full)} training pieces of "
         f"{full['piece_seconds']} s) with {', '.join(map(str, fonts.values()))} on {jobs} thread(s)")
