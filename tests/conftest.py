@@ -61,20 +61,25 @@ def random_notes(rng, seconds, n):
     return intervals, rng.integers(40, 90, n)
 
 
-def write_track(folder, track_id, split, W, intervals, pitches, seconds, rng):
+def write_track(folder, track_id, split, W, intervals, pitches, seconds, rng, attack=None):
+    """One track's features: each note its key's template in W times a decay, plus, with
+    ``attack`` (bins x 88), its key's attack spectrum in the note's first two frames."""
     n_frames = int(seconds * FRAME_RATE)
-    roll = frame_targets(intervals, pitches, n_frames, FRAME_RATE)["roll"]
+    targets = frame_targets(intervals, pitches, n_frames, FRAME_RATE)
     decay = np.exp(-np.arange(n_frames) / 40.0)
     gains = np.zeros((N_KEYS, n_frames))
     for (start, end), pitch in zip(intervals, pitches):
         a, b = int(np.ceil(start * FRAME_RATE)), int(np.ceil(end * FRAME_RATE))
         gains[pitch - MIDI_MIN, a:b] += decay[: b - a]
     V = W @ gains + 1e-3 * rng.random((N_BINS, n_frames))
+    if attack is not None:
+        V += attack @ np.minimum(targets["onsets"] + np.roll(targets["onsets"], 1, axis=1), 1)
     np.save(folder / f"{track_id}.npy", V.astype(np.float32))
-    np.save(folder / f"{track_id}.roll.npy", roll.astype(np.uint8))
+    for name in ("roll", "onsets"):
+        np.save(folder / f"{track_id}.{name}.npy", targets[name].astype(np.uint8))
     write_midi_notes(folder / f"{track_id}.mid", intervals, pitches)
     return {"track_id": track_id, "split": split, "features_path": f"{track_id}.npy",
-            "roll_path": f"{track_id}.roll.npy", "midi_path": str(folder / f"{track_id}.mid"),
+            "roll_path": f"{track_id}.roll.npy", "onsets_path": f"{track_id}.onsets.npy", "midi_path": str(folder / f"{track_id}.mid"),
             "n_frames": n_frames, "frame_rate": FRAME_RATE, "duration": seconds}
 
 
@@ -100,6 +105,13 @@ def build_cache(folder, splits, notes_per_track, key_spacing, key_hold):
 def cache_builder():
     """``build_cache(folder, splits, notes_per_track, key_spacing, key_hold)``: see above."""
     return build_cache
+
+
+@pytest.fixture(scope="session")
+def track_writer():
+    """``write_track(folder, track_id, split, W, intervals, pitches, seconds, rng,
+    attack=None)`` -> the track's index row: see above."""
+    return write_track
 
 
 @pytest.fixture(scope="session")

@@ -59,7 +59,7 @@ def test_early_stopping_keeps_the_best_dictionary(planted, array_batches):
     validation = [row["loss"] for row in history if row["split"] == "validation"]
     assert len(validation) < 30
     assert min(validation) < validation[-1]
-    returned = mean_loss(nmf, array_batches(V, 600), W, beta=1.0, n_iter=5, l1=0.0, masked=False,
+    returned = mean_loss(nmf, array_batches(V, 600), W, beta=1.0, n_iter=5, l1=0.0,
                          device="cpu", seed=0, options=None)
     assert returned == pytest.approx(min(validation), rel=1e-6)
 

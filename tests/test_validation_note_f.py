@@ -45,7 +45,7 @@ def independent_note_f(folder, model_path, spec):
     for threshold in VALIDATION_THRESHOLDS:
         scores = []
         for row in index.itertuples():
-            H = track_activations(family, load_track(row)[0], model["W"], model["template_keys"], spec, torch.device("cpu"))
+            H = track_activations(family, load_track(row)[0], model["W"], model["template_keys"], spec, torch.device("cpu"))["note"]
             est = activations_to_notes(H, float(row.frame_rate), threshold, min_note_seconds=0.05)
             ref = read_midi_notes(row.midi_path)
             scores.append(note_metrics(ref[0], ref[1], est[0], est[1], onset_tolerance=0.05)["note_onset_f"])

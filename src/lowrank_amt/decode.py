@@ -14,7 +14,11 @@ relative to the track's peak activation. Per key:
   ``"adaptive"`` — the same peak picking on the activation minus its average over the
   preceding ``adaptive_seconds`` (an adaptive threshold: a note must rise by
   ``threshold`` above its key's recent level, so slow swells and sustained bleed from
-  other notes do not start notes).
+  other notes do not start notes);
+  ``"attack"`` — the same peak picking on a model's separate onset activations
+  (``attack``, e.g. a low-rank model's attack templates), each relative to its own
+  peak: the attack of a re-struck key is a new peak there even where the note's
+  activation never falls.
   Peak onsets are placed at the first frame of the rise that reaches half the peak:
   the middle of a rise smeared by the analysis window.
 * **Offsets**: with ``offset_fraction`` f, a note ends at the first frame after its
@@ -40,7 +44,7 @@ import numpy as np
 from .constants import MIDI_MIN, OFFSET_RATIO, ONSET_TOLERANCE
 from .metrics import note_metrics
 
-ONSET_METHODS = ("threshold", "peaks", "adaptive")
+ONSET_METHODS = ("threshold", "peaks", "adaptive", "attack")
 
 #: A peak starts a new note only if the activation dipped to this share of the peak
 #: since the previous onset (hysteresis against ripples on a decaying activation).
@@ -124,10 +128,11 @@ def _key_notes(h, onsets, threshold, offset_fraction, min_frames, hold_frames=1)
 def activations_to_notes(H: np.ndarray, frame_rate: float, threshold: float,
                          min_note_seconds: float = 0.05, onset: str = "threshold",
                          offset_fraction: float | None = None, adaptive_seconds: float = 0.25,
-                         peak: float | None = None):
+                         peak: float | None = None, attack: np.ndarray | None = None):
     """Return (intervals, pitches, velocities) decoded from activations ``H`` (88 x
     frames, nonnegative); see the module docstring for the rules. ``peak``: the track's
-    largest activation when ``H`` is a piece of it (default: H's own)."""
+    largest activation when ``H`` is a piece of it (default: H's own). ``attack``: onset
+    activations (as H), which onset method ``"attack"`` needs."""
     H = np.asarray(H, dtype=np.float64)
     if H.ndim != 2:
         raise ValueError(f"activations must be 2-D (keys x frames), got shape {H.shape}")
@@ -148,13 +153,20 @@ def activations_to_notes(H: np.ndarray, frame_rate: float, threshold: float,
     hold_frames = max(1, int(round(OFFSET_HOLD_SECONDS * frame_rate)))
     if onset == "adaptive":
         novelty = H - _trailing_average(H, max(1, int(round(adaptive_seconds * frame_rate))))
+    elif onset == "attack":
+        if attack is None or np.shape(attack) != H.shape:
+            raise ValueError(f"onset 'attack' needs onset activations of H's shape {H.shape}")
+        novelty = np.clip(np.asarray(attack, dtype=np.float64), 0.0, None)
+        novelty = novelty / novelty.max() if novelty.max() > 0 else novelty
     rows = []
-    for key in np.nonzero(H.max(axis=1) >= (0 if onset == "adaptive" else threshold))[0]:
+    searched = novelty if onset == "attack" else H
+    for key in np.nonzero(searched.max(axis=1) >= (0 if onset == "adaptive" else threshold))[0]:
         h = H[key]
         if onset == "threshold":
             onsets = _threshold_onsets(h, threshold)
         else:
-            onsets = _peak_onsets(h, novelty[key] if onset == "adaptive" else h, threshold)
+            onsets = (_peak_onsets(novelty[key], novelty[key], threshold) if onset == "attack" else
+                      _peak_onsets(h, novelty[key] if onset == "adaptive" else h, threshold))
         for start, end, note_peak in _key_notes(h, onsets, threshold, offset_fraction, min_frames, hold_frames):
             rows.append((start / frame_rate, end / frame_rate, MIDI_MIN + key,
                          int(np.clip(round(127 * note_peak), 1, 127))))
@@ -213,11 +225,13 @@ def score_aligned_notes(H: np.ndarray, frame_rate: float, score_intervals, score
 
 def mean_note_f(tracks, frame_rate: float, params: dict, metric: str = "note_onset_f",
                 onset_tolerance: float = ONSET_TOLERANCE, offset_ratio: float = OFFSET_RATIO) -> float:
-    """Mean ``metric`` over ``tracks`` (list of (H, ref_intervals, ref_pitches)) decoded
-    with ``params`` (keyword arguments of ``activations_to_notes``)."""
+    """Mean ``metric`` over ``tracks`` (list of (H, ref_intervals, ref_pitches); H may be
+    a model's outputs {"note": ..., "onset": ...}) decoded with ``params`` (keyword
+    arguments of ``activations_to_notes``)."""
     scores = []
     for H, ref_intervals, ref_pitches in tracks:
-        est = activations_to_notes(H, frame_rate, **params)
+        H, attack = (H["note"], H.get("onset")) if isinstance(H, dict) else (H, None)
+        est = activations_to_notes(H, frame_rate, **params, attack=attack)
         scores.append(note_metrics(ref_intervals, ref_pitches, est[0], est[1],
                                    onset_tolerance=onset_tolerance, offset_ratio=offset_ratio)[metric])
     return float(np.mean(scores)) if scores else 0.0
@@ -242,8 +256,11 @@ def tune_decoding(tracks, grid: dict, frame_rate: float, onset_tolerance: float 
     if unknown:
         raise ValueError(f"unknown decoding parameters {sorted(unknown)}; known: {sorted(DEFAULTS)}")
     candidates = {name: list(grid.get(name, [DEFAULTS[name]])) for name in DEFAULTS}
+    if not all(isinstance(H, dict) and H.get("onset") is not None for H, *_ in tracks):
+        candidates["onset"] = [o for o in candidates["onset"] if o != "attack"]  # no onset activations
     if any(len(values) == 0 for values in candidates.values()):
-        raise ValueError("every decoding grid entry needs at least one candidate")
+        raise ValueError("every decoding grid entry needs at least one candidate (onset 'attack' "
+                         "needs a model with onset activations)")
     trials = []
     onset_names = [n for n in DEFAULTS if n != "offset_fraction"]
     best, best_score = None, -np.inf
@@ -305,14 +322,14 @@ class GridDecoder:
     def tune(self, tracks, frame_rate: float):
         """(params, trials, best validation note-onset F) over ``tracks``, a list of
         (outputs, ref_intervals, ref_pitches)."""
-        params, trials = tune_decoding([(outputs["note"], *refs) for outputs, *refs in tracks], self.grid,
-                                       frame_rate, self.onset_tolerance, self.offset_ratio)
+        tracks = [({"note": outputs["note"], "onset": outputs.get("onset")}, *refs) for outputs, *refs in tracks]
+        params, trials = tune_decoding(tracks, self.grid, frame_rate, self.onset_tolerance, self.offset_ratio)
         return params, trials, max(t["score"] for t in trials if t["stage"] == "onset")
 
     def notes(self, outputs: dict, frame_rate: float, params: dict, peak: float | None = None):
         """(intervals, pitches, velocities) of one track's outputs; ``peak``: the track's
         largest activation when ``outputs`` are a piece of it."""
-        return activations_to_notes(outputs["note"], frame_rate, **params, peak=peak)
+        return activations_to_notes(outputs["note"], frame_rate, **params, peak=peak, attack=outputs.get("onset"))
 
     def default_params(self) -> dict:
         """The parameters of a model whose own were never chosen on a validation split."""

@@ -48,19 +48,31 @@ def select_training_tracks(index: pd.DataFrame, hours: float | None) -> pd.DataF
     return train.iloc[: int(np.searchsorted(seconds, hours * 3600 - 1e-6)) + 1]
 
 
+def attack_rows(onsets: np.ndarray, attack_frames: int) -> np.ndarray:
+    """88 x N uint8: 1 in the ``attack_frames`` frames from each onset (an onset roll
+    spread forward in time), where a note's attack sounds."""
+    onsets = np.asarray(onsets, dtype=np.uint8)
+    rows = onsets.copy()
+    for shift in range(1, attack_frames):
+        rows[:, shift:] |= onsets[:, :-shift]
+    return rows
+
+
 class FrameBatches:
     """Mini-batches of (features, targets) over one split of a feature index; see the module doc.
 
     ``epoch(e)`` yields ``(features, roll)``: frames mode gives float32 (F x B) and uint8
     (88 x B), B <= batch_frames; segments mode gives float32 (B x F x T) and uint8
     (B x 88 x T), B <= batch_frames // T. ``target`` picks the targets: ``roll``
-    (key activity), ``onsets`` or ``offsets``.
+    (key activity), ``onsets`` or ``offsets``. With ``attack_frames`` A > 0 the targets
+    gain 88 rows after them (176 in all): 1 in the first A frames of each note
+    (``attack_rows``), computed per track before any shuffle.
     """
 
     def __init__(self, index_path: str | Path, split: str, batch_frames: int, seed: int,
                  segment_frames: int | None = None, shuffle: bool = True,
                  train_hours: float | None = None, target: str = "roll",
-                 chunk_frames: int = 256, buffer_chunks: int = 64):
+                 chunk_frames: int = 256, buffer_chunks: int = 64, attack_frames: int = 0):
         if batch_frames < 1 or chunk_frames < 1 or buffer_chunks < 1:
             raise LowrankAmtError("batch_frames, chunk_frames and buffer_chunks must be >= 1")
         if segment_frames is not None and not 1 <= segment_frames <= batch_frames:
@@ -79,6 +91,9 @@ class FrameBatches:
             raise LowrankAmtError(f"feature index {index_path} has no '{split}' tracks")
         self.features_paths = list(tracks["features_path"])
         self.target_paths = list(tracks[f"{target}_path"])
+        self.onset_paths = list(tracks["onsets_path"]) if attack_frames else None
+        self.attack_frames = attack_frames
+        self.n_target_rows = N_KEYS * (2 if attack_frames else 1)
         self.track_frames = tracks["n_frames"].to_numpy(dtype=np.int64)
         self.n_frames = int(self.track_frames.sum())
         self.n_bins = int(np.load(self.features_paths[0], mmap_mode="r").shape[0])
@@ -95,9 +110,12 @@ class FrameBatches:
     def _read(self, track: int, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
         """Frames [start, stop) of one track, copied out of short-lived memory maps."""
         features = np.load(self.features_paths[track], mmap_mode="r")
-        targets = np.load(self.target_paths[track], mmap_mode="r")
-        return (np.array(features[:, start:stop], dtype=np.float32),
-                np.array(targets[:, start:stop], dtype=np.uint8))
+        targets = np.array(np.load(self.target_paths[track], mmap_mode="r")[:, start:stop], dtype=np.uint8)
+        if self.attack_frames:  # onsets up to A - 1 frames before the chunk reach into it
+            before = min(start, self.attack_frames - 1)
+            onsets = np.load(self.onset_paths[track], mmap_mode="r")[:, start - before:stop]
+            targets = np.concatenate([targets, attack_rows(onsets, self.attack_frames)[:, before:]])
+        return np.array(features[:, start:stop], dtype=np.float32), targets
 
     def _frames(self, rng):
         C = self.chunk_frames
@@ -108,7 +126,7 @@ class FrameBatches:
         # the shuffle buffer is frames-major (frames x bins): shuffling moves whole rows,
         # several times faster than gathering scattered columns; batches go out bins x frames
         pending_x = np.empty((0, self.n_bins), np.float32)
-        pending_y = np.empty((0, N_KEYS), np.uint8)
+        pending_y = np.empty((0, self.n_target_rows), np.uint8)
         for g in range(0, len(order), self.buffer_chunks):
             group = order[g:g + self.buffer_chunks]
             if self.shuffle:  # read each track's chunks together; order is shuffled below anyway
@@ -141,7 +159,7 @@ class FrameBatches:
         for b in range(0, len(order), per_batch):
             chosen = order[b:b + per_batch]
             xs = np.zeros((len(chosen), self.n_bins, T), np.float32)
-            ys = np.zeros((len(chosen), N_KEYS, T), np.uint8)
+            ys = np.zeros((len(chosen), self.n_target_rows, T), np.uint8)
             for i, c in enumerate(chosen):
                 x, y = self._read(tracks[c], starts[c], starts[c] + T)
                 xs[i, :, :x.shape[1]], ys[i, :, :y.shape[1]] = x, y

@@ -32,13 +32,18 @@ def to_keys(activations: torch.Tensor, keys: np.ndarray) -> np.ndarray:
 
 
 def track_activations(family, features: np.ndarray, W: np.ndarray, keys: np.ndarray, spec: dict,
-               device: torch.device) -> np.ndarray:
-    """88 x frames activations of one track (features: bins x frames) with a low-rank
-    ``family``'s dictionary W (its templates' keys: ``keys``) fixed."""
+                      device: torch.device, attack: np.ndarray | None = None) -> dict:
+    """Outputs of one track (features: bins x frames) with a low-rank ``family``'s
+    dictionary W (its templates' keys: ``keys``) fixed: ``note``, the 88 x frames key
+    activations, and, where ``attack`` marks attack templates, ``onset``: theirs alone."""
     V = torch.from_numpy(np.array(features, dtype=np.float32)).to(device)  # copy out of the memmap
     n_frames = V.shape[1]
     with torch.no_grad():  # the MU steps of full-batch training with W fixed, without its loss curve
         activations = solve_activations(family, family.as_data(V, spec), torch.from_numpy(W).to(device),
                                         beta=spec["beta"], n_iter=spec["transcribe_iterations"],
                                         l1=spec["sparsity"], seed=spec["seed"], options=family.options(spec))
-    return to_keys(family.key_activations(activations)[:, :n_frames], keys)
+    H = family.key_activations(activations)[:, :n_frames]
+    outputs = {"note": to_keys(H, keys)}
+    if attack is not None and np.any(attack):
+        outputs["onset"] = to_keys(H, np.where(np.asarray(attack, dtype=bool), keys, -1))
+    return outputs

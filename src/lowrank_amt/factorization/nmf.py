@@ -74,21 +74,22 @@ def isolated_key_frames(tracks) -> list[np.ndarray]:
 
 def learn_supervised_templates(tracks, fit_key, seed: int, device: torch.device,
                                log=print) -> tuple[np.ndarray, list[list[float]]]:
-    """One template per piano key from isolated-note tracks.
+    """Templates of each piano key from isolated-note tracks.
 
     ``tracks`` yields (features F x T, roll 88 x T). For each key, the frames where the
     key sounds alone are gathered over all tracks and fitted by ``fit_key(V, seed) ->
-    (template, losses)`` (a family's rank-1 fit); each template is normalised to unit
-    L1 norm and stacked on a last axis of 88 keys. Returns W and each key's loss curve.
+    (templates, losses)`` (a family's low-rank fit, templates on a last axis of P);
+    each template is normalised to unit L1 norm. Returns W (its last axis 88 x P,
+    key-major) and each key's loss curve.
     """
     templates, curves = [], []
     for key, frames in enumerate(isolated_key_frames(tracks)):
         w, losses = fit_key(torch.from_numpy(np.ascontiguousarray(frames, dtype=np.float32)).to(device), seed + key)
-        templates.append((w / w.sum()).cpu().numpy())
+        templates.append((w / w.reshape(-1, w.shape[-1]).sum(dim=0)).cpu().numpy())
         curves.append(losses)
         if (key + 1) % 22 == 0:
             log(f"templates: {key + 1}/{N_KEYS} keys learned")
-    return np.stack(templates, axis=-1).astype(np.float32), curves
+    return np.concatenate(templates, axis=-1).astype(np.float32), curves
 
 
 # --- family interface (see training.py) ---------------------------------------------

@@ -156,27 +156,27 @@ class GradientStep:
         self.schedule.load_state_dict(state["schedule"])
 
 
-def batch_tensors(features, roll, device, masked: bool):
-    """Loader batch (numpy) -> (V float32 tensor, mask or None) on ``device``."""
+def batch_tensors(features, targets, device, mask_of=None):
+    """Loader batch (numpy) -> (V float32 tensor, mask or None) on ``device``;
+    ``mask_of`` maps the batch's targets to the activations' mask (None: no mask)."""
     V = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32)).to(device)
-    mask = torch.from_numpy(np.ascontiguousarray(roll, dtype=np.float32)).to(device) if masked else None
-    return V, mask
+    if mask_of is None:
+        return V, None
+    return V, torch.from_numpy(np.ascontiguousarray(mask_of(targets), dtype=np.float32)).to(device)
 
 
-def mean_loss(family, batches, W, *, beta, n_iter, l1, masked, device, seed, options, epoch=0):
+def mean_loss(family, batches, W, *, beta, n_iter, l1, device, seed, options, mask_of=None, epoch=0):
     """Beta-divergence per frame over all batches of one pass, activations solved with W
     fixed by ``n_iter`` MU steps."""
     total, frames = 0.0, 0
     with torch.no_grad():
         for features, roll in batches.epoch(epoch):
-            V, mask = batch_tensors(features, roll, device, masked)
+            V, mask = batch_tensors(features, roll, device, mask_of)
             activations = solve_activations(family, V, W, beta=beta, n_iter=n_iter, l1=l1,
                                             mask=mask, seed=seed, options=options)
             total += float(beta_divergence(V, family.reconstruct(W, activations), beta))
             frames += n_frames(V)
     return total / max(frames, 1)
-
-
 
 
 class DictionaryLearner:
@@ -189,7 +189,7 @@ class DictionaryLearner:
     """
 
     def __init__(self, family, updater, train_batches, *, beta: float, inner_iterations: int,
-                 l1: float = 0.0, masked: bool = False, seed: int = 0, device="cpu", options=None,
+                 l1: float = 0.0, mask_of=None, seed: int = 0, device="cpu", options=None,
                  validation_batches=None, validation_score=None, score_every: int = 1):
         if validation_score is not None and validation_batches is None:
             raise ValueError("DictionaryLearner: validation_score needs validation_batches")
@@ -197,7 +197,7 @@ class DictionaryLearner:
             raise ValueError(f"DictionaryLearner: score_every must be at least 1, got {score_every}")
         self.family, self.updater, self.train_batches = family, updater, train_batches
         self.solve = dict(beta=beta, n_iter=inner_iterations, l1=l1, options=options)
-        self.masked, self.seed, self.device = masked, seed, device
+        self.mask_of, self.seed, self.device = mask_of, seed, device
         self.validation_batches, self.validation_score, self.score_every = (validation_batches, validation_score,
                                                                             score_every)
 
@@ -208,7 +208,7 @@ class DictionaryLearner:
     def train_epoch(self, epoch: int) -> float:
         total, frames, beta = 0.0, 0, self.solve["beta"]
         for number, (features, roll) in enumerate(self.train_batches.epoch(epoch)):
-            V, mask = batch_tensors(features, roll, self.device, self.masked)
+            V, mask = batch_tensors(features, roll, self.device, self.mask_of)
             with torch.no_grad():
                 activations = solve_activations(self.family, V, self.updater.W, mask=mask,
                                                 seed=self.seed + 7919 * epoch + number, **self.solve)
@@ -225,7 +225,7 @@ class DictionaryLearner:
     def validate(self, epoch: int) -> dict | None:
         if self.validation_batches is None:
             return None
-        row = {"loss": mean_loss(self.family, self.validation_batches, self.updater.W, masked=self.masked,
+        row = {"loss": mean_loss(self.family, self.validation_batches, self.updater.W, mask_of=self.mask_of,
                                  device=self.device, seed=self.seed, **self.solve)}
         if self.validation_score is not None and (epoch + 1) % self.score_every == 0:
             row["validation_note_f"] = float(self.validation_score(self.updater.W))

@@ -9,9 +9,20 @@ models are always learned full-batch). The mini-batch forms log, every
 ``validation_note_f_every`` epochs (0: never), the validation note F of the dictionary
 at that epoch (``validation_note_f``).
 
+Templates per key. Supervised and semi-supervised models hold ``templates_per_key``
+templates for each key (key-major), and, with ``attack_frames`` A > 0, one *attack*
+template per key after them, active only in the first A frames of each note (the
+sustained templates cover the whole note, a supervised one its frames after the
+attack). Semi-supervised training masks each template by its key's roll (attack
+templates by the roll's first A frames of each note); supervised training fits each
+key's isolated frames at rank ``templates_per_key`` and its attack frames at rank 1.
+
 A model's arrays: ``W`` (templates on the last axis, each of unit sum; templates that
-training left dead are dropped) and ``template_keys`` (the piano key 0..87 of each
-template, -1 for none). Transcription sums each key's template activations.
+training left dead are dropped), ``template_keys`` (the piano key 0..87 of each
+template, -1 for none) and, with attack templates, ``template_attack`` (1 for an attack
+template). Transcription sums each key's template activations (``note``); with attack
+templates it also gives their activations per key (``onset``), which the decoder's
+``attack`` onset method reads.
 
 ``LowRankFamily`` holds everything the three share; a family supplies its numerics
 (``numerics``: a module of ``factorization/``, see ``factorization/training.py``) and
@@ -33,7 +44,7 @@ from ..factorization.core import generator
 from ..factorization.training import DictionaryLearner, GradientStep, OnlineMU, fit_full_batch
 from ..factorization.activations import template_keys, track_activations
 from ..features import bin_frequencies, cache_params, load_track, read_index
-from ..loader import FrameBatches, select_training_tracks
+from ..loader import FrameBatches, attack_rows, select_training_tracks
 from ..validation import note_f_scorer
 from .base import Family, Trained
 
@@ -46,7 +57,7 @@ DEFAULTS = {
     "time_rank": 8, "segment_rank": 16, "batch_frames": 4096, "epochs": 20,
     "inner_iterations": 10, "forget_factor": 0.5, "optimizer": "adam", "learning_rate": 1.0,
     "momentum": 0.9, "lr_decay": 0.95, "patience": 3, "validation_note_f_every": 1, "templates_from": None,
-    "teacher": None,
+    "teacher": None, "templates_per_key": 1, "attack_frames": 0,
 }
 CHOICES = {"supervision": ("supervised", "semi_supervised", "unsupervised"),
            "form": ("full_batch", "online_mu", "gradient"), "optimizer": ("adam", "sgd"),
@@ -102,6 +113,11 @@ class LowRankFamily(Family):
         if spec["teacher"] is not None and spec["supervision"] != "semi_supervised":
             return True, ("model key 'teacher' is for supervision 'semi_supervised' (the teacher's notes "
                           "are the masks)")
+        if spec["templates_per_key"] < 1 or spec["attack_frames"] < 0:
+            return True, "model keys 'templates_per_key' must be >= 1 and 'attack_frames' >= 0"
+        if spec["supervision"] == "unsupervised" and (spec["templates_per_key"] > 1 or spec["attack_frames"]):
+            return True, ("model keys 'templates_per_key' and 'attack_frames' are for supervision 'supervised' "
+                          "or 'semi_supervised' (templates given to keys)")
         if spec["validation_note_f_every"] < 0:
             return True, f"model key 'validation_note_f_every' must be >= 0, got {spec['validation_note_f_every']}"
         return False, ""
@@ -122,7 +138,19 @@ class LowRankFamily(Family):
         return ntd.segment(V, spec["segment_frames"]) if self.segmented else V
 
     def n_templates(self, spec) -> int:
-        return spec["rank"] if spec["supervision"] == "unsupervised" else N_KEYS
+        return spec["rank"] if spec["supervision"] == "unsupervised" else len(template_layout(spec)[0])
+
+    def mask_of(self, spec):
+        """Loader targets (roll, and attack rows with ``attack_frames``; keys on axis -2)
+        -> the activations' mask, one row per template; None without supervision masks."""
+        if spec["supervision"] != "semi_supervised":
+            return None
+        P = spec["templates_per_key"]
+
+        def mask(targets):
+            rows = [np.repeat(targets[..., :N_KEYS, :], P, axis=-2)]
+            return np.concatenate(rows + [targets[..., N_KEYS:, :]] if spec["attack_frames"] else rows, axis=-2)
+        return mask
 
     def fit(self, spec, run, log=print):
         if spec["supervision"] == "supervised":
@@ -132,23 +160,40 @@ class LowRankFamily(Family):
             W, losses, extra = self._fit_full_batch(spec, run, log)
         else:
             W, losses, extra = self._fit_epochs(spec, run, log)
-        W, keys = normalized_templates(W, self.assign_template_keys(spec, W, run.index_path))
+        keys = self.assign_template_keys(spec, W, run.index_path)
+        attack = template_layout(spec)[1] if spec["supervision"] != "unsupervised" else np.zeros(len(keys))
+        W, keys, attack = normalized_templates(W, keys, attack)
         info = {"n_parameters": int(W.size), "n_templates_with_key": int((keys >= 0).sum()), **extra}
-        return Trained({"W": W, "template_keys": keys}, losses, info)
+        arrays = {"W": W, "template_keys": keys, **({"template_attack": attack} if spec["attack_frames"] else {})}
+        return Trained(arrays, losses, info)
 
-    def learn_key_template(self, V, spec, seed):
-        """One key's template (bins) from its isolated frames V (bins x n), and the loss
-        curve: rank-1 NMF from a random start (scikit-learn's init='random')."""
-        w, _, losses = nmf.nmf(V, 1, spec["beta"], spec["train_iterations"], seed=seed)
-        return w[:, 0], losses
+    def learn_key_template(self, V, spec, seed, rank=1):
+        """One key's ``rank`` templates (bins x rank) from its isolated frames V (bins x
+        n), and the loss curve: NMF from a random start (scikit-learn's init='random')."""
+        w, _, losses = nmf.nmf(V, rank, spec["beta"], spec["train_iterations"], seed=seed)
+        return w, losses
 
     def _fit_supervised(self, spec, run, log):
         index = read_index(run.index_path, "isolated")
         if index.empty:
             raise LowrankAmtError(f"{run.index_path} has no 'isolated' tracks to learn supervised templates from")
+        A, P = spec["attack_frames"], spec["templates_per_key"]
+
+        def tracks(part):  # (features, the rows of the note part to learn from)
+            for row in index.itertuples():
+                features, roll = load_track(row)
+                if not A:
+                    yield features, roll
+                    continue
+                attack = attack_rows(np.load(row.onsets_path), A)
+                yield features, (attack if part == "attack" else roll & ~attack)
         W, curves = nmf.learn_supervised_templates(
-            (load_track(r) for r in index.itertuples()), lambda V, seed: self.learn_key_template(V, spec, seed),
-            spec["seed"], run.device, log)
+            tracks("sustain"), lambda V, seed: self.learn_key_template(V, spec, seed, P), spec["seed"], run.device, log)
+        if A:
+            log(f"attack templates from the first {A} frames of each note")
+            W_attack, attack_curves = nmf.learn_supervised_templates(
+                tracks("attack"), lambda V, seed: self.learn_key_template(V, spec, seed), spec["seed"], run.device, log)
+            W, curves = np.concatenate([W, W_attack], axis=-1), curves + attack_curves
         losses = pd.DataFrame([{"template": k, "iteration": i, "loss": loss}
                                for k, curve in enumerate(curves) for i, loss in enumerate(curve)])
         return W, losses, {"n_training_frames": int(sum(len(c) for c in curves))}
@@ -163,11 +208,15 @@ class LowRankFamily(Family):
             return torch.cat([self.as_data(torch.from_numpy(np.array(f, dtype=np.float32)).to(run.device), spec)
                               for f, _ in pieces]), None
         V = torch.from_numpy(np.concatenate([np.asarray(f, dtype=np.float32) for f, _ in pieces], axis=1))
-        mask = None
-        if spec["supervision"] == "semi_supervised":
-            mask = torch.from_numpy(np.concatenate([np.asarray(r, dtype=np.float32) for _, r in pieces], axis=1))
-            mask = mask.to(run.device)
-        return V.to(run.device), mask
+        mask_of = self.mask_of(spec)
+        if mask_of is None:
+            return V.to(run.device), None
+        targets = [np.asarray(roll) for _, roll in pieces]
+        if spec["attack_frames"]:
+            targets = [np.concatenate([roll, attack_rows(np.load(row.onsets_path), spec["attack_frames"])])
+                       for roll, row in zip(targets, tracks.itertuples())]
+        mask = mask_of(np.concatenate(targets, axis=1))
+        return V.to(run.device), torch.from_numpy(mask.astype(np.float32)).to(run.device)
 
     def _fit_full_batch(self, spec, run, log):
         V, mask = self._training_tensors(spec, run)
@@ -196,11 +245,13 @@ class LowRankFamily(Family):
 
     def _learner(self, spec, run, log):
         segment_frames = spec["segment_frames"] if self.segment_batches or self.segmented else None
+        attack_frames = spec["attack_frames"] if spec["supervision"] == "semi_supervised" else 0
         batches = FrameBatches(run.index_path, "train", spec["batch_frames"], spec["seed"],
-                               segment_frames=segment_frames, shuffle=True, train_hours=run.train_hours)
+                               segment_frames=segment_frames, shuffle=True, train_hours=run.train_hours,
+                               attack_frames=attack_frames)
         try:
             validation = FrameBatches(run.index_path, "validation", spec["batch_frames"], spec["seed"],
-                                      segment_frames=segment_frames, shuffle=False)
+                                      segment_frames=segment_frames, shuffle=False, attack_frames=attack_frames)
         except LowrankAmtError:
             validation = None
             log("no validation tracks: early stopping watches the training loss")
@@ -219,7 +270,7 @@ class LowRankFamily(Family):
         score = self._scorer(spec, run, validation, log)
         learner = DictionaryLearner(self, updater, batches, beta=spec["beta"],
                                     inner_iterations=spec["inner_iterations"], l1=spec["sparsity"],
-                                    masked=spec["supervision"] == "semi_supervised", seed=spec["seed"],
+                                    mask_of=self.mask_of(spec), seed=spec["seed"],
                                     device=run.device, options=self.options(spec), validation_batches=validation,
                                     validation_score=score, score_every=max(1, spec["validation_note_f_every"]))
         return learner, batches.n_frames
@@ -234,28 +285,28 @@ class LowRankFamily(Family):
         def transcriber_of(W):
             W = W.cpu().numpy()
             W, keys = normalized_templates(W, self.assign_template_keys(spec, W, run.index_path))
-            return lambda features: track_activations(self, features, W, keys, spec, run.device)
+            return lambda features: track_activations(self, features, W, keys, spec, run.device)["note"]
         return note_f_scorer(run.index_path, transcriber_of, log)
 
     def assign_template_keys(self, spec, W: np.ndarray, index_path) -> np.ndarray:
-        """Key (0..87, -1 for none) of each template: identity for 88 per-key templates,
+        """Key (0..87, -1 for none) of each template: the layout's for per-key templates,
         the estimated pitch for unsupervised ones."""
         if spec["supervision"] != "unsupervised":
-            return np.arange(W.shape[-1])
+            return template_layout(spec)[0]
         from ..pitch import estimate_template_pitches
         frequencies = bin_frequencies(cache_params(index_path))
         return template_keys(estimate_template_pitches(self.spectral_templates(W), frequencies))
 
     def transcriber(self, arrays, spec, device):
-        W, keys = arrays["W"], arrays["template_keys"]
-
-        return lambda features: {"note": track_activations(self, features, W, keys, spec, device)}
+        W, keys, attack = arrays["W"], arrays["template_keys"], arrays.get("template_attack")
+        return lambda features: track_activations(self, features, W, keys, spec, device, attack)
 
     def steer(self, arrays, spec, steering):
         keep = steering.restrict_templates(arrays["template_keys"])
         if not keep.any():
             raise LowrankAmtError("the model has no template for any of the allowed keys")
-        return {**arrays, "W": arrays["W"][..., keep], "template_keys": arrays["template_keys"][keep]}
+        return {**arrays, **{name: arrays[name][keep] for name in ("template_keys", "template_attack") if name in arrays},
+                "W": arrays["W"][..., keep]}
 
     def adapt(self, arrays, spec, features, roll, device, iterations):
         """``iterations`` full-batch MU steps on the dictionary from the trained one (the
@@ -290,12 +341,21 @@ class LowRankFamily(Family):
         return templates, labels
 
 
-def normalized_templates(W: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Templates (last axis of W) scaled to unit sum; dead ones (a key never played in
+def template_layout(spec) -> tuple[np.ndarray, np.ndarray]:
+    """(key, is attack) of each per-key template: ``templates_per_key`` templates of key
+    0, of key 1, ..., then, with ``attack_frames``, one attack template per key."""
+    P, attack = spec["templates_per_key"], 1 if spec["attack_frames"] else 0
+    keys = np.concatenate([np.repeat(np.arange(N_KEYS), P), np.arange(N_KEYS * attack)])
+    return keys, np.repeat([0, 1], [N_KEYS * P, N_KEYS * attack]).astype(np.uint8)
+
+
+def normalized_templates(W: np.ndarray, *labels: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Templates (last axis of W) scaled to unit sum, and ``labels`` (arrays with one
+    entry per template) of the templates kept: dead ones (a key never played in
     semi-supervised training leaves its template at the eps floor) are removed."""
     totals = W.reshape(-1, W.shape[-1]).sum(axis=0)
     alive = totals > 1e-6 * totals.max()
-    return (W[..., alive] / totals[alive]).astype(np.float32), keys[alive]
+    return ((W[..., alive] / totals[alive]).astype(np.float32), *(np.asarray(a)[alive] for a in labels))
 
 
 class NMF(LowRankFamily):
@@ -310,11 +370,11 @@ class NMFD(LowRankFamily):
     numerics = nmfd
     segment_batches = True
 
-    def learn_key_template(self, V, spec, seed):
-        """A convolutive rank-1 fit (T x bins) from the family's start."""
-        W0 = self.init_dictionary(V.shape[0], 1, float(V.mean().sqrt()), generator(seed), V, **self.options(spec))
+    def learn_key_template(self, V, spec, seed, rank=1):
+        """A convolutive fit (T x bins x rank) from the family's start."""
+        W0 = self.init_dictionary(V.shape[0], rank, float(V.mean().sqrt()), generator(seed), V, **self.options(spec))
         W, _, losses = fit_full_batch(self, V, W0, beta=spec["beta"], n_iter=spec["train_iterations"], seed=seed)
-        return W[..., 0], losses
+        return W, losses
 
 
 class NTD(LowRankFamily):
