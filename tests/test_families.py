@@ -55,8 +55,8 @@ class PenalizedNMF(NMF):
     description = "NMF with an L2 penalty on W (a test's toy family)"
     penalty = 0.5
 
-    def dictionary_terms(self, V, W, activations, beta, V_hat=None):
-        numerator, denominator = super().dictionary_terms(V, W, activations, beta, V_hat=V_hat)
+    def dictionary_terms(self, V, W, activations, beta, V_hat=None, mask=None):
+        numerator, denominator = super().dictionary_terms(V, W, activations, beta, V_hat=V_hat, mask=mask)
         return numerator, denominator + self.penalty * W
 
     def skip(self, spec):

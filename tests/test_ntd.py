@@ -95,3 +95,27 @@ def test_planted_dictionary_is_recovered():
     C = np.corrcoef(W_true.T, W.T)[:K, K:]
     rows, cols = linear_sum_assignment(-C)
     assert C[rows, cols].min() > 0.95
+
+
+def test_semi_supervised_ntd_learns_the_played_keys_templates(cache_builder, tmp_path, monkeypatch):
+    """The roll penalty confines most activation mass to the rolls and each played key's
+    template matches its true one; without the penalty (weight 0: unsupervised NTD) the
+    templates are not the keys' and most of the mass is elsewhere."""
+    folder, W_true = cache_builder(tmp_path, (("train", 3),), notes_per_track=30, key_spacing=0.3, key_hold=0.25)
+    V = torch.cat([ntd.segment(torch.from_numpy(np.load(folder / f"train_{i}.npy")).double(), 16) for i in range(3)])
+    M = torch.cat([ntd.segment(torch.from_numpy(np.load(folder / f"train_{i}.roll.npy")).double(), 16)
+                   for i in range(3)]).round()
+    played = np.flatnonzero(M.sum(dim=(0, 2)).numpy() > 20)
+    results = {}
+    for penalty in (0.0, ntd.ROLL_PENALTY):
+        monkeypatch.setattr(ntd, "ROLL_PENALTY", penalty)
+        W0 = ntd.init_dictionary(264, 88, float((V.mean() / 88).sqrt()), generator(0), V)
+        W, activations, losses = fit_full_batch(ntd, V, W0, beta=1.0, n_iter=300, mask=M,
+                                                options={"time_rank": 8, "segment_rank": 32})
+        A = ntd.activation_tensor(activations["G"], activations["Q"], activations["P"]) * W.sum(dim=0)[None, :, None]
+        W = (W / W.sum(dim=0)).numpy()
+        results[penalty] = (float((A * (1 - M)).sum() / A.sum()),
+                            np.median([np.corrcoef(W[:, k], W_true[:, k])[0, 1] for k in played]))
+    outside, correlation = results[ntd.ROLL_PENALTY]
+    assert outside < 0.2 and correlation > 0.9, results
+    assert results[0.0][0] > 0.5 and results[0.0][1] < 0.5, results

@@ -66,8 +66,7 @@ COMBINATIONS = [(family, supervision, form)
                 for family in ("nmf", "nmfd", "ntd")
                 for supervision in ("supervised", "semi_supervised", "unsupervised")
                 for form in ("full_batch", "online_mu", "gradient")
-                if not (supervision == "supervised" and form != "full_batch")
-                and not (family == "ntd" and supervision == "semi_supervised")]
+                if not (supervision == "supervised" and form != "full_batch")]
 
 
 @pytest.mark.parametrize("family,supervision,form", COMBINATIONS)
@@ -128,7 +127,7 @@ def test_unsupervised_templates_get_their_pitch(lowrank_cache, small_spec, tmp_p
                                           ({"family": "nmf", "form": "online_mu"}, "'form'"),
                                           ({"family": "nmf", "ranks": 3}, "'ranks' is not a key"),
                                           ({"family": "nmf", "rank": 2.5}, "'rank' must be an integer"),
-                                          ({"family": "ntd", "supervision": "semi_supervised"}, "ntd")])
+                                          ({"family": "ntd", "attack_frames": 2}, "'attack_frames'")])
 def test_bad_specs_name_the_key(lowrank_cache, small_spec, tmp_path, bad, message):
     folder, _ = lowrank_cache
     with pytest.raises(LowrankAmtError, match=message):

@@ -144,7 +144,7 @@ def activation_terms(V, W, activations, beta: float) -> tuple[torch.Tensor, torc
     return W.T @ num_term, denominator
 
 
-def dictionary_terms(V, W, activations, beta: float, V_hat=None):
+def dictionary_terms(V, W, activations, beta: float, V_hat=None, mask=None):
     """(numerator, denominator) of the MU step on W (``V_hat`` as in activation_step)."""
     H = activations["H"]
     V_hat = (W @ H).clamp_min_(EPS) if V_hat is None else V_hat

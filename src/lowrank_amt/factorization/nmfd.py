@@ -90,7 +90,7 @@ def activation_terms(V, W, activations, beta: float, V_hat=None) -> tuple[torch.
     return _adjoint_H(W, num_term), denominator
 
 
-def dictionary_terms(V, W, activations, beta: float, V_hat=None):
+def dictionary_terms(V, W, activations, beta: float, V_hat=None, mask=None):
     """(numerator, denominator) of the MU step on all of W (T x F x K)."""
     _check(V, W)
     H = activations["H"]

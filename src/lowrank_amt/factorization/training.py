@@ -74,7 +74,7 @@ def fit_full_batch(family, V, W, *, beta: float, n_iter: int, tol: float = 0.0, 
         # a reconstruction the loss formed serves the first activation update
         activations = family.activation_step(V, W, activations, beta, l1, mask, V_hat=V_hat)
         if update_dictionary:
-            W = mu_step(W, *family.dictionary_terms(V, W, activations, beta), beta)
+            W = mu_step(W, *family.dictionary_terms(V, W, activations, beta, mask=mask), beta)
     return W, activations, losses
 
 
@@ -90,9 +90,9 @@ class OnlineMU:
         self.numerator, self.denominator = W.clone(), torch.ones_like(W)
         self.learning_rate = None
 
-    def step(self, family, V, activations, V_hat=None) -> None:
+    def step(self, family, V, activations, V_hat=None, mask=None) -> None:
         """One update from a batch; ``V_hat``: its reconstruction floored at EPS, if known."""
-        numerator, denominator = family.dictionary_terms(V, self.W, activations, self.beta, V_hat=V_hat)
+        numerator, denominator = family.dictionary_terms(V, self.W, activations, self.beta, V_hat=V_hat, mask=mask)
         rho = self.forget_factor ** (n_frames(V) / self.total_frames)
         gamma = mu_exponent(self.beta)
         self.numerator = rho * self.numerator + self.W ** (1 / gamma) * numerator
@@ -132,8 +132,9 @@ class GradientStep:
     def learning_rate(self) -> float:
         return self.optimizer.param_groups[0]["lr"]
 
-    def step(self, family, V, activations, V_hat=None) -> None:
-        """One optimizer step on a batch (autograd recomputes the reconstruction: V_hat unused)."""
+    def step(self, family, V, activations, V_hat=None, mask=None) -> None:
+        """One optimizer step on a batch (autograd recomputes the reconstruction: V_hat
+        unused; the mask has acted on the activations already)."""
         self.optimizer.zero_grad()
         activations = {name: value.detach() for name, value in activations.items()}
         loss = beta_divergence(V, family.reconstruct(self.theta.exp(), activations), self.beta) / n_frames(V)
@@ -216,7 +217,7 @@ class DictionaryLearner:
                 V_hat = self.family.reconstruct(self.updater.W, activations).clamp_min_(EPS)
                 total += float(beta_divergence(V, V_hat, beta))
             frames += n_frames(V)
-            self.updater.step(self.family, V, activations, V_hat=V_hat)
+            self.updater.step(self.family, V, activations, V_hat=V_hat, mask=mask)
         return total / max(frames, 1)
 
     def end_epoch(self) -> None:

@@ -93,8 +93,8 @@ class LowRankFamily(Family):
     def activation_step(self, V, W, activations, beta, l1=0.0, mask=None, V_hat=None):
         return self.numerics.activation_step(V, W, activations, beta, l1, mask, V_hat=V_hat)
 
-    def dictionary_terms(self, V, W, activations, beta, V_hat=None):
-        return self.numerics.dictionary_terms(V, W, activations, beta, V_hat=V_hat)
+    def dictionary_terms(self, V, W, activations, beta, V_hat=None, mask=None):
+        return self.numerics.dictionary_terms(V, W, activations, beta, V_hat=V_hat, mask=mask)
 
     def key_activations(self, activations):
         return self.numerics.key_activations(activations)
@@ -204,9 +204,15 @@ class LowRankFamily(Family):
         if tracks.empty:
             raise LowrankAmtError(f"{run.index_path} has no 'train' tracks")
         pieces = [load_track(row) for row in tracks.itertuples()]
-        if self.segmented:
-            return torch.cat([self.as_data(torch.from_numpy(np.array(f, dtype=np.float32)).to(run.device), spec)
-                              for f, _ in pieces]), None
+        if self.segmented:  # segments x bins x frames, the masks segments x templates x frames
+            V = torch.cat([self.as_data(torch.from_numpy(np.array(f, dtype=np.float32)).to(run.device), spec)
+                           for f, _ in pieces])
+            mask_of = self.mask_of(spec)
+            if mask_of is None:
+                return V, None
+            rolls = torch.cat([ntd.segment(torch.from_numpy(np.array(r, dtype=np.float32)), spec["segment_frames"])
+                               for _, r in pieces]).numpy()
+            return V, torch.from_numpy(mask_of(rolls).astype(np.float32)).to(run.device)
         V = torch.from_numpy(np.concatenate([np.asarray(f, dtype=np.float32) for f, _ in pieces], axis=1))
         mask_of = self.mask_of(spec)
         if mask_of is None:
@@ -383,8 +389,10 @@ class NTD(LowRankFamily):
     numerics = ntd
     segmented = True
 
+    # semi-supervised: the roll penalizes activations outside it (factorization/ntd.py)
+
     def skip(self, spec):
-        if spec["supervision"] == "semi_supervised":
-            return True, ("supervision 'semi_supervised' is not available for family 'ntd' "
-                          "(its activations are a Tucker product, which a piano roll cannot mask)")
+        if spec["attack_frames"]:
+            return True, ("model key 'attack_frames' is for families 'nmf' and 'nmfd' (NTD's temporal "
+                          "patterns P model a note's attack)")
         return super().skip(spec)
