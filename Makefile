@@ -19,11 +19,12 @@ REPORT ?= results/report.html
 STAMP := $(VENV)/.installed
 export PATH := $(BIN):$(PATH)
 
-.PHONY: help setup system-deps study learning report readme-figures test slurm-profile clean
+.PHONY: help setup system-deps study learning pianos report readme-figures test slurm-profile clean
 
 help:
 	@echo "make study   set up, run the default study (config/config.yaml), build $(REPORT)"
 	@echo "make learning   the learning study (config/learning.yaml, ~1 h): hybrids, teacher, networks at 0.1-1 h"
+	@echo "make pianos     the pianos study (config/pianos.yaml): learned low-rank models on ten training pianos at 0.1-1 h"
 	@echo "make readme-figures   copy the default study's figures into docs/figures/ (for the README)"
 	@echo "make test    set up, run the test suite"
 	@echo "make slurm-profile   link profiles/slurm so that 'snakemake --profile slurm' works"
@@ -88,6 +89,13 @@ learning: setup
 	$(BIN)/snakemake --configfile config/learning.yaml --cores $(CORES)
 	$(BIN)/snakemake --configfile config/learning.yaml --report results/learning-report.html
 	@echo "learning study done: results in results/learning/, table in results/learning/summary/summary.md"
+
+# The pianos study (config/pianos.yaml): several templates per key, attack templates,
+# semi-supervised NMF, NMFD and NTD on ten training pianos at 0.1, 0.3 and 1 h; not run by CI.
+pianos: setup
+	$(BIN)/snakemake --configfile config/pianos.yaml --cores $(CORES)
+	$(BIN)/snakemake --configfile config/pianos.yaml --report results/pianos-report.html
+	@echo "pianos study done: results in results/pianos/, table in results/pianos/summary/summary.md"
 
 # Maintainers: the README's figures come from the default study (tracked, so a plain
 # `make study` leaves a clone as it was).

@@ -196,3 +196,25 @@ def test_attack_onsets_split_a_re_struck_key():
     assert struck[0][:, 0].tolist() == pytest.approx([10 / 40, 45 / 40])
     with pytest.raises(ValueError, match="onset activations"):
         activations_to_notes(H, 40.0, threshold=0.2, onset="attack")
+
+
+def test_semi_supervised_training_can_start_from_the_isolated_notes(tmp_path, small_spec, track_writer,
+                                                                    random_piece):
+    """From the isolated-note templates, online MU refines the keys the pieces play and
+    leaves every other key's template exactly as the isolated notes gave it."""
+    two_piano_cache(tmp_path, track_writer, random_piece)
+    spec = {**small_spec, "family": "nmf", "supervision": "semi_supervised", "form": "online_mu", "epochs": 2,
+            "validation_note_f_every": 0}
+    supervised = train({**small_spec, "family": "nmf", "supervision": "supervised"}, tmp_path, tmp_path / "sup")
+    started = train({**spec, "dictionary_start": "isolated"}, tmp_path, tmp_path / "isolated")
+    random = train(spec, tmp_path, tmp_path / "random")
+    roll = np.concatenate([np.load(tmp_path / f"train_{i}.roll.npy") for i in range(4)], axis=1)
+    unplayed, played = ~roll.any(axis=1), roll.sum(axis=1) > 20
+    assert unplayed.sum() > 10 and played.sum() > 10
+    np.testing.assert_allclose(started["W"][:, unplayed], supervised["W"][:, unplayed], rtol=1e-4, atol=1e-9)
+    assert not np.allclose(started["W"][:, played], supervised["W"][:, played], rtol=1e-3)
+    true = (PIANOS[0] + PIANOS[1]) / 2  # the pieces alternate between the two pianos
+
+    def fit(model):
+        return min(np.corrcoef(model["W"][:, k], true[:, k])[0, 1] for k in np.flatnonzero(played))
+    assert fit(started) > fit(random) + 0.1, (fit(started), fit(random))

@@ -57,11 +57,11 @@ DEFAULTS = {
     "time_rank": 8, "segment_rank": 16, "batch_frames": 4096, "epochs": 20,
     "inner_iterations": 10, "forget_factor": 0.5, "optimizer": "adam", "learning_rate": 1.0,
     "momentum": 0.9, "lr_decay": 0.95, "patience": 3, "validation_note_f_every": 1, "templates_from": None,
-    "teacher": None, "templates_per_key": 1, "attack_frames": 0,
+    "teacher": None, "templates_per_key": 1, "attack_frames": 0, "dictionary_start": "random",
 }
 CHOICES = {"supervision": ("supervised", "semi_supervised", "unsupervised"),
            "form": ("full_batch", "online_mu", "gradient"), "optimizer": ("adam", "sgd"),
-           "device": ("auto", "cpu", "cuda")}
+           "device": ("auto", "cpu", "cuda"), "dictionary_start": ("random", "isolated")}
 
 
 class LowRankFamily(Family):
@@ -118,6 +118,8 @@ class LowRankFamily(Family):
         if spec["supervision"] == "unsupervised" and (spec["templates_per_key"] > 1 or spec["attack_frames"]):
             return True, ("model keys 'templates_per_key' and 'attack_frames' are for supervision 'supervised' "
                           "or 'semi_supervised' (templates given to keys)")
+        if spec["dictionary_start"] == "isolated" and spec["supervision"] != "semi_supervised":
+            return True, "model key 'dictionary_start: isolated' is for supervision 'semi_supervised'"
         if spec["validation_note_f_every"] < 0:
             return True, f"model key 'validation_note_f_every' must be >= 0, got {spec['validation_note_f_every']}"
         return False, ""
@@ -154,7 +156,8 @@ class LowRankFamily(Family):
 
     def fit(self, spec, run, log=print):
         if spec["supervision"] == "supervised":
-            log(f"learning 88 templates (beta={spec['beta']}, {spec['train_iterations']} iterations) on {run.device}")
+            log(f"learning {self.n_templates(spec)} templates (beta={spec['beta']}, {spec['train_iterations']} iterations) "
+                f"on {run.device}")
             W, losses, extra = self._fit_supervised(spec, run, log)
         elif spec["form"] == "full_batch":
             W, losses, extra = self._fit_full_batch(spec, run, log)
@@ -166,6 +169,19 @@ class LowRankFamily(Family):
         info = {"n_parameters": int(W.size), "n_templates_with_key": int((keys >= 0).sum()), **extra}
         arrays = {"W": W, "template_keys": keys, **({"template_attack": attack} if spec["attack_frames"] else {})}
         return Trained(arrays, losses, info)
+
+    def start_dictionary(self, spec, run, n_bins, scale, like, log):
+        """The dictionary training starts from: random entries of size ``scale``, or, with
+        ``dictionary_start: isolated``, the supervised templates of the isolated notes
+        (same layout), scaled to the same mean."""
+        W0 = self.init_dictionary(n_bins, self.n_templates(spec), scale, generator(spec["seed"]), like,
+                                  **self.options(spec))
+        if spec["dictionary_start"] == "random":
+            return W0
+        log("starting from the templates of the isolated notes")
+        W, _, _ = self._fit_supervised(spec, run, log)
+        W = torch.from_numpy(W).to(W0)
+        return W * (W0.mean() / W.mean())
 
     def learn_key_template(self, V, spec, seed, rank=1):
         """One key's ``rank`` templates (bins x rank) from its isolated frames V (bins x
@@ -227,8 +243,7 @@ class LowRankFamily(Family):
     def _fit_full_batch(self, spec, run, log):
         V, mask = self._training_tensors(spec, run)
         K = self.n_templates(spec)
-        W0 = self.init_dictionary(V.shape[-2], K, float((V.mean() / K).sqrt()), generator(spec["seed"]), V,
-                                  **self.options(spec))
+        W0 = self.start_dictionary(spec, run, V.shape[-2], float((V.mean() / K).sqrt()), V, log)
         log(f"full-batch {self.name}: {tuple(V.shape)} data, {K} templates, on {run.device}")
         with torch.no_grad():
             W, _, losses = fit_full_batch(self, V, W0, beta=spec["beta"], n_iter=spec["train_iterations"],
@@ -263,8 +278,8 @@ class LowRankFamily(Family):
             log("no validation tracks: early stopping watches the training loss")
         first, _ = next(iter(batches.epoch(0)))
         K = self.n_templates(spec)
-        W0 = self.init_dictionary(batches.n_bins, K, float(np.sqrt(first.mean() / K)), generator(spec["seed"]),
-                                  torch.zeros((), device=run.device), **self.options(spec))
+        W0 = self.start_dictionary(spec, run, batches.n_bins, float(np.sqrt(first.mean() / K)),
+                                   torch.zeros((), device=run.device), log)
         if spec["form"] == "online_mu":
             updater = OnlineMU(W0, beta=spec["beta"], forget_factor=spec["forget_factor"],
                                total_frames=batches.n_frames)
