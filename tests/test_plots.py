@@ -66,6 +66,8 @@ def test_dictionary_and_excerpt(tmp_path):
     W = np.stack([sum(np.exp(-0.5 * ((midi - p - 12 * np.log2(h)) / 0.2) ** 2) / h for h in range(1, 9))
                   if np.isfinite(p) else np.random.default_rng(0).random(len(freqs)) for p in pitches], axis=1)
     render(plots.dictionary_plot, tmp_path, "dictionary", W, freqs, pitches)
+    render(plots.dictionary_plot, tmp_path, "dictionary_by_key", W, freqs, pitches,  # two templates per key
+           labels=np.repeat(np.arange(21, 21 + len(pitches) // 2 + 1), 2)[:len(pitches)])
     rng = np.random.default_rng(1)
     roll = np.zeros((N_KEYS, 400))
     for _ in range(30):

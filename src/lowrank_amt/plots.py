@@ -209,9 +209,11 @@ def _pitch_axis(ax, lowest_midi: float, highest_midi: float, position, axis: str
     (ax.set_yticks if axis == "y" else ax.set_xticks)(ticks, labels)
 
 
-def dictionary_plot(W, bin_frequencies, pitches, out_path, title: str = "dictionary") -> None:
+def dictionary_plot(W, bin_frequencies, pitches, out_path, title: str = "dictionary", labels=None) -> None:
     """The templates as a heatmap (each scaled to its peak, square-root colour scale),
-    sorted by estimated pitch, with the estimated fundamental of each marked."""
+    sorted by their label (MIDI key, so that a key's several templates stand together)
+    where they have one, else by estimated pitch, with the estimated fundamental of each
+    marked."""
     W = np.asarray(W, dtype=float)
     freqs = np.asarray(bin_frequencies, dtype=float)
     pitches = np.asarray(pitches, dtype=float)
@@ -219,7 +221,9 @@ def dictionary_plot(W, bin_frequencies, pitches, out_path, title: str = "diction
         raise LowrankAmtError(f"dictionary plot: W {W.shape}, {len(freqs)} bin frequencies and "
                               f"{pitches.shape} pitches do not fit together")
     _theme()
-    order = np.argsort(np.where(np.isfinite(pitches), pitches, np.inf), kind="stable")
+    by_pitch = np.where(np.isfinite(pitches), pitches, np.inf)
+    keys = by_pitch if labels is None else np.asarray(labels, dtype=float)
+    order = np.lexsort((by_pitch, np.where(np.isfinite(keys), keys, np.inf)))
     peaks = W.max(axis=0, keepdims=True)
     image = np.sqrt(np.divide(W, peaks, out=np.zeros_like(W), where=peaks > 0))[:, order]
     bin_midi = 69 + 12 * np.log2(freqs / 440.0)
@@ -233,7 +237,8 @@ def dictionary_plot(W, bin_frequencies, pitches, out_path, title: str = "diction
                linewidths=1.5, label="estimated pitch (f0)")
     _pitch_axis(ax, bin_midi[0], bin_midi[-1], position)
     ax.set_ylabel("frequency bin (note names at C)")
-    ax.set_xlabel(f"template, sorted by estimated pitch ({int((~valid).sum())} without a pitch, at the right)")
+    ax.set_xlabel(f"template, sorted by {'key' if labels is not None else 'estimated pitch'} "
+                  f"({int((~valid).sum())} without a pitch)")
     ax.set_title(title)
     ax.grid(False)
     ax.legend(loc="upper left", fontsize=8, facecolor="0.2", labelcolor="white")
@@ -315,9 +320,9 @@ def dictionary_plot_from_files(model_path, index_path, out_path, title: str | No
     from .pitch import estimate_template_pitches
 
     freqs = bin_frequencies(cache_params(index_path))
-    W, _ = load_dictionary(model_path, len(freqs))
+    W, labels = load_dictionary(model_path, len(freqs))
     dictionary_plot(W, freqs, estimate_template_pitches(W, freqs), out_path,
-                    title or f"dictionary of {Path(model_path).parent.name}")
+                    title or f"dictionary of {Path(model_path).parent.name}", labels)
 
 
 def excerpt_plot_from_files(activations_path, index_path, out_path, track_id: str | None = None,
