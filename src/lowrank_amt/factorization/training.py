@@ -9,8 +9,9 @@ on every activation factor, W fixed), ``dictionary_terms`` (numerator and denomi
 of the MU step on W) and ``key_activations``; the modules ``nmf``, ``nmfd`` and ``ntd``
 implement them as functions. The dictionary is one tensor W; the activations are a
 dict of tensors describing the data at hand (H for NMF and NMFD; G, Q, P for NTD). A
-*mask* (same shape as H, 0/1) confines activations to a piano roll: MU keeps zeros at
-zero.
+*mask* (same shape as H, 0/1; a family's ``mask_of`` makes it from the loader's targets)
+confines activations to a piano roll: MU keeps zeros at zero. NTD, whose activations are
+a Tucker product, takes it as a penalty instead (``ntd.py``), in its dictionary step too.
 
 Mini-batch forms, per batch: activations are solved from the family's start (NMF: a
 least-squares fit; nothing is kept between batches, so memory does not grow with the
@@ -171,8 +172,8 @@ def mean_loss(family, batches, W, *, beta, n_iter, l1, device, seed, options, ma
     fixed by ``n_iter`` MU steps."""
     total, frames = 0.0, 0
     with torch.no_grad():
-        for features, roll in batches.epoch(epoch):
-            V, mask = batch_tensors(features, roll, device, mask_of)
+        for features, targets in batches.epoch(epoch):
+            V, mask = batch_tensors(features, targets, device, mask_of)
             activations = solve_activations(family, V, W, beta=beta, n_iter=n_iter, l1=l1,
                                             mask=mask, seed=seed, options=options)
             total += float(beta_divergence(V, family.reconstruct(W, activations), beta))
@@ -208,8 +209,8 @@ class DictionaryLearner:
 
     def train_epoch(self, epoch: int) -> float:
         total, frames, beta = 0.0, 0, self.solve["beta"]
-        for number, (features, roll) in enumerate(self.train_batches.epoch(epoch)):
-            V, mask = batch_tensors(features, roll, self.device, self.mask_of)
+        for number, (features, targets) in enumerate(self.train_batches.epoch(epoch)):
+            V, mask = batch_tensors(features, targets, self.device, self.mask_of)
             with torch.no_grad():
                 activations = solve_activations(self.family, V, self.updater.W, mask=mask,
                                                 seed=self.seed + 7919 * epoch + number, **self.solve)
