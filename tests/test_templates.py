@@ -10,6 +10,7 @@ import torch
 from lowrank_amt import stages
 from lowrank_amt.constants import MIDI_MIN, N_KEYS
 from lowrank_amt.decode import activations_to_notes
+from lowrank_amt.errors import LowrankAmtError
 from lowrank_amt.factorization.training import solve_activations
 from lowrank_amt.families import get as get_family, resolve
 from lowrank_amt.families.lowrank import template_layout
@@ -220,3 +221,16 @@ def test_semi_supervised_training_can_start_from_the_isolated_notes(tmp_path, sm
     def fit(model):
         return min(np.corrcoef(model["W"][:, k], true[:, k])[0, 1] for k in np.flatnonzero(played))
     assert fit(started) > fit(random) + 0.1, (fit(started), fit(random))
+
+
+@pytest.mark.parametrize("supervision,form", [("supervised", "full_batch"), ("semi_supervised", "full_batch"),
+                                              ("semi_supervised", "online_mu")])
+def test_attack_templates_on_a_cache_without_onsets_name_it(tmp_path, small_spec, track_writer, random_piece,
+                                                            supervision, form):
+    two_piano_cache(tmp_path, track_writer, random_piece)
+    index = pd.read_csv(tmp_path / "index.csv").drop(columns="onsets_path")
+    index.to_csv(tmp_path / "index.csv", index=False)
+    spec = {**small_spec, "family": "nmf", "supervision": supervision, "form": form, "attack_frames": 2}
+    with pytest.raises(LowrankAmtError, match="onset"):
+        train(spec, tmp_path, tmp_path / "out")
+    assert not (tmp_path / "out" / "model.npz").exists()

@@ -78,8 +78,9 @@ class FrameBatches:
         if segment_frames is not None and not 1 <= segment_frames <= batch_frames:
             raise LowrankAmtError(f"segment_frames ({segment_frames}) must be between 1 and batch_frames ({batch_frames})")
         index = read_index(index_path)
-        if f"{target}_path" not in index.columns:
-            raise LowrankAmtError(f"feature index {index_path} has no '{target}' targets; extract the features again")
+        for name in (target, "onsets") if attack_frames else (target,):
+            if f"{name}_path" not in index.columns:
+                raise LowrankAmtError(f"feature index {index_path} has no '{name}' targets; extract the features again")
         if split == "train":
             tracks = select_training_tracks(index, train_hours)
         elif train_hours is not None:

@@ -201,7 +201,7 @@ class LowRankFamily(Family):
                 if not A:
                     yield features, roll
                     continue
-                attack = attack_rows(np.load(row.onsets_path), A)
+                attack = track_attack_rows(row, A, run.index_path)
                 yield features, (attack if part == "attack" else roll & ~attack)
         W, curves = nmf.learn_supervised_templates(
             tracks("sustain"), lambda V, seed: self.learn_key_template(V, spec, seed, P), spec["seed"], run.device, log)
@@ -235,7 +235,7 @@ class LowRankFamily(Family):
             return V.to(run.device), None
         targets = [np.asarray(roll) for _, roll in pieces]
         if spec["attack_frames"]:
-            targets = [np.concatenate([roll, attack_rows(np.load(row.onsets_path), spec["attack_frames"])])
+            targets = [np.concatenate([roll, track_attack_rows(row, spec["attack_frames"], run.index_path)])
                        for roll, row in zip(targets, tracks.itertuples())]
         mask = mask_of(np.concatenate(targets, axis=1))
         return V.to(run.device), torch.from_numpy(mask.astype(np.float32)).to(run.device)
@@ -360,6 +360,14 @@ class LowRankFamily(Family):
         if spec["supervision"] != "unsupervised":  # templates are labelled by their key
             labels = MIDI_MIN + np.asarray(arrays["template_keys"], dtype=float)
         return templates, labels
+
+
+def track_attack_rows(row, attack_frames: int, index_path) -> np.ndarray:
+    """``loader.attack_rows`` of one track of a feature index (a row with its onsets)."""
+    if not getattr(row, "onsets_path", None):
+        raise LowrankAmtError(f"feature index {index_path} has no onset targets for track "
+                              f"{row.track_id}; extract the features again")
+    return attack_rows(np.load(row.onsets_path), attack_frames)
 
 
 def template_layout(spec) -> tuple[np.ndarray, np.ndarray]:
