@@ -164,9 +164,12 @@ def activations_to_notes(H: np.ndarray, frame_rate: float, threshold: float,
         h = H[key]
         if onset == "threshold":
             onsets = _threshold_onsets(h, threshold)
-        else:
-            onsets = (_peak_onsets(novelty[key], novelty[key], threshold) if onset == "attack" else
-                      _peak_onsets(h, novelty[key] if onset == "adaptive" else h, threshold))
+        elif onset == "peaks":
+            onsets = _peak_onsets(h, h, threshold)
+        elif onset == "adaptive":
+            onsets = _peak_onsets(h, novelty[key], threshold)
+        else:  # attack: peaks of the onset activations, with hysteresis on them too
+            onsets = _peak_onsets(novelty[key], novelty[key], threshold)
         for start, end, note_peak in _key_notes(h, onsets, threshold, offset_fraction, min_frames, hold_frames):
             rows.append((start / frame_rate, end / frame_rate, MIDI_MIN + key,
                          int(np.clip(round(127 * note_peak), 1, 127))))

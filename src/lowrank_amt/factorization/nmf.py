@@ -145,7 +145,8 @@ def activation_terms(V, W, activations, beta: float) -> tuple[torch.Tensor, torc
 
 
 def dictionary_terms(V, W, activations, beta: float, V_hat=None, mask=None):
-    """(numerator, denominator) of the MU step on W (``V_hat`` as in activation_step)."""
+    """(numerator, denominator) of the MU step on W (``V_hat`` as in activation_step;
+    ``mask`` unused: masked activations are zero already)."""
     H = activations["H"]
     V_hat = (W @ H).clamp_min_(EPS) if V_hat is None else V_hat
     num_term, den_term = ratio_terms(V, V_hat, beta)

@@ -91,7 +91,8 @@ def activation_terms(V, W, activations, beta: float, V_hat=None) -> tuple[torch.
 
 
 def dictionary_terms(V, W, activations, beta: float, V_hat=None, mask=None):
-    """(numerator, denominator) of the MU step on all of W (T x F x K)."""
+    """(numerator, denominator) of the MU step on all of W (T x F x K); ``mask`` unused:
+    masked activations are zero already."""
     _check(V, W)
     H = activations["H"]
     V_hat = reconstruct(W, activations).clamp_min_(EPS) if V_hat is None else V_hat

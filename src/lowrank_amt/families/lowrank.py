@@ -149,9 +149,8 @@ class LowRankFamily(Family):
             return None
         P = spec["templates_per_key"]
 
-        def mask(targets):
-            rows = [np.repeat(targets[..., :N_KEYS, :], P, axis=-2)]
-            return np.concatenate(rows + [targets[..., N_KEYS:, :]] if spec["attack_frames"] else rows, axis=-2)
+        def mask(targets):  # each key's roll for its P templates, then the attack rows (if any)
+            return np.concatenate([np.repeat(targets[..., :N_KEYS, :], P, axis=-2), targets[..., N_KEYS:, :]], axis=-2)
         return mask
 
     def fit(self, spec, run, log=print):
@@ -220,25 +219,18 @@ class LowRankFamily(Family):
         if tracks.empty:
             raise LowrankAmtError(f"{run.index_path} has no 'train' tracks")
         pieces = [load_track(row) for row in tracks.itertuples()]
-        if self.segmented:  # segments x bins x frames, the masks segments x templates x frames
-            V = torch.cat([self.as_data(torch.from_numpy(np.array(f, dtype=np.float32)).to(run.device), spec)
-                           for f, _ in pieces])
-            mask_of = self.mask_of(spec)
-            if mask_of is None:
-                return V, None
-            rolls = torch.cat([ntd.segment(torch.from_numpy(np.array(r, dtype=np.float32)), spec["segment_frames"])
-                               for _, r in pieces]).numpy()
-            return V, torch.from_numpy(mask_of(rolls).astype(np.float32)).to(run.device)
-        V = torch.from_numpy(np.concatenate([np.asarray(f, dtype=np.float32) for f, _ in pieces], axis=1))
+        # each track as the numerics take it: bins x frames, or segments x bins x frames (NTD)
+        V = torch.cat([self.as_data(torch.from_numpy(np.array(f, dtype=np.float32)), spec) for f, _ in pieces],
+                      dim=0 if self.segmented else 1)
         mask_of = self.mask_of(spec)
         if mask_of is None:
             return V.to(run.device), None
-        targets = [np.asarray(roll) for _, roll in pieces]
+        targets = [np.asarray(roll, dtype=np.float32) for _, roll in pieces]  # laid out like the features
         if spec["attack_frames"]:
             targets = [np.concatenate([roll, track_attack_rows(row, spec["attack_frames"], run.index_path)])
                        for roll, row in zip(targets, tracks.itertuples())]
-        mask = mask_of(np.concatenate(targets, axis=1))
-        return V.to(run.device), torch.from_numpy(mask.astype(np.float32)).to(run.device)
+        targets = torch.cat([self.as_data(torch.from_numpy(t), spec) for t in targets], dim=0 if self.segmented else 1)
+        return V.to(run.device), torch.from_numpy(mask_of(targets.numpy()).astype(np.float32)).to(run.device)
 
     def _fit_full_batch(self, spec, run, log):
         V, mask = self._training_tensors(spec, run)
