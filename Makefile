@@ -19,12 +19,13 @@ REPORT ?= results/report.html
 STAMP := $(VENV)/.installed
 export PATH := $(BIN):$(PATH)
 
-.PHONY: help setup system-deps study learning pianos report readme-figures test slurm-profile clean
+.PHONY: help setup system-deps study learning pianos scaling report readme-figures test slurm-profile clean
 
 help:
 	@echo "make study   set up, run the default study (config/config.yaml), build $(REPORT)"
 	@echo "make learning   the learning study (config/learning.yaml, ~1 h): hybrids, teacher, networks at 0.1-1 h"
 	@echo "make pianos     the pianos study (config/pianos.yaml): learned low-rank models on ten training pianos at 0.1-1 h"
+	@echo "make scaling    the scaling study (config/scaling.yaml, about an hour): every family at 0.03-10 h"
 	@echo "make readme-figures   copy the default study's figures into docs/figures/ (for the README)"
 	@echo "make test    set up, run the test suite"
 	@echo "make slurm-profile   link profiles/slurm so that 'snakemake --profile slurm' works"
@@ -96,6 +97,19 @@ pianos: setup
 	$(BIN)/snakemake --configfile config/pianos.yaml --cores $(CORES)
 	$(BIN)/snakemake --configfile config/pianos.yaml --report results/pianos-report.html
 	@echo "pianos study done: results in results/pianos/, table in results/pianos/summary/summary.md"
+
+# The scaling study (config/scaling.yaml): every family from 0.03 to 10 h of training
+# audio; about an hour on 2 cores, not run by CI. Killed, it resumes where it stopped
+# (finished jobs are kept, training resumes from its last finished epoch).
+scaling: setup
+	@date -u +"scaling study started %FT%TZ" | tee -a results/scaling-runs.log
+	@# a killed run leaves Snakemake's lock behind: lift it unless a run is going on
+	@pgrep -f "[s]nakemake --configfile config/scaling.yaml --cores" >/dev/null \
+	  || $(BIN)/snakemake --configfile config/scaling.yaml --unlock >/dev/null
+	$(BIN)/snakemake --configfile config/scaling.yaml --cores $(CORES) --rerun-incomplete
+	$(BIN)/snakemake --configfile config/scaling.yaml --report results/scaling-report.html
+	@date -u +"scaling study finished %FT%TZ" | tee -a results/scaling-runs.log
+	@echo "scaling study done: results in results/scaling/, table in results/scaling/summary/summary.md"
 
 # Maintainers: the README's figures come from the default study (tracked, so a plain
 # `make study` leaves a clone as it was).

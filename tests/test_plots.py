@@ -23,8 +23,10 @@ def summary():
                                                   ("ntd_semi", "ntd", 0.7, 90, 0.65),
                                                   ("cnn_onsets", "deep", np.nan, 600, 0.85)):
         for hours in (0.1, 1.0, 4.0):
-            rows.append({"model": model, "family": family, "dataset": "synth", "train_hours": hours,
-                         "interpretability": interp, "train_seconds": base_s * hours * 10,
+            rows.append({"model": model, "family": family, "dataset": "synth", "test_dataset": "synth",
+                         "train_hours": hours, "form": "full_batch" if family == "ntd" else "online_mu",
+                         "note_offset_f_mean": 0.3, "note_offset_f_std": 0.05, "frame_f_mean": 0.6,
+                         "frame_f_std": 0.05, "interpretability": interp, "train_seconds": base_s * hours * 10,
                          "note_onset_f_mean": min(0.95, base_f + 0.05 * np.log10(hours * 10)),
                          "note_onset_f_std": 0.04, "train_seconds_per_epoch": base_s * hours,
                          "train_peak_memory_mb": base_s * (3 + hours) if family != "nmf" else np.nan})
@@ -47,8 +49,15 @@ def test_tradeoff_plot(tmp_path):
 
 
 def test_scaling_and_cost_plots(tmp_path):
-    render(plots.scaling_plot, tmp_path, "scaling", summary())
-    render(plots.cost_scaling_plot, tmp_path, "cost_scaling", summary())
+    table = pd.concat([summary(), pd.DataFrame([{"model": "basic_pitch", "family": "basic_pitch", "dataset": "synth",
+                                                 "test_dataset": "synth", "train_hours": np.nan,
+                                                 "note_onset_f_mean": 0.8, "note_onset_f_std": 0.05}])])
+    text = render(plots.scaling_plot, tmp_path, "scaling", table)
+    assert "basic_pitch (fixed reference)" in text and "interpretability score" in text
+    # ntd's memory, 270 MB + 90 MB per hour, reaches a 1000 MB limit at about 8.1 h
+    text = render(plots.cost_scaling_plot, tmp_path, "cost_scaling", table, memory_limit_mb=1000)
+    assert "ntd_semi: ~8 h" in text
+    render(plots.tradeoff_largest_plot, tmp_path, "tradeoff_largest", table)
 
 
 def test_loss_curves(tmp_path):

@@ -184,3 +184,68 @@ def test_a_model_with_a_teacher_learns_from_the_teachers_index(tmp_path, repo):
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     done = snakemake(repo, tmp_path, "--configfile", str(tmp_path / "config.yaml"), "-n")
     assert done.returncode != 0 and "'models.nmf_semi_teacher.teacher' must name another model" in done.stdout + done.stderr
+
+
+def test_a_size_cap_trains_a_model_only_at_the_sizes_up_to_it(tmp_path, repo):
+    import yaml
+    config = yaml.safe_load((repo / "config/tiny.yaml").read_text())
+    config["datasets"]["tiny_piano"].update(n_train=3)
+    config["training_hours"] = [0.001, 0.002]
+    config["models"]["nmf_semi"] = {"family": "nmf", "supervision": "semi_supervised", "form": "online_mu"}
+    config["models"]["nmf_semi_capped"] = {**config["models"]["nmf_semi"]}
+    config["max_training_hours"] = {"nmf_semi_capped": 0.0015}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    done = snakemake(repo, tmp_path, "--configfile", str(tmp_path / "config.yaml"), "-n", "-p")
+    assert done.returncode == 0, done.stderr[-3000:]
+    trains = [line for line in done.stdout.splitlines() if "lowrank-amt train " in line]
+    sizes = lambda model: sorted(t.split("--train-hours ")[1].split()[0] for t in trains if f"/{model}/" in t)  # noqa: E731
+    assert sizes("nmf_semi") == ["0.001", "0.002"] and sizes("nmf_semi_capped") == ["0.001"]
+    for cap, message in (({"nowhere": 1}, "'max_training_hours.nowhere' names no model"),
+                         ({"nmf_semi_capped": 0.0005}, "'max_training_hours.nmf_semi_capped' (0.0005) is below")):
+        config["max_training_hours"] = cap
+        (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+        done = snakemake(repo, tmp_path, "--configfile", str(tmp_path / "config.yaml"), "-n")
+        assert done.returncode != 0 and message in done.stdout + done.stderr
+
+
+def test_a_killed_study_resumes_without_redoing_finished_jobs_or_epochs(tmp_path, repo):
+    """SIGKILL to Snakemake and its jobs while a model trains; the rerun keeps the data
+    and features it had made and resumes the model from its last finished epoch."""
+    import signal
+    import time
+
+    import yaml
+    config = yaml.safe_load((repo / "config/tiny.yaml").read_text())
+    config["datasets"]["tiny_piano"].update(n_train=2)
+    config["models"] = {"nmf_semi": {"family": "nmf", "supervision": "semi_supervised", "form": "online_mu",
+                                     "epochs": 300, "patience": 300, "batch_frames": 64,
+                                     "validation_note_f_every": 0}}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    study = tmp_path / "results/tiny"
+    model = "results/tiny/models/tiny_piano/cqt/nmf_semi/all/model.npz"
+    checkpoint = study / "checkpoints/tiny_piano/cqt/nmf_semi/all/last.pt"
+    bin_dir = str(Path(sys.executable).parent)
+    job = subprocess.Popen([sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"), "-d", str(tmp_path),
+                            "--cores", "1", model, "--configfile", str(tmp_path / "config.yaml")],
+                           env={**os.environ, "PATH": bin_dir + os.pathsep + os.environ["PATH"]},
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 300
+    while not checkpoint.exists() and job.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)  # a few more epochs
+    os.killpg(job.pid, signal.SIGKILL)
+    job.wait()
+    assert checkpoint.exists() and not (tmp_path / model).exists(), "the kill came too late to test a resume"
+    made = {p: p.stat().st_mtime_ns for p in [study / "data/tiny_piano/manifest.csv",
+                                               study / "features/tiny_piano/cqt/index.csv"]}
+    # as `make scaling` does: lift the lock the kill left behind, then run again
+    assert snakemake(repo, tmp_path, "--configfile", str(tmp_path / "config.yaml"), "--unlock").returncode == 0
+    done = snakemake(repo, tmp_path, "--configfile", str(tmp_path / "config.yaml"), "--rerun-incomplete", model)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert {p: p.stat().st_mtime_ns for p in made} == made  # data and features kept
+    log = (study / "logs/train/tiny_piano/cqt/nmf_semi/all.log").read_text()
+    resumed = int(log.split("after epoch ")[1].split()[0])
+    assert resumed >= 1
+    losses = pd.read_csv(tmp_path / model.replace("model.npz", "loss.csv"))
+    assert losses["epoch"].nunique() == 300  # the resumed run's history holds every epoch once
+    assert not checkpoint.exists()

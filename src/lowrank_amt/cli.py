@@ -87,8 +87,13 @@ COMMANDS = {
                           [("--model", P), ("--index", P), ("--out", P), ("--templates", P)]),
     "aggregate": ("tidy results table and ranked summary",
                   [("--runs", J), ("--config-hash", P), ("--results", P), ("--summary", P), ("--markdown", P)]),
-    "plot": ("a summary figure: tradeoff, scaling or cost-scaling",
-             [("kind", {"choices": ["tradeoff", "scaling", "cost-scaling"]}), ("--summary", P), ("--out", P)]),
+    "plot": ("a summary figure: tradeoff, tradeoff-largest, scaling or cost-scaling",
+             [("kind", {"choices": ["tradeoff", "tradeoff-largest", "scaling", "cost-scaling"]}),
+              ("--summary", P), ("--out", P)]),
+    "scaling-tables": ("the scaling study's tables (note F per size, costs, memory) as markdown",
+                       [("--summary", P), ("--out", P),
+                        ("--memory-limit-mb", {"type": float, "default": None,
+                                               "help": "memory full batch must fit in (default: this machine's)"})]),
     "plot-losses": ("loss curves of several models",
                     [("--loss", {"nargs": "+", "required": True, "metavar": "NAME=PATH"}), ("--out", P)]),
     "plot-dictionary": ("a model's templates with their estimated pitches",
@@ -144,12 +149,23 @@ def _plot(a):
     import pandas as pd
 
     from . import plots
-    draw = {"tradeoff": plots.tradeoff_plot, "scaling": plots.scaling_plot,
-            "cost-scaling": plots.cost_scaling_plot}[a.kind]
+    draw = {"tradeoff": plots.tradeoff_plot, "tradeoff-largest": plots.tradeoff_largest_plot,
+            "scaling": plots.scaling_plot, "cost-scaling": plots.cost_scaling_plot}[a.kind]
     summary = pd.read_csv(a.summary)
     if "test_dataset" in summary:  # the figures compare models on their own dataset's test split
         summary = summary[summary["test_dataset"] == summary["dataset"]]
     draw(summary, a.out)
+
+
+def _scaling_tables(a):
+    import pandas as pd
+
+    from .io import atomic_path
+    from .plots import machine_memory_mb
+    from .summary import scaling_markdown
+    text = scaling_markdown(pd.read_csv(a.summary), a.memory_limit_mb or machine_memory_mb())
+    with atomic_path(a.out) as tmp:
+        tmp.write_text(text)
 
 
 def _plot_losses(a):
@@ -188,6 +204,7 @@ def run(a: argparse.Namespace) -> None:
         "assess-dictionary": lambda a: call("interpretability", "assess", a.model, a.index, a.out, a.templates, _log),
         "aggregate": lambda a: call("summary", "aggregate", a.runs, a.config_hash, a.results, a.summary, a.markdown),
         "plot": _plot,
+        "scaling-tables": _scaling_tables,
         "plot-losses": _plot_losses,
         "plot-dictionary": lambda a: call("plots", "dictionary_plot_from_files", a.model, a.index, a.out, a.title),
         "plot-excerpt": lambda a: call("plots", "excerpt_plot_from_files", a.activations, a.index, a.out,

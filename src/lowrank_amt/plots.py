@@ -58,7 +58,18 @@ def note_name(midi: float) -> str:
     return f"{NOTE_NAMES[midi % 12]}{midi // 12 - 1}"
 
 
-def tradeoff_plot(summary: pd.DataFrame, out_path) -> None:
+def largest_size(summary: pd.DataFrame) -> pd.DataFrame:
+    """Each model's rows at its largest training size (models trained once: their rows)."""
+    hours = summary["train_hours"].fillna(-1.0)
+    return summary[hours == hours.groupby(summary["model"]).transform("max")]
+
+
+def tradeoff_largest_plot(summary: pd.DataFrame, out_path) -> None:
+    """``tradeoff_plot`` of each model at its largest training size."""
+    tradeoff_plot(largest_size(summary), out_path, title="Quality, cost and interpretability at each model's largest size")
+
+
+def tradeoff_plot(summary: pd.DataFrame, out_path, title: str = "Transcription quality against training cost") -> None:
     """Test note F (onset) against training time (log), one point per run: marker =
     family, colour = interpretability score (hollow grey: no dictionary), bars = std."""
     _require(summary, ["train_seconds", "note_onset_f_mean", "model", "family"], "trade-off plot")
@@ -82,7 +93,9 @@ def tradeoff_plot(summary: pd.DataFrame, out_path) -> None:
         group = group.sort_values("train_seconds")
         ax.plot(group["train_seconds"], group["note_onset_f_mean"], color="0.75", lw=0.8, zorder=2)
         last = group.iloc[-1]
-        hours = "" if pd.isna(last.get("train_hours", np.nan)) or len(group) == 1 else f" ({group['train_hours'].min():g}–{group['train_hours'].max():g} h)"
+        sizes = group["train_hours"] if "train_hours" in group else pd.Series([np.nan])
+        low, high = sizes.min(), sizes.max()
+        hours = "" if pd.isna(high) else f" ({high:g} h)" if low == high else f" ({low:g}–{high:g} h)"
         ax.annotate(f"{model}{hours}", (last["train_seconds"], last["note_onset_f_mean"]),
                     textcoords="offset points", xytext=(8, -3), fontsize=8)
     ax.set_xscale("log")
@@ -91,7 +104,7 @@ def tradeoff_plot(summary: pd.DataFrame, out_path) -> None:
     ax.set_ylim(0, 1.02)
     ax.set_xlabel("training time (s, wall clock, log scale)")
     ax.set_ylabel("note F, onset only (test mean)")
-    ax.set_title("Transcription quality against training cost")
+    ax.set_title(title)
     handles = [plt.Line2D([], [], marker=m, ls="", color="black", markerfacecolor="white", label=f)
                for f, m in markers.items()]
     # Pretrained models have no training time here: a dashed line at their note F.
@@ -105,61 +118,104 @@ def tradeoff_plot(summary: pd.DataFrame, out_path) -> None:
     _save(fig, out_path)
 
 
+# The scaling figure's panels: a summary column (``<name>_mean`` and ``_std`` where the
+# summary has them) and its axis label.
+SCALING_PANELS = (("note_onset_f", "note F, onset only"), ("note_offset_f", "note F, onset and offset"),
+                  ("frame_f", "frame F"), ("interpretability", "interpretability score"))
+
+
+def _model_styles(summary: pd.DataFrame) -> tuple[dict, dict]:
+    """A colour per model and a marker per family, the same in every panel."""
+    models = list(dict.fromkeys(summary["model"]))
+    return dict(zip(models, sns.color_palette("tab20", n_colors=len(models)))), _markers(summary["family"])
+
+
+def _hours_axis(ax, label: str) -> None:
+    ax.set_xscale("log")
+    ax.set_xlabel("training audio (hours, log scale)")
+    ax.set_ylabel(label)
+
+
 def scaling_plot(summary: pd.DataFrame, out_path) -> None:
-    """Test note F (onset) against hours of training audio, a line per model variant,
-    marker per family."""
+    """Test metrics against hours of training audio (log), a panel per metric of
+    ``SCALING_PANELS``: a line per model trained at several sizes, bars = standard
+    deviation over test tracks; models trained once (isolated-note templates, pretrained)
+    as dashed horizontal lines, the two fixed references."""
     _require(summary, ["train_hours", "note_onset_f_mean", "model", "family"], "scaling plot")
     _theme()
-    data = summary.dropna(subset=["train_hours"]).sort_values("train_hours")
-    fig, ax = plt.subplots(figsize=(7.5, 4.5))
-    if data.empty:
-        ax.text(0.5, 0.5, "no run records its training hours", ha="center", va="center", transform=ax.transAxes)
-    else:
-        sns.lineplot(data=data, x="train_hours", y="note_onset_f_mean", hue="model", style="family",
-                     markers=_markers(data["family"]), dashes=False, markersize=9, ax=ax)
-        ax.set_xscale("log")
-        ax.legend(fontsize=8, loc="upper left", ncol=2)
-    ax.set_ylim(0, 1.02)
-    ax.set_xlabel("training audio (hours, log scale)")
-    ax.set_ylabel("note F, onset only (test mean)")
-    ax.set_title("Transcription quality as training data grows")
-    _save(fig, out_path)
+    colours, markers = _model_styles(summary)
+    grown = summary.dropna(subset=["train_hours"]).sort_values("train_hours")
+    fixed = summary[summary["train_hours"].isna()]
+    fig, axes = plt.subplots(2, 2, figsize=(12, 8.5))
+    for ax, (name, label) in zip(axes.flat, SCALING_PANELS):
+        mean = f"{name}_mean" if f"{name}_mean" in summary else name
+        if mean not in summary or summary[mean].isna().all():
+            ax.text(0.5, 0.5, f"no run records\n{label}", ha="center", va="center", transform=ax.transAxes)
+            continue
+        for model, rows in grown.dropna(subset=[mean]).groupby("model", sort=False):
+            std = rows[f"{name}_std"] if f"{name}_std" in rows else None
+            ax.errorbar(rows["train_hours"], rows[mean], yerr=std, color=colours[model], capsize=2, lw=1.5,
+                        marker=markers[rows["family"].iloc[0]], markersize=6, label=model)
+        for row in fixed.dropna(subset=[mean]).itertuples():
+            ax.axhline(getattr(row, mean), ls="--", lw=1.2, color=colours[row.model], zorder=0,
+                       label=f"{row.model} (fixed reference)")
+        if not grown.empty:
+            _hours_axis(ax, label)
+        ax.set_ylim(0, 1.02)
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="center right", fontsize=8, frameon=False)
+    fig.suptitle("Test metrics as training data grows (mean and standard deviation over test tracks)")
+    fig.tight_layout(rect=(0, 0, 0.8, 1))
+    _save(fig, out_path, layout=False)
 
 
-def cost_scaling_plot(summary: pd.DataFrame, out_path) -> None:
-    """Training time per epoch and peak training memory against hours of training
-    audio, a line per model variant."""
+def machine_memory_mb() -> float:
+    """Physical memory of this machine (MB)."""
+    import os
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**20
+
+
+def cost_scaling_plot(summary: pd.DataFrame, out_path, memory_limit_mb: float | None = None) -> None:
+    """Training time and peak training memory against hours of training audio (log-log),
+    a line per model. Full-batch models' memory lines are extended (dotted) along their
+    fitted slope to ``memory_limit_mb`` (default: this machine's memory), drawn as a
+    horizontal line: the hours at which full batch stops fitting."""
+    from .summary import memory_limit_hours
+
     _require(summary, ["train_hours", "model", "family"], "cost scaling plot")
     _theme()
+    limit = memory_limit_mb or machine_memory_mb()
     data = summary.dropna(subset=["train_hours"]).sort_values("train_hours")
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
-    models = list(dict.fromkeys(data["model"]))
-    palette = dict(zip(models, sns.color_palette(n_colors=len(models))))
-    markers = _markers(data["family"])
-    panels = (("train_seconds_per_epoch", "training time per epoch (s, log scale)"),
+    colours, markers = _model_styles(data if not data.empty else summary)
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.6))
+    panels = (("train_seconds", "training time (s, log scale)"),
               ("train_peak_memory_mb", "peak training memory (MB, log scale)"))
     for ax, (column, label) in zip(axes, panels):
         values = data.dropna(subset=[column]) if column in data else data.iloc[0:0]
         if values.empty:
             ax.text(0.5, 0.5, f"no run records\n{label.split(' (')[0]}", ha="center", va="center",
                     transform=ax.transAxes)
-        else:
-            # the same colour and marker per model in both panels, whatever each lacks
-            sns.lineplot(data=values, x="train_hours", y=column, hue="model", style="family",
-                         palette=palette, hue_order=list(palette), style_order=list(markers),
-                         markers=markers, dashes=False, markersize=8, ax=ax, legend=ax is axes[0])
-            ax.set_xscale("log")
-            ax.set_yscale("log")
-        ax.set_xlabel("training audio (hours, log scale)")
-        ax.set_ylabel(label)
-    right = 1.0
-    if axes[0].get_legend() is not None:  # one legend for both panels, outside them
-        handles, labels = axes[0].get_legend_handles_labels()
-        axes[0].get_legend().remove()
-        fig.legend(handles, labels, loc="center right", fontsize=8, frameon=False)
-        right = 0.84
-    fig.suptitle("Training cost as training data grows")
-    fig.tight_layout(rect=(0, 0, right, 1))
+            continue
+        for model, rows in values.groupby("model", sort=False):
+            ax.plot(rows["train_hours"], rows[column], color=colours[model], lw=1.5,
+                    marker=markers[rows["family"].iloc[0]], markersize=6, label=model)
+            if column == "train_peak_memory_mb" and "form" in rows and (rows["form"] == "full_batch").all():
+                reach = memory_limit_hours(rows["train_hours"], rows[column], limit)
+                if math.isfinite(reach) and reach > rows["train_hours"].max():
+                    last = rows.iloc[-1]
+                    ax.plot([last["train_hours"], reach], [last[column], limit], ls=":", color=colours[model])
+                    ax.annotate(f"{model}: ~{reach:.0f} h", (reach, limit), textcoords="offset points",
+                                xytext=(-4, -12), ha="right", fontsize=8, color=colours[model])
+        if column == "train_peak_memory_mb":
+            ax.axhline(limit, color="0.3", lw=1, ls="--")
+            ax.annotate(f"this machine: {limit / 1024:.0f} GiB", (0.01, limit), xycoords=("axes fraction", "data"),
+                        textcoords="offset points", xytext=(0, 3), fontsize=8, color="0.3")
+        _hours_axis(ax, label)
+        ax.set_yscale("log")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="center right", fontsize=8, frameon=False)
+    fig.suptitle("Training cost as training data grows (dotted: full batch extrapolated to this machine's memory)")
+    fig.tight_layout(rect=(0, 0, 0.82, 1))
     _save(fig, out_path, layout=False)
 
 

@@ -49,6 +49,7 @@ def run_columns(run: dict) -> dict:
     decoding_info = read_json(run["decoding_info"])
     columns = {
         "supervision": run.get("supervision", ""),
+        "form": run.get("form", ""),
         "train_hours": _nan(run.get("train_hours", train_info.get("train_hours"))),
         "train_seconds": train_info["train_seconds"],
         "train_cpu_seconds": train_info.get("train_cpu_seconds", math.nan),
@@ -162,3 +163,61 @@ def summary_markdown(summary: pd.DataFrame) -> str:
             cells.append(_fmt(r.get("oracle_note_onset_f_mean"), ".3f"))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def memory_limit_hours(hours, peak_mb, limit_mb: float) -> float:
+    """The hours of training audio at which the least-squares line of peak memory on
+    hours reaches ``limit_mb``: where a model whose memory grows with the data (full
+    batch) stops fitting. Infinite when memory does not grow; NaN with under two sizes."""
+    hours, peak_mb = np.asarray(hours, dtype=float), np.asarray(peak_mb, dtype=float)
+    keep = np.isfinite(hours) & np.isfinite(peak_mb)
+    if len(np.unique(hours[keep])) < 2:
+        return math.nan
+    slope, intercept = np.polyfit(hours[keep], peak_mb[keep], 1)
+    return (limit_mb - intercept) / slope if slope > 0 else math.inf
+
+
+def scaling_markdown(summary: pd.DataFrame, memory_limit_mb: float) -> str:
+    """The scaling study's tables: each model's mean note-onset F per training size on
+    every test set (the fixed references in one column), then its costs and
+    interpretability at its smallest and largest size, the ratio of peak training
+    memory between them and, for full-batch models, the hours at which their memory
+    would reach ``memory_limit_mb`` (``memory_limit_hours``)."""
+    _require_columns(summary, ["model", "family", "train_hours", "test_dataset", "dataset", "note_onset_f_mean"])
+    sizes = sorted(summary["train_hours"].dropna().unique())
+    header = ["model", "family", "fixed", *[f"{h:g} h" for h in sizes]]
+    lines = []
+    for test, rows in summary.groupby("test_dataset", sort=False):
+        own = (rows["test_dataset"] == rows["dataset"]).all()
+        lines += [f"Mean note F (onset), test set {'of the training dataset' if own else test}:", "",
+                  "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        for model, runs in rows.groupby("model", sort=False):
+            once = runs[runs["train_hours"].isna()]
+            fixed = f"{once['note_onset_f_mean'].iloc[0]:.3f}" if len(once) else ""
+            by_size = {h: f"{f:.3f}" for h, f in zip(runs["train_hours"], runs["note_onset_f_mean"]) if h == h}
+            cells = [model, runs["family"].iloc[0], fixed, *[by_size.get(h, "") for h in sizes]]
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+    own = summary[summary["test_dataset"] == summary["dataset"]].dropna(subset=["train_hours"])
+    header = ["model", "form", "sizes (h)", "train time (s)", "peak memory (MB)", "memory ratio largest / smallest",
+              "full batch fits up to (h)", "interpretability"]
+    lines += [f"Costs at the smallest and largest size (memory limit {memory_limit_mb / 1024:.0f} GiB):", "",
+              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for model, runs in own.sort_values("train_hours").groupby("model", sort=False):
+        first, last = runs.iloc[0], runs.iloc[-1]
+        form = str(last.get("form", "") or "")
+        reach = (memory_limit_hours(runs["train_hours"], runs["train_peak_memory_mb"], memory_limit_mb)
+                 if form == "full_batch" else math.nan)
+        pair = lambda c, spec: f"{_fmt(first.get(c, math.nan), spec)} → {_fmt(last.get(c, math.nan), spec)}"  # noqa: E731
+        cells = [model, form or "–", f"{first['train_hours']:g} → {last['train_hours']:g}", pair("train_seconds", ".0f"),
+                 pair("train_peak_memory_mb", ".0f"),
+                 _fmt(last.get("train_peak_memory_mb", math.nan) / first.get("train_peak_memory_mb", math.nan), ".2f"),
+                 _fmt(reach, ".0f"), pair("interpretability", ".2f")]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _require_columns(table: pd.DataFrame, columns) -> None:
+    missing = [c for c in columns if c not in table]
+    if missing:
+        raise LowrankAmtError(f"the summary lacks columns {missing}")

@@ -26,6 +26,13 @@ try:
                 f"config key 'models.{name}.templates_from' names no dataset of the config "
                 f"({spec['templates_from']!r})"
             )
+        cap = config["max_training_hours"].get(name)
+        sizes = config["training_hours"]
+        if cap is not None and sizes and not any(h <= cap for h in sizes):
+            raise LowrankAmtError(
+                f"config key 'max_training_hours.{name}' ({cap}) is below every size of "
+                "'training_hours': the model would train at no size"
+            )
         teacher = spec.get("teacher")
         if teacher is not None and (
             teacher not in SPEC or teacher == name or SPEC[teacher][1].get("teacher")
@@ -33,6 +40,11 @@ try:
             raise LowrankAmtError(
                 f"config key 'models.{name}.teacher' must name another model of the config "
                 f"that has no teacher itself (got {teacher!r})"
+            )
+    for name in config["max_training_hours"]:
+        if name not in SPEC:
+            raise LowrankAmtError(
+                f"config key 'max_training_hours.{name}' names no model of the config"
             )
 except LowrankAmtError as error:
     raise WorkflowError(f"invalid config: {error}")
@@ -102,9 +114,9 @@ def as_json(value):
 
 
 def model_sizes(model):
-    """Training sizes of a model: the study's `training_hours` for models that learn from
-    the training pieces; one size for those that learn from the isolated notes or are
-    pretrained."""
+    """Training sizes of a model: the study's `training_hours` (up to the model's
+    `max_training_hours`) for models that learn from the training pieces; one size for
+    those that learn from the isolated notes or are pretrained."""
     family, spec = SPEC[model]
     data = family.training_data(spec)
     if data is None:
@@ -112,7 +124,10 @@ def model_sizes(model):
     if data == "isolated":
         return ["isolated"]
     hours = config["training_hours"]
-    return [f"{h:g}h" for h in hours] if hours else ["all"]
+    if not hours:
+        return ["all"]
+    cap = config["max_training_hours"].get(model, float("inf"))
+    return [f"{h:g}h" for h in hours if h <= cap]
 
 
 def size_hours(size):
@@ -207,6 +222,7 @@ def all_runs():
             "size": s,
             "family": FAMILY[m].name,
             "supervision": config["models"][m].get("supervision", ""),
+            "form": SPEC[m][1].get("form", ""),
         }
         for d in TRAINING_DATASETS
         for f in FEATURES
@@ -305,8 +321,9 @@ def final_outputs():
         rules.aggregate.output.markdown,
         *(
             f"{RESULTS}/plots/{kind}.svg"
-            for kind in ("tradeoff", "scaling", "cost-scaling")
+            for kind in ("tradeoff", "tradeoff-largest", "scaling", "cost-scaling")
         ),
+        rules.scaling_tables.output[0],
         rules.plot_losses.output[0],
         *figure_outputs(),
     ]

@@ -2,7 +2,7 @@
 # read in it.
 
 
-for summary_plot in ("tradeoff", "scaling", "cost-scaling"):
+for summary_plot in ("tradeoff", "tradeoff-largest", "scaling", "cost-scaling"):
 
     rule:
         name:
@@ -23,6 +23,19 @@ for summary_plot in ("tradeoff", "scaling", "cost-scaling"):
             kind=summary_plot,
         shell:
             "lowrank-amt plot {params.kind} --summary {input.summary:q} --out {output:q} > {log:q} 2>&1"
+
+
+rule scaling_tables:
+    input:
+        summary=rules.aggregate.output.summary,
+    output:
+        f"{RESULTS}/summary/scaling.md",
+    log:
+        f"{RESULTS}/logs/scaling_tables.log",
+    conda:
+        "../../envs/lowrank-amt.yaml"
+    shell:
+        "lowrank-amt scaling-tables --summary {input.summary:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule plot_losses:
