@@ -24,7 +24,7 @@ def test_default_config_is_valid_and_complete(schema, default_config):
     assert config["models"]["nmf_sup_kl"]["device"] == "auto"  # filled from the schema
 
 
-@pytest.mark.parametrize("name", ["tiny", "learning", "pianos"])
+@pytest.mark.parametrize("name", ["tiny", "learning", "pianos", "scaling", "maestro"])
 def test_every_study_config_is_valid(repo, schema, name):
     """The other studies' configs (not run by CI) still validate, with their models and
     synthetic timbres accepted by their families."""
