@@ -26,7 +26,7 @@ def summary():
     for h, f in ((0.1, 0.5), (1.0, 0.55), (10.0, 0.58)):
         rows.append({"model": "nmf_semi_online", "family": "nmf", "form": "online_mu", "train_hours": h,
                      "note_onset_f_mean": f, "train_seconds": 30 * h, "train_peak_memory_mb": 500 + h,
-                     "interpretability": 0.8, "train_benchmark_cpu_seconds": 36 * h})
+                     "interpretability": 0.8, "train_cpu_seconds": 36 * h})
         rows.append({"model": "nmf_semi_full", "family": "nmf", "form": "full_batch", "train_hours": h,
                      "note_onset_f_mean": f - 0.1, "train_seconds": 50 * h, "train_peak_memory_mb": 500 + 800 * h,
                      "interpretability": 0.7})

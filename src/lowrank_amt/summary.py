@@ -223,17 +223,17 @@ PROJECTED_HOURS = (1, 10, 100, 159.2)
 
 def projected_cost_markdown(grown: pd.DataFrame, hours=PROJECTED_HOURS) -> list[str]:
     """Training CPU hours projected to larger training sets: each model's CPU seconds per
-    hour of training audio at its largest size (the Snakemake benchmark's cpu_time), times
+    hour of training audio at its largest size (train.json's train_cpu_seconds), times
     ``hours``. Linear in the data, as an epoch is; with the same epochs (early stopping may
     stop sooner). Lines of a markdown table."""
-    if "train_benchmark_cpu_seconds" not in grown:
+    if "train_cpu_seconds" not in grown:
         return []
     header = ["model", "measured at (h)", "CPU s per training hour", *[f"CPU h at {h:g} h" for h in hours]]
     lines = ["Training CPU hours projected linearly from each model's largest size:", "",
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for model, runs in grown.sort_values("train_hours").groupby("model", sort=False):
         last = runs.iloc[-1]
-        rate = last["train_benchmark_cpu_seconds"] / last["train_hours"]
+        rate = last["train_cpu_seconds"] / last["train_hours"]
         cells = [model, f"{last['train_hours']:g}", _fmt(rate, ".0f"), *[_fmt(rate * h / 3600, ".1f") for h in hours]]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
