@@ -19,7 +19,7 @@ REPORT ?= results/report.html
 STAMP := $(VENV)/.installed
 export PATH := $(BIN):$(PATH)
 
-.PHONY: help setup system-deps study learning pianos scaling report readme-figures test slurm-profile clean
+.PHONY: help setup system-deps study learning pianos scaling report readme-figures scaling-figures test slurm-profile clean
 
 help:
 	@echo "make study   set up, run the default study (config/config.yaml), build $(REPORT)"
@@ -115,6 +115,10 @@ scaling: setup
 # `make study` leaves a clone as it was).
 readme-figures:
 	@mkdir -p docs/figures && cp $(foreach f,$(README_FIGURES),results/default/plots/$(f).svg) docs/figures/
+
+# ... and those of the README's scaling section from the scaling study.
+scaling-figures:
+	@mkdir -p docs/figures/scaling && cp $(foreach f,scaling cost-scaling tradeoff-largest,results/scaling/plots/$(f).svg) docs/figures/scaling/
 
 report: setup
 	$(BIN)/snakemake --report $(REPORT)

@@ -29,8 +29,10 @@ localrules:
     aggregate,
     plot_losses,
     plot_tradeoff,
+    plot_tradeoff_largest,
     plot_scaling,
     plot_cost_scaling,
+    scaling_tables,
 
 
 rule all:
