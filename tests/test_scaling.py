@@ -36,8 +36,9 @@ def summary():
 
 
 def test_scaling_tables_give_note_f_per_size_and_costs():
-    text = scaling_markdown(summary(), memory_limit_mb=24000)
+    text = scaling_markdown(summary()[::-1], memory_limit_mb=24000)
     lines = text.splitlines()
+    assert text.index("test set of the training dataset") < text.index("test set timgm")
     assert "| model | family | fixed | 0.1 h | 1 h | 10 h |" in lines
     assert "| nmf_sup_kl | nmf | 0.600 |  |  |  |" in lines
     assert "| nmf_semi_online | nmf |  | 0.500 | 0.550 | 0.580 |" in lines

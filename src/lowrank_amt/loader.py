@@ -125,24 +125,32 @@ class FrameBatches:
         start_of = np.concatenate([np.arange(n) * C for n in counts])
         order = rng.permutation(len(track_of)) if self.shuffle else np.arange(len(track_of))
         # the shuffle buffer is frames-major (frames x bins): shuffling moves whole rows,
-        # several times faster than gathering scattered columns; batches go out bins x frames
+        # several times faster than gathering scattered columns; batches go out bins x frames.
+        # Chunks are copied straight into it, each batch gathers its shuffled rows and the
+        # leftover frames are copied out: one buffer is alive at a time, memory stays flat.
         pending_x = np.empty((0, self.n_bins), np.float32)
         pending_y = np.empty((0, self.n_target_rows), np.uint8)
         for g in range(0, len(order), self.buffer_chunks):
             group = order[g:g + self.buffer_chunks]
             if self.shuffle:  # read each track's chunks together; order is shuffled below anyway
                 group = group[np.lexsort((start_of[group], track_of[group]))]
-            pieces = [self._read(track_of[c], start_of[c], start_of[c] + C) for c in group]
-            xs = np.concatenate([pending_x] + [p[0].T for p in pieces], axis=0)
-            ys = np.concatenate([pending_y] + [p[1].T for p in pieces], axis=0)
-            if self.shuffle:
-                perm = rng.permutation(xs.shape[0])
-                xs, ys = xs[perm], ys[perm]
+            lengths = np.minimum(C, self.track_frames[track_of[group]] - start_of[group])
+            xs = np.empty((len(pending_x) + lengths.sum(), self.n_bins), np.float32)
+            ys = np.empty((len(xs), self.n_target_rows), np.uint8)
+            xs[:len(pending_x)], ys[:len(pending_x)] = pending_x, pending_y
+            at = len(pending_x)
+            for c, n in zip(group, lengths):
+                x, y = self._read(track_of[c], start_of[c], start_of[c] + C)
+                xs[at:at + n], ys[at:at + n] = x.T, y.T
+                at += n
+            # each batch gathers its rows of the shuffle (no second, shuffled buffer)
+            perm = rng.permutation(xs.shape[0]) if self.shuffle else np.arange(xs.shape[0])
             n_full = xs.shape[0] // self.batch_frames * self.batch_frames
             for b in range(0, n_full, self.batch_frames):
-                yield (np.ascontiguousarray(xs[b:b + self.batch_frames].T),
-                       np.ascontiguousarray(ys[b:b + self.batch_frames].T))
-            pending_x, pending_y = xs[n_full:], ys[n_full:]
+                rows = perm[b:b + self.batch_frames]
+                yield np.ascontiguousarray(xs[rows].T), np.ascontiguousarray(ys[rows].T)
+            pending_x, pending_y = xs[perm[n_full:]], ys[perm[n_full:]]
+            del xs, ys
         if pending_x.shape[0]:
             yield np.ascontiguousarray(pending_x.T), np.ascontiguousarray(pending_y.T)
 

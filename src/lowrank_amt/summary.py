@@ -187,8 +187,9 @@ def scaling_markdown(summary: pd.DataFrame, memory_limit_mb: float) -> str:
     sizes = sorted(summary["train_hours"].dropna().unique())
     header = ["model", "family", "fixed", *[f"{h:g} h" for h in sizes]]
     lines = []
-    for test, rows in summary.groupby("test_dataset", sort=False):
-        own = (rows["test_dataset"] == rows["dataset"]).all()
+    own_first = summary.assign(_other=summary["test_dataset"] != summary["dataset"]).sort_values("_other", kind="stable")
+    for test, rows in own_first.groupby("test_dataset", sort=False):
+        own = not rows["_other"].any()
         lines += [f"Mean note F (onset), test set {'of the training dataset' if own else test}:", "",
                   "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for model, runs in rows.groupby("model", sort=False):
@@ -205,7 +206,8 @@ def scaling_markdown(summary: pd.DataFrame, memory_limit_mb: float) -> str:
               "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for model, runs in own.sort_values("train_hours").groupby("model", sort=False):
         first, last = runs.iloc[0], runs.iloc[-1]
-        form = str(last.get("form", "") or "")
+        form = last.get("form", "")
+        form = form if isinstance(form, str) else ""  # a CSV's empty cell reads as NaN
         reach = (memory_limit_hours(runs["train_hours"], runs["train_peak_memory_mb"], memory_limit_mb)
                  if form == "full_batch" else math.nan)
         pair = lambda c, spec: f"{_fmt(first.get(c, math.nan), spec)} → {_fmt(last.get(c, math.nan), spec)}"  # noqa: E731
