@@ -125,8 +125,8 @@ SCALING_PANELS = (("note_onset_f", "note F, onset only"), ("note_offset_f", "not
 
 
 def _model_styles(summary: pd.DataFrame) -> tuple[dict, dict]:
-    """A colour per model and a marker per family, the same in every panel."""
-    models = list(dict.fromkeys(summary["model"]))
+    """A colour per model (by name, so the same in every figure) and a marker per family."""
+    models = sorted(set(summary["model"]))
     return dict(zip(models, sns.color_palette("tab20", n_colors=len(models)))), _markers(summary["family"])
 
 
@@ -196,6 +196,7 @@ def cost_scaling_plot(summary: pd.DataFrame, out_path, memory_limit_mb: float | 
             ax.text(0.5, 0.5, f"no run records\n{label.split(' (')[0]}", ha="center", va="center",
                     transform=ax.transAxes)
             continue
+        extended = 0
         for model, rows in values.groupby("model", sort=False):
             ax.plot(rows["train_hours"], rows[column], color=colours[model], lw=1.5,
                     marker=markers[rows["family"].iloc[0]], markersize=6, label=model)
@@ -205,7 +206,8 @@ def cost_scaling_plot(summary: pd.DataFrame, out_path, memory_limit_mb: float | 
                     last = rows.iloc[-1]
                     ax.plot([last["train_hours"], reach], [last[column], limit], ls=":", color=colours[model])
                     ax.annotate(f"{model}: ~{reach:.0f} h", (reach, limit), textcoords="offset points",
-                                xytext=(-4, -12), ha="right", fontsize=8, color=colours[model])
+                                xytext=(-4, -12 - 11 * extended), ha="right", fontsize=8, color=colours[model])
+                    extended += 1
         if column == "train_peak_memory_mb":
             ax.axhline(limit, color="0.3", lw=1, ls="--")
             ax.annotate(f"this machine: {limit / 1024:.0f} GiB", (0.01, limit), xycoords=("axes fraction", "data"),
