@@ -161,7 +161,7 @@ def _scaling_tables(a):
     import pandas as pd
 
     from .io import atomic_path
-    from .plots import machine_memory_mb
+    from .memory import machine_memory_mb
     from .summary import scaling_markdown
     text = scaling_markdown(pd.read_csv(a.summary), a.memory_limit_mb or machine_memory_mb())
     with atomic_path(a.out) as tmp:

@@ -1,7 +1,9 @@
-"""Memory measurement of the running process (train.json's ``peak_rss_mb``)."""
+"""Memory measurement of the running process (train.json's ``peak_rss_mb``) and of the
+machine (the limit full-batch training must fit in)."""
 
 from __future__ import annotations
 
+import os
 import resource
 from pathlib import Path
 
@@ -16,3 +18,8 @@ def peak_rss_mb() -> float:
     except OSError:
         pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def machine_memory_mb() -> float:
+    """Physical memory of this machine (MB)."""
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**20

@@ -169,17 +169,12 @@ def scaling_plot(summary: pd.DataFrame, out_path) -> None:
     _save(fig, out_path, layout=False)
 
 
-def machine_memory_mb() -> float:
-    """Physical memory of this machine (MB)."""
-    import os
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**20
-
-
 def cost_scaling_plot(summary: pd.DataFrame, out_path, memory_limit_mb: float | None = None) -> None:
     """Training time and peak training memory against hours of training audio (log-log),
     a line per model. Full-batch models' memory lines are extended (dotted) along their
     fitted slope to ``memory_limit_mb`` (default: this machine's memory), drawn as a
     horizontal line: the hours at which full batch stops fitting."""
+    from .memory import machine_memory_mb
     from .summary import memory_limit_hours
 
     _require(summary, ["train_hours", "model", "family"], "cost scaling plot")

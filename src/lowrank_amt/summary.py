@@ -189,8 +189,8 @@ def scaling_markdown(summary: pd.DataFrame, memory_limit_mb: float) -> str:
     lines = []
     own_first = summary.assign(_other=summary["test_dataset"] != summary["dataset"]).sort_values("_other", kind="stable")
     for test, rows in own_first.groupby("test_dataset", sort=False):
-        own = not rows["_other"].any()
-        lines += [f"Mean note F (onset), test set {'of the training dataset' if own else test}:", "",
+        name = test if rows["_other"].any() else "of the training dataset"
+        lines += [f"Mean note F (onset), test set {name}:", "",
                   "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for model, runs in rows.groupby("model", sort=False):
             once = runs[runs["train_hours"].isna()]
