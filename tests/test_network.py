@@ -247,3 +247,20 @@ def test_harmonic_attention_looks_along_the_harmonic_series():
     torch.testing.assert_close(y[0, :, 48], torch.relu(x[0, :, 48] + values[0, :, 60]), rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(y[0, :, 80], torch.relu(x[0, :, 80] + block.out(torch.zeros_like(x))[0, :, 80]),
                                rtol=1e-4, atol=1e-4)  # above the top octave: zeros attended
+
+
+def test_a_batch_with_a_non_finite_loss_moves_nothing_and_is_counted():
+    from lowrank_amt.families.network import NetworkLearner
+
+    class Batches:  # three batches; the second overflows
+        def epoch(self, epoch):
+            for scale in (1.0, float("inf"), 1.0):
+                yield np.full((2, 4, 8), scale, dtype=np.float32), np.zeros((2, N_KEYS, 8), dtype=np.float32)
+
+    model = torch.nn.Linear(4, 1)
+    learner = NetworkLearner(model, torch.optim.SGD(model.parameters(), lr=0.1), Batches(), pd.DataFrame(), "cpu",
+                             loss=lambda model, features, roll: model(features.transpose(1, 2)).square().mean())
+    before = model.weight.detach().clone()
+    loss = learner.train_epoch(0)
+    assert learner.skipped_steps == 1 and np.isfinite(loss)
+    assert torch.isfinite(model.weight).all() and not torch.equal(model.weight, before)  # the finite ones moved it

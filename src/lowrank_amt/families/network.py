@@ -78,18 +78,27 @@ def segment_loss(model, features: torch.Tensor, roll: torch.Tensor) -> torch.Ten
     return loss + offset_loss(outputs[2], roll, True) if len(outputs) > 2 else loss
 
 
+def finite(loss: torch.Tensor, model: torch.nn.Module) -> bool:
+    """Whether a batch's loss and every gradient of ``model`` are finite."""
+    return bool(torch.isfinite(loss)) and all(bool(torch.isfinite(p.grad).all()) for p in model.parameters()
+                                              if p.grad is not None)
+
+
 class NetworkLearner:
     """A torch model that maps features to (note, onset) logits, its optimizer and its
     data: the learner of ``epochs.fit_epochs``. ``loss(model, features, roll)``: the
     training loss of a batch (``segment_loss`` unless given); the validation loss is
     always ``validation_loss``; ``score(model)``, when given, the validation note F logged
-    beside it; the learning rate is multiplied by ``lr_decay`` after every epoch."""
+    beside it; the learning rate is multiplied by ``lr_decay`` after every epoch. A batch
+    whose loss or gradient is not finite (an overflow) moves nothing; the epoch's count of
+    such batches is logged as ``skipped_steps``."""
 
     def __init__(self, model, optimizer, batches, validation: pd.DataFrame, device, loss=segment_loss,
                  score=None, lr_decay: float = 1.0):
         self.model, self.optimizer, self.batches = model, optimizer, batches
         self.validation, self.device, self.loss, self.score = validation, device, loss, score
         self.schedule = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=lr_decay)
+        self.skipped_steps = 0
 
     @property
     def learning_rate(self) -> float:
@@ -98,6 +107,7 @@ class NetworkLearner:
     def train_epoch(self, epoch: int) -> float:
         self.model.train()
         loss_sum, n_segments, frames, start = 0.0, 0, 0, time.perf_counter()
+        self.skipped_steps = 0
         # mixed precision on CUDA (bfloat16 needs no loss scaling); float32 on the CPU
         mixed = torch.autocast("cuda", dtype=torch.bfloat16, enabled=torch.device(self.device).type == "cuda")
         # batches of epoch + 1: the numbering this network was trained with before the
@@ -108,9 +118,12 @@ class NetworkLearner:
                                  torch.as_tensor(roll, device=self.device))
             self.optimizer.zero_grad()
             loss.backward()
+            frames += features.shape[0] * features.shape[-1]
+            if not finite(loss, self.model):  # an overflow: skip the step rather than spread NaN into the weights
+                self.skipped_steps += 1
+                continue
             self.optimizer.step()
             loss_sum, n_segments = loss_sum + loss.item() * len(features), n_segments + len(features)
-            frames += features.shape[0] * features.shape[-1]
         self.frames_per_second = frames / (time.perf_counter() - start)
         return loss_sum / max(1, n_segments)
 
@@ -123,7 +136,8 @@ class NetworkLearner:
         scores = {"loss": validation_loss(self.model, self.validation, self.device)}
         if self.score is not None:
             scores["validation_note_f"] = self.score(self.model)
-        return {**scores, "frames_per_second": self.frames_per_second}
+        skipped = {"skipped_steps": self.skipped_steps} if self.skipped_steps else {}
+        return {**scores, "frames_per_second": self.frames_per_second, **skipped}
 
     def snapshot(self) -> dict:
         return {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
