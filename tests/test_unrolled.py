@@ -1,6 +1,5 @@
 """Deep-unfolded MU (family ``unrolled``): with nothing learned its layers are plain MU
-iterations exactly (with inhibition and shared heads too); an inhibited layer is the
-written formula; training lowers the validation loss with the isolated-note dictionary
+iterations exactly; training lowers the validation loss with the isolated-note dictionary
 kept; resume is exact; steering and adaptation keep the learned layers."""
 
 import numpy as np
@@ -11,7 +10,7 @@ import torch
 from lowrank_amt import evaluation, families, stages
 from lowrank_amt.factorization import nmf, nmfd
 from lowrank_amt.factorization.training import solve_activations
-from lowrank_amt.factorization.unrolled import UnrolledMU, unrolled_activations
+from lowrank_amt.factorization.unrolled import UnrolledMU
 from lowrank_amt.io import read_json
 from lowrank_amt.steering import Steering
 
@@ -33,25 +32,6 @@ def test_with_nothing_learned_the_layers_are_plain_mu_iterations(numerics, beta)
     plain = solve_activations(numerics, V, W, beta=beta, n_iter=7)["H"]
     unrolled = UnrolledMU(numerics, W, np.arange(88), beta, layers=7, floor=1e-3).activations(V[None])[0]
     assert torch.equal(unrolled, plain)
-
-
-def test_inhibition_and_shared_heads_start_as_plain_mu_and_inhibition_damps_as_written():
-    gen = torch.Generator().manual_seed(1)
-    W = torch.rand(60, 88, generator=gen)
-    W /= W.sum(dim=0)
-    V = torch.rand(60, 150, generator=gen)
-    plain = solve_activations(nmf, V, W, beta=1.0, n_iter=3)["H"]
-    model = UnrolledMU(nmf, W, np.arange(88), 1.0, layers=3, floor=1e-3, inhibition=True, shared_heads=True)
-    assert torch.equal(model.activations(V[None])[0], plain)  # A = 0 and heads aside: plain MU
-    assert model.note_gain.shape == (1,) and model.heads(plain[None])[0].shape == (1, 88, 150)
-    # one KL layer with A > 0, by hand: H * W^T (V / WH) / (W^T 1 * (1 + A H / sum_k H_k))
-    A = torch.rand(88, 88, generator=gen)
-    H0 = nmf.init_activations(V, W)["H"]
-    Wn, Vn, Hn, An = (x.double().numpy() for x in (W, V, H0, A))
-    expected = Hn * (Wn.T @ (Vn / (Wn @ Hn))) / (Wn.sum(axis=0)[:, None] * (1 + An @ (Hn / Hn.sum(axis=0))))
-    layer = unrolled_activations(nmf, V, W, 1.0, torch.zeros(1, 88), torch.zeros(1), inhibition=A)
-    np.testing.assert_allclose(layer.numpy(), expected, rtol=1e-4)
-    assert (layer <= unrolled_activations(nmf, V, W, 1.0, torch.zeros(1, 88), torch.zeros(1)) + 1e-12).all()
 
 
 def train(index, out, spec=SPEC, log=QUIET):
@@ -107,15 +87,12 @@ def test_resuming_from_a_checkpoint_reproduces_the_uninterrupted_run(lowrank_cac
 
 def test_steering_and_adaptation_keep_the_learned_layers(lowrank_cache, tmp_path):
     index = lowrank_cache[0] / "index.csv"
-    options = {**SPEC, "epochs": 1, "inhibition": True, "shared_heads": True}
-    train(index, tmp_path / "run", options)
-    family, spec = families.resolve(options)
+    train(index, tmp_path / "run", {**SPEC, "epochs": 1})
+    family, spec = families.resolve({**SPEC, "epochs": 1})
     with np.load(tmp_path / "run" / "model.npz") as data:
         arrays = {k: data[k] for k in data.files if k not in ("family", "spec", "features", "provenance")}
     steered = family.steer(arrays, spec, Steering.from_options(("C4", "C5"), None, None, None, 0.5, None, 0.2, 0.3))
     assert steered["W"].shape[1] == 13 and steered["weights/log_scale"].shape == (5, 13)
-    assert steered["weights/inhibition_weights"].shape == (13, 13) and steered["weights/note_gain"].shape == (1,)
-    assert arrays["weights/inhibition_weights"].any()  # it learned something in one epoch
     assert np.array_equal(steered["weights/note_gain"], arrays["weights/note_gain"])
     features, roll = np.load(lowrank_cache[0] / "train_0.npy"), np.load(lowrank_cache[0] / "train_0.roll.npy")
     adapted = family.adapt(arrays, spec, features, roll, torch.device("cpu"), iterations=5)

@@ -10,13 +10,9 @@ Layer l updates the activations H (templates x frames) as
 where (numerator, denominator) are the plain MU terms of the family's numerics
 (``activation_terms`` of ``nmf.py`` or ``nmfd.py``), gamma the MU exponent of the
 beta-divergence, s_l = exp(log_scale[l]) a scale per layer and template and
-e_l = exp(log_exponent[l]) a step exponent per layer. With *inhibition*, the denominator
-is multiplied by 1 + A (H / sum_j H_j): a learned nonnegative matrix A (templates x
-templates, shared by the layers) by which a template's share of the frame's activation
-damps the others (A[k, j]: how much template j suppresses template k, e.g. the octave
-and twelfth below a played note, the usual errors of a fixed dictionary). With every
-parameter at zero, the start (the family's ``init_activations``) and the L layers are
-exactly L plain MU iterations. W stays the readable templates: frozen, or fine-tuned (``learn_dictionary``:
+e_l = exp(log_exponent[l]) a step exponent per layer. With every parameter at zero, the
+start (the family's ``init_activations``) and the L layers are exactly L plain MU
+iterations. W stays the readable templates: frozen, or fine-tuned (``learn_dictionary``:
 kept nonnegative and of unit sum per template as W = exp(log_W) / its sum).
 
 Two heads read the final activations on a log scale, per key (templates summed onto
@@ -49,17 +45,13 @@ TINY = 1e-30
 PRIOR_PROBABILITY = 0.02
 
 
-def unrolled_activations(numerics, V, W, beta: float, log_scale, log_exponent, start=None,
-                         inhibition=None) -> torch.Tensor:
+def unrolled_activations(numerics, V, W, beta: float, log_scale, log_exponent, start=None) -> torch.Tensor:
     """The activations H after len(log_scale) unrolled layers (see the module docstring);
-    ``start`` defaults to the family's ``init_activations``; ``inhibition`` is A or None."""
+    ``start`` defaults to the family's ``init_activations``."""
     activations = start if start is not None else numerics.init_activations(V, W)
     H, gamma = activations["H"], mu_exponent(beta)
     for scale, exponent in zip(log_scale, log_exponent):
         numerator, denominator = numerics.activation_terms(V, W, {"H": H}, beta)
-        if inhibition is not None:
-            share = H / H.sum(dim=-2, keepdim=True).clamp_min(EPS)
-            denominator = denominator * (1 + inhibition @ share)
         # a ratio of 0 (a silent frame) is floored far below anything MU keeps, so that
         # its power has a finite gradient and the step still gives plain MU's eps
         ratio = (numerator / denominator.clamp_min(EPS) * scale.exp()[:, None]).clamp_min(TINY)
@@ -71,13 +63,12 @@ class UnrolledMU(nn.Module):
     """W (frozen or learned) and L unrolled MU layers with note and onset heads."""
 
     def __init__(self, numerics, W: torch.Tensor, template_keys, beta: float, layers: int, floor: float,
-                 learn_dictionary: bool = False, inhibition: bool = False, shared_heads: bool = False):
+                 learn_dictionary: bool = False):
         super().__init__()
         self.numerics, self.beta, self.floor = numerics, float(beta), float(floor)
         K = W.shape[-1]
         self.config = {"layers": int(layers), "beta": float(beta), "floor": float(floor),
-                       "learn_dictionary": bool(learn_dictionary), "inhibition": bool(inhibition),
-                       "shared_heads": bool(shared_heads), "n_templates": int(K)}
+                       "learn_dictionary": bool(learn_dictionary), "n_templates": int(K)}
         self.register_buffer("template_keys", torch.as_tensor(template_keys, dtype=torch.long))
         if learn_dictionary:
             self.log_W = nn.Parameter(torch.log(W.clamp_min(EPS)))
@@ -85,15 +76,12 @@ class UnrolledMU(nn.Module):
             self.register_buffer("W_fixed", W.clone())
         self.log_scale = nn.Parameter(torch.zeros(layers, K))
         self.log_exponent = nn.Parameter(torch.zeros(layers))
-        if inhibition:  # A = max(0, inhibition_weights), from 0: plain MU at the start
-            self.inhibition_weights = nn.Parameter(torch.zeros(K, K))
         prior = math.log(PRIOR_PROBABILITY / (1 - PRIOR_PROBABILITY))
-        n = 1 if shared_heads else N_KEYS  # one value for every key, or one per key
-        self.note_gain = nn.Parameter(torch.ones(n))
-        self.note_bias = nn.Parameter(torch.full((n,), prior))
-        self.onset_rise = nn.Parameter(torch.ones(n))
-        self.onset_level = nn.Parameter(torch.zeros(n))
-        self.onset_bias = nn.Parameter(torch.full((n,), prior))
+        self.note_gain = nn.Parameter(torch.ones(N_KEYS))
+        self.note_bias = nn.Parameter(torch.full((N_KEYS,), prior))
+        self.onset_rise = nn.Parameter(torch.ones(N_KEYS))
+        self.onset_level = nn.Parameter(torch.zeros(N_KEYS))
+        self.onset_bias = nn.Parameter(torch.full((N_KEYS,), prior))
         #: frames of context an output frame depends on (the convolutive templates' extent)
         self.time_radius = int(W.shape[0]) if W.ndim == 3 else 1
 
@@ -105,15 +93,9 @@ class UnrolledMU(nn.Module):
         W = self.log_W.exp()
         return W / W.reshape(-1, W.shape[-1]).sum(dim=0)
 
-    @property
-    def inhibition(self) -> torch.Tensor | None:
-        """A, nonnegative (None without inhibition)."""
-        return self.inhibition_weights.clamp_min(0) if self.config["inhibition"] else None
-
     def activations(self, V: torch.Tensor) -> torch.Tensor:
         """Template activations (batch, K, frames) of features V (batch, bins, frames)."""
-        return unrolled_activations(self.numerics, V, self.W, self.beta, self.log_scale, self.log_exponent,
-                                    inhibition=self.inhibition)
+        return unrolled_activations(self.numerics, V, self.W, self.beta, self.log_scale, self.log_exponent)
 
     def key_activations(self, H: torch.Tensor) -> torch.Tensor:
         """(batch, K, frames) -> (batch, 88, frames): each key's templates summed."""

@@ -8,8 +8,7 @@ pieces, with the frame and onset targets (binary cross-entropy, as the network) 
 ``reconstruction_weight`` times the reconstruction term, by the network's learner and the
 shared epoch loop (Adam, early stopping on the validation loss, the best epoch kept, a
 checkpoint every epoch, exact resume). ``learn_dictionary`` fine-tunes W as well;
-interpretability then says how readable the templates stay. ``inhibition`` learns the
-templates x templates matrix by which the templates damp one another in every layer.
+interpretability then says how readable the templates stay.
 
 A model's arrays: ``W`` and ``template_keys`` (as the low-rank families), the learned
 layers and heads as ``weights/<name>``, and ``config`` (JSON).
@@ -35,13 +34,8 @@ from .base import Family, Trained
 from ..validation import note_f_scorer
 from .network import WEIGHTS, NetworkLearner
 
-#: what the model learns beyond W (saved as weights/<name>), and with ``inhibition``
+#: what the model learns beyond W (saved as weights/<name>)
 LEARNED = ("log_scale", "log_exponent", "note_gain", "note_bias", "onset_rise", "onset_level", "onset_bias")
-INHIBITION = "inhibition_weights"
-
-
-def learned_names(config: dict) -> tuple[str, ...]:
-    return LEARNED + ((INHIBITION,) if config.get("inhibition") else ())
 
 
 class Unrolled(Family):
@@ -50,7 +44,7 @@ class Unrolled(Family):
     schema_definition = "model_unrolled"
     has_dictionary = True
     defaults = {"base": "nmf", "beta": 1.0, "time_extent": 5, "train_iterations": 100, "layers": 10,
-                "learn_dictionary": False, "inhibition": False, "shared_heads": False, "reconstruction_weight": 0.1, "epochs": 20, "patience": 3,
+                "learn_dictionary": False, "reconstruction_weight": 0.1, "epochs": 20, "patience": 3,
                 "batch_segments": 16, "segment_frames": 64, "learning_rate": 0.01, "seed": 0,
                 "device": "auto", "teacher": None}
     choices = {"base": ("nmf", "nmfd"), "device": ("auto", "cpu", "cuda")}
@@ -87,8 +81,7 @@ class Unrolled(Family):
         torch.manual_seed(spec["seed"])
         model = UnrolledMU(base.numerics, torch.from_numpy(templates["W"]), templates["template_keys"],
                            spec["beta"], spec["layers"], floor=float(first.mean()),
-                           learn_dictionary=spec["learn_dictionary"], inhibition=spec["inhibition"],
-                           shared_heads=spec["shared_heads"]).to(run.device)
+                           learn_dictionary=spec["learn_dictionary"]).to(run.device)
 
         def loss(model, features, roll):
             note, onset, reconstruction = model.outputs(features)
@@ -115,7 +108,7 @@ class Unrolled(Family):
         with torch.no_grad():
             W = model.W.cpu().numpy().astype(np.float32)
         return {"W": W, "template_keys": model.template_keys.cpu().numpy(),
-                **{WEIGHTS + name: getattr(model, name).detach().cpu().numpy() for name in learned_names(model.config)},
+                **{WEIGHTS + name: getattr(model, name).detach().cpu().numpy() for name in LEARNED},
                 "config": json.dumps({**model.config, "base": spec["base"]})}
 
     def load(self, arrays, spec, device) -> UnrolledMU:
@@ -123,11 +116,9 @@ class Unrolled(Family):
         config = json.loads(str(arrays["config"]))
         base, _ = self.base(spec)
         model = UnrolledMU(base.numerics, torch.from_numpy(np.asarray(arrays["W"], dtype=np.float32)),
-                           np.asarray(arrays["template_keys"]), config["beta"], config["layers"], config["floor"],
-                           inhibition=config.get("inhibition", False),
-                           shared_heads=config.get("shared_heads", False))
+                           np.asarray(arrays["template_keys"]), config["beta"], config["layers"], config["floor"])
         with torch.no_grad():
-            for name in learned_names(config):
+            for name in LEARNED:
                 getattr(model, name).copy_(torch.from_numpy(np.asarray(arrays[WEIGHTS + name])))
         return model.to(device).eval()
 
@@ -154,12 +145,9 @@ class Unrolled(Family):
         keep = steering.restrict_templates(arrays["template_keys"])
         if not keep.any():
             raise LowrankAmtError("the model has no template for any of the allowed keys")
-        scale, inhibition = WEIGHTS + "log_scale", WEIGHTS + INHIBITION
-        steered = {**arrays, "W": arrays["W"][..., keep], "template_keys": arrays["template_keys"][keep],
-                   scale: np.asarray(arrays[scale])[:, keep]}
-        if inhibition in arrays:
-            steered[inhibition] = np.asarray(arrays[inhibition])[np.ix_(keep, keep)]
-        return steered
+        scale = WEIGHTS + "log_scale"
+        return {**arrays, "W": arrays["W"][..., keep], "template_keys": arrays["template_keys"][keep],
+                scale: np.asarray(arrays[scale])[:, keep]}
 
     def adapt(self, arrays, spec, features, roll, device, iterations):
         """The base family's adaptation of the dictionary; the learned layers are kept."""
