@@ -6,9 +6,12 @@ import pytest
 import torch
 from scipy.optimize import linear_sum_assignment
 
+from lowrank_amt.errors import LowrankAmtError
 from lowrank_amt.factorization import ntd
+from lowrank_amt.factorization.activations import track_activations
 from lowrank_amt.factorization.core import beta_divergence, generator
 from lowrank_amt.factorization.training import fit_full_batch
+from lowrank_amt.families import resolve
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -95,6 +98,35 @@ def test_planted_dictionary_is_recovered():
     C = np.corrcoef(W_true.T, W.T)[:K, K:]
     rows, cols = linear_sum_assignment(-C)
     assert C[rows, cols].min() > 0.95
+
+
+def test_transcription_ranks_free_the_segment_and_time_factors():
+    """A track of 12 segments, each playing its own two keys with its own decay: with
+    the dictionary fixed, the training ranks (2, 2) cannot follow it; with
+    ``transcribe_segment_rank`` 12 and ``transcribe_time_rank`` 8 (one per segment and
+    frame) the key activations are the planted ones."""
+    rng = np.random.default_rng(0)
+    F, K, S, T = 40, 6, 12, 8
+    W = 0.01 * rng.random((F, K))
+    for k in range(K):
+        W[6 * k: 6 * k + 8, k] += rng.uniform(0.5, 1, 8)
+    W = (W / W.sum(axis=0)).astype(np.float32)
+    H = np.zeros((K, S * T))
+    for s in range(S):
+        for k in rng.choice(K, 2, replace=False):
+            H[k, s * T: (s + 1) * T] = rng.uniform(0.5, 1) * np.exp(-np.arange(T) / rng.uniform(2, 8))
+    errors = []
+    for ranks in ({}, {"transcribe_segment_rank": S, "transcribe_time_rank": T}):
+        family, spec = resolve({"family": "ntd", "segment_frames": T, "segment_rank": 2, "time_rank": 2,
+                                "transcribe_iterations": 300, **ranks})
+        A = track_activations(family, W @ H + 1e-3, W, np.arange(K), spec, torch.device("cpu"))["note"][:K]
+        errors.append(np.linalg.norm(A - H) / np.linalg.norm(H))
+    assert errors[1] < 0.1 < 0.5 < errors[0]
+
+
+def test_transcription_ranks_are_refused_outside_ntd():
+    with pytest.raises(LowrankAmtError, match="transcribe_segment_rank"):
+        resolve({"family": "nmf", "transcribe_segment_rank": 64})
 
 
 def test_semi_supervised_ntd_learns_the_played_keys_templates(cache_builder, tmp_path, monkeypatch):

@@ -41,7 +41,7 @@ def track_activations(family, features: np.ndarray, W: np.ndarray, keys: np.ndar
     with torch.no_grad():  # the MU steps of full-batch training with W fixed, without its loss curve
         activations = solve_activations(family, family.as_data(V, spec), torch.from_numpy(W).to(device),
                                         beta=spec["beta"], n_iter=spec["transcribe_iterations"],
-                                        l1=spec["sparsity"], seed=spec["seed"], options=family.options(spec))
+                                        l1=spec["sparsity"], seed=spec["seed"], options=family.transcribe_options(spec))
     H = family.key_activations(activations)[:, :n_frames]
     outputs = {"note": to_keys(H, keys)}
     if attack is not None and np.any(attack):

@@ -54,7 +54,8 @@ DEFAULTS = {
     "supervision": "supervised", "form": "full_batch", "beta": 1.0,
     "train_iterations": 100, "transcribe_iterations": 100, "tol": 1e-4, "sparsity": 0.0,
     "seed": 0, "device": "auto", "rank": 88, "time_extent": 8, "segment_frames": 32,
-    "time_rank": 8, "segment_rank": 16, "batch_frames": 4096, "epochs": 20,
+    "time_rank": 8, "segment_rank": 16, "transcribe_time_rank": None, "transcribe_segment_rank": None,
+    "batch_frames": 4096, "epochs": 20,
     "inner_iterations": 10, "forget_factor": 0.5, "optimizer": "adam", "learning_rate": 1.0,
     "momentum": 0.9, "lr_decay": 0.95, "patience": 3, "validation_note_f_every": 1, "templates_from": None,
     "teacher": None, "templates_per_key": 1, "attack_frames": 0, "dictionary_start": "random",
@@ -120,6 +121,8 @@ class LowRankFamily(Family):
                           "or 'semi_supervised' (templates given to keys)")
         if spec["dictionary_start"] == "isolated" and spec["supervision"] != "semi_supervised":
             return True, "model key 'dictionary_start: isolated' is for supervision 'semi_supervised'"
+        if not self.segmented and (spec["transcribe_time_rank"] or spec["transcribe_segment_rank"]):
+            return True, "model keys 'transcribe_time_rank' and 'transcribe_segment_rank' are for family 'ntd'"
         if spec["validation_note_f_every"] < 0:
             return True, f"model key 'validation_note_f_every' must be >= 0, got {spec['validation_note_f_every']}"
         return False, ""
@@ -134,6 +137,12 @@ class LowRankFamily(Family):
         """Keyword options of the numerics' initialisers."""
         return {"time_extent": spec["time_extent"], "time_rank": spec["time_rank"],
                 "segment_rank": spec["segment_rank"]}
+
+    def transcribe_options(self, spec) -> dict:
+        """``options`` for a track's activations with W fixed: NTD may free its segment
+        and time factors there (a test piece has more segments than training's rank)."""
+        ranks = {name: spec[f"transcribe_{name}"] for name in ("time_rank", "segment_rank")}
+        return {**self.options(spec), **{name: rank for name, rank in ranks.items() if rank is not None}}
 
     def as_data(self, V: torch.Tensor, spec) -> torch.Tensor:
         """A track's F x N features as the numerics take them."""
