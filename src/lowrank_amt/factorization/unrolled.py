@@ -11,8 +11,9 @@ where (numerator, denominator) are the plain MU terms of the family's numerics
 (``activation_terms`` of ``nmf.py`` or ``nmfd.py``), gamma the MU exponent of the
 beta-divergence, s_l = exp(log_scale[l]) a scale per layer and template and
 e_l = exp(log_exponent[l]) a step exponent per layer. With every parameter at zero, the
-start (the family's ``init_activations``) and the L layers are exactly L plain MU
-iterations. W stays the readable templates: frozen, or fine-tuned (``learn_dictionary``:
+start (the family's ``init_activations``) and the L layers are L plain MU iterations: the
+same formula in another order of operations, so equal to a few float32 units in the last
+place (how many depends on the CPU's vector kernels). W stays the readable templates: frozen, or fine-tuned (``learn_dictionary``:
 kept nonnegative and of unit sum per template as W = exp(log_W) / its sum).
 
 Two heads read the final activations on a log scale, per key (templates summed onto
