@@ -6,6 +6,8 @@ profiles/slurm/config.yaml may only set resources of rules that exist.
 """
 
 import re
+import subprocess
+import sys
 import tomllib
 
 import pytest
@@ -103,4 +105,29 @@ def test_slurm_profile_targets_existing_rules(repo):
     for key in ("set-resources", "set-threads"):
         unknown = sorted(set(profile.get(key) or {}) - rules)
         assert not unknown, f"profiles/slurm/config.yaml {key} names unknown rules: {unknown}"
-    assert {"train_model", "activations", "prepare_dataset"} <= set(profile["set-resources"])
+    assert "prepare_dataset" in profile["set-resources"]
+
+
+def dry_run_jobs(repo, config_file):
+    """(rule, resources) of every job a dry run of the Slurm profile plans."""
+    out = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--profile", "profiles/slurm",
+                          "--configfile", str(config_file)], cwd=repo, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    rules = re.findall(r"^rule (\w+):$", out.stdout, flags=re.MULTILINE)
+    resources = [dict(item.split("=", 1) for item in line.split(", "))
+                 for line in re.findall(r"^    resources: (.*)$", out.stdout, flags=re.MULTILINE)]
+    assert len(rules) == len(resources) > 0
+    return list(zip(rules, resources))
+
+
+@pytest.mark.parametrize("study", ["config", "tiny", "learning", "pianos", "scaling", "maestro"])
+def test_a_job_is_on_the_gpu_partition_exactly_when_it_asks_for_a_gpu(repo, study):
+    profile = yaml.safe_load((repo / "profiles" / "slurm" / "config.yaml").read_text())
+    gpu_partition = dict(item.split("=", 1) for item in profile["config"])["gpu_partition"]
+    jobs = dry_run_jobs(repo, repo / "config" / f"{study}.yaml")
+    wrong = [(rule, res["slurm_partition"], res.get("gpu", "0")) for rule, res in jobs
+             if (res["slurm_partition"] == gpu_partition) != (int(res.get("gpu", 0)) > 0)]
+    assert not wrong, f"{len(wrong)} jobs of config/{study}.yaml on the wrong partition, e.g. {wrong[:3]}"
+    if study == "maestro":  # it asks for GPUs in training and in every activations stage
+        on_gpu = {rule for rule, res in jobs if res["slurm_partition"] == gpu_partition}
+        assert {"train_model", "activations", "activations_on"} <= on_gpu

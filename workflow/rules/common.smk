@@ -105,8 +105,13 @@ def stage_threads(stage):
 
 
 def stage_resources(stage):
-    """mem_mb, runtime and gpu of a stage's jobs, as Snakemake resources."""
-    return {k: v for k, v in stage_request(stage).items() if k != "threads"}
+    """mem_mb, runtime and gpu of a stage's jobs, as Snakemake resources. A job that asks
+    for a GPU goes to the cluster's GPU partition (`gpu_partition`, which a Slurm profile
+    sets): the one place where a job's partition follows from its GPU request."""
+    request = {k: v for k, v in stage_request(stage).items() if k != "threads"}
+    if request.get("gpu") and config["gpu_partition"]:
+        request["slurm_partition"] = config["gpu_partition"]
+    return request
 
 
 def as_json(value):
