@@ -3,6 +3,7 @@ caught before any job runs."""
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -98,6 +99,38 @@ def test_report_builds(tiny_study):
     assert done.returncode == 0, done.stderr[-3000:]
     html = (workdir / "report.html").read_text()
     assert "tradeoff.svg" in html and "Trade-off" in html
+
+
+def test_a_key_added_to_a_family_with_a_default_retrains_nothing(tiny_study, tmp_path):
+    """A model's identity is its user-written spec: a new family key with a default (in the
+    family's defaults and the schema alike) plans no training job; a written change does."""
+    repo, workdir, _ = tiny_study
+    copy = tmp_path / "repo"
+    shutil.copytree(repo / "workflow", copy / "workflow")
+    shutil.copy(repo / "Snakefile", copy / "Snakefile")
+    schema = copy / "workflow/schemas/config.schema.yaml"
+    added = "      added_key: {type: integer, default: 7, description: A key added to the family.}\n"
+    text = schema.read_text().replace("    description: Low-rank models (`family` nmf, nmfd or ntd).\n    properties:\n",
+                                      "    description: Low-rank models (`family` nmf, nmfd or ntd).\n    properties:\n" + added)
+    assert "added_key" in text
+    schema.write_text(text)
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site/sitecustomize.py").write_text(
+        "from lowrank_amt.families import lowrank\n"
+        "for family in (lowrank.NMF, lowrank.NMFD, lowrank.NTD):\n"
+        "    family.defaults = {**family.defaults, 'added_key': 7}\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path / "site"), os.environ.get("PYTHONPATH", "")])}
+
+    def planned(config):
+        done = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(copy / "Snakefile"), "-d", str(workdir),
+                               "-n", "--configfile", str(config)], capture_output=True, text=True, env=env)
+        assert done.returncode == 0, done.stderr[-3000:]
+        return done.stdout
+
+    assert "rule train_model:" not in planned(repo / "config/tiny.yaml")
+    written = tmp_path / "written.yaml"
+    written.write_text((repo / "config/tiny.yaml").read_text().replace("train_iterations: 30", "train_iterations: 31"))
+    assert "rule train_model:" in planned(written)
 
 
 def test_config_typo_stops_before_any_job(tmp_path, repo):

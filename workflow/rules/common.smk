@@ -1,4 +1,5 @@
 # Config validation and input functions: rules below hold no logic of their own.
+import copy
 import json
 import os
 import re
@@ -13,13 +14,18 @@ from lowrank_amt import families
 from lowrank_amt.config import config_hash, load_schema, validate_config
 from lowrank_amt.errors import LowrankAmtError
 
+# The models as the user wrote them, before validation fills in defaults: a model's
+# identity (its params, hence whether Snakemake retrains it) is what the user wrote, so a
+# key added to a family with a default retrains nothing. The stages fill the defaults in.
+WRITTEN_MODELS = copy.deepcopy(config.get("models") or {})
+
 try:
     validate_config(
         config,
         load_schema(Path(workflow.current_basedir) / "../schemas/config.schema.yaml"),
     )
     # every model's family and complete spec; a refused combination stops the run here
-    SPEC = {name: families.resolve(spec) for name, spec in config["models"].items()}
+    SPEC = {name: families.resolve(spec) for name, spec in WRITTEN_MODELS.items()}
     for name, (_, spec) in SPEC.items():
         if spec.get("templates_from") not in (None, *config["datasets"]):
             raise LowrankAmtError(
@@ -161,7 +167,7 @@ def features_spec(wildcards):
 
 
 def model_spec(wildcards):
-    return as_json(config["models"][wildcards.model])
+    return as_json(WRITTEN_MODELS[wildcards.model])
 
 
 def training_index(wildcards):
@@ -206,7 +212,7 @@ def provenance(wildcards):
         "sample_rate": config["sample_rate"],
         "dataset": config["datasets"][wildcards.dataset],
         "features": config["features"][wildcards.features],
-        "model": config["models"][wildcards.model],
+        "model": WRITTEN_MODELS[wildcards.model],
     }
     return as_json(
         {
@@ -226,7 +232,7 @@ def all_runs():
             "model": m,
             "size": s,
             "family": FAMILY[m].name,
-            "supervision": config["models"][m].get("supervision", ""),
+            "supervision": SPEC[m][1].get("supervision", ""),
             "form": SPEC[m][1].get("form", ""),
         }
         for d in TRAINING_DATASETS
