@@ -148,3 +148,35 @@ def test_aggregate_tidy_table_and_ranked_summary(tmp_path):
     markdown = (tmp_path / "summary.md").read_text()
     assert "| 1 |" in markdown and "–" in markdown  # the deep model's interpretability: a dash
     assert json.loads(json.dumps(table["decoding_onset"].tolist())) == ["peaks", "peaks"]
+
+
+def test_every_results_row_says_where_and_when_its_model_was_trained(tmp_path):
+    made = {"git_commit": "0123456789abcdef", "git_dirty": True, "cpu": "Some CPU", "cpu_capability": "AVX2",
+            "threads": 2, "run_date": "2026-12-02T21:00:00Z"}
+    runs = [write_run(tmp_path / "a", "nmf_kl", "nmf", [0.6, 0.8]), write_run(tmp_path / "b", "cnn", "deep", [0.5, 0.7])]
+    info = json.loads((tmp_path / "a/train.json").read_text())
+    write_json(tmp_path / "a/train.json", {**info, "run": made})
+    summary.aggregate(runs, "abc123", tmp_path / "results.csv", tmp_path / "summary.csv", tmp_path / "summary.md")
+    results = pd.read_csv(tmp_path / "results.csv").set_index("model")
+    assert results.loc["nmf_kl", "git_commit"].tolist() == ["0123456789abcdef"] * 2
+    assert results.loc["nmf_kl", "cpu_capability"].tolist() == ["AVX2"] * 2
+    assert results.loc["cnn", "git_commit"].isna().all()  # a train.json of before: empty cells
+    markdown = (tmp_path / "summary.md").read_text()
+    assert ("Trained by commit 0123456789 with uncommitted changes on Some CPU (AVX2 kernels, 2 threads), "
+            "2026-12-02 to 2026-12-02 (rows: 1).") in markdown
+
+
+def test_run_provenance_names_this_checkouts_commit_and_torchs_kernels(repo):
+    import torch
+    from lowrank_amt.versions import run_provenance
+    made = run_provenance()
+    head = (repo / ".git/HEAD").read_text().strip()
+    if head.startswith("ref: "):  # a branch: its commit, loose or packed
+        ref = head[5:]
+        loose = repo / ".git" / ref
+        packed = (repo / ".git/packed-refs").read_text() if (repo / ".git/packed-refs").exists() else ""
+        head = loose.read_text().strip() if loose.exists() else next(
+            line.split()[0] for line in packed.splitlines() if line.endswith(" " + ref))
+    assert made["git_commit"] == head
+    assert made["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert made["threads"] == torch.get_num_threads() and made["run_date"].endswith("Z")

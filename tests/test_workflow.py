@@ -61,7 +61,8 @@ def test_trained_model_beats_trivial_transcribers(tiny_study):
     silent_f, random_f = trivial_scores(study)
     assert model_f > max(silent_f, random_f) + 0.3, (model_f, silent_f, random_f)
     assert results["frame_f"].mean() > 0.3
-    assert {"version_torch", "config_hash", "train_seconds", "device"} <= set(results.columns)
+    assert {"version_torch", "config_hash", "train_seconds", "device", "git_commit", "git_dirty", "cpu",
+            "cpu_capability", "threads", "run_date"} <= set(results.columns)
 
 
 def test_a_trained_model_transcribes_recordings_from_the_command_line(tiny_study, tmp_path):

@@ -26,7 +26,7 @@ from .loader import select_training_tracks
 from .memory import peak_rss_mb
 from .models import load_model, save_model
 from .notes import read_midi_notes, write_midi_notes
-from .versions import software_versions
+from .versions import run_provenance, software_versions
 
 F16_MAX = float(np.finfo(np.float16).max)
 
@@ -50,8 +50,10 @@ def train(spec: dict, index_path, model_path, loss_path, info_path, log=print, *
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     with atomic_path(loss_path) as tmp:
         trained.losses.to_csv(tmp, index=False)
+    # where and when (train.json only: a model file stays the same bytes run after run)
     write_json(info_path, {"train_seconds": wall, "train_cpu_seconds": cpu, "device": str(device),
-                           "train_hours": train_hours, "peak_rss_mb": peak_rss_mb(), **trained.info})
+                           "train_hours": train_hours, "peak_rss_mb": peak_rss_mb(), "run": run_provenance(),
+                           **trained.info})
     # a hand-made cache (tests, benchmarks) may have no params.json: such a model
     # transcribes that cache only, never new audio
     has_params = (Path(index_path).parent / "params.json").exists()

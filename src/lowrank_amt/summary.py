@@ -12,7 +12,7 @@ from .errors import LowrankAmtError
 from .interpretability import SUMMARY_NAMES
 from .io import atomic_path, read_json
 from .metrics import COUNT_NAMES, METRIC_NAMES, pooled_metrics
-from .versions import software_versions
+from .versions import PROVENANCE_NAMES, software_versions
 
 
 def read_benchmark(path) -> dict:
@@ -56,6 +56,8 @@ def run_columns(run: dict) -> dict:
         "n_parameters": _nan(train_info.get("n_parameters")),
         "seconds_per_audio_minute": activations_info["seconds_per_audio_minute"],
         "device": train_info.get("device", ""),
+        # where and when it was trained (versions.run_provenance)
+        **{k: train_info.get("run", {}).get(k, "") for k in PROVENANCE_NAMES},
         "transcribe_device": activations_info.get("device", ""),
         "threshold": decoding_info["threshold"],
         **{f"decoding_{k}": v for k, v in decoding_info.get("params", {}).items() if k != "threshold"},
@@ -162,7 +164,22 @@ def summary_markdown(summary: pd.DataFrame) -> str:
         if oracle:
             cells.append(_fmt(r.get("oracle_note_onset_f_mean"), ".3f"))
         lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + provenance_lines(summary)) + "\n"
+
+
+def provenance_lines(summary: pd.DataFrame) -> list[str]:
+    """One line per machine and commit the runs were trained with (train.json's ``run``)."""
+    if not set(PROVENANCE_NAMES) <= set(summary.columns):
+        return []
+    lines = [""]
+    made = summary[list(PROVENANCE_NAMES)].astype(str)
+    made = made[~made["git_commit"].isin(["", "nan"])]  # runs trained before provenance was kept
+    for (commit, dirty, cpu, kernels, threads), runs in made.groupby(list(PROVENANCE_NAMES[:5]), sort=False):
+        dates = sorted(runs["run_date"])
+        changes = " with uncommitted changes" if dirty == "True" else ""
+        lines.append(f"Trained by commit {str(commit)[:10]}{changes} on {cpu} ({kernels} kernels, {threads} threads), "
+                     f"{dates[0][:10]} to {dates[-1][:10]} (rows: {len(runs)}).")
+    return lines if len(lines) > 1 else []
 
 
 def memory_limit_hours(hours, peak_mb, limit_mb: float) -> float:
