@@ -180,3 +180,23 @@ def test_run_provenance_names_this_checkouts_commit_and_torchs_kernels(repo):
     assert made["git_commit"] == head
     assert made["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
     assert made["threads"] == torch.get_num_threads() and made["run_date"].endswith("Z")
+
+
+def test_a_fresh_table_may_differ_from_the_readme_only_where_the_cpu_decides(repo):
+    readme = (repo / "README.md").read_text()
+    rows = summary.ranked_rows(readme)
+    assert len(rows) >= 20 and {"network", "nmf", "basic_pitch"} <= {family for family, _ in rows.values()}
+    assert summary.table_differences(readme, readme) == []
+    lines = readme.splitlines()
+    network = next(i for i, line in enumerate(lines) if "| harmonic_net | network |" in line)
+    lowrank = next(i for i, line in enumerate(lines) if "| nmf_sup_kl | nmf |" in line)
+
+    def with_cell(index, change):  # the note F (onset) cell of one row, changed
+        cells = lines[index].split(" | ")
+        f, std = cells[6].split(" ")
+        cells[6] = f"{float(f) + change:.3f} {std}"
+        return "\n".join(lines[:index] + [" | ".join(cells)] + lines[index + 1:])
+
+    assert summary.table_differences(readme, with_cell(network, 0.05)) == []  # within the networks' 0.1
+    assert len(summary.table_differences(readme, with_cell(network, 0.15))) == 1
+    assert len(summary.table_differences(readme, with_cell(lowrank, 0.001))) == 1  # low-rank: exact

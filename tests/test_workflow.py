@@ -63,6 +63,10 @@ def test_trained_model_beats_trivial_transcribers(tiny_study):
     assert results["frame_f"].mean() > 0.3
     assert {"version_torch", "config_hash", "train_seconds", "device", "git_commit", "git_dirty", "cpu",
             "cpu_capability", "threads", "run_date"} <= set(results.columns)
+    # trained by the pinned kernels (kernels.py) on an x86-64 CPU with AVX2 or more
+    import torch
+    if torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512"):
+        assert (results["cpu_capability"] == "AVX2").all()
 
 
 def test_a_trained_model_transcribes_recordings_from_the_command_line(tiny_study, tmp_path):

@@ -36,6 +36,8 @@ O = {"default": None}                    # an optional path argument
 COMMANDS = {
     "validate-config": ("validate a config file against the schema",
                         [("config", {}), ("--schema", P)]),
+    "check-table": ("compare a fresh ranked results table with a published one (e.g. the README's)",
+                    [("--published", P), ("--fresh", P)]),
     "config-docs": ("write the key reference of config/README.md from the schema",
                     [("--schema", P), ("--readme", P), ("--check", {"action": "store_true"})]),
     "prepare-dataset": ("synthesize, download or gather a dataset into a manifest",
@@ -157,6 +159,19 @@ def _plot(a):
     draw(summary, a.out)
 
 
+def _check_table(a):
+    from pathlib import Path
+
+    from .errors import LowrankAmtError
+    from .summary import TABLE_TOLERANCE, ranked_rows, table_differences
+    published, fresh = Path(a.published).read_text(), Path(a.fresh).read_text()
+    differences = table_differences(published, fresh)
+    if differences:
+        raise LowrankAmtError(f"{len(differences)} differences from {a.published}:\n" + "\n".join(differences))
+    print(f"{a.fresh} agrees with the {len(ranked_rows(published))} rows of {a.published} "
+          f"(tolerance {TABLE_TOLERANCE}, 0 for other families)")
+
+
 def _scaling_tables(a):
     import pandas as pd
 
@@ -205,6 +220,7 @@ def run(a: argparse.Namespace) -> None:
         "aggregate": lambda a: call("summary", "aggregate", a.runs, a.config_hash, a.results, a.summary, a.markdown),
         "plot": _plot,
         "scaling-tables": _scaling_tables,
+        "check-table": _check_table,
         "plot-losses": _plot_losses,
         "plot-dictionary": lambda a: call("plots", "dictionary_plot_from_files", a.model, a.index, a.out, a.title),
         "plot-excerpt": lambda a: call("plots", "excerpt_plot_from_files", a.activations, a.index, a.out,
@@ -215,7 +231,9 @@ def run(a: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     from .errors import LowrankAmtError
+    from .kernels import pin_kernels
 
+    pin_kernels()  # before torch's first kernel call: the same float kernels on every x86-64 CPU
     args = build_parser().parse_args(argv)
     try:
         run(args)

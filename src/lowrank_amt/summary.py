@@ -262,3 +262,48 @@ def _require_columns(table: pd.DataFrame, columns) -> None:
     missing = [c for c in columns if c not in table]
     if missing:
         raise LowrankAmtError(f"the summary lacks columns {missing}")
+
+
+#: How far a fresh run's ranked table may differ from a published one (absolute, on
+#: every metric column), per family; 0 (to the printed digits) for the others. The
+#: networks' training follows the CPU's float kernels: between AVX2 and AVX-512 kernels
+#: their default-study rows moved by up to 0.094 (frame F; note F 0.030). README,
+#: Reproducibility.
+TABLE_TOLERANCE = {"network": 0.1}
+TABLE_METRICS = ("note F (onset)", "note F (onset+offset)", "frame F", "note F pooled", "interpretability")
+
+
+def ranked_rows(markdown: str) -> dict:
+    """(model, dataset, test set, train h) -> (family, {metric: value or None}) of the
+    first ranked table (``summary_markdown``'s format) in a markdown text."""
+    lines = markdown.splitlines()
+    start = next((i for i, line in enumerate(lines) if line.startswith("| rank | model |")), None)
+    if start is None:
+        raise LowrankAmtError("no ranked results table ('| rank | model | ...') in the text")
+    header = [c.strip() for c in lines[start].strip("|").split("|")]
+    rows = {}
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        cells = dict(zip(header, (c.strip() for c in line.strip("|").split("|"))))
+        value = lambda text: None if text == "–" else float(text.split()[0])  # noqa: E731
+        key = (cells["model"], cells["dataset"], cells["test set"], cells["train h"])
+        rows[key] = cells["family"], {m: value(cells[m]) for m in TABLE_METRICS}
+    return rows
+
+
+def table_differences(published: str, fresh: str, tolerance=TABLE_TOLERANCE) -> list[str]:
+    """One line per row of the ranked table in ``published`` that ``fresh`` lacks, or whose
+    metrics differ by more than its family's ``tolerance`` (0 for families not named)."""
+    ours, theirs = ranked_rows(fresh), ranked_rows(published)
+    lines = []
+    for key, (family, metrics) in theirs.items():
+        if key not in ours:
+            lines.append(f"{' / '.join(key)}: not in the fresh table")
+            continue
+        allowed = tolerance.get(family, 0.0) + 1e-9
+        for name, value in metrics.items():
+            other = ours[key][1][name]
+            if (value is None) != (other is None) or (value is not None and abs(value - other) > allowed):
+                lines.append(f"{' / '.join(key)}: {name} {value} published, {other} now")
+    return lines
