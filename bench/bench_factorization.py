@@ -37,12 +37,18 @@ import pandas as pd
 import lowrank_amt  # noqa: F401  (before torch: sets its allocator's huge-page switch)
 import torch
 from lowrank_amt.factorization import nmf, ntd
-from lowrank_amt.factorization.core import beta_divergence, generator, update_H, update_W
+from lowrank_amt.factorization.core import beta_divergence, generator, update_H
 from lowrank_amt.epochs import fit_epochs
 from lowrank_amt.factorization.training import DictionaryLearner, OnlineMU, fit_full_batch, solve_activations
 
 from batches import ArrayBatches
 from tables import write_table
+
+
+def update_W(V, W, H, beta: float):
+    """One MU step on W for V ~ W H (H fixed): the step on H of the transposed problem."""
+    return update_H(V.T, H.T, W.T, beta).T
+
 
 FRAME_RATE = 22050 / 512
 

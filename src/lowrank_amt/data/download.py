@@ -34,7 +34,6 @@ from ..errors import LowrankAmtError
 
 CHUNK_BYTES = 1 << 20
 USER_AGENT = "lowrank-amt (dataset preparation)"
-ALGORITHMS = ("sha256", "md5")
 ARCHIVE_SUFFIXES = (".tar.gz", ".tar.bz2", ".tar.xz", ".tgz", ".tar", ".zip")
 
 

@@ -86,11 +86,6 @@ def update_H(V, W, H, beta: float, l1: float = 0.0, eps: float = EPS, *,
     return mu_step(H, W.T @ num_term, denominator, beta, l1, mask, eps)
 
 
-def update_W(V, W, H, beta: float, eps: float = EPS) -> torch.Tensor:
-    """One MU step on W for V ~ W H (H fixed); returns the new W."""
-    return update_H(V.T, H.T, W.T, beta, eps=eps).T
-
-
 def mu_step(X: torch.Tensor, numerator: torch.Tensor, denominator: torch.Tensor, beta: float,
             l1: float = 0.0, mask: torch.Tensor | None = None, eps: float = EPS) -> torch.Tensor:
     """The multiplicative update X * (numerator / (denominator + l1)) ** gamma(beta).

@@ -18,14 +18,6 @@ from ..errors import LowrankAmtError
 from .core import EPS, beta_divergence, positive_rand, ratio_terms, update_H
 
 
-def random_init(n_rows: int, n_cols: int, scale: float, generator: torch.Generator,
-                like: torch.Tensor) -> torch.Tensor:
-    """Uniform positive init with the data's scale (as scikit-learn's ``init='random'``),
-    drawn on the CPU so that a seed gives the same start on every device."""
-    init = torch.rand(n_rows, n_cols, generator=generator, dtype=like.dtype) * scale + EPS
-    return init.to(like.device)
-
-
 def nmf(V: torch.Tensor, rank: int, beta: float = 1.0, n_iter: int = 100, *,
         W: torch.Tensor | None = None, H: torch.Tensor | None = None,
         update_dictionary: bool = True, l1: float = 0.0, tol: float = 0.0,
@@ -42,9 +34,9 @@ def nmf(V: torch.Tensor, rank: int, beta: float = 1.0, n_iter: int = 100, *,
     generator = torch.Generator().manual_seed(seed)
     scale = float(torch.sqrt(V.mean() / rank)) if V.numel() else 1.0
     if W is None:
-        W = random_init(V.shape[0], rank, scale, generator, V)
+        W = positive_rand((V.shape[0], rank), scale, generator, V)
     if H is None:
-        H = random_init(rank, V.shape[1], scale, generator, V)
+        H = positive_rand((rank, V.shape[1]), scale, generator, V)
     from . import nmf as numerics  # this module's functions are the family's numerics
     from .training import fit_full_batch
     W, activations, losses = fit_full_batch(numerics, V, W, beta=beta, n_iter=n_iter, tol=tol, l1=l1,
