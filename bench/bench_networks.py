@@ -21,8 +21,9 @@ import time
 import torch
 from tables import write_table
 
-from lowrank_amt.deep.network import n_parameters
-from lowrank_amt.families.network import network_of, segment_loss
+from lowrank_amt.deep.harmonic_net import n_parameters
+from lowrank_amt.deep.learner import segment_loss
+from lowrank_amt.families.network import network_of
 
 FRAMES_PER_HOUR = 3600 * 22050 / 512
 #: (architecture, channels, hidden): HarmonicNet at 8 and 16 channels, and the two

@@ -24,7 +24,7 @@ import torch
 from tables import write_table
 
 from lowrank_amt import families
-from lowrank_amt.factorization.unrolled import UnrolledMU
+from lowrank_amt.factorization.unrolled_mu import UnrolledMU
 
 FRAME_RATE, N_BINS = 22050 / 512, 264
 

@@ -11,7 +11,7 @@ from lowrank_amt import evaluation, families, stages
 from lowrank_amt.audio import load_audio
 from lowrank_amt.data.manifest import write_manifest
 from lowrank_amt.data.synth import find_soundfont, random_piece, render
-from lowrank_amt.deep import basic_pitch as bp
+from lowrank_amt.deep import basic_pitch_onnx as bp
 from lowrank_amt.errors import LowrankAmtError
 from lowrank_amt.io import read_json
 from lowrank_amt.metrics import note_metrics

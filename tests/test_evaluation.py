@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from lowrank_amt import evaluation, families, stages, summary
-from lowrank_amt.models import save_model
+from lowrank_amt.model_file import save_model
 from lowrank_amt.constants import MIDI_MIN, N_KEYS
 from lowrank_amt.io import read_json, write_json
 from lowrank_amt.notes import write_midi_notes

@@ -12,7 +12,7 @@ from lowrank_amt.errors import LowrankAmtError
 from lowrank_amt.features import bin_frequencies
 from lowrank_amt.interpretability import (assess, dictionary_scores, hoyer_sparsity,
                                           load_dictionary, template_table)
-from lowrank_amt.models import save_model
+from lowrank_amt.model_file import save_model
 from lowrank_amt.notes import write_midi_notes
 
 SPEC = {"bins_per_semitone": 3, "n_semitones": 88, "fmin_midi": 21}

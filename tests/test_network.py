@@ -11,7 +11,7 @@ import torch
 from lowrank_amt import evaluation, stages
 from lowrank_amt.constants import MIDI_MIN, N_KEYS
 from lowrank_amt.decode import activations_to_notes
-from lowrank_amt.deep.network import HarmonicNet, harmonic_stack, n_parameters, track_logits
+from lowrank_amt.deep.harmonic_net import HarmonicNet, harmonic_stack, n_parameters, track_logits
 from lowrank_amt.errors import LowrankAmtError
 from lowrank_amt.io import read_json, write_json
 from lowrank_amt.metrics import note_metrics
@@ -250,7 +250,7 @@ def test_harmonic_attention_looks_along_the_harmonic_series():
 
 
 def test_a_batch_with_a_non_finite_loss_moves_nothing_and_is_counted():
-    from lowrank_amt.families.network import NetworkLearner
+    from lowrank_amt.deep.learner import NetworkLearner
 
     class Batches:  # three batches; the second overflows
         def epoch(self, epoch):

@@ -14,7 +14,7 @@ from lowrank_amt import evaluation, stages
 from lowrank_amt.errors import LowrankAmtError
 from lowrank_amt.features import read_index
 from lowrank_amt.io import read_json
-from lowrank_amt.models import load_model
+from lowrank_amt.model_file import load_model
 from lowrank_amt.teacher import teach
 
 EVALUATION = {"onset_tolerance": 0.05, "offset_ratio": 0.2}

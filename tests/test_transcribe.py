@@ -16,7 +16,7 @@ from lowrank_amt.cli import main
 from lowrank_amt.features import bin_frequencies, feature_params, params_hash
 from lowrank_amt.io import write_json
 from lowrank_amt.metrics import note_metrics
-from lowrank_amt.models import save_model
+from lowrank_amt.model_file import save_model
 from lowrank_amt.notes import read_midi_notes
 from lowrank_amt.steering import Steering, parse_key, scale_keys
 
@@ -170,7 +170,7 @@ def test_a_dictionary_adapts_to_another_piano(model, tmp_path):
     import torch
     from lowrank_amt.factorization.activations import track_activations
     from lowrank_amt.features import compute_features
-    from lowrank_amt.models import load_model
+    from lowrank_amt.model_file import load_model
     from lowrank_amt.notes import write_midi_notes
     # a scale on the other piano, with its MIDI: the adaptation recording
     keys = np.arange(40, 85, 2)

@@ -13,7 +13,7 @@ import torch
 from lowrank_amt import evaluation, families, stages
 from lowrank_amt.factorization import nmf, nmfd
 from lowrank_amt.factorization.training import solve_activations
-from lowrank_amt.factorization.unrolled import UnrolledMU
+from lowrank_amt.factorization.unrolled_mu import UnrolledMU
 from lowrank_amt.io import read_json
 from lowrank_amt.steering import Steering
 

@@ -17,7 +17,7 @@ from lowrank_amt.factorization.activations import track_activations
 from lowrank_amt.features import load_track, read_index
 from lowrank_amt.metrics import note_metrics
 from lowrank_amt.notes import read_midi_notes
-from lowrank_amt.validation import VALIDATION_THRESHOLDS
+from lowrank_amt.epoch_scoring import VALIDATION_THRESHOLDS
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -33,7 +33,7 @@ import pandas as pd
 from .errors import LowrankAmtError
 from .features import bin_frequencies, cache_params, read_index
 from .io import atomic_path, write_json
-from .models import load_model
+from .model_file import load_model
 from .notes import read_midi_notes
 from .pitch import estimate_template_pitches, harmonic_energy_share
 

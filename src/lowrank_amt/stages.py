@@ -24,7 +24,7 @@ from .features import cache_params, load_track, read_index
 from .io import atomic_path, write_json
 from .loader import select_training_tracks
 from .memory import peak_rss_mb
-from .models import load_model, save_model
+from .model_file import load_model, save_model
 from .notes import read_midi_notes, write_midi_notes
 from .versions import run_provenance, software_versions
 

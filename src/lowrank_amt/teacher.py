@@ -31,7 +31,7 @@ from .factorization.core import pick_device
 from .features import frame_targets, read_index
 from .io import atomic_path, write_json
 from .metrics import precision_recall_f
-from .models import load_model
+from .model_file import load_model
 from .notes import write_midi_notes
 from .stages import check_features, model_inputs
 

@@ -32,7 +32,7 @@ from .decode import score_aligned_notes
 from .errors import LowrankAmtError
 from .factorization.core import pick_device
 from .features import compute_features, frame_targets, read_annotation
-from .models import Model, load_model
+from .model_file import Model, load_model
 from .notes import write_midi_notes
 from .steering import Steering
 

@@ -37,7 +37,7 @@ from torch import nn
 
 from ..constants import MIDI_MAX, MIDI_MIN, N_KEYS
 from ..errors import LowrankAmtError
-from .network import LOG_FLOOR, PRIOR_PROBABILITY, harmonic_shifts, harmonic_stack
+from .harmonic_net import LOG_FLOOR, PRIOR_PROBABILITY, harmonic_shifts, harmonic_stack
 
 #: Harmonics a semitone attends to (their offsets rounded to semitones).
 ATTENDED_HARMONICS = (0.5, 1, 2, 3, 4, 5, 6, 7, 8)

@@ -30,7 +30,7 @@ test a family's name. What a family declares:
 * ``dictionary(arrays, spec)``: the spectral templates (bins x K) that interpretability
   reads and their key labels (MIDI, NaN where unlabelled), or None for a model without
   a dictionary; ``has_dictionary`` says which, before any model exists.
-* Saving and loading are the same for every family (``models.py``): ``fit`` returns the
+* Saving and loading are the same for every family (``model_file.py``): ``fit`` returns the
   arrays that describe the model, written to ``model.npz`` beside the family name and spec.
 """
 

@@ -1,5 +1,5 @@
 """Pretrained Basic Pitch as a model family: nothing to train, transcription from the
-audio (22050 Hz, its own 2 s windows, ``deep/basic_pitch.py``) at its own frame rate
+audio (22050 Hz, its own 2 s windows, ``deep/basic_pitch_onnx.py``) at its own frame rate
 (22050 / 256 Hz), and its own note creation as the decoder."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ class BasicPitch(Family):
 
     @property
     def defaults(self):
-        from ..deep.basic_pitch import DEFAULTS
+        from ..deep.basic_pitch_onnx import DEFAULTS
         return DEFAULTS
 
     def training_data(self, spec):
@@ -27,7 +27,7 @@ class BasicPitch(Family):
     def fit(self, spec, run, log=print):
         """Record the pretrained model; ``train_seconds`` is null: its training cost is
         not measured here."""
-        from ..deep.basic_pitch import N_PARAMETERS, _basic_pitch, versions
+        from ..deep.basic_pitch_onnx import N_PARAMETERS, _basic_pitch, versions
         _basic_pitch()  # a clear error now if the package is missing
         info = {"train_seconds": None, "train_cpu_seconds": None, "device": "none (pretrained)",
                 "n_parameters": N_PARAMETERS, "pretrained": True, "epochs": 0, **versions()}
@@ -39,7 +39,7 @@ class BasicPitch(Family):
     hop_length = 256
 
     def transcriber(self, arrays, spec, device):
-        from ..deep.basic_pitch import load_model, posteriorgrams
+        from ..deep.basic_pitch_onnx import load_model, posteriorgrams
         model = load_model()
 
         def transcribe(audio) -> dict:
@@ -51,5 +51,5 @@ class BasicPitch(Family):
         return "cpu (onnxruntime)"
 
     def make_decoder(self, spec, decoding, evaluation):
-        from ..deep.basic_pitch import NoteCreation
+        from ..deep.basic_pitch_onnx import NoteCreation
         return NoteCreation(spec, evaluation)

@@ -45,7 +45,7 @@ from ..factorization.training import DictionaryLearner, GradientStep, OnlineMU, 
 from ..factorization.activations import template_keys, track_activations
 from ..features import bin_frequencies, cache_params, load_track, read_index
 from ..loader import FrameBatches, attack_rows, select_training_tracks
-from ..validation import note_f_scorer
+from ..epoch_scoring import note_f_scorer
 from .base import Family, Trained
 
 # learning_rate: Adam's steps on log W are relative (at most about lr per step); at 0.1,

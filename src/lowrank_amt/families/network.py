@@ -1,4 +1,4 @@
-"""The trainable networks as a model family: ``architecture`` harmonic_net (``deep/network.py``,
+"""The trainable networks as a model family: ``architecture`` harmonic_net (``deep/harmonic_net.py``,
 the parameter-matched baseline), onsets_frames or harmonic_attention (``deep/onsets_frames.py``).
 
 Training is epoch-based over segments of the train split (``loader.FrameBatches`` with
@@ -15,24 +15,20 @@ architecture, JSON).
 from __future__ import annotations
 
 import json
-import time
 
 import numpy as np
 import pandas as pd
 import torch
 
-from ..epochs import fingerprint, fit_epochs
-from ..deep.network import (DEFAULT_HARMONICS, HarmonicNet, n_parameters, offset_loss, track_logits,
-                            transcription_loss)
+from ..deep.harmonic_net import DEFAULT_HARMONICS, HarmonicNet, n_parameters, track_logits
+from ..deep.learner import WEIGHTS, NetworkLearner
 from ..deep.onsets_frames import OnsetsAndFrames
+from ..epoch_scoring import note_f_scorer
+from ..epochs import fingerprint, fit_epochs
 from ..errors import LowrankAmtError
-from ..features import cache_params, load_track, read_index
+from ..features import cache_params, read_index
 from ..loader import FrameBatches
-from ..validation import note_f_scorer
 from .base import Family, Trained
-
-WEIGHTS = "weights/"
-
 
 def build_model(params: dict, spec: dict) -> torch.nn.Module:
     """The network of a model spec (its ``architecture``) for a CQT feature set (its
@@ -54,103 +50,6 @@ def network_of(config: dict) -> torch.nn.Module:
     acoustic = "conv" if architecture == "onsets_frames" else "harmonic_attention"
     return OnsetsAndFrames(config["n_bins"], config["bins_per_semitone"], config["fmin_midi"], acoustic,
                            config["channels"], config["hidden"])
-
-
-def validation_loss(model: torch.nn.Module, index: pd.DataFrame, device) -> float:
-    """Loss over whole validation tracks, weighted by their frames (eval mode)."""
-    model.eval()
-    total, frames = 0.0, 0
-    for row in index.itertuples():
-        features, roll = load_track(row)
-        note, onset = track_logits(model, features, device)
-        target = torch.as_tensor(np.array(roll)).unsqueeze(0)
-        total += float(transcription_loss(note.unsqueeze(0), onset.unsqueeze(0), target, False)) * roll.shape[1]
-        frames += roll.shape[1]
-    return total / frames
-
-
-def segment_loss(model, features: torch.Tensor, roll: torch.Tensor) -> torch.Tensor:
-    """The training loss of a batch of segments: ``transcription_loss`` of the model's
-    (note, onset) logits, frame 0 of each segment left out of the onset term, plus the
-    offset head's loss where the model has one."""
-    outputs = model(features)
-    loss = transcription_loss(outputs[0], outputs[1], roll, True)
-    return loss + offset_loss(outputs[2], roll, True) if len(outputs) > 2 else loss
-
-
-def finite(loss: torch.Tensor, model: torch.nn.Module) -> bool:
-    """Whether a batch's loss and every gradient of ``model`` are finite."""
-    return bool(torch.isfinite(loss)) and all(bool(torch.isfinite(p.grad).all()) for p in model.parameters()
-                                              if p.grad is not None)
-
-
-class NetworkLearner:
-    """A torch model that maps features to (note, onset) logits, its optimizer and its
-    data: the learner of ``epochs.fit_epochs``. ``loss(model, features, roll)``: the
-    training loss of a batch (``segment_loss`` unless given); the validation loss is
-    always ``validation_loss``; ``score(model)``, when given, the validation note F logged
-    beside it; the learning rate is multiplied by ``lr_decay`` after every epoch. A batch
-    whose loss or gradient is not finite (an overflow) moves nothing; the epoch's count of
-    such batches is logged as ``skipped_steps``."""
-
-    def __init__(self, model, optimizer, batches, validation: pd.DataFrame, device, loss=segment_loss,
-                 score=None, lr_decay: float = 1.0):
-        self.model, self.optimizer, self.batches = model, optimizer, batches
-        self.validation, self.device, self.loss, self.score = validation, device, loss, score
-        self.schedule = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=lr_decay)
-        self.skipped_steps = 0
-
-    @property
-    def learning_rate(self) -> float:
-        return self.optimizer.param_groups[0]["lr"]
-
-    def train_epoch(self, epoch: int) -> float:
-        self.model.train()
-        loss_sum, n_segments, frames, start = 0.0, 0, 0, time.perf_counter()
-        self.skipped_steps = 0
-        # mixed precision on CUDA (bfloat16 needs no loss scaling); float32 on the CPU
-        mixed = torch.autocast("cuda", dtype=torch.bfloat16, enabled=torch.device(self.device).type == "cuda")
-        # batches of epoch + 1: the numbering this network was trained with before the
-        # shared loop, kept so that its results stay the same
-        for features, roll in self.batches.epoch(epoch + 1):
-            with mixed:
-                loss = self.loss(self.model, torch.as_tensor(features, dtype=torch.float32, device=self.device),
-                                 torch.as_tensor(roll, device=self.device))
-            self.optimizer.zero_grad()
-            loss.backward()
-            frames += features.shape[0] * features.shape[-1]
-            if not finite(loss, self.model):  # an overflow: skip the step rather than spread NaN into the weights
-                self.skipped_steps += 1
-                continue
-            self.optimizer.step()
-            loss_sum, n_segments = loss_sum + loss.item() * len(features), n_segments + len(features)
-        self.frames_per_second = frames / (time.perf_counter() - start)
-        return loss_sum / max(1, n_segments)
-
-    def end_epoch(self) -> None:
-        self.schedule.step()
-
-    def validate(self, epoch: int) -> dict:
-        """The validation loss, the validation note F (with ``score``) and the training
-        speed of the epoch (frames per second)."""
-        scores = {"loss": validation_loss(self.model, self.validation, self.device)}
-        if self.score is not None:
-            scores["validation_note_f"] = self.score(self.model)
-        skipped = {"skipped_steps": self.skipped_steps} if self.skipped_steps else {}
-        return {**scores, "frames_per_second": self.frames_per_second, **skipped}
-
-    def snapshot(self) -> dict:
-        return {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
-
-    def state_dict(self) -> dict:
-        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "schedule": self.schedule.state_dict()}
-
-    def load_state_dict(self, state) -> None:
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        if "schedule" in state:  # checkpoints written before the schedule had none
-            self.schedule.load_state_dict(state["schedule"])
 
 
 class Network(Family):

@@ -1,4 +1,4 @@
-"""Deep-unfolded NMF and NMFD as a model family (the model: ``factorization/unrolled.py``).
+"""Deep-unfolded NMF and NMFD as a model family (the model: ``factorization/unrolled_mu.py``).
 
 The dictionary is the base family's supervised one (``base``: nmf or nmfd): learned from
 the isolated notes of the training dataset exactly as a supervised model of that family
@@ -24,15 +24,15 @@ import pandas as pd
 import torch
 
 from ..constants import MIDI_MIN
-from ..deep.network import n_parameters, transcription_loss
+from ..deep.harmonic_net import n_parameters, transcription_loss
+from ..deep.learner import WEIGHTS, NetworkLearner
+from ..epoch_scoring import note_f_scorer
 from ..epochs import fingerprint, fit_epochs
 from ..errors import LowrankAmtError
-from ..factorization.unrolled import UnrolledMU
+from ..factorization.unrolled_mu import UnrolledMU
 from ..features import read_index
 from ..loader import FrameBatches
 from .base import Family, Trained
-from ..validation import note_f_scorer
-from .network import WEIGHTS, NetworkLearner
 
 #: what the model learns beyond W (saved as weights/<name>)
 LEARNED = ("log_scale", "log_exponent", "note_gain", "note_bias", "onset_rise", "onset_level", "onset_bias")

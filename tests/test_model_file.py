@@ -10,7 +10,7 @@ import pytest
 from lowrank_amt import stages
 from lowrank_amt.errors import LowrankAmtError
 from lowrank_amt.io import read_json
-from lowrank_amt.models import load_model
+from lowrank_amt.model_file import load_model
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 QUIET = dict(log=lambda m: None)

@@ -25,7 +25,7 @@ transcribed from its key activations, as with every low-rank model (``families/u
 says why), and the onset head's posteriorgram.
 
 Conventions: features are nonnegative (batch, bins, frames); ``forward`` gives logits
-(batch, 88, frames) like ``deep/network.py``'s networks, so the same loss, batches and
+(batch, 88, frames) like ``deep/harmonic_net.py``'s networks, so the same loss, batches and
 epoch loop train both.
 """
 
