@@ -127,3 +127,17 @@ def test_a_model_file_of_another_kind_is_named(tmp_path, lowrank_cache):
     with pytest.raises(LowrankAmtError, match="broken.npz cannot be read"):
         stages.activations(tmp_path / "broken.npz", folder / "index.csv", tmp_path / "a.npz", tmp_path / "a.json",
                            **QUIET)
+
+
+def test_no_family_name_or_flag_is_tested_outside_the_families(repo):
+    """Callers ask a family (reads_features, input_of, frame_grid, is_pretrained,
+    memory_grows_with_data, cpu_tolerance, score_threshold); only families/ names them."""
+    import re
+    names = "|".join(map(re.escape, families.names()))
+    tested = re.compile(rf"""(["'])({names})\1|\.reads\b|["']full_batch["']|\[["']form["']\]\s*==""")
+    package = repo / "src" / "lowrank_amt"
+    files = [p for p in package.rglob("*.py") if "families" not in p.relative_to(package).parts]
+    files += [*(repo / "workflow").rglob("*.smk"), repo / "Snakefile"]
+    found = [f"{p.relative_to(repo)}:{n}: {line.strip()}" for p in files
+             for n, line in enumerate(p.read_text().splitlines(), 1) if tested.search(line)]
+    assert len(files) > 30 and not found, found

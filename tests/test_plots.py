@@ -25,6 +25,7 @@ def summary():
         for hours in (0.1, 1.0, 4.0):
             rows.append({"model": model, "family": family, "dataset": "synth", "test_dataset": "synth",
                          "train_hours": hours, "form": "full_batch" if family == "ntd" else "online_mu",
+                         "memory_grows_with_data": family == "ntd",
                          "note_offset_f_mean": 0.3, "note_offset_f_std": 0.05, "frame_f_mean": 0.6,
                          "frame_f_std": 0.05, "interpretability": interp, "train_seconds": base_s * hours * 10,
                          "note_onset_f_mean": min(0.95, base_f + 0.05 * np.log10(hours * 10)),

@@ -21,13 +21,15 @@ def test_memory_limit_is_where_the_fitted_line_reaches_it():
 
 
 def summary():
-    rows = [{"model": "nmf_sup_kl", "family": "nmf", "form": "full_batch", "train_hours": np.nan,
+    rows = [{"model": "nmf_sup_kl", "family": "nmf", "form": "full_batch", "memory_grows_with_data": True,
+             "train_hours": np.nan,
              "note_onset_f_mean": 0.6, "train_seconds": 9, "train_peak_memory_mb": np.nan, "interpretability": 0.92}]
     for h, f in ((0.1, 0.5), (1.0, 0.55), (10.0, 0.58)):
         rows.append({"model": "nmf_semi_online", "family": "nmf", "form": "online_mu", "train_hours": h,
                      "note_onset_f_mean": f, "train_seconds": 30 * h, "train_peak_memory_mb": 500 + h,
                      "interpretability": 0.8, "train_cpu_seconds": 36 * h})
-        rows.append({"model": "nmf_semi_full", "family": "nmf", "form": "full_batch", "train_hours": h,
+        rows.append({"model": "nmf_semi_full", "family": "nmf", "form": "full_batch", "memory_grows_with_data": True,
+                     "train_hours": h,
                      "note_onset_f_mean": f - 0.1, "train_seconds": 50 * h, "train_peak_memory_mb": 500 + 800 * h,
                      "interpretability": 0.7})
     own = pd.DataFrame(rows).assign(dataset="synth", test_dataset="synth")

@@ -163,13 +163,13 @@ def _check_table(a):
     from pathlib import Path
 
     from .errors import LowrankAmtError
-    from .summary import TABLE_TOLERANCE, ranked_rows, table_differences
+    from .summary import ranked_rows, table_differences
     published, fresh = Path(a.published).read_text(), Path(a.fresh).read_text()
     differences = table_differences(published, fresh)
     if differences:
         raise LowrankAmtError(f"{len(differences)} differences from {a.published}:\n" + "\n".join(differences))
     print(f"{a.fresh} agrees with the {len(ranked_rows(published))} rows of {a.published} "
-          f"(tolerance {TABLE_TOLERANCE}, 0 for other families)")
+          "(to the printed digits; a family's cpu_tolerance where it has one)")
 
 
 def _scaling_tables(a):

@@ -195,7 +195,8 @@ def cost_scaling_plot(summary: pd.DataFrame, out_path, memory_limit_mb: float | 
         for model, rows in values.groupby("model", sort=False):
             ax.plot(rows["train_hours"], rows[column], color=colours[model], lw=1.5,
                     marker=markers[rows["family"].iloc[0]], markersize=6, label=model)
-            if column == "train_peak_memory_mb" and "form" in rows and (rows["form"] == "full_batch").all():
+            grows = rows.get("memory_grows_with_data", pd.Series([False])).astype(str) == "True"
+            if column == "train_peak_memory_mb" and grows.all():
                 reach = memory_limit_hours(rows["train_hours"], rows[column], limit)
                 if math.isfinite(reach) and reach > rows["train_hours"].max():
                     last = rows.iloc[-1]

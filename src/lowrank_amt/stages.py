@@ -15,12 +15,11 @@ import numpy as np
 import pandas as pd
 
 from . import families
-from .audio import load_audio
 from .data.manifest import read_manifest
 from .epochs import checkpoint_file
 from .errors import LowrankAmtError
 from .factorization.core import pick_device
-from .features import cache_params, load_track, read_index
+from .features import cache_params, read_index
 from .io import atomic_path, write_json
 from .loader import select_training_tracks
 from .memory import peak_rss_mb
@@ -53,11 +52,12 @@ def train(spec: dict, index_path, model_path, loss_path, info_path, log=print, *
     # where and when (train.json only: a model file stays the same bytes run after run)
     write_json(info_path, {"train_seconds": wall, "train_cpu_seconds": cpu, "device": str(device),
                            "train_hours": train_hours, "peak_rss_mb": peak_rss_mb(), "run": run_provenance(),
+                           "memory_grows_with_data": family.memory_grows_with_data(spec),
                            **trained.info})
     # a hand-made cache (tests, benchmarks) may have no params.json: such a model
     # transcribes that cache only, never new audio
     has_params = (Path(index_path).parent / "params.json").exists()
-    features = cache_params(index_path) if family.reads == "features" and has_params else None
+    features = cache_params(index_path) if family.reads_features() and has_params else None
     provenance = {**(provenance or {}), "train_hours": train_hours, "versions": software_versions()}
     save_model(model_path, family.name, spec, trained.arrays, features=features, provenance=provenance)
     if checkpoint_path is not None:
@@ -94,15 +94,14 @@ def model_inputs(model, index_path, manifest_path, split):
     """(row, input) of each track of ``split``: its features, or for a family that reads
     audio, its recording (from the dataset's manifest) at the family's sample rate."""
     family = model.family
-    if family.reads == "audio" and manifest_path is None:
-        raise LowrankAmtError(f"family '{family.name}' transcribes the audio: give the dataset's manifest")
-    for row in _tracks(index_path, manifest_path if family.reads == "audio" else None, split).itertuples():
-        yield row, (load_audio(row.audio_path, family.sample_rate) if family.reads == "audio" else load_track(row)[0])
+    tracks = _tracks(index_path, None if family.reads_features() else manifest_path, split)
+    for row in tracks.itertuples():
+        yield row, family.input_of(row)
 
 
 def check_features(model, index_path) -> None:
     """A model that reads features must meet the parameters it was trained on."""
-    if model.family.reads != "features" or model.features is None:
+    if not model.family.reads_features() or model.features is None:
         return
     cache = cache_params(index_path)
     differ = sorted(k for k in set(model.features) | set(cache)
@@ -126,8 +125,9 @@ def activations(model_path, index_path, activations_path, info_path, log=print, 
     device = pick_device(model.spec.get("device", "cpu"))
     transcribe = family.transcriber(model.arrays, model.spec, device)
     wall, cpu, audio_seconds, saved = time.perf_counter(), time.process_time(), 0.0, {}
-    if family.reads == "audio":
-        saved["frame_rate"] = np.float64(family.sample_rate / family.hop_length)
+    if not family.reads_features():  # else the feature cache's
+        rate, hop = family.frame_grid(None)
+        saved["frame_rate"] = np.float64(rate / hop)
     for split in splits:
         for row, track in model_inputs(model, index_path, manifest_path, split):
             outputs = transcribe(track)

@@ -56,6 +56,7 @@ def run_columns(run: dict) -> dict:
         "n_parameters": _nan(train_info.get("n_parameters")),
         "seconds_per_audio_minute": activations_info["seconds_per_audio_minute"],
         "device": train_info.get("device", ""),
+        "memory_grows_with_data": bool(train_info.get("memory_grows_with_data", False)),
         # where and when it was trained (versions.run_provenance)
         **{k: train_info.get("run", {}).get(k, "") for k in PROVENANCE_NAMES},
         "transcribe_device": activations_info.get("device", ""),
@@ -226,7 +227,7 @@ def scaling_markdown(summary: pd.DataFrame, memory_limit_mb: float) -> str:
         form = last.get("form", "")
         form = form if isinstance(form, str) else ""  # a CSV's empty cell reads as NaN
         reach = (memory_limit_hours(runs["train_hours"], runs["train_peak_memory_mb"], memory_limit_mb)
-                 if form == "full_batch" else math.nan)
+                 if _grows(last) else math.nan)
         pair = lambda c, spec: f"{_fmt(first.get(c, math.nan), spec)} → {_fmt(last.get(c, math.nan), spec)}"  # noqa: E731
         cells = [model, form or "–", f"{first['train_hours']:g} → {last['train_hours']:g}", pair("train_seconds", ".0f"),
                  pair("train_peak_memory_mb", ".0f"),
@@ -258,18 +259,17 @@ def projected_cost_markdown(grown: pd.DataFrame, hours=PROJECTED_HOURS) -> list[
     return lines
 
 
+def _grows(row) -> bool:
+    """Whether a run's training memory grows with its data (its family's answer)."""
+    return str(row.get("memory_grows_with_data", False)) == "True"
+
+
 def _require_columns(table: pd.DataFrame, columns) -> None:
     missing = [c for c in columns if c not in table]
     if missing:
         raise LowrankAmtError(f"the summary lacks columns {missing}")
 
 
-#: How far a fresh run's ranked table may differ from a published one (absolute, on
-#: every metric column), per family; 0 (to the printed digits) for the others. The
-#: networks' training follows the CPU's float kernels: between AVX2 and AVX-512 kernels
-#: their default-study rows moved by up to 0.094 (frame F; note F 0.030). README,
-#: Reproducibility.
-TABLE_TOLERANCE = {"network": 0.1}
 TABLE_METRICS = ("note F (onset)", "note F (onset+offset)", "frame F", "note F pooled", "interpretability")
 
 
@@ -292,16 +292,23 @@ def ranked_rows(markdown: str) -> dict:
     return rows
 
 
-def table_differences(published: str, fresh: str, tolerance=TABLE_TOLERANCE) -> list[str]:
+def cpu_tolerance(family: str) -> float:
+    """How far a row of ``family`` may move between CPUs' float kernels (the family's
+    ``cpu_tolerance``; 0, to the printed digits, for a family not registered here)."""
+    from . import families
+    return families.get(family).cpu_tolerance if family in families.names() else 0.0
+
+
+def table_differences(published: str, fresh: str, tolerance=cpu_tolerance) -> list[str]:
     """One line per row of the ranked table in ``published`` that ``fresh`` lacks, or whose
-    metrics differ by more than its family's ``tolerance`` (0 for families not named)."""
+    metrics (absolute, every metric column) differ by more than ``tolerance(family)``."""
     ours, theirs = ranked_rows(fresh), ranked_rows(published)
     lines = []
     for key, (family, metrics) in theirs.items():
         if key not in ours:
             lines.append(f"{' / '.join(key)}: not in the fresh table")
             continue
-        allowed = tolerance.get(family, 0.0) + 1e-9
+        allowed = tolerance(family) + 1e-9
         for name, value in metrics.items():
             other = ours[key][1][name]
             if (value is None) != (other is None) or (value is not None and abs(value - other) > allowed):

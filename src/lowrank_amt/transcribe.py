@@ -37,7 +37,6 @@ from .notes import write_midi_notes
 from .steering import Steering
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
-PRETRAINED = ("basic_pitch",)
 CHUNK_SECONDS = 60.0
 MARGIN_SECONDS = 4.0
 DECODE_SECONDS = 60.0
@@ -49,14 +48,14 @@ ADAPT_SECONDS = 60.0
 
 def resolve_model(name) -> Model:
     """A model folder or ``model.npz``, or the name of a pretrained model."""
-    if str(name) in PRETRAINED:
+    if str(name) in families.pretrained_names():
         family, spec = families.resolve({"family": str(name)})
         return Model(family, spec, {}, None, {"pretrained": True}, None, None)
     if not Path(name).exists():
         raise LowrankAmtError(f"--model {name}: no model folder or file there, and not a pretrained model "
-                              f"({', '.join(PRETRAINED)})")
+                              f"({', '.join(families.pretrained_names())})")
     model = load_model(name)
-    if model.family.reads == "features" and model.features is None:
+    if model.family.reads_features() and model.features is None:
         raise LowrankAmtError(f"model {model.path} has no feature parameters (it was trained on a hand-made "
                               "cache without params.json), so it cannot transcribe new audio")
     return model
@@ -85,9 +84,7 @@ def input_files(inputs) -> list[tuple[Path, Path]]:
 
 def frame_grid(model: Model) -> tuple[int, int]:
     """(sample rate, hop) of the model's outputs."""
-    if model.family.reads == "audio":
-        return model.family.sample_rate, model.family.hop_length
-    return int(model.features["sample_rate"]), int(model.features["hop_length"])
+    return model.family.frame_grid(model.features)
 
 
 class Outputs:
@@ -140,7 +137,7 @@ def compute_outputs(model: Model, transcribe, audio_path, store: Outputs, steeri
         else:
             first, last = max(0, start - margin), min(n_frames, stop + margin)
             audio = read_span(audio_path, first * hop, min(n_samples, last * hop), rate)
-        x = audio if model.family.reads == "audio" else compute_features(audio, model.features, rate)
+        x = compute_features(audio, model.features, rate) if model.family.reads_features() else audio
         outputs = transcribe(x)
         keep = slice(start - first, stop - first)
         kept = {name: _frames(value, keep) for name, value in outputs.items()}
@@ -190,7 +187,7 @@ def adaptation_data(model: Model, audio_path, midi_path=None, seconds: float | N
     return features, frame_targets(intervals, pitches, features.shape[1], rate / hop)["roll"]
 
 
-def note_decoder(decoder, params: dict, frame_rate: float, steering: Steering):
+def note_decoder(family, decoder, params: dict, frame_rate: float, steering: Steering):
     """``notes_of`` for ``decode_outputs``: the model's decoder, or with a score, the
     score aligned to the outputs (``decode.score_aligned_notes``) plus the notes the
     decoder finds where the score has none of their key within its tolerance."""
@@ -198,8 +195,7 @@ def note_decoder(decoder, params: dict, frame_rate: float, steering: Steering):
         decoded = decoder.notes(outputs, frame_rate, params, peak=peak)
         if steering.score is None:
             return decoded
-        threshold = params.get("threshold", params.get("frame_threshold"))
-        scale = 1.0 if "frame_threshold" in params else peak  # posteriorgrams are probabilities already
+        threshold, scale = family.score_threshold(params, peak)
         aligned = score_aligned_notes(outputs["note"], frame_rate, *steering.score, steering.score_tolerance,
                                       threshold, params.get("min_note_seconds", 0.05), params.get("offset_fraction"),
                                       scale, first_frame, outputs.get("onset"))
@@ -262,7 +258,7 @@ def transcribe_files(model_name, inputs, out_dir, *, plot: bool = False, device:
         with tempfile.TemporaryDirectory(prefix=".lowrank-amt-", dir=out_stem.parent) as folder:
             store = Outputs(folder)
             seconds = compute_outputs(model, transcribe, audio_path, store, steering, log)
-            notes = decode_outputs(note_decoder(decoder, params, rate / hop, steering), store, rate / hop)
+            notes = decode_outputs(note_decoder(model.family, decoder, params, rate / hop, steering), store, rate / hop)
             write_notes(out_stem, notes)
             if plot:
                 from .plots import transcription_plot

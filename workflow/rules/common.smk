@@ -78,7 +78,7 @@ FAMILY = {name: family for name, (family, _) in SPEC.items()}
 # What each family declares (families/base.py) decides which rules apply to a model.
 WITH_DICTIONARY = [m for m in MODELS if FAMILY[m].has_dictionary]
 # excerpt figures draw outputs against the piano roll at the feature frame rate
-ON_FEATURES = [m for m in MODELS if FAMILY[m].reads == "features"]
+ON_FEATURES = [m for m in MODELS if FAMILY[m].reads_features()]
 LEARNING = [m for m in MODELS if FAMILY[m].training_data(SPEC[m][1]) is not None]
 # Models whose transcription of the training audio other models learn from.
 TEACHERS = sorted({s["teacher"] for _, s in SPEC.values() if s.get("teacher")})

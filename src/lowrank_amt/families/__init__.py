@@ -32,6 +32,11 @@ def names() -> list[str]:
     return list(dict.fromkeys([*_BUILTIN, *_LOADED]))
 
 
+def pretrained_names() -> list[str]:
+    """The families whose models are named, not trained (``lowrank-amt transcribe --model NAME``)."""
+    return [name for name in names() if get(name).is_pretrained()]
+
+
 def register(family: Family) -> Family:
     """Add (or replace) a family under its ``name``; returns it."""
     if not family.name:
@@ -84,4 +89,4 @@ def _check_type(key, value, default) -> None:
                               f"got {value!r}")
 
 
-__all__ = ["Family", "Trained", "TrainingRun", "get", "names", "register", "resolve"]
+__all__ = ["Family", "Trained", "TrainingRun", "get", "names", "pretrained_names", "register", "resolve"]

@@ -18,7 +18,14 @@ test a family's name. What a family declares:
   for a model that does, unless it has a ``teacher``.
 * ``reads``: what its transcription reads, ``"features"`` (the feature cache, at its
   frame rate) or ``"audio"`` (mono recordings at its ``sample_rate``; its outputs then
-  have one frame per ``hop_length`` samples).
+  have one frame per ``hop_length`` samples). Callers never test it: they ask
+  ``reads_features()``, ``input_of(row)`` (what to give the transcriber of a track) and
+  ``frame_grid(features)`` (the sample rate and hop of its outputs).
+* ``is_pretrained()``: nothing to learn (its models are named, not trained);
+  ``memory_grows_with_data(spec)``: whether training holds all the data at once;
+  ``cpu_tolerance``: how far its results may move between CPUs' float kernels (README,
+  Reproducibility); ``score_threshold(params, peak)``: the level of its outputs that a
+  decoded note needs, and their scale, for score-informed transcription.
 * ``fit(spec, run, log) -> Trained``: train a model; ``run`` (``TrainingRun``) says on
   which data, with which checkpoint, on which device.
 * ``transcriber(arrays, spec, device)``: a function from one track (features F x N, or
@@ -82,6 +89,43 @@ class Family:
     hop_length: int | None = None   # and the samples per frame of their outputs
     decoder = "grid"
     has_dictionary = False
+    cpu_tolerance = 0.0
+
+    def reads_features(self) -> bool:
+        """Whether its transcription reads the feature cache (else the recordings)."""
+        return self.reads == "features"
+
+    def input_of(self, row) -> np.ndarray:
+        """What its transcriber reads of a track (a row of a feature index, with
+        ``audio_path`` from the dataset's manifest for a family that reads audio)."""
+        if self.reads_features():
+            from ..features import load_track
+            return load_track(row)[0]
+        if not hasattr(row, "audio_path"):
+            from ..errors import LowrankAmtError
+            raise LowrankAmtError(f"family '{self.name}' transcribes the audio: give the dataset's manifest")
+        from ..audio import load_audio
+        return load_audio(row.audio_path, self.sample_rate)
+
+    def frame_grid(self, features: dict | None) -> tuple[int, int]:
+        """(sample rate, hop) of its outputs: its own for a family that reads audio, else
+        those of the feature parameters it was trained on."""
+        if self.reads_features():
+            return int(features["sample_rate"]), int(features["hop_length"])
+        return self.sample_rate, self.hop_length
+
+    def is_pretrained(self) -> bool:
+        return self.training_data(self.defaults) is None
+
+    def memory_grows_with_data(self, spec: dict) -> bool:
+        """Whether training holds all its data at once (full batch), so that its memory
+        grows with the training set."""
+        return False
+
+    def score_threshold(self, params: dict, peak: float) -> tuple[float, float]:
+        """(the output level a note needs, the scale of the outputs) under decoding
+        ``params``: the grid decoder's threshold is relative to a track's ``peak``."""
+        return params["threshold"], peak
 
     def skip(self, spec: dict) -> tuple[bool, str]:
         """(True, why) for a spec this family refuses; (False, "") otherwise."""

@@ -38,6 +38,10 @@ class BasicPitch(Family):
     sample_rate = 22050
     hop_length = 256
 
+    def score_threshold(self, params, peak):
+        """Its note posteriorgram holds probabilities: its frame threshold, unscaled."""
+        return params["frame_threshold"], 1.0
+
     def transcriber(self, arrays, spec, device):
         from ..deep.basic_pitch_onnx import load_model, posteriorgrams
         model = load_model()

@@ -127,6 +127,9 @@ class LowRankFamily(Family):
             return True, f"model key 'validation_note_f_every' must be >= 0, got {spec['validation_note_f_every']}"
         return False, ""
 
+    def memory_grows_with_data(self, spec):
+        return spec["form"] == "full_batch"
+
     def training_data(self, spec):
         return "isolated" if spec["supervision"] == "supervised" else "pieces"
 
