@@ -6,6 +6,7 @@ name in backticks) fails here.
 
 import pytest
 import yaml
+from lowrank_amt.config import load_schema
 
 
 def schema_keys(schema: dict) -> set[str]:
@@ -18,7 +19,7 @@ def schema_keys(schema: dict) -> set[str]:
 
 @pytest.fixture
 def schema(repo):
-    return yaml.safe_load((repo / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    return load_schema(repo / "workflow" / "schemas" / "config.schema.yaml")
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from lowrank_amt.config import load_schema
 
 from lowrank_amt import evaluation, families, interpretability, stages
 from lowrank_amt.errors import LowrankAmtError
@@ -23,7 +24,7 @@ EVALUATION = {"onset_tolerance": 0.05, "offset_ratio": 0.2}
 
 @pytest.fixture
 def schema(repo):
-    return yaml.safe_load((repo / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    return load_schema(repo / "workflow" / "schemas" / "config.schema.yaml")
 
 
 def test_the_schema_lists_exactly_the_registered_families(schema):
@@ -115,6 +116,26 @@ def test_a_new_family_refuses_what_its_skip_refuses(penalized, lowrank_cache, sm
         stages.train(spec, folder / "index.csv", tmp_path / "m.npz", tmp_path / "l.csv", tmp_path / "t.json",
                      **QUIET)
     assert not (tmp_path / "m.npz").exists()
+
+
+def test_a_new_family_and_a_new_key_need_no_schema_or_docs_edit(penalized, repo):
+    """The schema's model part and config/README.md come from the families' tables: the
+    toy family validates in a config, and a key added to its table (one line) is
+    documented, filled in and checked."""
+    from lowrank_amt.config import schema_reference, validate_config
+    from lowrank_amt.families.params import Param
+    path = repo / "workflow/schemas/config.schema.yaml"
+    config = yaml.safe_load((repo / "config/tiny.yaml").read_text())
+    config["models"]["toy"] = {"family": "nmf_l2", "supervision": "semi_supervised"}
+    validate_config(config, load_schema(path))
+    penalized.params = (*penalized.params, Param("penalty", 0.5, type="number", minimum=0, meaning="L2 weight on W."))
+    assert "| `penalty` | number | `0.5` | >= 0 | L2 weight on W. |" in schema_reference(load_schema(path))
+    assert families.resolve({"family": "nmf_l2"})[1]["penalty"] == 0.5
+    with pytest.raises(LowrankAmtError, match="model key 'penalty': -1 is less than the minimum of 0"):
+        families.resolve({"family": "nmf_l2", "penalty": -1})
+    config["models"]["toy"]["penalty"] = -1
+    with pytest.raises(LowrankAmtError, match="models.toy.penalty"):
+        validate_config(config, load_schema(path))
 
 
 def test_a_model_file_of_another_kind_is_named(tmp_path, lowrank_cache):

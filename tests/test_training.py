@@ -126,7 +126,7 @@ def test_unsupervised_templates_get_their_pitch(lowrank_cache, small_spec, tmp_p
 @pytest.mark.parametrize("bad,message", [({"family": "cp"}, "'family'"),
                                           ({"family": "nmf", "form": "online_mu"}, "'form'"),
                                           ({"family": "nmf", "ranks": 3}, "'ranks' is not a key"),
-                                          ({"family": "nmf", "rank": 2.5}, "'rank' must be an integer"),
+                                          ({"family": "nmf", "rank": 2.5}, "'rank': 2.5 is not of type 'integer'"),
                                           ({"family": "ntd", "attack_frames": 2}, "'attack_frames'")])
 def test_bad_specs_name_the_key(lowrank_cache, small_spec, tmp_path, bad, message):
     folder, _ = lowrank_cache

@@ -36,7 +36,10 @@ _DefaultFillingValidator = _extend_with_defaults(jsonschema.Draft7Validator)
 
 
 def load_schema(path: str | Path) -> dict:
-    return yaml.safe_load(Path(path).read_text())
+    """The config schema at ``path``, with its model definitions generated from the
+    registered families' parameter tables (``families.params``)."""
+    from .families.params import with_model_definitions
+    return with_model_definitions(yaml.safe_load(Path(path).read_text()))
 
 
 def _key_path(error: jsonschema.ValidationError) -> str:

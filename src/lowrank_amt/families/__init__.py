@@ -57,8 +57,8 @@ def get(name: str) -> Family:
 
 def resolve(spec: dict) -> tuple[Family, dict]:
     """(family, the spec with defaults filled in) of a model spec; an unknown key, a
-    value outside the family's choices or of the wrong type, or a refused combination
-    is an error naming the key."""
+    value its ``Param`` refuses (type, range, choices) or a refused combination is an
+    error naming the key."""
     if "family" not in spec:
         raise LowrankAmtError("model spec has no 'family'")
     family = get(spec["family"])
@@ -67,26 +67,13 @@ def resolve(spec: dict) -> tuple[Family, dict]:
         raise LowrankAmtError(f"model key '{unknown[0]}' is not a key of family '{family.name}' "
                               f"(allowed: {', '.join(sorted(family.defaults))})")
     spec = {"family": family.name, **family.defaults, **spec}
-    for key, allowed in family.choices.items():
-        if spec[key] not in allowed:
-            raise LowrankAmtError(f"model key '{key}' is {spec[key]!r}; allowed: {', '.join(map(str, allowed))}")
-    for key, default in family.defaults.items():
-        _check_type(key, spec[key], default)
+    why = family.check_keys(spec)
+    if why is not None:
+        raise LowrankAmtError(why)
     refused, why = family.skip(spec)
     if refused:
         raise LowrankAmtError(why)
     return family, spec
-
-
-def _check_type(key, value, default) -> None:
-    """An integer key takes an integer, a number key a number (the schema says the same;
-    this guards specs given to the stages directly)."""
-    if isinstance(default, bool) or not isinstance(default, (int, float)):
-        return
-    kind = int if isinstance(default, int) else (int, float)
-    if isinstance(value, bool) or not isinstance(value, kind):
-        raise LowrankAmtError(f"model key '{key}' must be {'an integer' if kind is int else 'a number'}, "
-                              f"got {value!r}")
 
 
 __all__ = ["Family", "Trained", "TrainingRun", "get", "names", "pretrained_names", "register", "resolve"]

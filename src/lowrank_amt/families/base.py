@@ -4,11 +4,11 @@ A family is one object that owns the whole life of its models; callers (the stag
 the CLI, interpretability, the workflow) read only what it declares here and never
 test a family's name. What a family declares:
 
-* ``name``, ``description``; ``defaults``: every spec key with its default value (the
-  config schema's definition ``schema_definition`` holds the same keys and defaults, as
-  ``tests/test_families.py`` checks); ``choices``: the allowed values of keys that take
-  one of a few names.
-* ``skip(spec) -> (bool, reason)``: the combinations it refuses, and why.
+* ``name``, ``description``; ``params``: its spec keys, each declared once with its
+  default, allowed values and meaning (``params.Param``); ``defaults`` and ``choices``,
+  the config schema's model definitions and config/README.md's tables come from them.
+* ``skip(spec) -> (bool, reason)``: the combinations of several keys it refuses, and why
+  (a single key's range is its ``Param``'s).
 * ``training_data(spec)``: what a model learns from, which sets the training sizes
   the workflow runs it at: ``"pieces"`` (the training split, at every size of
   ``training_hours``), ``"isolated"`` (the isolated-note split, one size) or ``None``
@@ -81,15 +81,34 @@ class Family:
 
     name = ""
     description = ""
+    #: the spec keys (``params.Param``), declared once; ``schema_definition`` names the
+    #: config schema's definition generated from them (families sharing a table share one)
+    params: tuple = ()
     schema_definition = ""
-    defaults: dict = {}
-    choices: dict = {}
     reads = "features"
     sample_rate: int | None = None  # families that read audio: the rate they read it at
     hop_length: int | None = None   # and the samples per frame of their outputs
     decoder = "grid"
     has_dictionary = False
     cpu_tolerance = 0.0
+
+    @property
+    def defaults(self) -> dict:
+        """Every spec key with its default value."""
+        return {p.name: p.default for p in self.params}
+
+    @property
+    def choices(self) -> dict:
+        """The allowed values of keys that take one of a few names."""
+        return {p.name: tuple(p.schema["enum"]) for p in self.params if "enum" in p.schema}
+
+    def check_keys(self, spec: dict) -> str | None:
+        """Why a key of a complete ``spec`` has a value its table refuses (None if none)."""
+        for param in self.params:
+            why = param.error(spec[param.name])
+            if why is not None:
+                return f"model key '{param.name}': {why}"
+        return None
 
     def reads_features(self) -> bool:
         """Whether its transcription reads the feature cache (else the recordings)."""

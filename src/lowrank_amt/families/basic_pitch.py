@@ -7,6 +7,7 @@ from __future__ import annotations
 import pandas as pd
 
 from .base import Family, Trained
+from .params import Param
 
 
 class BasicPitch(Family):
@@ -16,10 +17,18 @@ class BasicPitch(Family):
     reads = "audio"
     decoder = "basic_pitch"
 
-    @property
-    def defaults(self):
-        from ..deep.basic_pitch_onnx import DEFAULTS
-        return DEFAULTS
+    params = (
+        Param("onset_thresholds", [0.3, 0.4, 0.5, 0.6, 0.7],
+              type="array", items={"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1}, minItems=1,
+              meaning="Basic Pitch onset thresholds tried on the validation split."),
+        Param("frame_thresholds", [0.2, 0.3, 0.4, 0.5],
+              type="array", items={"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1}, minItems=1,
+              meaning="Basic Pitch frame (note) thresholds tried on the validation split."),
+        Param("min_note_ms", [127.7], type="array", items={"type": "number", "exclusiveMinimum": 0}, minItems=1,
+              meaning="Minimum note lengths (ms) tried on the validation split (127.7 is Basic Pitch's default)."),
+        Param("melodia_trick", True, type="boolean",
+              meaning="Basic Pitch's extra pass adding notes from leftover frame energy without a detected onset."),
+    )
 
     def training_data(self, spec):
         return None

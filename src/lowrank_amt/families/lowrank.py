@@ -47,30 +47,102 @@ from ..features import bin_frequencies, cache_params, load_track, read_index
 from ..loader import FrameBatches, attack_rows, select_training_tracks
 from ..epoch_scoring import note_f_scorer
 from .base import Family, Trained
+from .params import Param
 
 # learning_rate: Adam's steps on log W are relative (at most about lr per step); at 0.1,
 # a small study's few batches per epoch leave unsupervised templates near their random start.
-DEFAULTS = {
-    "supervision": "supervised", "form": "full_batch", "beta": 1.0,
-    "train_iterations": 100, "transcribe_iterations": 100, "tol": 1e-4, "sparsity": 0.0,
-    "seed": 0, "device": "auto", "rank": 88, "time_extent": 8, "segment_frames": 32,
-    "time_rank": 8, "segment_rank": 16, "transcribe_time_rank": None, "transcribe_segment_rank": None,
-    "batch_frames": 4096, "epochs": 20,
-    "inner_iterations": 10, "forget_factor": 0.5, "optimizer": "adam", "learning_rate": 1.0,
-    "momentum": 0.9, "lr_decay": 0.95, "patience": 3, "validation_note_f_every": 1, "templates_from": None,
-    "teacher": None, "templates_per_key": 1, "attack_frames": 0, "dictionary_start": "random",
-}
-CHOICES = {"supervision": ("supervised", "semi_supervised", "unsupervised"),
-           "form": ("full_batch", "online_mu", "gradient"), "optimizer": ("adam", "sgd"),
-           "device": ("auto", "cpu", "cuda"), "dictionary_start": ("random", "isolated")}
+PARAMS = (
+    Param("supervision", "supervised", type="string", enum=["supervised", "semi_supervised", "unsupervised"],
+          meaning="`supervised`: one template per key learned from the isolated notes, then fixed; "
+                  "`semi_supervised`: 88 templates learned on the training pieces with each template active "
+                  "only where its key sounds (nmf, nmfd); `unsupervised`: `rank` free templates, each given a "
+                  "pitch afterwards."),
+    Param("form", "full_batch", type="string", enum=["full_batch", "online_mu", "gradient"],
+          meaning="How the dictionary is trained: `full_batch` (all training frames at once, MU to a "
+                  "tolerance); `online_mu` (mini-batches with running sufficient statistics and a forget "
+                  "factor); `gradient` (mini-batches, Adam or SGD on the dictionary, activations by inner MU). "
+                  "Supervised models are always full-batch."),
+    Param("beta", 1.0, type="number", minimum=0, maximum=3,
+          meaning="Beta of the beta-divergence (0 Itakura-Saito, 1 Kullback-Leibler, 2 Euclidean)."),
+    Param("train_iterations", 100, type="integer", minimum=1, maximum=100000,
+          meaning="Full-batch multiplicative-update iterations (per template for supervised models)."),
+    Param("transcribe_iterations", 100, type="integer", minimum=1, maximum=100000,
+          meaning="Multiplicative-update iterations when estimating the activations of a track."),
+    Param("tol", 0.0001, type="number", minimum=0,
+          meaning="Full-batch training stops when the relative loss decrease falls under this."),
+    Param("sparsity", 0.0, type="number", minimum=0, meaning="L1 penalty on activations (0 = none)."),
+    Param("rank", 88, type="integer", minimum=1, maximum=10000,
+          meaning="Number of free templates of unsupervised models."),
+    Param("time_extent", 8, type="integer", minimum=1, maximum=200,
+          meaning="Frames of time extent of each NMFD template."),
+    Param("segment_frames", 32, type="integer", minimum=2, maximum=10000,
+          meaning="NTD: frames per segment of the tensor segments x frequency x time."),
+    Param("time_rank", 8, type="integer", minimum=1, maximum=1000,
+          meaning="NTD: rank of the time-within-segment factor."),
+    Param("segment_rank", 16, type="integer", minimum=1, maximum=10000, meaning="NTD: rank of the segment factor."),
+    Param("transcribe_time_rank", None, type=["integer", "null"], minimum=1, maximum=1000,
+          meaning="NTD: rank of the time factor when transcribing a track with the dictionary fixed (the core, "
+                  "segment and time factors are fitted to the track); null = time_rank."),
+    Param("transcribe_segment_rank", None, type=["integer", "null"], minimum=1, maximum=10000,
+          meaning="NTD: rank of the segment factor when transcribing; null = segment_rank. A 30 s piece has "
+                  "about 41 segments of 32 frames: a rank at or above that leaves each segment its own "
+                  "activations."),
+    Param("batch_frames", 4096, type="integer", minimum=1, maximum=10000000,
+          meaning="Frames per mini-batch (online_mu and gradient forms)."),
+    Param("epochs", 20, type="integer", minimum=1, maximum=10000, meaning="Maximum epochs of the mini-batch forms."),
+    Param("inner_iterations", 10, type="integer", minimum=1, maximum=1000,
+          meaning="MU iterations on each batch's activations."),
+    Param("forget_factor", 0.5, type="number", exclusiveMinimum=0, maximum=1,
+          meaning="Weight of past sufficient statistics in online MU (as scikit-learn's MiniBatchNMF)."),
+    Param("optimizer", "adam", type="string", enum=["adam", "sgd"],
+          meaning="Optimizer of the gradient form (sgd uses momentum)."),
+    Param("learning_rate", 1.0, type="number", exclusiveMinimum=0,
+          meaning="Learning rate of the gradient form (Adam or SGD on log W, so a relative step size)."),
+    Param("templates_from", None, type=["string", "null"],
+          meaning="Supervised models: the dataset whose isolated notes the templates are learned from (e.g. "
+                  "MAPS' ISOL for a MAESTRO test); null = the model's own dataset. Its features must be the "
+                  "same feature set."),
+    Param("teacher", None, type=["string", "null"],
+          meaning="A model of this config (e.g. `basic_pitch`) whose transcription of the training audio "
+                  "replaces the training MIDI (semi-supervised models: the masks): its notes, decoded as its "
+                  "validation split chose, are the targets; validation and test keep their MIDI. null = learn "
+                  "from the MIDI."),
+    Param("templates_per_key", 1, type="integer", minimum=1, maximum=16,
+          meaning="Supervised and semi-supervised nmf, nmfd: templates per key (e.g. one for each piano and "
+                  "dynamic a dictionary must serve); a key's activation is the sum of its templates'. "
+                  "Supervised: a rank-P fit of the key's isolated frames."),
+    Param("dictionary_start", "random", type="string", enum=["random", "isolated"],
+          meaning="Semi-supervised models: the dictionary training starts from, `random` or `isolated`: the "
+                  "supervised templates of the dataset's isolated notes (same templates_per_key and "
+                  "attack_frames), then refined on the pieces (as Wu, Marmoret & Cohen, SMC 2022, start their "
+                  "convolutive templates)."),
+    Param("attack_frames", 0, type="integer", minimum=0, maximum=16,
+          meaning="Supervised and semi-supervised nmf, nmfd: with A > 0, one attack template per key, active "
+                  "only in the first A frames of each note (supervised: learned from those frames of the "
+                  "isolated notes, the other templates from the rest); the model then outputs its attack "
+                  "activations as onsets, for the decoder's `attack` onset rule. 0 = none."),
+    Param("validation_note_f_every", 1, type="integer", minimum=0,
+          meaning="Mini-batch forms: every this many epochs, log in loss.csv (column validation_note_f) the "
+                  "validation note F of the current dictionary (threshold decoder, best of thresholds "
+                  "0.05/0.1/0.2/0.3, 50 ms onsets); 0 = never. Logged only: early stopping watches the "
+                  "validation loss."),
+    Param("momentum", 0.9, type="number", minimum=0, maximum=1, meaning="Momentum of SGD."),
+    Param("lr_decay", 0.95, type="number", exclusiveMinimum=0, maximum=1,
+          meaning="Learning rate multiplied by this after every epoch."),
+    Param("patience", 3, type="integer", minimum=0, maximum=1000,
+          meaning="Early stopping after this many epochs without a lower validation loss (0: never)."),
+    Param("seed", 0, type="integer", minimum=0,
+          meaning="Seed of initialisation and batch order; the same seed repeats the run."),
+    Param("device", "auto", type="string", enum=["auto", "cpu", "cuda"],
+          meaning="Torch device; `auto` takes CUDA when the job has a GPU."),
+)
 
 
 class LowRankFamily(Family):
     """What NMF, NMFD and NTD share: supervision, forms, training, transcription."""
 
     schema_definition = "model_lowrank"
-    defaults = DEFAULTS
-    choices = CHOICES
+    params = PARAMS
     has_dictionary = True
     numerics = nmf
     #: every track is cut into segments of ``segment_frames`` (NTD's tensor)
@@ -114,8 +186,6 @@ class LowRankFamily(Family):
         if spec["teacher"] is not None and spec["supervision"] != "semi_supervised":
             return True, ("model key 'teacher' is for supervision 'semi_supervised' (the teacher's notes "
                           "are the masks)")
-        if spec["templates_per_key"] < 1 or spec["attack_frames"] < 0:
-            return True, "model keys 'templates_per_key' must be >= 1 and 'attack_frames' >= 0"
         if spec["supervision"] == "unsupervised" and (spec["templates_per_key"] > 1 or spec["attack_frames"]):
             return True, ("model keys 'templates_per_key' and 'attack_frames' are for supervision 'supervised' "
                           "or 'semi_supervised' (templates given to keys)")
@@ -123,8 +193,6 @@ class LowRankFamily(Family):
             return True, "model key 'dictionary_start: isolated' is for supervision 'semi_supervised'"
         if not self.segmented and (spec["transcribe_time_rank"] or spec["transcribe_segment_rank"]):
             return True, "model keys 'transcribe_time_rank' and 'transcribe_segment_rank' are for family 'ntd'"
-        if spec["validation_note_f_every"] < 0:
-            return True, f"model key 'validation_note_f_every' must be >= 0, got {spec['validation_note_f_every']}"
         return False, ""
 
     def memory_grows_with_data(self, spec):

@@ -29,6 +29,7 @@ from ..errors import LowrankAmtError
 from ..features import cache_params, read_index
 from ..loader import FrameBatches
 from .base import Family, Trained
+from .params import Param
 
 def build_model(params: dict, spec: dict) -> torch.nn.Module:
     """The network of a model spec (its ``architecture``) for a CQT feature set (its
@@ -59,21 +60,37 @@ class Network(Family):
     #: its training follows the CPU's float kernels: between AVX2 and AVX-512 its
     #: default-study rows moved by up to 0.094 (frame F; note F 0.030)
     cpu_tolerance = 0.1
-    defaults = {"architecture": "harmonic_net", "epochs": 30, "patience": 5, "batch_segments": 8,
-                "segment_frames": 128, "learning_rate": 1e-3, "lr_decay": 1.0, "channels": 16, "hidden": 96,
-                "seed": 0, "device": "auto", "teacher": None}
-    choices = {"architecture": ("harmonic_net", "onsets_frames", "harmonic_attention"),
-               "device": ("auto", "cpu", "cuda")}
-
-    def skip(self, spec):
-        for key in ("epochs", "patience", "batch_segments", "segment_frames", "channels", "hidden"):
-            if spec[key] < 1:
-                return True, f"model key '{key}' must be at least 1, got {spec[key]}"
-        if not spec["learning_rate"] > 0:
-            return True, f"model key 'learning_rate' must be positive, got {spec['learning_rate']}"
-        if not 0 < spec["lr_decay"] <= 1:
-            return True, f"model key 'lr_decay' must be in (0, 1], got {spec['lr_decay']}"
-        return False, ""
+    params = (
+        Param("architecture", "harmonic_net",
+              type="string", enum=["harmonic_net", "onsets_frames", "harmonic_attention"],
+              meaning="`harmonic_net` the Basic-Pitch-style harmonic-CQT CNN; `onsets_frames` convolutions, "
+                      "bidirectional LSTMs, onset, offset and frame heads, frames conditioned on onsets (Hawthorne "
+                      "et al. 2018); `harmonic_attention` attention across frequency along the harmonic series, "
+                      "then the same heads (after Wu et al., ICASSP 2024). See src/lowrank_amt/deep/."),
+        Param("epochs", 30, type="integer", minimum=1, maximum=10000, meaning="Maximum training epochs."),
+        Param("patience", 5, type="integer", minimum=1, maximum=1000,
+              meaning="Stop after this many epochs without a lower validation loss; the best epoch's weights are "
+                      "kept."),
+        Param("batch_segments", 8, type="integer", minimum=1, maximum=4096, meaning="Segments per mini-batch."),
+        Param("segment_frames", 128, type="integer", minimum=8, maximum=10000,
+              meaning="Frames per training segment (128 is about 3 s)."),
+        Param("learning_rate", 0.001, type="number", exclusiveMinimum=0, meaning="Adam learning rate."),
+        Param("lr_decay", 1.0, type="number", exclusiveMinimum=0, maximum=1,
+              meaning="Learning rate multiplied by this after every epoch (1: constant)."),
+        Param("channels", 16, type="integer", minimum=1, maximum=512,
+              meaning="Convolution channels (harmonic_net: 16 gives 37,813 parameters, 8 gives 18,925; "
+                      "onsets_frames: 8 with hidden 96 gives about 0.3 M, 32 with hidden 384 about 3.3 M)."),
+        Param("hidden", 96, type="integer", minimum=2, maximum=4096,
+              meaning="onsets_frames and harmonic_attention: features per frame after the acoustic stack; each "
+                      "bidirectional LSTM has half as many units per direction."),
+        Param("seed", 0, type="integer", minimum=0, meaning="Seed of initialisation and batch order."),
+        Param("device", "auto", type="string", enum=["auto", "cpu", "cuda"],
+              meaning="Torch device; `auto` takes CUDA when the job has a GPU."),
+        Param("teacher", None, type=["string", "null"],
+              meaning="A model of this config (e.g. `basic_pitch`) whose transcription of the training audio "
+                      "replaces the training MIDI: its notes, decoded as its validation split chose, are the "
+                      "targets; validation and test keep their MIDI. null = learn from the MIDI."),
+    )
 
     def fit(self, spec, run, log=print):
         validation = read_index(run.index_path, "validation")

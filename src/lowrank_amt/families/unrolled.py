@@ -33,6 +33,7 @@ from ..factorization.unrolled_mu import UnrolledMU
 from ..features import read_index
 from ..loader import FrameBatches
 from .base import Family, Trained
+from .params import Param
 
 #: what the model learns beyond W (saved as weights/<name>)
 LEARNED = ("log_scale", "log_exponent", "note_gain", "note_bias", "onset_rise", "onset_level", "onset_bias")
@@ -43,22 +44,40 @@ class Unrolled(Family):
     description = "deep-unfolded MU: learned MU layers on a dictionary of isolated-note templates"
     schema_definition = "model_unrolled"
     has_dictionary = True
-    defaults = {"base": "nmf", "beta": 1.0, "time_extent": 5, "train_iterations": 100, "layers": 10,
-                "learn_dictionary": False, "reconstruction_weight": 0.1, "epochs": 20, "patience": 3,
-                "batch_segments": 16, "segment_frames": 64, "learning_rate": 0.01, "seed": 0,
-                "device": "auto", "teacher": None}
-    choices = {"base": ("nmf", "nmfd"), "device": ("auto", "cpu", "cuda")}
-
-    def skip(self, spec):
-        for key in ("epochs", "patience", "batch_segments", "segment_frames", "time_extent", "train_iterations"):
-            if spec[key] < 1:
-                return True, f"model key '{key}' must be at least 1, got {spec[key]}"
-        if spec["layers"] < 0 or spec["reconstruction_weight"] < 0:
-            key = "layers" if spec["layers"] < 0 else "reconstruction_weight"
-            return True, f"model key '{key}' must be at least 0, got {spec[key]}"
-        if not spec["learning_rate"] > 0:
-            return True, f"model key 'learning_rate' must be positive, got {spec['learning_rate']}"
-        return False, ""
+    params = (
+        Param("base", "nmf", type="string", enum=["nmf", "nmfd"],
+              meaning="The low-rank family whose dictionary (its supervised model's, from the isolated notes) and "
+                      "MU steps are unrolled."),
+        Param("beta", 1.0, type="number", minimum=0, maximum=3,
+              meaning="Beta of the beta-divergence of the MU steps and the reconstruction term."),
+        Param("time_extent", 5, type="integer", minimum=1, maximum=200,
+              meaning="Base nmfd: frames of time extent of each template."),
+        Param("train_iterations", 100, type="integer", minimum=1, maximum=100000,
+              meaning="MU iterations per template when learning the dictionary from the isolated notes."),
+        Param("layers", 10, type="integer", minimum=0, maximum=1000,
+              meaning="Unrolled MU layers (with every learned parameter at zero, this many plain MU iterations, to "
+                      "float rounding)."),
+        Param("learn_dictionary", False, type="boolean",
+              meaning="Fine-tune the dictionary W with the layers (else W stays the isolated-note templates)."),
+        Param("reconstruction_weight", 0.1, type="number", minimum=0,
+              meaning="Weight of the reconstruction term (beta-divergence per entry relative to the features' "
+                      "level) beside the note and onset cross-entropies."),
+        Param("epochs", 20, type="integer", minimum=1, maximum=10000, meaning="Maximum training epochs."),
+        Param("patience", 3, type="integer", minimum=1, maximum=1000,
+              meaning="Stop after this many epochs without a lower validation loss; the best epoch's parameters are "
+                      "kept."),
+        Param("batch_segments", 16, type="integer", minimum=1, maximum=4096, meaning="Segments per mini-batch."),
+        Param("segment_frames", 64, type="integer", minimum=2, maximum=10000, meaning="Frames per training segment."),
+        Param("learning_rate", 0.01, type="number", exclusiveMinimum=0, meaning="Adam learning rate."),
+        Param("seed", 0, type="integer", minimum=0,
+              meaning="Seed of the dictionary's initialisation and of the batch order."),
+        Param("device", "auto", type="string", enum=["auto", "cpu", "cuda"],
+              meaning="Torch device; `auto` takes CUDA when the job has a GPU."),
+        Param("teacher", None, type=["string", "null"],
+              meaning="A model of this config (e.g. `basic_pitch`) whose transcription of the training audio "
+                      "replaces the training MIDI: its notes, decoded as its validation split chose, are the "
+                      "targets; validation and test keep their MIDI. null = learn from the MIDI."),
+    )
 
     def base(self, spec):
         """(the base low-rank family, the spec of its supervised model)."""
