@@ -72,3 +72,11 @@ def test_cli_reports_one_line_and_exit_status_2(tmp_path, capsys):
     assert status == 2
     assert err[-1].startswith("lowrank-amt extract-features: error:") and "broken.wav" in err[-1]
     assert not (tmp_path / "feat" / "index.csv").exists()
+
+
+def test_every_command_has_its_function_and_an_unknown_one_is_refused(capsys):
+    from lowrank_amt import cli
+    assert set(cli.COMMANDS) == set(cli.HANDLERS)
+    with pytest.raises(SystemExit):
+        main(["no-such-command"])
+    assert "invalid choice: 'no-such-command'" in capsys.readouterr().err

@@ -11,6 +11,20 @@ import argparse
 import json
 import os
 import sys
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from . import data, evaluation, features, interpretability, plots, stages, summary, teacher
+from .config import embed_reference, load_schema, validate_config
+from .errors import LowrankAmtError
+from .io import atomic_path
+from .kernels import pin_kernels
+from .memory import machine_memory_mb
+from .steering import Steering
+from .transcribe import transcribe_files
+
 
 def _log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
@@ -117,10 +131,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _config_docs(a):
-    from pathlib import Path
-
-    from .config import embed_reference, load_schema
-    from .errors import LowrankAmtError
     readme = Path(a.readme)
     updated = embed_reference(readme.read_text(), load_schema(a.schema))
     if a.check and updated != readme.read_text():
@@ -130,17 +140,12 @@ def _config_docs(a):
 
 
 def _validate_config(a):
-    import yaml
-
-    from .config import load_schema, validate_config
     with open(a.config) as handle:
         validate_config(yaml.safe_load(handle) or {}, load_schema(a.schema))
     _log(f"{a.config}: valid")
 
 
 def _transcribe(a):
-    from .steering import Steering
-    from .transcribe import transcribe_files
     steering = Steering.from_options(a.pitch_range, a.keys, a.drop_keys, a.scale, a.scale_weight,
                                      a.score, a.score_tolerance, a.score_weight)
     transcribe_files(a.model, a.inputs, a.out_dir, plot=a.plot, device=a.device, steering=steering, adapt=a.adapt,
@@ -148,95 +153,70 @@ def _transcribe(a):
 
 
 def _plot(a):
-    import pandas as pd
-
-    from . import plots
     draw = {"tradeoff": plots.tradeoff_plot, "tradeoff-largest": plots.tradeoff_largest_plot,
             "scaling": plots.scaling_plot, "cost-scaling": plots.cost_scaling_plot}[a.kind]
-    summary = pd.read_csv(a.summary)
-    if "test_dataset" in summary:  # the figures compare models on their own dataset's test split
-        summary = summary[summary["test_dataset"] == summary["dataset"]]
-    draw(summary, a.out)
+    table = pd.read_csv(a.summary)
+    if "test_dataset" in table:  # the figures compare models on their own dataset's test split
+        table = table[table["test_dataset"] == table["dataset"]]
+    draw(table, a.out)
 
 
 def _check_table(a):
-    from pathlib import Path
-
-    from .errors import LowrankAmtError
-    from .summary import ranked_rows, table_differences
     published, fresh = Path(a.published).read_text(), Path(a.fresh).read_text()
-    differences = table_differences(published, fresh)
+    differences = summary.table_differences(published, fresh)
     if differences:
         raise LowrankAmtError(f"{len(differences)} differences from {a.published}:\n" + "\n".join(differences))
-    print(f"{a.fresh} agrees with the {len(ranked_rows(published))} rows of {a.published} "
+    print(f"{a.fresh} agrees with the {len(summary.ranked_rows(published))} rows of {a.published} "
           "(to the printed digits; a family's cpu_tolerance where it has one)")
 
 
 def _scaling_tables(a):
-    import pandas as pd
-
-    from .io import atomic_path
-    from .memory import machine_memory_mb
-    from .summary import scaling_markdown
-    text = scaling_markdown(pd.read_csv(a.summary), a.memory_limit_mb or machine_memory_mb())
+    text = summary.scaling_markdown(pd.read_csv(a.summary), a.memory_limit_mb or machine_memory_mb())
     with atomic_path(a.out) as tmp:
         tmp.write_text(text)
 
 
 def _plot_losses(a):
-    from .errors import LowrankAmtError
-    from .plots import loss_curves_plot, loss_table
     pairs = [item.split("=", 1) for item in a.loss]
     if any(len(p) != 2 for p in pairs):
         raise LowrankAmtError("plot-losses: each --loss must be NAME=PATH")
-    loss_curves_plot(loss_table(dict(pairs)), a.out)
+    plots.loss_curves_plot(plots.loss_table(dict(pairs)), a.out)
 
 
-def run(a: argparse.Namespace) -> None:
-    # Heavy imports stay inside the commands so that `--help` is instant.
-    from importlib import import_module
-
-    def call(module, function, *args, **kwargs):
-        return getattr(import_module(f"lowrank_amt.{module}"), function)(*args, **kwargs)
-
-    handlers = {
-        "validate-config": _validate_config,
-        "config-docs": _config_docs,
-        "prepare-dataset": lambda a: call("data", "prepare_dataset", a.spec, a.manifest, a.sample_rate, a.jobs, _log),
-        "extract-features": lambda a: call("features", "extract_dataset", a.manifest, a.spec, a.sample_rate, a.index, _log),
-        "train": lambda a: call("stages", "train", a.spec, a.index, a.model, a.loss, a.info, _log,
-                                checkpoint_dir=a.checkpoint_dir, train_hours=a.train_hours,
-                                provenance=a.provenance),
-        "activations": lambda a: call("stages", "activations", a.model, a.index, a.activations, a.info, _log,
-                                      manifest_path=a.manifest, splits=tuple(a.splits)),
-        "teach": lambda a: call("teacher", "teach", a.model, a.index, a.out_index, a.info, _log,
-                                manifest_path=a.manifest),
-        "decode": lambda a: call("stages", "decode", a.model, a.activations, a.index, a.decoding, a.evaluation,
-                                 a.midi_dir, a.info, _log, model_decoding=a.model_decoding),
-        "transcribe": _transcribe,
-        "evaluate": lambda a: call("evaluation", "evaluate", a.midi_dir, a.index, a.evaluation, a.out, _log,
-                                 activations_path=a.activations, decoding_path=a.decoding_info, decoding=a.decoding),
-        "assess-dictionary": lambda a: call("interpretability", "assess", a.model, a.index, a.out, a.templates, _log),
-        "aggregate": lambda a: call("summary", "aggregate", a.runs, a.config_hash, a.results, a.summary, a.markdown),
-        "plot": _plot,
-        "scaling-tables": _scaling_tables,
-        "check-table": _check_table,
-        "plot-losses": _plot_losses,
-        "plot-dictionary": lambda a: call("plots", "dictionary_plot_from_files", a.model, a.index, a.out, a.title),
-        "plot-excerpt": lambda a: call("plots", "excerpt_plot_from_files", a.activations, a.index, a.out,
-                                     track_id=a.track, seconds=a.seconds, title=a.title),
-    }
-    handlers[a.command](a)
+#: command -> the function it calls (the rules' stages, each one function of the package)
+HANDLERS = {
+    "validate-config": _validate_config,
+    "config-docs": _config_docs,
+    "prepare-dataset": lambda a: data.prepare_dataset(a.spec, a.manifest, a.sample_rate, a.jobs, _log),
+    "extract-features": lambda a: features.extract_dataset(a.manifest, a.spec, a.sample_rate, a.index, _log),
+    "train": lambda a: stages.train(a.spec, a.index, a.model, a.loss, a.info, _log, checkpoint_dir=a.checkpoint_dir,
+                                    train_hours=a.train_hours, provenance=a.provenance),
+    "activations": lambda a: stages.activations(a.model, a.index, a.activations, a.info, _log,
+                                                manifest_path=a.manifest, splits=tuple(a.splits)),
+    "teach": lambda a: teacher.teach(a.model, a.index, a.out_index, a.info, _log, manifest_path=a.manifest),
+    "decode": lambda a: stages.decode(a.model, a.activations, a.index, a.decoding, a.evaluation, a.midi_dir, a.info,
+                                      _log, model_decoding=a.model_decoding),
+    "transcribe": _transcribe,
+    "evaluate": lambda a: evaluation.evaluate(a.midi_dir, a.index, a.evaluation, a.out, _log,
+                                              activations_path=a.activations, decoding_path=a.decoding_info,
+                                              decoding=a.decoding),
+    "assess-dictionary": lambda a: interpretability.assess(a.model, a.index, a.out, a.templates, _log),
+    "aggregate": lambda a: summary.aggregate(a.runs, a.config_hash, a.results, a.summary, a.markdown),
+    "plot": _plot,
+    "scaling-tables": _scaling_tables,
+    "check-table": _check_table,
+    "plot-losses": _plot_losses,
+    "plot-dictionary": lambda a: plots.dictionary_plot_from_files(a.model, a.index, a.out, a.title),
+    "plot-excerpt": lambda a: plots.excerpt_plot_from_files(a.activations, a.index, a.out, track_id=a.track,
+                                                            seconds=a.seconds, title=a.title),
+}
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .errors import LowrankAmtError
-    from .kernels import pin_kernels
-
     pin_kernels()  # before torch's first kernel call: the same float kernels on every x86-64 CPU
     args = build_parser().parse_args(argv)
     try:
-        run(args)
+        HANDLERS[args.command](args)
     except LowrankAmtError as exc:
         print(f"lowrank-amt {args.command}: error: {exc}", file=sys.stderr)
         return 2

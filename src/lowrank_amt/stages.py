@@ -18,7 +18,7 @@ from . import families
 from .data.manifest import read_manifest
 from .epochs import checkpoint_file
 from .errors import LowrankAmtError
-from .factorization.core import pick_device
+from .device import pick_device
 from .features import cache_params, read_index
 from .io import atomic_path, write_json
 from .loader import select_training_tracks

@@ -27,7 +27,7 @@ import pandas as pd
 
 from .constants import OFFSET_RATIO, ONSET_TOLERANCE
 from .errors import LowrankAmtError
-from .factorization.core import pick_device
+from .device import pick_device
 from .features import frame_targets, read_index
 from .io import atomic_path, write_json
 from .metrics import precision_recall_f

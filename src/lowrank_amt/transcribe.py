@@ -30,7 +30,7 @@ from .audio import audio_length, load_audio, read_span
 from .constants import OFFSET_RATIO, ONSET_TOLERANCE
 from .decode import score_aligned_notes
 from .errors import LowrankAmtError
-from .factorization.core import pick_device
+from .device import pick_device
 from .features import compute_features, frame_targets, read_annotation
 from .model_file import Model, load_model
 from .notes import write_midi_notes

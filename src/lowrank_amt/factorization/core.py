@@ -19,16 +19,6 @@ import torch
 EPS = 1e-10
 
 
-def pick_device(setting: str = "auto") -> torch.device:
-    """``auto`` takes CUDA when this process sees a GPU, else the CPU."""
-    if setting == "cuda" and not torch.cuda.is_available():
-        from ..errors import LowrankAmtError
-        raise LowrankAmtError("config asks for device 'cuda' but torch sees no GPU; use 'auto' or 'cpu'")
-    if setting == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(setting)
-
-
 def beta_divergence(V: torch.Tensor, V_hat: torch.Tensor, beta: float, eps: float = EPS) -> torch.Tensor:
     """Sum over entries of d_beta(V | V_hat), V_hat floored at ``eps``.
 
