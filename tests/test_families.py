@@ -11,6 +11,7 @@ from lowrank_amt.config import load_schema
 
 from lowrank_amt import evaluation, families, interpretability, stages
 from lowrank_amt.errors import LowrankAmtError
+from lowrank_amt.factorization import nmf
 from lowrank_amt.families.lowrank import NMF
 from lowrank_amt.metrics import note_metrics
 from lowrank_amt.notes import read_midi_notes
@@ -47,18 +48,27 @@ def test_schema_keys_defaults_and_choices_are_the_familys(schema, name):
         assert tuple(properties[key]["enum"]) == tuple(allowed), key
 
 
+class PenalizedNumerics:
+    """NMF's numerics with a penalty (penalty / 2) ||W||^2 on the dictionary: its MU adds
+    ``penalty * W`` to the denominator of W's update; every other function is NMF's."""
+
+    penalty = 0.5
+
+    def __getattr__(self, name):
+        return getattr(nmf, name)
+
+    def dictionary_terms(self, V, W, activations, beta, V_hat=None, mask=None):
+        numerator, denominator = nmf.dictionary_terms(V, W, activations, beta, V_hat=V_hat, mask=mask)
+        return numerator, denominator + self.penalty * W
+
+
 class PenalizedNMF(NMF):
-    """NMF with a penalty (penalty / 2) ||W||^2 on the dictionary: its MU adds
-    ``penalty * W`` to the denominator of W's update. The penalty acts through MU, so the
-    gradient form is refused."""
+    """NMF on the penalized numerics. The penalty acts through MU, so the gradient form is
+    refused."""
 
     name = "nmf_l2"
     description = "NMF with an L2 penalty on W (a test's toy family)"
-    penalty = 0.5
-
-    def dictionary_terms(self, V, W, activations, beta, V_hat=None, mask=None):
-        numerator, denominator = super().dictionary_terms(V, W, activations, beta, V_hat=V_hat, mask=mask)
-        return numerator, denominator + self.penalty * W
+    numerics = PenalizedNumerics()
 
     def skip(self, spec):
         if spec["form"] == "gradient":

@@ -119,7 +119,7 @@ def test_semi_supervised_learns_each_pianos_template(tmp_path, small_spec, track
     assert len(keys) >= 3
     best = []
     for key in keys:
-        learned = get_family(family).spectral_templates(model["W"])[:, model["template_keys"] == key]
+        learned = get_family(family).numerics.spectral_templates(model["W"])[:, model["template_keys"] == key]
         assert learned.shape[1] == 2
         assert np.corrcoef(pianos[0][:, key], pianos[1][:, key])[0, 1] < 0.8  # one template fits not both
         best += [max(np.corrcoef(learned[:, j], piano[:, key])[0, 1] for j in range(2)) for piano in pianos]
@@ -137,7 +137,7 @@ def test_masks_hold_with_templates_per_key_and_attacks(tmp_path, small_spec, tra
     mask = torch.from_numpy(family.mask_of(spec)(targets).astype(np.float32))
     V = torch.from_numpy(features)
     W = torch.rand(264, 3 * N_KEYS, generator=torch.Generator().manual_seed(0)) + 0.1
-    H = solve_activations(family, V, W, beta=1.0, n_iter=10, mask=mask)["H"]
+    H = solve_activations(family.numerics, V, W, beta=1.0, n_iter=10, mask=mask)["H"]
     assert torch.all(H[mask == 0] == 0) and torch.all(H[mask == 1] > 0)
     assert 0 < int(mask[2 * N_KEYS:].sum()) < int(mask[:N_KEYS].sum())
 
@@ -145,8 +145,8 @@ def test_masks_hold_with_templates_per_key_and_attacks(tmp_path, small_spec, tra
 def fit_loss(model, family, features, spec):
     V = torch.from_numpy(np.array(features, dtype=np.float32))
     W = torch.from_numpy(model["W"])
-    activations = solve_activations(family, V, W, beta=1.0, n_iter=100)
-    return float(family.loss(V, W, activations, 1.0)[0])
+    activations = solve_activations(family.numerics, V, W, beta=1.0, n_iter=100)
+    return float(family.numerics.loss(V, W, activations, 1.0)[0])
 
 
 def test_the_attack_model_fits_notes_with_an_attack_better(tmp_path, small_spec, track_writer, random_piece):

@@ -39,10 +39,10 @@ def track_activations(family, features: np.ndarray, W: np.ndarray, keys: np.ndar
     V = torch.from_numpy(np.array(features, dtype=np.float32)).to(device)  # copy out of the memmap
     n_frames = V.shape[1]
     with torch.no_grad():  # the MU steps of full-batch training with W fixed, without its loss curve
-        activations = solve_activations(family, family.as_data(V, spec), torch.from_numpy(W).to(device),
+        activations = solve_activations(family.numerics, family.as_data(V, spec), torch.from_numpy(W).to(device),
                                         beta=spec["beta"], n_iter=spec["transcribe_iterations"],
                                         l1=spec["sparsity"], seed=spec["seed"], options=family.transcribe_options(spec))
-    H = family.key_activations(activations)[:, :n_frames]
+    H = family.numerics.key_activations(activations)[:, :n_frames]
     outputs = {"note": to_keys(H, keys)}
     if attack is not None and np.any(attack):
         outputs["onset"] = to_keys(H, np.where(np.asarray(attack, dtype=bool), keys, -1))

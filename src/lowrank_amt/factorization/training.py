@@ -2,12 +2,12 @@
 learner (online MU, or a gradient optimizer on the dictionary) that the shared epoch
 loop (``epochs.fit_epochs``) drives.
 
-The *numerics* of a family (``families.lowrank.LowRankFamily``) are the methods
-``init_dictionary``, ``init_activations``, ``reconstruct``, ``loss`` (beta-divergence
-and the floored reconstruction, when it formed one), ``activation_step`` (one MU step
-on every activation factor, W fixed), ``dictionary_terms`` (numerator and denominator
-of the MU step on W) and ``key_activations``; the modules ``nmf``, ``nmfd`` and ``ntd``
-implement them as functions. The dictionary is one tensor W; the activations are a
+Every function here takes the *numerics* of a factorization: an object (the modules
+``nmf``, ``nmfd`` and ``ntd``; a family's ``numerics``) with ``init_dictionary``,
+``init_activations``, ``reconstruct``, ``loss`` (beta-divergence and the floored
+reconstruction, when it formed one), ``activation_step`` (one MU step on every
+activation factor, W fixed), ``dictionary_terms`` (numerator and denominator of the MU
+step on W), ``key_activations`` and ``spectral_templates``. The dictionary is one tensor W; the activations are a
 dict of tensors describing the data at hand (H for NMF and NMFD; G, Q, P for NTD). A
 *mask* (same shape as H, 0/1; a family's ``mask_of`` makes it from the loader's targets)
 confines activations to a piano roll: MU keeps zeros at zero. NTD, whose activations are
@@ -43,15 +43,15 @@ def n_frames(V: torch.Tensor) -> int:
     return V.numel() // V.shape[-2]
 
 
-def solve_activations(family, V, W, *, beta, n_iter, l1=0.0, mask=None, seed=0, options=None):
+def solve_activations(numerics, V, W, *, beta, n_iter, l1=0.0, mask=None, seed=0, options=None):
     """Activations of V with W fixed: ``n_iter`` MU steps from the family's start."""
-    activations = family.init_activations(V, W, generator(seed), mask, **(options or {}))
+    activations = numerics.init_activations(V, W, generator(seed), mask, **(options or {}))
     for _ in range(n_iter):
-        activations = family.activation_step(V, W, activations, beta, l1, mask)
+        activations = numerics.activation_step(V, W, activations, beta, l1, mask)
     return activations
 
 
-def fit_full_batch(family, V, W, *, beta: float, n_iter: int, tol: float = 0.0, l1: float = 0.0,
+def fit_full_batch(numerics, V, W, *, beta: float, n_iter: int, tol: float = 0.0, l1: float = 0.0,
                    mask=None, update_dictionary: bool = True, seed: int = 0, options=None,
                    activations=None, log=None):
     """MU on all of V at once: each iteration one step on the activations, then one on W.
@@ -63,19 +63,19 @@ def fit_full_batch(family, V, W, *, beta: float, n_iter: int, tol: float = 0.0, 
     (losses[0]: the start), as the family's ``loss`` computes it.
     """
     if activations is None:
-        activations = family.init_activations(V, W, generator(seed), mask, **(options or {}))
+        activations = numerics.init_activations(V, W, generator(seed), mask, **(options or {}))
     losses = []
     for iteration in range(n_iter + 1):
-        loss, V_hat = family.loss(V, W, activations, beta)
+        loss, V_hat = numerics.loss(V, W, activations, beta)
         losses.append(float(loss))
         if log and iteration % 50 == 0:
             log(f"iteration {iteration}: loss {losses[-1]:.6g}")
         if iteration == n_iter or (tol and iteration and losses[-2] - losses[-1] <= tol * abs(losses[-2])):
             break
         # a reconstruction the loss formed serves the first activation update
-        activations = family.activation_step(V, W, activations, beta, l1, mask, V_hat=V_hat)
+        activations = numerics.activation_step(V, W, activations, beta, l1, mask, V_hat=V_hat)
         if update_dictionary:
-            W = mu_step(W, *family.dictionary_terms(V, W, activations, beta, mask=mask), beta)
+            W = mu_step(W, *numerics.dictionary_terms(V, W, activations, beta, mask=mask), beta)
     return W, activations, losses
 
 
@@ -91,9 +91,9 @@ class OnlineMU:
         self.numerator, self.denominator = W.clone(), torch.ones_like(W)
         self.learning_rate = None
 
-    def step(self, family, V, activations, V_hat=None, mask=None) -> None:
+    def step(self, numerics, V, activations, V_hat=None, mask=None) -> None:
         """One update from a batch; ``V_hat``: its reconstruction floored at EPS, if known."""
-        numerator, denominator = family.dictionary_terms(V, self.W, activations, self.beta, V_hat=V_hat, mask=mask)
+        numerator, denominator = numerics.dictionary_terms(V, self.W, activations, self.beta, V_hat=V_hat, mask=mask)
         rho = self.forget_factor ** (n_frames(V) / self.total_frames)
         gamma = mu_exponent(self.beta)
         self.numerator = rho * self.numerator + self.W ** (1 / gamma) * numerator
@@ -133,12 +133,12 @@ class GradientStep:
     def learning_rate(self) -> float:
         return self.optimizer.param_groups[0]["lr"]
 
-    def step(self, family, V, activations, V_hat=None, mask=None) -> None:
+    def step(self, numerics, V, activations, V_hat=None, mask=None) -> None:
         """One optimizer step on a batch (autograd recomputes the reconstruction: V_hat
         unused; the mask has acted on the activations already)."""
         self.optimizer.zero_grad()
         activations = {name: value.detach() for name, value in activations.items()}
-        loss = beta_divergence(V, family.reconstruct(self.theta.exp(), activations), self.beta) / n_frames(V)
+        loss = beta_divergence(V, numerics.reconstruct(self.theta.exp(), activations), self.beta) / n_frames(V)
         loss.backward()
         self.optimizer.step()
         with torch.no_grad():  # keep exp(theta) finite and above the eps floor, whatever the step
@@ -167,16 +167,16 @@ def batch_tensors(features, targets, device, mask_of=None):
     return V, torch.from_numpy(np.ascontiguousarray(mask_of(targets), dtype=np.float32)).to(device)
 
 
-def mean_loss(family, batches, W, *, beta, n_iter, l1, device, seed, options, mask_of=None, epoch=0):
+def mean_loss(numerics, batches, W, *, beta, n_iter, l1, device, seed, options, mask_of=None, epoch=0):
     """Beta-divergence per frame over all batches of one pass, activations solved with W
     fixed by ``n_iter`` MU steps."""
     total, frames = 0.0, 0
     with torch.no_grad():
         for features, targets in batches.epoch(epoch):
             V, mask = batch_tensors(features, targets, device, mask_of)
-            activations = solve_activations(family, V, W, beta=beta, n_iter=n_iter, l1=l1,
+            activations = solve_activations(numerics, V, W, beta=beta, n_iter=n_iter, l1=l1,
                                             mask=mask, seed=seed, options=options)
-            total += float(beta_divergence(V, family.reconstruct(W, activations), beta))
+            total += float(beta_divergence(V, numerics.reconstruct(W, activations), beta))
             frames += n_frames(V)
     return total / max(frames, 1)
 
@@ -190,14 +190,14 @@ class DictionaryLearner:
     ``validation_note_f``; early stopping still watches the validation loss.
     """
 
-    def __init__(self, family, updater, train_batches, *, beta: float, inner_iterations: int,
+    def __init__(self, numerics, updater, train_batches, *, beta: float, inner_iterations: int,
                  l1: float = 0.0, mask_of=None, seed: int = 0, device="cpu", options=None,
                  validation_batches=None, validation_score=None, score_every: int = 1):
         if validation_score is not None and validation_batches is None:
             raise ValueError("DictionaryLearner: validation_score needs validation_batches")
         if score_every < 1:
             raise ValueError(f"DictionaryLearner: score_every must be at least 1, got {score_every}")
-        self.family, self.updater, self.train_batches = family, updater, train_batches
+        self.numerics, self.updater, self.train_batches = numerics, updater, train_batches
         self.solve = dict(beta=beta, n_iter=inner_iterations, l1=l1, options=options)
         self.mask_of, self.seed, self.device = mask_of, seed, device
         self.validation_batches, self.validation_score, self.score_every = (validation_batches, validation_score,
@@ -212,13 +212,13 @@ class DictionaryLearner:
         for number, (features, targets) in enumerate(self.train_batches.epoch(epoch)):
             V, mask = batch_tensors(features, targets, self.device, self.mask_of)
             with torch.no_grad():
-                activations = solve_activations(self.family, V, self.updater.W, mask=mask,
+                activations = solve_activations(self.numerics, V, self.updater.W, mask=mask,
                                                 seed=self.seed + 7919 * epoch + number, **self.solve)
                 # one reconstruction serves the batch's loss and the dictionary update
-                V_hat = self.family.reconstruct(self.updater.W, activations).clamp_min_(EPS)
+                V_hat = self.numerics.reconstruct(self.updater.W, activations).clamp_min_(EPS)
                 total += float(beta_divergence(V, V_hat, beta))
             frames += n_frames(V)
-            self.updater.step(self.family, V, activations, V_hat=V_hat, mask=mask)
+            self.updater.step(self.numerics, V, activations, V_hat=V_hat, mask=mask)
         return total / max(frames, 1)
 
     def end_epoch(self) -> None:
@@ -227,7 +227,7 @@ class DictionaryLearner:
     def validate(self, epoch: int) -> dict | None:
         if self.validation_batches is None:
             return None
-        row = {"loss": mean_loss(self.family, self.validation_batches, self.updater.W, mask_of=self.mask_of,
+        row = {"loss": mean_loss(self.numerics, self.validation_batches, self.updater.W, mask_of=self.mask_of,
                                  device=self.device, seed=self.seed, **self.solve)}
         if self.validation_score is not None and (epoch + 1) % self.score_every == 0:
             row["validation_note_f"] = float(self.validation_score(self.updater.W))

@@ -25,9 +25,9 @@ templates it also gives their activations per key (``onset``), which the decoder
 ``attack`` onset method reads.
 
 ``LowRankFamily`` holds everything the three share; a family supplies its numerics
-(``numerics``: a module of ``factorization/``, see ``factorization/training.py``) and
-its data layout. A variant (e.g. a penalty on W) subclasses a family and overrides one
-numerics method.
+(``numerics``: a module of ``factorization/``, see ``factorization/training.py``), which
+training receives, and its data layout. A variant (e.g. a penalty on W) gives a family
+other numerics: an object that changes one function of a module's.
 """
 
 from __future__ import annotations
@@ -150,32 +150,6 @@ class LowRankFamily(Family):
     #: mini-batches are segments of ``segment_frames`` rather than loose frames
     segment_batches = False
 
-    # --- numerics (the interface factorization/training.py drives) ---------------------
-    def init_dictionary(self, n_bins, rank, scale, gen, like, **options):
-        return self.numerics.init_dictionary(n_bins, rank, scale, gen, like, **options)
-
-    def init_activations(self, V, W, gen=None, mask=None, **options):
-        return self.numerics.init_activations(V, W, gen, mask, **options)
-
-    def reconstruct(self, W, activations):
-        return self.numerics.reconstruct(W, activations)
-
-    def loss(self, V, W, activations, beta):
-        return self.numerics.loss(V, W, activations, beta)
-
-    def activation_step(self, V, W, activations, beta, l1=0.0, mask=None, V_hat=None):
-        return self.numerics.activation_step(V, W, activations, beta, l1, mask, V_hat=V_hat)
-
-    def dictionary_terms(self, V, W, activations, beta, V_hat=None, mask=None):
-        return self.numerics.dictionary_terms(V, W, activations, beta, V_hat=V_hat, mask=mask)
-
-    def key_activations(self, activations):
-        return self.numerics.key_activations(activations)
-
-    def spectral_templates(self, W: np.ndarray) -> np.ndarray:
-        """W as bins x templates (for pitch estimation and interpretability)."""
-        return self.numerics.spectral_templates(W)
-
     # --- the family contract ------------------------------------------------------------
     def skip(self, spec):
         if spec["supervision"] == "supervised" and spec["form"] != "full_batch":
@@ -253,7 +227,7 @@ class LowRankFamily(Family):
         """The dictionary training starts from: random entries of size ``scale``, or, with
         ``dictionary_start: isolated``, the supervised templates of the isolated notes
         (same layout), scaled to the same mean."""
-        W0 = self.init_dictionary(n_bins, self.n_templates(spec), scale, generator(spec["seed"]), like,
+        W0 = self.numerics.init_dictionary(n_bins, self.n_templates(spec), scale, generator(spec["seed"]), like,
                                   **self.options(spec))
         if spec["dictionary_start"] == "random":
             return W0
@@ -318,7 +292,7 @@ class LowRankFamily(Family):
         W0 = self.start_dictionary(spec, run, V.shape[-2], float((V.mean() / K).sqrt()), V, log)
         log(f"full-batch {self.name}: {tuple(V.shape)} data, {K} templates, on {run.device}")
         with torch.no_grad():
-            W, _, losses = fit_full_batch(self, V, W0, beta=spec["beta"], n_iter=spec["train_iterations"],
+            W, _, losses = fit_full_batch(self.numerics, V, W0, beta=spec["beta"], n_iter=spec["train_iterations"],
                                           tol=spec["tol"], l1=spec["sparsity"], mask=mask, seed=spec["seed"],
                                           options=self.options(spec), log=log)
         frames = V.numel() // V.shape[-2]
@@ -361,7 +335,7 @@ class LowRankFamily(Family):
                                    lr_decay=spec["lr_decay"])
         log(f"{spec['form']} {self.name}: {batches.n_frames} training frames, {K} templates, on {run.device}")
         score = self._scorer(spec, run, validation, log)
-        learner = DictionaryLearner(self, updater, batches, beta=spec["beta"],
+        learner = DictionaryLearner(self.numerics, updater, batches, beta=spec["beta"],
                                     inner_iterations=spec["inner_iterations"], l1=spec["sparsity"],
                                     mask_of=self.mask_of(spec), seed=spec["seed"],
                                     device=run.device, options=self.options(spec), validation_batches=validation,
@@ -388,7 +362,7 @@ class LowRankFamily(Family):
             return template_layout(spec)[0]
         from ..pitch import estimate_template_pitches
         frequencies = bin_frequencies(cache_params(index_path))
-        return template_keys(estimate_template_pitches(self.spectral_templates(W), frequencies))
+        return template_keys(estimate_template_pitches(self.numerics.spectral_templates(W), frequencies))
 
     def transcriber(self, arrays, spec, device):
         W, keys, attack = arrays["W"], arrays["template_keys"], arrays.get("template_attack")
@@ -419,7 +393,7 @@ class LowRankFamily(Family):
             heard = rows.any(axis=1)
             mask = torch.from_numpy(np.ascontiguousarray(rows, dtype=np.float32)).to(device)
         with torch.no_grad():
-            W, _, _ = fit_full_batch(self, V, W0.clone(), beta=spec["beta"], n_iter=iterations, l1=spec["sparsity"],
+            W, _, _ = fit_full_batch(self.numerics, V, W0.clone(), beta=spec["beta"], n_iter=iterations, l1=spec["sparsity"],
                                      mask=mask, seed=spec["seed"], options=self.options(spec))
         W = W.cpu().numpy()
         W[..., ~heard] = arrays["W"][..., ~heard]
@@ -427,7 +401,7 @@ class LowRankFamily(Family):
         return {**arrays, "W": (W / np.maximum(totals, 1e-12)).astype(np.float32)}
 
     def dictionary(self, arrays, spec):
-        templates = self.spectral_templates(np.asarray(arrays["W"], dtype=float))
+        templates = self.numerics.spectral_templates(np.asarray(arrays["W"], dtype=float))
         labels = np.full(templates.shape[1], np.nan)
         if spec["supervision"] != "unsupervised":  # templates are labelled by their key
             labels = MIDI_MIN + np.asarray(arrays["template_keys"], dtype=float)
@@ -473,8 +447,8 @@ class NMFD(LowRankFamily):
 
     def learn_key_template(self, V, spec, seed, rank=1):
         """A convolutive fit (T x bins x rank) from the family's start."""
-        W0 = self.init_dictionary(V.shape[0], rank, float(V.mean().sqrt()), generator(seed), V, **self.options(spec))
-        W, _, losses = fit_full_batch(self, V, W0, beta=spec["beta"], n_iter=spec["train_iterations"], seed=seed)
+        W0 = self.numerics.init_dictionary(V.shape[0], rank, float(V.mean().sqrt()), generator(seed), V, **self.options(spec))
+        W, _, losses = fit_full_batch(self.numerics, V, W0, beta=spec["beta"], n_iter=spec["train_iterations"], seed=seed)
         return W, losses
 
 

@@ -157,7 +157,7 @@ class Unrolled(Family):
 
     def dictionary(self, arrays, spec):
         base, _ = self.base(spec)
-        templates = base.spectral_templates(np.asarray(arrays["W"], dtype=float))
+        templates = base.numerics.spectral_templates(np.asarray(arrays["W"], dtype=float))
         return templates, MIDI_MIN + np.asarray(arrays["template_keys"], dtype=float)
 
     def steer(self, arrays, spec, steering):
