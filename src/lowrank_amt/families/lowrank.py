@@ -24,30 +24,31 @@ template). Transcription sums each key's template activations (``note``); with a
 templates it also gives their activations per key (``onset``), which the decoder's
 ``attack`` onset method reads.
 
-``LowRankFamily`` holds everything the three share; a family supplies its numerics
-(``numerics``: a module of ``factorization/``, see ``factorization/training.py``), which
-training receives, and its data layout. A variant (e.g. a penalty on W) gives a family
-other numerics: an object that changes one function of a module's.
+``LowRankFamily`` holds what the three share, by composition: its ``numerics`` (a
+module of ``factorization/``, see ``factorization/training.py``), which training
+receives; the spec's supervision strategy (``supervision.py``), which it asks rather
+than testing the name; the training functions of ``lowrank_fit.py``. A family supplies
+its numerics and data layout. A variant (e.g. a penalty on W) gives a family other
+numerics: an object that changes one function of a module's.
 """
 
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import torch
 
 from ..constants import MIDI_MIN, N_KEYS
-from ..epochs import fingerprint, fit_epochs
 from ..errors import LowrankAmtError
 from ..factorization import nmf, nmfd, ntd
-from ..factorization.core import generator
-from ..factorization.training import DictionaryLearner, GradientStep, OnlineMU, fit_full_batch
 from ..factorization.activations import template_keys, track_activations
-from ..features import bin_frequencies, cache_params, load_track, read_index
-from ..loader import FrameBatches, attack_rows, select_training_tracks
-from ..epoch_scoring import note_f_scorer
+from ..factorization.core import generator
+from ..factorization.training import fit_full_batch
+from ..features import bin_frequencies, cache_params
+from . import lowrank_fit
 from .base import Family, Trained
+from .lowrank_fit import normalized_templates, template_layout
 from .params import Param
+from .supervision import SUPERVISIONS, Supervision
 
 # learning_rate: Adam's steps on log W are relative (at most about lr per step); at 0.1,
 # a small study's few batches per epoch leave unsupervised templates near their random start.
@@ -151,20 +152,13 @@ class LowRankFamily(Family):
     segment_batches = False
 
     # --- the family contract ------------------------------------------------------------
+    def supervision(self, spec) -> Supervision:
+        return SUPERVISIONS[spec["supervision"]]
+
     def skip(self, spec):
-        if spec["supervision"] == "supervised" and spec["form"] != "full_batch":
-            return True, ("model key 'form' must be 'full_batch' for supervision 'supervised' "
-                          "(templates are learned key by key from the isolated notes)")
-        if spec["templates_from"] is not None and spec["supervision"] != "supervised":
-            return True, "model key 'templates_from' is for supervision 'supervised' (templates from isolated notes)"
-        if spec["teacher"] is not None and spec["supervision"] != "semi_supervised":
-            return True, ("model key 'teacher' is for supervision 'semi_supervised' (the teacher's notes "
-                          "are the masks)")
-        if spec["supervision"] == "unsupervised" and (spec["templates_per_key"] > 1 or spec["attack_frames"]):
-            return True, ("model keys 'templates_per_key' and 'attack_frames' are for supervision 'supervised' "
-                          "or 'semi_supervised' (templates given to keys)")
-        if spec["dictionary_start"] == "isolated" and spec["supervision"] != "semi_supervised":
-            return True, "model key 'dictionary_start: isolated' is for supervision 'semi_supervised'"
+        why = self.supervision(spec).refuses(spec)
+        if why:
+            return True, why
         if not self.segmented and (spec["transcribe_time_rank"] or spec["transcribe_segment_rank"]):
             return True, "model keys 'transcribe_time_rank' and 'transcribe_segment_rank' are for family 'ntd'"
         return False, ""
@@ -173,10 +167,10 @@ class LowRankFamily(Family):
         return spec["form"] == "full_batch"
 
     def training_data(self, spec):
-        return "isolated" if spec["supervision"] == "supervised" else "pieces"
+        return self.supervision(spec).training_data
 
     def learns_from_targets(self, spec):
-        return spec["supervision"] == "semi_supervised"
+        return self.supervision(spec).masks
 
     def options(self, spec) -> dict:
         """Keyword options of the numerics' initialisers."""
@@ -194,12 +188,12 @@ class LowRankFamily(Family):
         return ntd.segment(V, spec["segment_frames"]) if self.segmented else V
 
     def n_templates(self, spec) -> int:
-        return spec["rank"] if spec["supervision"] == "unsupervised" else len(template_layout(spec)[0])
+        return len(template_layout(spec)[0]) if self.supervision(spec).keyed else spec["rank"]
 
     def mask_of(self, spec):
         """Loader targets (roll, and attack rows with ``attack_frames``; keys on axis -2)
         -> the activations' mask, one row per template; None without supervision masks."""
-        if spec["supervision"] != "semi_supervised":
+        if not self.supervision(spec).masks:
             return None
         P = spec["templates_per_key"]
 
@@ -208,33 +202,20 @@ class LowRankFamily(Family):
         return mask
 
     def fit(self, spec, run, log=print):
-        if spec["supervision"] == "supervised":
+        if self.supervision(spec).training_data == "isolated":
             log(f"learning {self.n_templates(spec)} templates (beta={spec['beta']}, {spec['train_iterations']} iterations) "
                 f"on {run.device}")
-            W, losses, extra = self._fit_supervised(spec, run, log)
+            W, losses, extra = lowrank_fit.fit_supervised(self, spec, run, log)
         elif spec["form"] == "full_batch":
-            W, losses, extra = self._fit_full_batch(spec, run, log)
+            W, losses, extra = lowrank_fit.fit_full_batch_form(self, spec, run, log)
         else:
-            W, losses, extra = self._fit_epochs(spec, run, log)
+            W, losses, extra = lowrank_fit.fit_epochs_form(self, spec, run, log)
         keys = self.assign_template_keys(spec, W, run.index_path)
-        attack = template_layout(spec)[1] if spec["supervision"] != "unsupervised" else np.zeros(len(keys))
+        attack = template_layout(spec)[1] if self.supervision(spec).keyed else np.zeros(len(keys))
         W, keys, attack = normalized_templates(W, keys, attack)
         info = {"n_parameters": int(W.size), "n_templates_with_key": int((keys >= 0).sum()), **extra}
         arrays = {"W": W, "template_keys": keys, **({"template_attack": attack} if spec["attack_frames"] else {})}
         return Trained(arrays, losses, info)
-
-    def start_dictionary(self, spec, run, n_bins, scale, like, log):
-        """The dictionary training starts from: random entries of size ``scale``, or, with
-        ``dictionary_start: isolated``, the supervised templates of the isolated notes
-        (same layout), scaled to the same mean."""
-        W0 = self.numerics.init_dictionary(n_bins, self.n_templates(spec), scale, generator(spec["seed"]), like,
-                                  **self.options(spec))
-        if spec["dictionary_start"] == "random":
-            return W0
-        log("starting from the templates of the isolated notes")
-        W, _, _ = self._fit_supervised(spec, run, log)
-        W = torch.from_numpy(W).to(W0)
-        return W * (W0.mean() / W.mean())
 
     def learn_key_template(self, V, spec, seed, rank=1):
         """One key's ``rank`` templates (bins x rank) from its isolated frames V (bins x
@@ -242,123 +223,10 @@ class LowRankFamily(Family):
         w, _, losses = nmf.nmf(V, rank, spec["beta"], spec["train_iterations"], seed=seed)
         return w, losses
 
-    def _fit_supervised(self, spec, run, log):
-        index = read_index(run.index_path, "isolated")
-        if index.empty:
-            raise LowrankAmtError(f"{run.index_path} has no 'isolated' tracks to learn supervised templates from")
-        A, P = spec["attack_frames"], spec["templates_per_key"]
-
-        def tracks(part):  # (features, the rows of the note part to learn from)
-            for row in index.itertuples():
-                features, roll = load_track(row)
-                if not A:
-                    yield features, roll
-                    continue
-                attack = track_attack_rows(row, A, run.index_path)
-                yield features, (attack if part == "attack" else roll & ~attack)
-        W, curves = nmf.learn_supervised_templates(
-            tracks("sustain"), lambda V, seed: self.learn_key_template(V, spec, seed, P), spec["seed"], run.device, log)
-        if A:
-            log(f"attack templates from the first {A} frames of each note")
-            W_attack, attack_curves = nmf.learn_supervised_templates(
-                tracks("attack"), lambda V, seed: self.learn_key_template(V, spec, seed), spec["seed"], run.device, log)
-            W, curves = np.concatenate([W, W_attack], axis=-1), curves + attack_curves
-        losses = pd.DataFrame([{"template": k, "iteration": i, "loss": loss}
-                               for k, curve in enumerate(curves) for i, loss in enumerate(curve)])
-        return W, losses, {"n_training_frames": int(sum(len(c) for c in curves))}
-
-    def _training_tensors(self, spec, run):
-        """All training frames at once: V (F x N, or S x F x T when segmented) and the roll mask."""
-        tracks = select_training_tracks(read_index(run.index_path), run.train_hours)
-        if tracks.empty:
-            raise LowrankAmtError(f"{run.index_path} has no 'train' tracks")
-        pieces = [load_track(row) for row in tracks.itertuples()]
-        # each track as the numerics take it: bins x frames, or segments x bins x frames (NTD)
-        V = torch.cat([self.as_data(torch.from_numpy(np.array(f, dtype=np.float32)), spec) for f, _ in pieces],
-                      dim=0 if self.segmented else 1)
-        mask_of = self.mask_of(spec)
-        if mask_of is None:
-            return V.to(run.device), None
-        targets = [np.asarray(roll, dtype=np.float32) for _, roll in pieces]  # laid out like the features
-        if spec["attack_frames"]:
-            targets = [np.concatenate([roll, track_attack_rows(row, spec["attack_frames"], run.index_path)])
-                       for roll, row in zip(targets, tracks.itertuples())]
-        targets = torch.cat([self.as_data(torch.from_numpy(t), spec) for t in targets], dim=0 if self.segmented else 1)
-        return V.to(run.device), torch.from_numpy(mask_of(targets.numpy()).astype(np.float32)).to(run.device)
-
-    def _fit_full_batch(self, spec, run, log):
-        V, mask = self._training_tensors(spec, run)
-        K = self.n_templates(spec)
-        W0 = self.start_dictionary(spec, run, V.shape[-2], float((V.mean() / K).sqrt()), V, log)
-        log(f"full-batch {self.name}: {tuple(V.shape)} data, {K} templates, on {run.device}")
-        with torch.no_grad():
-            W, _, losses = fit_full_batch(self.numerics, V, W0, beta=spec["beta"], n_iter=spec["train_iterations"],
-                                          tol=spec["tol"], l1=spec["sparsity"], mask=mask, seed=spec["seed"],
-                                          options=self.options(spec), log=log)
-        frames = V.numel() // V.shape[-2]
-        table = pd.DataFrame({"iteration": np.arange(len(losses)), "split": "train",
-                              "loss": np.asarray(losses) / frames})
-        return W.cpu().numpy(), table, {"n_training_frames": frames, "iterations": len(losses) - 1}
-
-    def _fit_epochs(self, spec, run, log):
-        learner, n_frames = self._learner(spec, run, log)
-        state = fit_epochs(learner, epochs=spec["epochs"], patience=spec["patience"],
-                           checkpoint_path=run.checkpoint_path, device=run.device, log=log,
-                           fingerprint=fingerprint(spec, run.train_hours, n_frames))
-        extra = {"n_training_frames": n_frames, "epochs": state["epoch"], "best_epoch": state["best_epoch"],
-                 "stopped_early": state["stopped_early"], "train_seconds": state["seconds"],
-                 "train_cpu_seconds": state["cpu_seconds"]}
-        return state["best"].cpu().numpy(), pd.DataFrame(state["history"]), extra
-
-    def _learner(self, spec, run, log):
-        segment_frames = spec["segment_frames"] if self.segment_batches or self.segmented else None
-        attack_frames = spec["attack_frames"] if spec["supervision"] == "semi_supervised" else 0
-        batches = FrameBatches(run.index_path, "train", spec["batch_frames"], spec["seed"],
-                               segment_frames=segment_frames, shuffle=True, train_hours=run.train_hours,
-                               attack_frames=attack_frames)
-        try:
-            validation = FrameBatches(run.index_path, "validation", spec["batch_frames"], spec["seed"],
-                                      segment_frames=segment_frames, shuffle=False, attack_frames=attack_frames)
-        except LowrankAmtError:
-            validation = None
-            log("no validation tracks: early stopping watches the training loss")
-        first, _ = next(iter(batches.epoch(0)))
-        K = self.n_templates(spec)
-        W0 = self.start_dictionary(spec, run, batches.n_bins, float(np.sqrt(first.mean() / K)),
-                                   torch.zeros((), device=run.device), log)
-        if spec["form"] == "online_mu":
-            updater = OnlineMU(W0, beta=spec["beta"], forget_factor=spec["forget_factor"],
-                               total_frames=batches.n_frames)
-        else:
-            updater = GradientStep(W0, beta=spec["beta"], optimizer=spec["optimizer"],
-                                   learning_rate=spec["learning_rate"], momentum=spec["momentum"],
-                                   lr_decay=spec["lr_decay"])
-        log(f"{spec['form']} {self.name}: {batches.n_frames} training frames, {K} templates, on {run.device}")
-        score = self._scorer(spec, run, validation, log)
-        learner = DictionaryLearner(self.numerics, updater, batches, beta=spec["beta"],
-                                    inner_iterations=spec["inner_iterations"], l1=spec["sparsity"],
-                                    mask_of=self.mask_of(spec), seed=spec["seed"],
-                                    device=run.device, options=self.options(spec), validation_batches=validation,
-                                    validation_score=score, score_every=max(1, spec["validation_note_f_every"]))
-        return learner, batches.n_frames
-
-    def _scorer(self, spec, run, validation_batches, log):
-        """W (a tensor, as training holds it) -> ``validation_note_f`` of the model that
-        training would save from it (templates given keys, normalized, dead ones
-        dropped); None when the spec or the data ask for no score."""
-        if validation_batches is None or not spec["validation_note_f_every"]:
-            return None
-
-        def transcriber_of(W):
-            W = W.cpu().numpy()
-            W, keys = normalized_templates(W, self.assign_template_keys(spec, W, run.index_path))
-            return lambda features: track_activations(self, features, W, keys, spec, run.device)["note"]
-        return note_f_scorer(run.index_path, transcriber_of, log)
-
     def assign_template_keys(self, spec, W: np.ndarray, index_path) -> np.ndarray:
         """Key (0..87, -1 for none) of each template: the layout's for per-key templates,
         the estimated pitch for unsupervised ones."""
-        if spec["supervision"] != "unsupervised":
+        if self.supervision(spec).keyed:
             return template_layout(spec)[0]
         from ..pitch import estimate_template_pitches
         frequencies = bin_frequencies(cache_params(index_path))
@@ -403,34 +271,9 @@ class LowRankFamily(Family):
     def dictionary(self, arrays, spec):
         templates = self.numerics.spectral_templates(np.asarray(arrays["W"], dtype=float))
         labels = np.full(templates.shape[1], np.nan)
-        if spec["supervision"] != "unsupervised":  # templates are labelled by their key
+        if self.supervision(spec).keyed:  # templates are labelled by their key
             labels = MIDI_MIN + np.asarray(arrays["template_keys"], dtype=float)
         return templates, labels
-
-
-def track_attack_rows(row, attack_frames: int, index_path) -> np.ndarray:
-    """``loader.attack_rows`` of one track of a feature index (a row with its onsets)."""
-    if not getattr(row, "onsets_path", None):
-        raise LowrankAmtError(f"feature index {index_path} has no onset targets for track "
-                              f"{row.track_id}; extract the features again")
-    return attack_rows(np.load(row.onsets_path), attack_frames)
-
-
-def template_layout(spec) -> tuple[np.ndarray, np.ndarray]:
-    """(key, is attack) of each per-key template: ``templates_per_key`` templates of key
-    0, of key 1, ..., then, with ``attack_frames``, one attack template per key."""
-    P, attack = spec["templates_per_key"], 1 if spec["attack_frames"] else 0
-    keys = np.concatenate([np.repeat(np.arange(N_KEYS), P), np.arange(N_KEYS * attack)])
-    return keys, np.repeat([0, 1], [N_KEYS * P, N_KEYS * attack]).astype(np.uint8)
-
-
-def normalized_templates(W: np.ndarray, *labels: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Templates (last axis of W) scaled to unit sum, and ``labels`` (arrays with one
-    entry per template) of the templates kept: dead ones (a key never played in
-    semi-supervised training leaves its template at the eps floor) are removed."""
-    totals = W.reshape(-1, W.shape[-1]).sum(axis=0)
-    alive = totals > 1e-6 * totals.max()
-    return ((W[..., alive] / totals[alive]).astype(np.float32), *(np.asarray(a)[alive] for a in labels))
 
 
 class NMF(LowRankFamily):

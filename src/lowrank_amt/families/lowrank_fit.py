@@ -1,0 +1,181 @@
+"""Training of the low-rank families, as functions of the family and its spec (the
+family's ``fit`` chooses one): templates from the isolated notes (``fit_supervised``),
+all training frames at once (``fit_full_batch_form``) or the epochs of a mini-batch
+form (``fit_epochs_form``, with ``make_learner``). ``lowrank.py`` states the
+conventions: supervision, forms, templates per key and attack templates.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..constants import N_KEYS
+from ..epoch_scoring import note_f_scorer
+from ..epochs import fingerprint, fit_epochs
+from ..errors import LowrankAmtError
+from ..factorization import nmf
+from ..factorization.activations import track_activations
+from ..factorization.core import generator
+from ..factorization.training import DictionaryLearner, GradientStep, OnlineMU, fit_full_batch
+from ..features import load_track, read_index
+from ..loader import FrameBatches, attack_rows, select_training_tracks
+
+
+def start_dictionary(family, spec, run, n_bins, scale, like, log):
+    """The dictionary training starts from: random entries of size ``scale``, or, with
+    ``dictionary_start: isolated``, the supervised templates of the isolated notes
+    (same layout), scaled to the same mean."""
+    W0 = family.numerics.init_dictionary(n_bins, family.n_templates(spec), scale, generator(spec["seed"]), like,
+                              **family.options(spec))
+    if spec["dictionary_start"] == "random":
+        return W0
+    log("starting from the templates of the isolated notes")
+    W, _, _ = fit_supervised(family, spec, run, log)
+    W = torch.from_numpy(W).to(W0)
+    return W * (W0.mean() / W.mean())
+
+
+def fit_supervised(family, spec, run, log):
+    index = read_index(run.index_path, "isolated")
+    if index.empty:
+        raise LowrankAmtError(f"{run.index_path} has no 'isolated' tracks to learn supervised templates from")
+    A, P = spec["attack_frames"], spec["templates_per_key"]
+
+    def tracks(part):  # (features, the rows of the note part to learn from)
+        for row in index.itertuples():
+            features, roll = load_track(row)
+            if not A:
+                yield features, roll
+                continue
+            attack = track_attack_rows(row, A, run.index_path)
+            yield features, (attack if part == "attack" else roll & ~attack)
+    W, curves = nmf.learn_supervised_templates(
+        tracks("sustain"), lambda V, seed: family.learn_key_template(V, spec, seed, P), spec["seed"], run.device, log)
+    if A:
+        log(f"attack templates from the first {A} frames of each note")
+        W_attack, attack_curves = nmf.learn_supervised_templates(
+            tracks("attack"), lambda V, seed: family.learn_key_template(V, spec, seed), spec["seed"], run.device, log)
+        W, curves = np.concatenate([W, W_attack], axis=-1), curves + attack_curves
+    losses = pd.DataFrame([{"template": k, "iteration": i, "loss": loss}
+                           for k, curve in enumerate(curves) for i, loss in enumerate(curve)])
+    return W, losses, {"n_training_frames": int(sum(len(c) for c in curves))}
+
+
+def training_tensors(family, spec, run):
+    """All training frames at once: V (F x N, or S x F x T when segmented) and the roll mask."""
+    tracks = select_training_tracks(read_index(run.index_path), run.train_hours)
+    if tracks.empty:
+        raise LowrankAmtError(f"{run.index_path} has no 'train' tracks")
+    pieces = [load_track(row) for row in tracks.itertuples()]
+    # each track as the numerics take it: bins x frames, or segments x bins x frames (NTD)
+    V = torch.cat([family.as_data(torch.from_numpy(np.array(f, dtype=np.float32)), spec) for f, _ in pieces],
+                  dim=0 if family.segmented else 1)
+    mask_of = family.mask_of(spec)
+    if mask_of is None:
+        return V.to(run.device), None
+    targets = [np.asarray(roll, dtype=np.float32) for _, roll in pieces]  # laid out like the features
+    if spec["attack_frames"]:
+        targets = [np.concatenate([roll, track_attack_rows(row, spec["attack_frames"], run.index_path)])
+                   for roll, row in zip(targets, tracks.itertuples())]
+    targets = torch.cat([family.as_data(torch.from_numpy(t), spec) for t in targets], dim=0 if family.segmented else 1)
+    return V.to(run.device), torch.from_numpy(mask_of(targets.numpy()).astype(np.float32)).to(run.device)
+
+
+def fit_full_batch_form(family, spec, run, log):
+    V, mask = training_tensors(family, spec, run)
+    K = family.n_templates(spec)
+    W0 = start_dictionary(family, spec, run, V.shape[-2], float((V.mean() / K).sqrt()), V, log)
+    log(f"full-batch {family.name}: {tuple(V.shape)} data, {K} templates, on {run.device}")
+    with torch.no_grad():
+        W, _, losses = fit_full_batch(family.numerics, V, W0, beta=spec["beta"], n_iter=spec["train_iterations"],
+                                      tol=spec["tol"], l1=spec["sparsity"], mask=mask, seed=spec["seed"],
+                                      options=family.options(spec), log=log)
+    frames = V.numel() // V.shape[-2]
+    table = pd.DataFrame({"iteration": np.arange(len(losses)), "split": "train",
+                          "loss": np.asarray(losses) / frames})
+    return W.cpu().numpy(), table, {"n_training_frames": frames, "iterations": len(losses) - 1}
+
+
+def fit_epochs_form(family, spec, run, log):
+    learner, n_frames = make_learner(family, spec, run, log)
+    state = fit_epochs(learner, epochs=spec["epochs"], patience=spec["patience"],
+                       checkpoint_path=run.checkpoint_path, device=run.device, log=log,
+                       fingerprint=fingerprint(spec, run.train_hours, n_frames))
+    extra = {"n_training_frames": n_frames, "epochs": state["epoch"], "best_epoch": state["best_epoch"],
+             "stopped_early": state["stopped_early"], "train_seconds": state["seconds"],
+             "train_cpu_seconds": state["cpu_seconds"]}
+    return state["best"].cpu().numpy(), pd.DataFrame(state["history"]), extra
+
+
+def make_learner(family, spec, run, log):
+    segment_frames = spec["segment_frames"] if family.segment_batches or family.segmented else None
+    attack_frames = spec["attack_frames"] if family.supervision(spec).masks else 0
+    batches = FrameBatches(run.index_path, "train", spec["batch_frames"], spec["seed"],
+                           segment_frames=segment_frames, shuffle=True, train_hours=run.train_hours,
+                           attack_frames=attack_frames)
+    try:
+        validation = FrameBatches(run.index_path, "validation", spec["batch_frames"], spec["seed"],
+                                  segment_frames=segment_frames, shuffle=False, attack_frames=attack_frames)
+    except LowrankAmtError:
+        validation = None
+        log("no validation tracks: early stopping watches the training loss")
+    first, _ = next(iter(batches.epoch(0)))
+    K = family.n_templates(spec)
+    W0 = start_dictionary(family, spec, run, batches.n_bins, float(np.sqrt(first.mean() / K)),
+                               torch.zeros((), device=run.device), log)
+    if spec["form"] == "online_mu":
+        updater = OnlineMU(W0, beta=spec["beta"], forget_factor=spec["forget_factor"],
+                           total_frames=batches.n_frames)
+    else:
+        updater = GradientStep(W0, beta=spec["beta"], optimizer=spec["optimizer"],
+                               learning_rate=spec["learning_rate"], momentum=spec["momentum"],
+                               lr_decay=spec["lr_decay"])
+    log(f"{spec['form']} {family.name}: {batches.n_frames} training frames, {K} templates, on {run.device}")
+    score = validation_scorer(family, spec, run, validation, log)
+    learner = DictionaryLearner(family.numerics, updater, batches, beta=spec["beta"],
+                                inner_iterations=spec["inner_iterations"], l1=spec["sparsity"],
+                                mask_of=family.mask_of(spec), seed=spec["seed"],
+                                device=run.device, options=family.options(spec), validation_batches=validation,
+                                validation_score=score, score_every=max(1, spec["validation_note_f_every"]))
+    return learner, batches.n_frames
+
+
+def validation_scorer(family, spec, run, validation_batches, log):
+    """W (a tensor, as training holds it) -> ``validation_note_f`` of the model that
+    training would save from it (templates given keys, normalized, dead ones
+    dropped); None when the spec or the data ask for no score."""
+    if validation_batches is None or not spec["validation_note_f_every"]:
+        return None
+
+    def transcriber_of(W):
+        W = W.cpu().numpy()
+        W, keys = normalized_templates(W, family.assign_template_keys(spec, W, run.index_path))
+        return lambda features: track_activations(family, features, W, keys, spec, run.device)["note"]
+    return note_f_scorer(run.index_path, transcriber_of, log)
+
+
+def track_attack_rows(row, attack_frames: int, index_path) -> np.ndarray:
+    """``loader.attack_rows`` of one track of a feature index (a row with its onsets)."""
+    if not getattr(row, "onsets_path", None):
+        raise LowrankAmtError(f"feature index {index_path} has no onset targets for track "
+                              f"{row.track_id}; extract the features again")
+    return attack_rows(np.load(row.onsets_path), attack_frames)
+
+
+def template_layout(spec) -> tuple[np.ndarray, np.ndarray]:
+    """(key, is attack) of each per-key template: ``templates_per_key`` templates of key
+    0, of key 1, ..., then, with ``attack_frames``, one attack template per key."""
+    P, attack = spec["templates_per_key"], 1 if spec["attack_frames"] else 0
+    keys = np.concatenate([np.repeat(np.arange(N_KEYS), P), np.arange(N_KEYS * attack)])
+    return keys, np.repeat([0, 1], [N_KEYS * P, N_KEYS * attack]).astype(np.uint8)
+
+
+def normalized_templates(W: np.ndarray, *labels: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Templates (last axis of W) scaled to unit sum, and ``labels`` (arrays with one
+    entry per template) of the templates kept: dead ones (a key never played in
+    semi-supervised training leaves its template at the eps floor) are removed."""
+    totals = W.reshape(-1, W.shape[-1]).sum(axis=0)
+    alive = totals > 1e-6 * totals.max()
+    return ((W[..., alive] / totals[alive]).astype(np.float32), *(np.asarray(a)[alive] for a in labels))
