@@ -19,11 +19,12 @@ REPORT ?= results/report.html
 STAMP := $(VENV)/.installed
 export PATH := $(BIN):$(PATH)
 
-.PHONY: help setup system-deps study check-readme learning pianos scaling report readme-figures scaling-figures test slurm-profile clean
+.PHONY: help setup system-deps study check-readme readme-tables learning pianos scaling report readme-figures scaling-figures test slurm-profile clean
 
 help:
 	@echo "make study   set up, run the default study (config/config.yaml), build $(REPORT)"
 	@echo "make check-readme   after make study: its table against the README's"
+	@echo "make readme-tables  after make study: copy its table into the README"
 	@echo "make learning   the learning study (config/learning.yaml, ~1 h): hybrids, teacher, networks at 0.1-1 h"
 	@echo "make pianos     the pianos study (config/pianos.yaml): learned low-rank models on ten training pianos at 0.1-1 h"
 	@echo "make scaling    the scaling study (config/scaling.yaml, about an hour): every family at 0.03-10 h"
@@ -86,9 +87,12 @@ study: setup
 	@echo "study done: results in results/default/, report in $(REPORT)"
 
 # After `make study`: its table against the README's (README, Reproducibility, says which
-# rows must agree exactly and how far the networks' may move).
+# rows must agree exactly and how far the networks' may move); readme-tables copies it in.
 check-readme:
-	$(BIN)/lowrank-amt check-table --published README.md --fresh results/default/summary/summary.md
+	$(BIN)/lowrank-amt page-table README.md --check
+
+readme-tables:
+	$(BIN)/lowrank-amt page-table README.md
 
 # The learning study (config/learning.yaml): 0.1, 0.3 and 1 h of training audio, the
 # hybrid models, the teacher and the networks; about an hour on 2 cores, not run by CI.

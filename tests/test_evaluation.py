@@ -162,7 +162,7 @@ def test_every_results_row_says_where_and_when_its_model_was_trained(tmp_path):
     assert results.loc["nmf_kl", "cpu_capability"].tolist() == ["AVX2"] * 2
     assert results.loc["cnn", "git_commit"].isna().all()  # a train.json of before: empty cells
     markdown = (tmp_path / "summary.md").read_text()
-    assert ("Trained by commit 0123456789 with uncommitted changes on Some CPU (AVX2 kernels, 2 threads), "
+    assert ("Trained by commit 0123456789 with uncommitted changes on Some CPU (AVX2 kernels, threads: 2), "
             "2026-12-02 to 2026-12-02 (rows: 1).") in markdown
 
 
@@ -200,3 +200,23 @@ def test_a_fresh_table_may_differ_from_the_readme_only_where_the_cpu_decides(rep
     assert summary.table_differences(readme, with_cell(network, 0.05)) == []  # within the networks' 0.1
     assert len(summary.table_differences(readme, with_cell(network, 0.15))) == 1
     assert len(summary.table_differences(readme, with_cell(lowrank, 0.001))) == 1  # low-rank: exact
+
+
+def test_a_pages_generated_table_is_copied_from_its_study_and_checked(tmp_path, monkeypatch, capsys):
+    """`lowrank-amt page-table PAGE` copies the summary.md its markers name into the page;
+    with --check it compares them (to the printed digits) and names each difference."""
+    from lowrank_amt.cli import main
+    runs = [write_run(tmp_path / "a", "nmf_kl", "nmf", [0.6, 0.8])]
+    study = tmp_path / "results/s/summary"
+    summary.aggregate(runs, "abc", study / "results.csv", study / "summary.csv", study / "summary.md")
+    page = tmp_path / "page.md"
+    page.write_text(f"# A study\n\n{summary.TABLE_BEGIN}results/s/summary/summary.md -->\nold\n"
+                    f"{summary.TABLE_END}\n\nText after.\n")
+    monkeypatch.chdir(tmp_path)
+    assert main(["page-table", "page.md"]) == 0
+    text = page.read_text()
+    assert (study / "summary.md").read_text().strip() in text and text.endswith("Text after.\n")
+    assert main(["page-table", "page.md", "--check"]) == 0
+    page.write_text(text.replace("0.700 (0.141)", "0.710 (0.141)"))
+    assert main(["page-table", "page.md", "--check"]) == 2
+    assert "note F (onset) 0.71 published, 0.7 now" in capsys.readouterr().err

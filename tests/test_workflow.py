@@ -68,6 +68,19 @@ def test_trained_model_beats_trivial_transcribers(tiny_study):
         assert (results["cpu_capability"] == "AVX2").all()
 
 
+def test_the_tiny_studys_table_in_the_docs_is_what_the_study_gives(tiny_study):
+    """docs/tests.md shows the tiny study's ranked table (`lowrank-amt page-table
+    docs/tests.md` copies it from a run); a fresh run must give it again. Tolerance 0.02:
+    on another CPU, matrix kernels that round otherwise may flip a note, which moves a
+    3-track mean F by about 0.01 (README, Reproducibility)."""
+    from lowrank_amt import summary
+    repo, _, study = tiny_study
+    source, published = summary.generated_table((repo / "docs/tests.md").read_text())
+    assert source == "results/tiny/summary/summary.md" and summary.ranked_rows(published)
+    fresh = (study / "summary/summary.md").read_text()
+    assert summary.table_differences(published, fresh, tolerance=lambda family: 0.02) == []
+
+
 def test_a_trained_model_transcribes_recordings_from_the_command_line(tiny_study, tmp_path):
     from lowrank_amt.cli import main
     _, _, study = tiny_study

@@ -50,8 +50,11 @@ O = {"default": None}                    # an optional path argument
 COMMANDS = {
     "validate-config": ("validate a config file against the schema",
                         [("config", {}), ("--schema", P)]),
-    "check-table": ("compare a fresh ranked results table with a published one (e.g. the README's)",
-                    [("--published", P), ("--fresh", P)]),
+    "page-table": ("copy a study's ranked table into a page (README.md, docs/) where its markers say, "
+                   "or with --check compare them",
+                   [("page", {}), ("--check", {"action": "store_true",
+                                               "help": "compare, to the printed digits (a family's cpu_tolerance "
+                                                       "where it has one), instead of writing"})]),
     "config-docs": ("write the key reference of config/README.md from the schema",
                     [("--schema", P), ("--readme", P), ("--check", {"action": "store_true"})]),
     "prepare-dataset": ("synthesize, download or gather a dataset into a manifest",
@@ -161,12 +164,19 @@ def _plot(a):
     draw(table, a.out)
 
 
-def _check_table(a):
-    published, fresh = Path(a.published).read_text(), Path(a.fresh).read_text()
+def _page_table(a):
+    page = Path(a.page)
+    source, published = summary.generated_table(page.read_text())
+    if not Path(source).is_file():
+        raise LowrankAmtError(f"{a.page}'s table comes from {source}, which is not there: run its study first")
+    fresh = Path(source).read_text()
+    if not a.check:
+        page.write_text(summary.embed_table(page.read_text(), fresh))
+        return _log(f"{a.page}: table copied from {source}")
     differences = summary.table_differences(published, fresh)
     if differences:
-        raise LowrankAmtError(f"{len(differences)} differences from {a.published}:\n" + "\n".join(differences))
-    print(f"{a.fresh} agrees with the {len(summary.ranked_rows(published))} rows of {a.published} "
+        raise LowrankAmtError(f"{len(differences)} differences between {a.page} and {source}:\n" + "\n".join(differences))
+    print(f"{source} agrees with the {len(summary.ranked_rows(published))} rows of {a.page} "
           "(to the printed digits; a family's cpu_tolerance where it has one)")
 
 
@@ -204,7 +214,7 @@ HANDLERS = {
     "aggregate": lambda a: summary.aggregate(a.runs, a.config_hash, a.results, a.summary, a.markdown),
     "plot": _plot,
     "scaling-tables": _scaling_tables,
-    "check-table": _check_table,
+    "page-table": _page_table,
     "plot-losses": _plot_losses,
     "plot-dictionary": lambda a: plots.dictionary_plot_from_files(a.model, a.index, a.out, a.title),
     "plot-excerpt": lambda a: plots.excerpt_plot_from_files(a.activations, a.index, a.out, track_id=a.track,

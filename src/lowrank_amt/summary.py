@@ -178,7 +178,7 @@ def provenance_lines(summary: pd.DataFrame) -> list[str]:
     for (commit, dirty, cpu, kernels, threads), runs in made.groupby(list(PROVENANCE_NAMES[:5]), sort=False):
         dates = sorted(runs["run_date"])
         changes = " with uncommitted changes" if dirty == "True" else ""
-        lines.append(f"Trained by commit {str(commit)[:10]}{changes} on {cpu} ({kernels} kernels, {threads} threads), "
+        lines.append(f"Trained by commit {str(commit)[:10]}{changes} on {cpu} ({kernels} kernels, threads: {threads}), "
                      f"{dates[0][:10]} to {dates[-1][:10]} (rows: {len(runs)}).")
     return lines if len(lines) > 1 else []
 
@@ -314,3 +314,24 @@ def table_differences(published: str, fresh: str, tolerance=cpu_tolerance) -> li
             if (value is None) != (other is None) or (value is not None and abs(value - other) > allowed):
                 lines.append(f"{' / '.join(key)}: {name} {value} published, {other} now")
     return lines
+
+
+#: Markers of a generated table in a page (README.md, docs/): the begin marker names the
+#: summary.md it is copied from, relative to the repository root.
+TABLE_BEGIN, TABLE_END = "<!-- begin generated table: ", "<!-- end generated table -->"
+
+
+def generated_table(page: str) -> tuple[str, str]:
+    """(the summary.md a page's generated table comes from, the table as the page has it)."""
+    if TABLE_BEGIN not in page or TABLE_END not in page:
+        raise LowrankAmtError(f"no generated table ({TABLE_BEGIN}PATH -->, {TABLE_END}) in the page")
+    source, rest = page.split(TABLE_BEGIN, 1)[1].split(" -->", 1)
+    return source.strip(), rest.split(TABLE_END, 1)[0].strip("\n") + "\n"
+
+
+def embed_table(page: str, table: str) -> str:
+    """``page`` with its generated table replaced by ``table`` (a summary.md's text)."""
+    source, _ = generated_table(page)
+    head, rest = page.split(TABLE_BEGIN, 1)
+    tail = rest.split(TABLE_END, 1)[1]
+    return f"{head}{TABLE_BEGIN}{source} -->\n{table.strip()}\n{TABLE_END}{tail}"
