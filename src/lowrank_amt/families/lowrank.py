@@ -47,7 +47,7 @@ from ..features import bin_frequencies, cache_params
 from . import lowrank_fit
 from .base import Family, Trained
 from .lowrank_fit import normalized_templates, template_layout
-from .params import Param
+from .params import DEVICE, TEACHER, Param
 from .supervision import SUPERVISIONS, Supervision
 
 # learning_rate: Adam's steps on log W are relative (at most about lr per step); at 0.1,
@@ -103,11 +103,7 @@ PARAMS = (
           meaning="Supervised models: the dataset whose isolated notes the templates are learned from (e.g. "
                   "MAPS' ISOL for a MAESTRO test); null = the model's own dataset. Its features must be the "
                   "same feature set."),
-    Param("teacher", None, type=["string", "null"],
-          meaning="A model of this config (e.g. `basic_pitch`) whose transcription of the training audio "
-                  "replaces the training MIDI (semi-supervised models: the masks): its notes, decoded as its "
-                  "validation split chose, are the targets; validation and test keep their MIDI. null = learn "
-                  "from the MIDI."),
+    TEACHER,
     Param("templates_per_key", 1, type="integer", minimum=1, maximum=16,
           meaning="Supervised and semi-supervised nmf, nmfd: templates per key (e.g. one for each piano and "
                   "dynamic a dictionary must serve); a key's activation is the sum of its templates'. "
@@ -134,8 +130,7 @@ PARAMS = (
           meaning="Early stopping after this many epochs without a lower validation loss (0: never)."),
     Param("seed", 0, type="integer", minimum=0,
           meaning="Seed of initialisation and batch order; the same seed repeats the run."),
-    Param("device", "auto", type="string", enum=["auto", "cpu", "cuda"],
-          meaning="Torch device; `auto` takes CUDA when the job has a GPU."),
+    DEVICE,
 )
 
 

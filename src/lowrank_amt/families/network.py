@@ -29,7 +29,7 @@ from ..errors import LowrankAmtError
 from ..features import cache_params, read_index
 from ..loader import FrameBatches
 from .base import Family, Trained
-from .params import Param
+from .params import DEVICE, TEACHER, Param
 
 def build_model(params: dict, spec: dict) -> torch.nn.Module:
     """The network of a model spec (its ``architecture``) for a CQT feature set (its
@@ -84,12 +84,8 @@ class Network(Family):
               meaning="onsets_frames and harmonic_attention: features per frame after the acoustic stack; each "
                       "bidirectional LSTM has half as many units per direction."),
         Param("seed", 0, type="integer", minimum=0, meaning="Seed of initialisation and batch order."),
-        Param("device", "auto", type="string", enum=["auto", "cpu", "cuda"],
-              meaning="Torch device; `auto` takes CUDA when the job has a GPU."),
-        Param("teacher", None, type=["string", "null"],
-              meaning="A model of this config (e.g. `basic_pitch`) whose transcription of the training audio "
-                      "replaces the training MIDI: its notes, decoded as its validation split chose, are the "
-                      "targets; validation and test keep their MIDI. null = learn from the MIDI."),
+        DEVICE,
+        TEACHER,
     )
 
     def fit(self, spec, run, log=print):

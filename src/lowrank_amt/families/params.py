@@ -30,6 +30,16 @@ class Param:
         return None if error is None else error.message
 
 
+#: Keys several families share, declared once.
+DEVICE = Param("device", "auto", type="string", enum=["auto", "cpu", "cuda"],
+               meaning="Torch device; `auto` takes CUDA when the job has a GPU.")
+TEACHER = Param("teacher", None, type=["string", "null"],
+                meaning="A model of this config (e.g. `basic_pitch`) whose transcription of the training audio "
+                        "replaces the training MIDI (semi-supervised low-rank models: the masks): its notes, "
+                        "decoded as its validation split chose, are the targets; validation and test keep their "
+                        "MIDI. null = learn from the MIDI.")
+
+
 def definition(families: list) -> dict:
     """The JSON Schema of the specs of ``families`` (which share one table)."""
     names = [f.name for f in families]

@@ -33,7 +33,7 @@ from ..factorization.unrolled_mu import UnrolledMU
 from ..features import read_index
 from ..loader import FrameBatches
 from .base import Family, Trained
-from .params import Param
+from .params import DEVICE, TEACHER, Param
 
 #: what the model learns beyond W (saved as weights/<name>)
 LEARNED = ("log_scale", "log_exponent", "note_gain", "note_bias", "onset_rise", "onset_level", "onset_bias")
@@ -71,12 +71,8 @@ class Unrolled(Family):
         Param("learning_rate", 0.01, type="number", exclusiveMinimum=0, meaning="Adam learning rate."),
         Param("seed", 0, type="integer", minimum=0,
               meaning="Seed of the dictionary's initialisation and of the batch order."),
-        Param("device", "auto", type="string", enum=["auto", "cpu", "cuda"],
-              meaning="Torch device; `auto` takes CUDA when the job has a GPU."),
-        Param("teacher", None, type=["string", "null"],
-              meaning="A model of this config (e.g. `basic_pitch`) whose transcription of the training audio "
-                      "replaces the training MIDI: its notes, decoded as its validation split chose, are the "
-                      "targets; validation and test keep their MIDI. null = learn from the MIDI."),
+        DEVICE,
+        TEACHER,
     )
 
     def base(self, spec):
