@@ -31,11 +31,12 @@ def test_every_study_config_is_valid(repo, schema, name):
     from lowrank_amt import families
     from lowrank_amt.data import synth
     config = validate_config(yaml.safe_load((repo / f"config/{name}.yaml").read_text()), schema)
+    assert config["models"] and config["datasets"]
     for spec in config["models"].values():
-        families.resolve(spec)
+        assert families.resolve(spec)[0].name == spec["family"]
     for spec in config["datasets"].values():
         if spec["kind"] == "synthetic":
-            synth.plan_tracks({k: v for k, v in spec.items() if k not in ("kind", "role")})
+            assert len(synth.plan_tracks({k: v for k, v in spec.items() if k not in ("kind", "role")})) > 0
 
 
 def test_omitted_sections_take_schema_defaults(schema):

@@ -66,7 +66,8 @@ def test_loss_curves(tmp_path):
                            for e in range(20) for s in ("train", "validation")])
     iterations = pd.DataFrame([{"model": "nmf_sup_kl", "template": k, "iteration": i, "loss": 10 * (k + 1) / (i + 1)}
                                for k in range(3) for i in range(50)])
-    render(plots.loss_curves_plot, tmp_path, "loss_curves", pd.concat([epochs, iterations], ignore_index=True))
+    text = render(plots.loss_curves_plot, tmp_path, "loss_curves", pd.concat([epochs, iterations], ignore_index=True))
+    assert "nmfd_unsup" in text and "nmf_sup_kl" in text and "validation" in text  # both models, both splits
 
 
 def test_dictionary_and_excerpt(tmp_path):
@@ -75,7 +76,8 @@ def test_dictionary_and_excerpt(tmp_path):
     pitches = np.r_[np.arange(21, 109, 2), np.nan].astype(float)
     W = np.stack([sum(np.exp(-0.5 * ((midi - p - 12 * np.log2(h)) / 0.2) ** 2) / h for h in range(1, 9))
                   if np.isfinite(p) else np.random.default_rng(0).random(len(freqs)) for p in pitches], axis=1)
-    render(plots.dictionary_plot, tmp_path, "dictionary", W, freqs, pitches)
+    text = render(plots.dictionary_plot, tmp_path, "dictionary", W, freqs, pitches)
+    assert "estimated pitch (f0)" in text and "C4" in text  # templates drawn on a note-named axis
     render(plots.dictionary_plot, tmp_path, "dictionary_by_key", W, freqs, pitches,  # two templates per key
            labels=np.repeat(np.arange(21, 21 + len(pitches) // 2 + 1), 2)[:len(pitches)])
     rng = np.random.default_rng(1)
@@ -84,7 +86,8 @@ def test_dictionary_and_excerpt(tmp_path):
         key, start = rng.integers(15, 75), rng.integers(0, 380)
         roll[key, start:start + rng.integers(5, 40)] = 1
     H = np.clip(np.roll(roll, 1, axis=1) * rng.uniform(0.3, 1.0, (N_KEYS, 1)) + 0.05 * rng.random(roll.shape), 0, None)
-    render(plots.excerpt_plot, tmp_path, "excerpt", H, roll, 43.07, seconds=8.0)
+    text = render(plots.excerpt_plot, tmp_path, "excerpt", H, roll, 43.07, seconds=8.0)
+    assert text.count("<image") == 2  # the activations and the piano roll, one image each
 
 
 def test_missing_columns_are_named(tmp_path):
