@@ -13,17 +13,8 @@ import os
 import sys
 from pathlib import Path
 
-import pandas as pd
-import yaml
-
-from . import data, evaluation, features, interpretability, plots, stages, summary, teacher
-from .config import embed_reference, load_schema, validate_config
 from .errors import LowrankAmtError
-from .io import atomic_path
 from .kernels import pin_kernels
-from .memory import machine_memory_mb
-from .steering import Steering
-from .transcribe import transcribe_files
 
 
 def _log(message: str) -> None:
@@ -133,7 +124,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# One function per command: each imports what it calls, so that a job loads only its
+# stage's modules (torch, mir_eval and matplotlib take seconds) and `--help` is instant.
+def _validate_config(a):
+    import yaml
+
+    from .config import load_schema, validate_config
+    with open(a.config) as handle:
+        validate_config(yaml.safe_load(handle) or {}, load_schema(a.schema))
+    _log(f"{a.config}: valid")
+
+
 def _config_docs(a):
+    from .config import embed_reference, load_schema
     readme = Path(a.readme)
     updated = embed_reference(readme.read_text(), load_schema(a.schema))
     if a.check and updated != readme.read_text():
@@ -142,20 +145,67 @@ def _config_docs(a):
         readme.write_text(updated)
 
 
-def _validate_config(a):
-    with open(a.config) as handle:
-        validate_config(yaml.safe_load(handle) or {}, load_schema(a.schema))
-    _log(f"{a.config}: valid")
+def _prepare_dataset(a):
+    from .data import prepare_dataset
+    prepare_dataset(a.spec, a.manifest, a.sample_rate, a.jobs, _log)
+
+
+def _extract_features(a):
+    from .features import extract_dataset
+    extract_dataset(a.manifest, a.spec, a.sample_rate, a.index, _log)
+
+
+def _train(a):
+    from .stages import train
+    train(a.spec, a.index, a.model, a.loss, a.info, _log, checkpoint_dir=a.checkpoint_dir,
+          train_hours=a.train_hours, provenance=a.provenance)
+
+
+def _activations(a):
+    from .stages import activations
+    activations(a.model, a.index, a.activations, a.info, _log, manifest_path=a.manifest, splits=tuple(a.splits))
+
+
+def _teach(a):
+    from .teacher import teach
+    teach(a.model, a.index, a.out_index, a.info, _log, manifest_path=a.manifest)
+
+
+def _decode(a):
+    from .stages import decode
+    decode(a.model, a.activations, a.index, a.decoding, a.evaluation, a.midi_dir, a.info, _log,
+           model_decoding=a.model_decoding)
 
 
 def _transcribe(a):
+    from .steering import Steering
+    from .transcribe import transcribe_files
     steering = Steering.from_options(a.pitch_range, a.keys, a.drop_keys, a.scale, a.scale_weight,
                                      a.score, a.score_tolerance, a.score_weight)
     transcribe_files(a.model, a.inputs, a.out_dir, plot=a.plot, device=a.device, steering=steering, adapt=a.adapt,
                      adapt_self=a.adapt_self, adapt_iterations=a.adapt_iterations, log=_log)
 
 
+def _evaluate(a):
+    from .evaluation import evaluate
+    evaluate(a.midi_dir, a.index, a.evaluation, a.out, _log, activations_path=a.activations,
+             decoding_path=a.decoding_info, decoding=a.decoding)
+
+
+def _assess_dictionary(a):
+    from .interpretability import assess
+    assess(a.model, a.index, a.out, a.templates, _log)
+
+
+def _aggregate(a):
+    from .summary import aggregate
+    aggregate(a.runs, a.config_hash, a.results, a.summary, a.markdown)
+
+
 def _plot(a):
+    import pandas as pd
+
+    from . import plots
     draw = {"tradeoff": plots.tradeoff_plot, "tradeoff-largest": plots.tradeoff_largest_plot,
             "scaling": plots.scaling_plot, "cost-scaling": plots.cost_scaling_plot}[a.kind]
     table = pd.read_csv(a.summary)
@@ -165,6 +215,7 @@ def _plot(a):
 
 
 def _page_table(a):
+    from . import summary
     page = Path(a.page)
     source, published = summary.generated_table(page.read_text())
     if not Path(source).is_file():
@@ -181,44 +232,41 @@ def _page_table(a):
 
 
 def _scaling_tables(a):
-    text = summary.scaling_markdown(pd.read_csv(a.summary), a.memory_limit_mb or machine_memory_mb())
+    import pandas as pd
+
+    from .io import atomic_path
+    from .memory import machine_memory_mb
+    from .summary import scaling_markdown
+    text = scaling_markdown(pd.read_csv(a.summary), a.memory_limit_mb or machine_memory_mb())
     with atomic_path(a.out) as tmp:
         tmp.write_text(text)
 
 
 def _plot_losses(a):
+    from .plots import loss_curves_plot, loss_table
     pairs = [item.split("=", 1) for item in a.loss]
     if any(len(p) != 2 for p in pairs):
         raise LowrankAmtError("plot-losses: each --loss must be NAME=PATH")
-    plots.loss_curves_plot(plots.loss_table(dict(pairs)), a.out)
+    loss_curves_plot(loss_table(dict(pairs)), a.out)
 
 
-#: command -> the function it calls (the rules' stages, each one function of the package)
+def _plot_dictionary(a):
+    from .plots import dictionary_plot_from_files
+    dictionary_plot_from_files(a.model, a.index, a.out, a.title)
+
+
+def _plot_excerpt(a):
+    from .plots import excerpt_plot_from_files
+    excerpt_plot_from_files(a.activations, a.index, a.out, track_id=a.track, seconds=a.seconds, title=a.title)
+
+
+#: command -> the function it calls
 HANDLERS = {
-    "validate-config": _validate_config,
-    "config-docs": _config_docs,
-    "prepare-dataset": lambda a: data.prepare_dataset(a.spec, a.manifest, a.sample_rate, a.jobs, _log),
-    "extract-features": lambda a: features.extract_dataset(a.manifest, a.spec, a.sample_rate, a.index, _log),
-    "train": lambda a: stages.train(a.spec, a.index, a.model, a.loss, a.info, _log, checkpoint_dir=a.checkpoint_dir,
-                                    train_hours=a.train_hours, provenance=a.provenance),
-    "activations": lambda a: stages.activations(a.model, a.index, a.activations, a.info, _log,
-                                                manifest_path=a.manifest, splits=tuple(a.splits)),
-    "teach": lambda a: teacher.teach(a.model, a.index, a.out_index, a.info, _log, manifest_path=a.manifest),
-    "decode": lambda a: stages.decode(a.model, a.activations, a.index, a.decoding, a.evaluation, a.midi_dir, a.info,
-                                      _log, model_decoding=a.model_decoding),
-    "transcribe": _transcribe,
-    "evaluate": lambda a: evaluation.evaluate(a.midi_dir, a.index, a.evaluation, a.out, _log,
-                                              activations_path=a.activations, decoding_path=a.decoding_info,
-                                              decoding=a.decoding),
-    "assess-dictionary": lambda a: interpretability.assess(a.model, a.index, a.out, a.templates, _log),
-    "aggregate": lambda a: summary.aggregate(a.runs, a.config_hash, a.results, a.summary, a.markdown),
-    "plot": _plot,
-    "scaling-tables": _scaling_tables,
-    "page-table": _page_table,
-    "plot-losses": _plot_losses,
-    "plot-dictionary": lambda a: plots.dictionary_plot_from_files(a.model, a.index, a.out, a.title),
-    "plot-excerpt": lambda a: plots.excerpt_plot_from_files(a.activations, a.index, a.out, track_id=a.track,
-                                                            seconds=a.seconds, title=a.title),
+    "validate-config": _validate_config, "config-docs": _config_docs, "prepare-dataset": _prepare_dataset,
+    "extract-features": _extract_features, "train": _train, "activations": _activations, "teach": _teach,
+    "decode": _decode, "transcribe": _transcribe, "evaluate": _evaluate, "assess-dictionary": _assess_dictionary,
+    "aggregate": _aggregate, "plot": _plot, "scaling-tables": _scaling_tables, "page-table": _page_table,
+    "plot-losses": _plot_losses, "plot-dictionary": _plot_dictionary, "plot-excerpt": _plot_excerpt,
 }
 
 
