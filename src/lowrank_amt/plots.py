@@ -175,7 +175,7 @@ def cost_scaling_plot(summary: pd.DataFrame, out_path, memory_limit_mb: float | 
     fitted slope to ``memory_limit_mb`` (default: this machine's memory), drawn as a
     horizontal line: the hours at which full batch stops fitting."""
     from .memory import machine_memory_mb
-    from .summary import memory_limit_hours
+    from .summary import grows_with_data, memory_limit_hours
 
     _require(summary, ["train_hours", "model", "family"], "cost scaling plot")
     _theme()
@@ -195,8 +195,7 @@ def cost_scaling_plot(summary: pd.DataFrame, out_path, memory_limit_mb: float | 
         for model, rows in values.groupby("model", sort=False):
             ax.plot(rows["train_hours"], rows[column], color=colours[model], lw=1.5,
                     marker=markers[rows["family"].iloc[0]], markersize=6, label=model)
-            grows = rows.get("memory_grows_with_data", pd.Series([False])).astype(str) == "True"
-            if column == "train_peak_memory_mb" and grows.all():
+            if column == "train_peak_memory_mb" and all(grows_with_data(row) for _, row in rows.iterrows()):
                 reach = memory_limit_hours(rows["train_hours"], rows[column], limit)
                 if math.isfinite(reach) and reach > rows["train_hours"].max():
                     last = rows.iloc[-1]

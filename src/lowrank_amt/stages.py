@@ -126,8 +126,7 @@ def activations(model_path, index_path, activations_path, info_path, log=print, 
     transcribe = family.transcriber(model.arrays, model.spec, device)
     wall, cpu, audio_seconds, saved = time.perf_counter(), time.process_time(), 0.0, {}
     if not family.reads_features():  # else the feature cache's
-        rate, hop = family.frame_grid(None)
-        saved["frame_rate"] = np.float64(rate / hop)
+        saved["frame_rate"] = np.float64(family.frame_rate())
     for split in splits:
         for row, track in model_inputs(model, index_path, manifest_path, split):
             outputs = transcribe(track)

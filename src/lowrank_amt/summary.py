@@ -227,7 +227,7 @@ def scaling_markdown(summary: pd.DataFrame, memory_limit_mb: float) -> str:
         form = last.get("form", "")
         form = form if isinstance(form, str) else ""  # a CSV's empty cell reads as NaN
         reach = (memory_limit_hours(runs["train_hours"], runs["train_peak_memory_mb"], memory_limit_mb)
-                 if _grows(last) else math.nan)
+                 if grows_with_data(last) else math.nan)
         pair = lambda c, spec: f"{_fmt(first.get(c, math.nan), spec)} → {_fmt(last.get(c, math.nan), spec)}"  # noqa: E731
         cells = [model, form or "–", f"{first['train_hours']:g} → {last['train_hours']:g}", pair("train_seconds", ".0f"),
                  pair("train_peak_memory_mb", ".0f"),
@@ -259,8 +259,9 @@ def projected_cost_markdown(grown: pd.DataFrame, hours=PROJECTED_HOURS) -> list[
     return lines
 
 
-def _grows(row) -> bool:
-    """Whether a run's training memory grows with its data (its family's answer)."""
+def grows_with_data(row) -> bool:
+    """Whether a run's training memory grows with its data (its family's answer, from
+    train.json; a CSV reads the flag back as text)."""
     return str(row.get("memory_grows_with_data", False)) == "True"
 
 

@@ -50,8 +50,7 @@ def teach(model_path, index_path, out_index, info_path, log=print, *, manifest_p
     transcribe = family.transcriber(model.arrays, model.spec, pick_device(model.spec.get("device", "cpu")))
     decoder = family.make_decoder(model.spec, {}, {"onset_tolerance": ONSET_TOLERANCE, "offset_ratio": OFFSET_RATIO})
     index = read_index(index_path)
-    sample_rate, hop = (None, None) if family.reads_features() else family.frame_grid(None)
-    rate = float(index["frame_rate"].iloc[0]) if sample_rate is None else sample_rate / hop
+    rate = family.frame_rate(float(index["frame_rate"].iloc[0]))
     folder = out_index.parent / TARGETS_FOLDER
     folder.mkdir(parents=True, exist_ok=True)
     start, n_notes, agreement = time.perf_counter(), 0, np.zeros(3)

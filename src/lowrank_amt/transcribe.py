@@ -82,11 +82,6 @@ def input_files(inputs) -> list[tuple[Path, Path]]:
     return found
 
 
-def frame_grid(model: Model) -> tuple[int, int]:
-    """(sample rate, hop) of the model's outputs."""
-    return model.family.frame_grid(model.features)
-
-
 class Outputs:
     """A recording's outputs, frame ranges written in order to .npy files in ``folder``
     and read back as ranges, so that none is held whole in memory."""
@@ -125,7 +120,7 @@ def _progress(done: int, total: int, label: str, log) -> None:
 def compute_outputs(model: Model, transcribe, audio_path, store: Outputs, steering: Steering, log=print) -> float:
     """The model's outputs of a whole recording, chunk by chunk and steered, into
     ``store``; returns the recording's length in seconds."""
-    rate, hop = frame_grid(model)
+    rate, hop = model.family.frame_grid(model.features)
     n_samples = audio_length(audio_path, rate)
     n_frames = 1 + n_samples // hop
     chunk, margin = int(CHUNK_SECONDS * rate / hop), int(MARGIN_SECONDS * rate / hop)
@@ -177,7 +172,7 @@ def decode_outputs(notes_of, store: Outputs, frame_rate: float):
 
 def adaptation_data(model: Model, audio_path, midi_path=None, seconds: float | None = None):
     """(features, roll or None) of a recording (its first ``seconds``) for ``Family.adapt``."""
-    rate, hop = frame_grid(model)
+    rate, hop = model.family.frame_grid(model.features)
     n_samples = audio_length(audio_path, rate)
     audio = read_span(audio_path, 0, n_samples if seconds is None else min(n_samples, int(seconds * rate)), rate)
     features = compute_features(audio, model.features, rate)
@@ -245,7 +240,7 @@ def transcribe_files(model_name, inputs, out_dir, *, plot: bool = False, device:
         params = decoder.default_params()
         log(f"note: {model.path or model_name} has no decoding.json (chosen on a validation split); "
             f"decoding with the defaults {params}")
-    rate, hop = frame_grid(model)
+    rate, hop = model.family.frame_grid(model.features)
     written = []
     for audio_path, stem in files:
         out_stem = Path(out_dir) / stem

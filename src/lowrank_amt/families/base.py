@@ -20,7 +20,7 @@ test a family's name. What a family declares:
   frame rate) or ``"audio"`` (mono recordings at its ``sample_rate``; its outputs then
   have one frame per ``hop_length`` samples). Callers never test it: they ask
   ``reads_features()``, ``input_of(row)`` (what to give the transcriber of a track) and
-  ``frame_grid(features)`` (the sample rate and hop of its outputs).
+  ``frame_grid(features)`` and ``frame_rate(...)`` (the grid and rate of its outputs).
 * ``is_pretrained()``: nothing to learn (its models are named, not trained);
   ``memory_grows_with_data(spec)``: whether training holds all the data at once;
   ``cpu_tolerance``: how far its results may move between CPUs' float kernels (README,
@@ -132,6 +132,14 @@ class Family:
         if self.reads_features():
             return int(features["sample_rate"]), int(features["hop_length"])
         return self.sample_rate, self.hop_length
+
+    def frame_rate(self, feature_rate: float | None = None) -> float:
+        """Frames per second of its outputs: the feature cache's (``feature_rate``) for a
+        family that reads features, else its own grid's."""
+        if self.reads_features():
+            return feature_rate
+        sample_rate, hop = self.frame_grid(None)
+        return sample_rate / hop
 
     def is_pretrained(self) -> bool:
         return self.training_data(self.defaults) is None
