@@ -21,6 +21,7 @@ from __future__ import annotations
 import itertools
 import logging
 from importlib import metadata
+from pathlib import Path
 
 import numpy as np
 
@@ -29,10 +30,6 @@ from ..metrics import note_metrics
 
 INSTALL_HINT = ("install it without TensorFlow: pip install --no-deps 'basic-pitch==0.4.0' && "
                 "pip install onnxruntime 'resampy>=0.4.3'")
-
-#: Weights of the ICASSP 2022 model's convolutions and biases, counted from the ONNX
-#: graph's initializers without the fixed CQT kernels (the paper: "about 17 K").
-N_PARAMETERS = 16_703
 
 #: Model frames by which consecutive windows overlap (basic_pitch.inference.run_inference).
 N_OVERLAPPING_FRAMES = 30
@@ -56,13 +53,20 @@ def versions() -> dict:
             "onnxruntime_version": metadata.version("onnxruntime")}
 
 
-def load_model():
-    """basic-pitch's ``inference.Model`` on its shipped ONNX file (CPU provider)."""
-    inference, _, _ = _basic_pitch()
+def model_path() -> Path:
+    """The ONNX file the basic-pitch package ships, or a clear error."""
+    _basic_pitch()
     import basic_pitch
     path = basic_pitch.build_icassp_2022_model_path(basic_pitch.FilenameSuffix.onnx)
     if not path.is_file():
         raise LowrankAmtError(f"the basic-pitch package lacks its ONNX model {path}; {INSTALL_HINT}")
+    return path
+
+
+def load_model():
+    """basic-pitch's ``inference.Model`` on its shipped ONNX file (CPU provider)."""
+    inference, _, _ = _basic_pitch()
+    path = model_path()
     logging.disable(logging.WARNING)
     try:
         model = inference.Model(path)
@@ -71,6 +75,66 @@ def load_model():
     if model.model_type != inference.Model.MODEL_TYPES.ONNX:
         raise LowrankAmtError(f"{path} did not load with onnxruntime; {INSTALL_HINT}")
     return model
+
+
+def _varint(buffer: bytes, i: int) -> tuple[int, int]:
+    """(value, next position) of the protobuf varint at ``buffer[i]``."""
+    value = shift = 0
+    while True:
+        byte = buffer[i]
+        value, shift, i = value | (byte & 0x7F) << shift, shift + 7, i + 1
+        if byte < 0x80:
+            return value, i
+
+
+def _fields(message: bytes):
+    """(field number, value) of a protobuf message: varints as int, the rest as bytes."""
+    i = 0
+    while i < len(message):
+        key, i = _varint(message, i)
+        if key & 7 == 0:
+            value, i = _varint(message, i)
+        else:
+            width, i = _varint(message, i) if key & 7 == 2 else ({1: 8, 5: 4}[key & 7], i)
+            value, i = message[i:i + width], i + width
+        yield key >> 3, value
+
+
+def _ints(values: list) -> list[int]:
+    """A repeated int64 field's values, whether each came alone or packed."""
+    out = []
+    for value in values:
+        i = 0
+        while isinstance(value, bytes) and i < len(value):
+            number, i = _varint(value, i)
+            out.append(number)
+        if isinstance(value, int):
+            out.append(value)
+    return out
+
+
+def count_parameters(path) -> int:
+    """Learned numbers of Basic Pitch's ONNX model: the float initializers that feed its
+    convolutions and its input batch norm (``Mul``, ``Add``), without the CQT front end
+    (the 256-tap kernels and their biases, the constants of ``cq_t*`` and
+    ``normalized_log``). Read from the protobuf itself (ModelProto graph = 7; GraphProto
+    node = 1, initializer = 5; TensorProto dims = 1, data_type = 2, name = 8; NodeProto
+    input = 1, op_type = 4), so that the ``onnx`` package is not needed."""
+    graph = next(value for number, value in _fields(Path(path).read_bytes()) if number == 7)
+    shapes, nodes = {}, []
+    for number, value in _fields(graph):
+        fields = list(_fields(value)) if number in (1, 5) else []
+        if number == 5 and dict(fields).get(2) == 1:  # a FLOAT initializer
+            shapes[dict(fields)[8].decode()] = _ints([v for n, v in fields if n == 1])
+        elif number == 1:
+            nodes.append((dict(fields)[4].decode(), [v.decode() for n, v in fields if n == 1]))
+    learned = set()
+    for op_type, inputs in nodes:
+        front_end = op_type == "Conv" and shapes.get(inputs[1], [0])[-1] == 256
+        if op_type in ("Conv", "Mul", "Add") and not front_end:
+            learned.update(name for name in inputs[1:] if name in shapes
+                           and "cq_t" not in name and "normalized_log" not in name)
+    return sum(int(np.prod(shapes[name])) for name in learned)
 
 
 def posteriorgrams(audio: np.ndarray, model, batch_windows: int = 1) -> dict:

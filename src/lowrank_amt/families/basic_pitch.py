@@ -36,10 +36,9 @@ class BasicPitch(Family):
     def fit(self, spec, run, log=print):
         """Record the pretrained model; ``train_seconds`` is null: its training cost is
         not measured here."""
-        from ..deep.basic_pitch_onnx import N_PARAMETERS, _basic_pitch, versions
-        _basic_pitch()  # a clear error now if the package is missing
+        from ..deep.basic_pitch_onnx import count_parameters, model_path, versions
         info = {"train_seconds": None, "train_cpu_seconds": None, "device": "none (pretrained)",
-                "n_parameters": N_PARAMETERS, "pretrained": True, "epochs": 0, **versions()}
+                "n_parameters": count_parameters(model_path()), "pretrained": True, "epochs": 0, **versions()}
         return Trained({}, pd.DataFrame(columns=["epoch", "split", "loss"]), info)
 
     #: Basic Pitch's audio rate and the hop of its outputs (basic_pitch.constants'
