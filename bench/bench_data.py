@@ -49,8 +49,8 @@ def _cpu_seconds() -> float:
 
 
 def bench_synthesis(folder: Path, hours: float) -> dict:
-    from lowrank_amt.data.manifest import read_manifest
-    from lowrank_amt.data.synth import prepare
+    from lowrank_amt.datasets.manifest import read_manifest
+    from lowrank_amt.datasets.synth import prepare
     spec = {"kind": "synthetic", "seed": 0, "train_hours": hours, "n_validation": 0, "n_test": 0,
             "piece_seconds": TRACK_SECONDS, "isolated_velocities": []}
     out = {}
@@ -69,8 +69,9 @@ def bench_synthesis(folder: Path, hours: float) -> dict:
 
 def bench_features(manifest: Path, folder: Path) -> dict:
     from lowrank_amt.audio import load_audio
-    from lowrank_amt.data.manifest import read_manifest
-    from lowrank_amt.features import compute_features, extract_dataset
+    from lowrank_amt.datasets.manifest import read_manifest
+    from lowrank_amt.spectrogram import compute_features
+    from lowrank_amt.stages.features import extract_dataset
     out = {}
     audio_seconds = read_manifest(manifest)["duration"].sum()
     first = load_audio(read_manifest(manifest)["audio_path"][0], SAMPLE_RATE)[: SAMPLE_RATE]
@@ -117,7 +118,7 @@ def loader_child(index_path: str, mode: str) -> dict:
     """One epoch (or the in-memory peer) in this process: frame rate, resident memory
     after the imports, and the peak resident memory during the epoch (the peak is reset
     after the imports through /proc/self/clear_refs)."""
-    from lowrank_amt.features import read_index
+    from lowrank_amt.spectrogram import read_index
     from lowrank_amt.loader import FrameBatches
     Path("/proc/self/clear_refs").write_text("5")
     baseline = _status_mb("VmRSS")

@@ -170,9 +170,9 @@ def synthetic_cache(folder: Path, hours: float, F: int = 264, track_seconds: flo
 
 TRAIN_ONE = """
 import json, sys
-from lowrank_amt import stages
+from lowrank_amt.stages.train import train
 spec = json.loads(sys.argv[1]); out = sys.argv[3]
-stages.train(spec, sys.argv[2], out + '/model.npz', out + '/loss.csv', out + '/train.json', log=lambda m: None)
+train(spec, sys.argv[2], out + '/model.npz', out + '/loss.csv', out + '/train.json', log=lambda m: None)
 """
 
 

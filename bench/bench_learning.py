@@ -31,12 +31,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lowrank_amt.data import synth
+from lowrank_amt.datasets import synth
 from lowrank_amt.factorization import nmf
 from lowrank_amt.factorization.core import generator
 from lowrank_amt.factorization.training import DictionaryLearner, OnlineMU
 from lowrank_amt.families import resolve
-from lowrank_amt.features import extract_dataset, load_track, read_index
+from lowrank_amt.spectrogram import load_track, read_index
+from lowrank_amt.stages.features import extract_dataset
 
 sys.path.insert(0, str(Path(__file__).parent))
 from batches import ArrayBatches  # noqa: E402

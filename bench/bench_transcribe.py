@@ -33,7 +33,7 @@ STUDY = Path("results/default")
 TRANSCRIBE_ONE = """
 import sys
 from lowrank_amt.memory import peak_rss_mb
-from lowrank_amt.transcribe import transcribe_files
+from lowrank_amt.recordings import transcribe_files
 transcribe_files(sys.argv[1], [sys.argv[2]], sys.argv[3], log=lambda m: None)
 print(peak_rss_mb())
 """
@@ -74,7 +74,7 @@ def long_recording(sources: list[Path], minutes: float, path: Path) -> Path:
 
 
 def bench_speed(models: dict, recordings: list[Path], work: Path) -> list[dict]:
-    from lowrank_amt.transcribe import transcribe_files
+    from lowrank_amt.recordings import transcribe_files
     seconds = sum(soundfile.info(str(p)).duration for p in recordings)
     factors = {}
     for name, model in models.items():

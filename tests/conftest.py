@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from lowrank_amt.constants import MIDI_MIN, N_KEYS
-from lowrank_amt.features import frame_targets
+from lowrank_amt.targets import frame_targets
 from lowrank_amt.notes import write_midi_notes
 
 REPO = Path(__file__).resolve().parents[1]

@@ -1,21 +1,22 @@
 """Pretrained Basic Pitch through ONNX on pieces rendered by fluidsynth: its posteriorgrams
 equal basic-pitch's own inference, it transcribes far better than trivial transcribers
 scored in the same test, and its stages tune thresholds on validation only and write
-what ``evaluation.evaluate`` scores."""
+what ``stages/evaluate.py`` scores."""
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from lowrank_amt import evaluation, families, stages
+from lowrank_amt import families
 from lowrank_amt.audio import load_audio
-from lowrank_amt.data.manifest import write_manifest
-from lowrank_amt.data.synth import find_soundfont, random_piece, render
+from lowrank_amt.datasets.manifest import write_manifest
+from lowrank_amt.datasets.synth import find_soundfont, random_piece, render
 from lowrank_amt.deep import basic_pitch_onnx as bp
 from lowrank_amt.errors import LowrankAmtError
 from lowrank_amt.io import read_json
 from lowrank_amt.metrics import note_metrics
 from lowrank_amt.notes import read_midi_notes
+from lowrank_amt.stages import evaluate as evaluation, train as training, transcribe as transcription
 
 SAMPLE_RATE = 22050
 SPEC = {"family": "basic_pitch", "onset_thresholds": [0.4, 0.6], "frame_thresholds": [0.3], "min_note_ms": [127.7]}
@@ -79,9 +80,9 @@ def test_transcribes_far_better_than_trivial_transcribers(pieces, model):
 
 
 def run_stages(pieces, out, manifest=None):
-    stages.train(SPEC, pieces / "index.csv", out / "model.npz", out / "loss.csv", out / "train.json", log=QUIET)
-    stages.activations(out / "model.npz", pieces / "index.csv", out / "activations.npz", out / "activations.json",
-                       log=QUIET, manifest_path=manifest or pieces / "manifest.csv")
+    training.train(SPEC, pieces / "index.csv", out / "model.npz", out / "loss.csv", out / "train.json", log=QUIET)
+    transcription.activations(out / "model.npz", pieces / "index.csv", out / "activations.npz", out / "activations.json",
+                              log=QUIET, manifest_path=manifest or pieces / "manifest.csv")
 
 
 def test_stages_tune_on_validation_and_write_what_evaluation_scores(pieces, tmp_path):
@@ -92,8 +93,8 @@ def test_stages_tune_on_validation_and_write_what_evaluation_scores(pieces, tmp_
     assert sorted(arrays.files) == ["frame_rate", "test__test_0", "test__test_0__onset",
                                     "validation__validation_0", "validation__validation_0__onset"]
     assert float(arrays["frame_rate"]) == pytest.approx(22050 / 256)
-    stages.decode(tmp_path / "model.npz", tmp_path / "activations.npz", pieces / "index.csv", {}, EVALUATION,
-                  tmp_path / "midi", tmp_path / "decoding.json", log=QUIET)
+    transcription.decode(tmp_path / "model.npz", tmp_path / "activations.npz", pieces / "index.csv", {}, EVALUATION,
+                         tmp_path / "midi", tmp_path / "decoding.json", log=QUIET)
     decoding = read_json(tmp_path / "decoding.json")
     assert len(decoding["validation_trials"]) == 2 and decoding["basic_pitch_version"] == "0.4.0"
     # The choice is the best validation trial, recomputed independently here (frames x 88).
@@ -114,7 +115,7 @@ def test_stages_tune_on_validation_and_write_what_evaluation_scores(pieces, tmp_
 
 
 def test_transcribe_takes_basic_pitch_by_name(pieces, tmp_path):
-    from lowrank_amt.transcribe import transcribe_files
+    from lowrank_amt.recordings import transcribe_files
     transcribe_files("basic_pitch", [pieces / "test_0.wav"], tmp_path, log=QUIET)
     ref, est = read_midi_notes(pieces / "test_0.mid"), read_midi_notes(tmp_path / "test_0.mid")
     assert note_metrics(ref[0], ref[1], est[0], est[1])["note_onset_f"] > 0.6  # as its own inference, above

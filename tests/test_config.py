@@ -29,7 +29,7 @@ def test_every_study_config_is_valid(repo, schema, name):
     """The other studies' configs (not run by CI) still validate, with their models and
     synthetic timbres accepted by their families."""
     from lowrank_amt import families
-    from lowrank_amt.data import synth
+    from lowrank_amt.datasets import synth
     config = validate_config(yaml.safe_load((repo / f"config/{name}.yaml").read_text()), schema)
     assert config["models"] and config["datasets"]
     for spec in config["models"].values():

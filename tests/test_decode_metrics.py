@@ -5,7 +5,7 @@ import pytest
 
 from lowrank_amt.decode import activations_to_notes, tune_threshold
 from lowrank_amt.metrics import frame_metrics, note_metrics, transcription_metrics
-from lowrank_amt.features import frame_targets
+from lowrank_amt.targets import frame_targets
 
 FRAME_RATE = 22050 / 512
 

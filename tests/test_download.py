@@ -9,7 +9,7 @@ import tarfile
 
 import pytest
 
-from lowrank_amt.data.download import (archive_stem, download, extract, fetch_archive,
+from lowrank_amt.datasets.download import (archive_stem, download, extract, fetch_archive,
                                        parse_checksum)
 from lowrank_amt.errors import LowrankAmtError
 

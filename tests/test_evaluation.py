@@ -8,11 +8,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lowrank_amt import evaluation, families, stages, summary
+from lowrank_amt import families, summary
 from lowrank_amt.model_file import save_model
 from lowrank_amt.constants import MIDI_MIN, N_KEYS
 from lowrank_amt.io import read_json, write_json
 from lowrank_amt.notes import write_midi_notes
+from lowrank_amt.stages import evaluate as evaluation, transcribe as transcription
 
 FRAME_RATE = 22050 / 512
 DECODING = {"thresholds": [0.05, 0.2, 0.4], "onsets": ["threshold", "peaks", "adaptive"],
@@ -54,8 +55,8 @@ def study(tmp_path):
 
 
 def decode(folder, tag):
-    stages.decode(folder / "model.npz", folder / "activations.npz", folder / "index.csv", DECODING, EVALUATION,
-                  folder / tag / "midi", folder / tag / "decoding.json", **QUIET)
+    transcription.decode(folder / "model.npz", folder / "activations.npz", folder / "index.csv", DECODING, EVALUATION,
+                         folder / tag / "midi", folder / tag / "decoding.json", **QUIET)
     return read_json(folder / tag / "decoding.json")
 
 
@@ -129,7 +130,7 @@ def write_run(folder, name, family, f_values, interpretability=None, epochs=None
 def test_aggregate_tidy_table_and_ranked_summary(tmp_path):
     runs = [write_run(tmp_path / "nmf", "nmf_kl", "nmf", [0.6, 0.8], interpretability=0.9),
             write_run(tmp_path / "deep", "cnn", "deep", [0.9, 0.7], epochs=4, hours=2.0)]
-    table = summary.aggregate(runs, "abc123", tmp_path / "results.csv", tmp_path / "summary.csv",
+    table = evaluation.aggregate(runs, "abc123", tmp_path / "results.csv", tmp_path / "summary.csv",
                           tmp_path / "summary.md")
     results = pd.read_csv(tmp_path / "results.csv")
     assert len(results) == 4 and (results["config_hash"] == "abc123").all()
@@ -156,7 +157,7 @@ def test_every_results_row_says_where_and_when_its_model_was_trained(tmp_path):
     runs = [write_run(tmp_path / "a", "nmf_kl", "nmf", [0.6, 0.8]), write_run(tmp_path / "b", "cnn", "deep", [0.5, 0.7])]
     info = json.loads((tmp_path / "a/train.json").read_text())
     write_json(tmp_path / "a/train.json", {**info, "run": made})
-    summary.aggregate(runs, "abc123", tmp_path / "results.csv", tmp_path / "summary.csv", tmp_path / "summary.md")
+    evaluation.aggregate(runs, "abc123", tmp_path / "results.csv", tmp_path / "summary.csv", tmp_path / "summary.md")
     results = pd.read_csv(tmp_path / "results.csv").set_index("model")
     assert results.loc["nmf_kl", "git_commit"].tolist() == ["0123456789abcdef"] * 2
     assert results.loc["nmf_kl", "cpu_capability"].tolist() == ["AVX2"] * 2
@@ -208,7 +209,7 @@ def test_a_pages_generated_table_is_copied_from_its_study_and_checked(tmp_path, 
     from lowrank_amt.cli import main
     runs = [write_run(tmp_path / "a", "nmf_kl", "nmf", [0.6, 0.8])]
     study = tmp_path / "results/s/summary"
-    summary.aggregate(runs, "abc", study / "results.csv", study / "summary.csv", study / "summary.md")
+    evaluation.aggregate(runs, "abc", study / "results.csv", study / "summary.csv", study / "summary.md")
     page = tmp_path / "page.md"
     page.write_text(f"# A study\n\n{summary.TABLE_BEGIN}results/s/summary/summary.md -->\nold\n"
                     f"{summary.TABLE_END}\n\nText after.\n")

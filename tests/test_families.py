@@ -9,12 +9,13 @@ import pytest
 import yaml
 from lowrank_amt.config import load_schema
 
-from lowrank_amt import evaluation, families, interpretability, stages
+from lowrank_amt import families
 from lowrank_amt.errors import LowrankAmtError
 from lowrank_amt.factorization import nmf
 from lowrank_amt.families.lowrank import NMF
 from lowrank_amt.metrics import note_metrics
 from lowrank_amt.notes import read_midi_notes
+from lowrank_amt.stages import evaluate as evaluation, train as training, transcribe as transcription
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -85,13 +86,13 @@ def penalized():
 
 def run_stages(folder, out, spec):
     index = folder / "index.csv"
-    stages.train(spec, index, out / "model.npz", out / "loss.csv", out / "train.json", checkpoint_dir=out / "ck",
-                 **QUIET)
-    stages.activations(out / "model.npz", index, out / "activations.npz", out / "activations.json", **QUIET)
-    stages.decode(out / "model.npz", out / "activations.npz", index, DECODING, EVALUATION, out / "midi",
-                  out / "decoding.json", **QUIET)
-    scores = interpretability.assess(out / "model.npz", index, out / "interpretability.json",
-                                     out / "templates.csv", **QUIET)
+    training.train(spec, index, out / "model.npz", out / "loss.csv", out / "train.json", checkpoint_dir=out / "ck",
+                   **QUIET)
+    transcription.activations(out / "model.npz", index, out / "activations.npz", out / "activations.json", **QUIET)
+    transcription.decode(out / "model.npz", out / "activations.npz", index, DECODING, EVALUATION, out / "midi",
+                         out / "decoding.json", **QUIET)
+    scores = evaluation.assess(out / "model.npz", index, out / "interpretability.json",
+                               out / "templates.csv", **QUIET)
     return evaluation.evaluate(out / "midi", index, EVALUATION, out / "per_track.csv", **QUIET), scores
 
 
@@ -123,8 +124,8 @@ def test_a_new_family_refuses_what_its_skip_refuses(penalized, lowrank_cache, sm
     folder, _ = lowrank_cache
     spec = {**small_spec, "family": "nmf_l2", "supervision": "unsupervised", "form": "gradient"}
     with pytest.raises(LowrankAmtError, match="form 'gradient' is refused"):
-        stages.train(spec, folder / "index.csv", tmp_path / "m.npz", tmp_path / "l.csv", tmp_path / "t.json",
-                     **QUIET)
+        training.train(spec, folder / "index.csv", tmp_path / "m.npz", tmp_path / "l.csv", tmp_path / "t.json",
+                       **QUIET)
     assert not (tmp_path / "m.npz").exists()
 
 
@@ -152,12 +153,12 @@ def test_a_model_file_of_another_kind_is_named(tmp_path, lowrank_cache):
     folder, _ = lowrank_cache
     np.savez(tmp_path / "other.npz", weights=np.zeros(3))
     with pytest.raises(LowrankAmtError, match="other.npz is not a lowrank-amt model"):
-        stages.activations(tmp_path / "other.npz", folder / "index.csv", tmp_path / "a.npz", tmp_path / "a.json",
-                           **QUIET)
+        transcription.activations(tmp_path / "other.npz", folder / "index.csv", tmp_path / "a.npz", tmp_path / "a.json",
+                                  **QUIET)
     (tmp_path / "broken.npz").write_bytes(b"not a zip file")
     with pytest.raises(LowrankAmtError, match="broken.npz cannot be read"):
-        stages.activations(tmp_path / "broken.npz", folder / "index.csv", tmp_path / "a.npz", tmp_path / "a.json",
-                           **QUIET)
+        transcription.activations(tmp_path / "broken.npz", folder / "index.csv", tmp_path / "a.npz", tmp_path / "a.json",
+                                  **QUIET)
 
 
 def test_no_family_name_or_flag_is_tested_outside_the_families(repo):

@@ -9,9 +9,9 @@ import pytest
 import soundfile
 
 from lowrank_amt.errors import LowrankAmtError
-from lowrank_amt.features import (bin_frequencies, compute_features, extend_with_pedal, extract_dataset,
-                                  frame_targets, load_track, log_filterbank, pedal_intervals,
-                                  read_index)
+from lowrank_amt.spectrogram import bin_frequencies, compute_features, load_track, log_filterbank, read_index
+from lowrank_amt.targets import extend_with_pedal, frame_targets, pedal_intervals
+from lowrank_amt.stages.features import extract_dataset
 from lowrank_amt.io import read_json, write_json
 
 SR = 16000

@@ -9,11 +9,12 @@ import pytest
 
 from lowrank_amt import families
 from lowrank_amt.errors import LowrankAmtError
-from lowrank_amt.features import bin_frequencies
-from lowrank_amt.interpretability import (assess, dictionary_scores, hoyer_sparsity,
+from lowrank_amt.spectrogram import bin_frequencies
+from lowrank_amt.interpretability import (dictionary_scores, hoyer_sparsity,
                                           load_dictionary, template_table)
 from lowrank_amt.model_file import save_model
 from lowrank_amt.notes import write_midi_notes
+from lowrank_amt.stages import evaluate as evaluation
 
 SPEC = {"bins_per_semitone": 3, "n_semitones": 88, "fmin_midi": 21}
 FREQS = bin_frequencies(SPEC)
@@ -115,7 +116,7 @@ def test_assess_writes_scores_and_templates(tmp_path):
     write_midi_notes(tmp_path / "t.mid", [[0, 1], [1, 2]], [60, 64])
     pd.DataFrame([{"track_id": "t", "split": "test", "features_path": "x", "roll_path": "y",
                    "midi_path": str(tmp_path / "t.mid")}]).to_csv(tmp_path / "index.csv", index=False)
-    scores = assess(tmp_path / "model.npz", tmp_path / "index.csv", tmp_path / "i.json",
+    scores = evaluation.assess(tmp_path / "model.npz", tmp_path / "index.csv", tmp_path / "i.json",
                     tmp_path / "templates.csv", log=lambda m: None)
     assert scores["coverage"] == 1.0 and scores["interpretability"] > 0.95
     assert json.loads((tmp_path / "i.json").read_text())["n_templates"] == 88

@@ -7,10 +7,11 @@ import json
 import numpy as np
 import pytest
 
-from lowrank_amt import stages
+
 from lowrank_amt.errors import LowrankAmtError
 from lowrank_amt.io import read_json
 from lowrank_amt.model_file import load_model
+from lowrank_amt.stages import train as training, transcribe as transcription
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 QUIET = dict(log=lambda m: None)
@@ -23,8 +24,8 @@ def trained(lowrank_cache, small_spec, tmp_path):
     folder, _ = lowrank_cache
     out = tmp_path / "models" / "run"
     spec = {**small_spec, "family": "nmf", "supervision": "supervised"}
-    stages.train(spec, folder / "index.csv", out / "model.npz", out / "loss.csv", out / "train.json",
-                 provenance={"dataset": "planted", "config_hash": "abc"}, **QUIET)
+    training.train(spec, folder / "index.csv", out / "model.npz", out / "loss.csv", out / "train.json",
+                   provenance={"dataset": "planted", "config_hash": "abc"}, **QUIET)
     return folder, out
 
 
@@ -36,9 +37,9 @@ def test_the_model_folder_holds_what_transcription_needs(trained, tmp_path):
     assert model.provenance["dataset"] == "planted" and model.provenance["config_hash"] == "abc"
     assert model.provenance["versions"]["torch"] and model.provenance["train_hours"] is None
     assert set(model.arrays) == {"W", "template_keys"} and model.decoding is None
-    stages.activations(out, folder / "index.csv", tmp_path / "a.npz", tmp_path / "a.json", **QUIET)
-    stages.decode(out, tmp_path / "a.npz", folder / "index.csv", DECODING, EVALUATION, tmp_path / "midi",
-                  out / "decoding.json", **QUIET)
+    transcription.activations(out, folder / "index.csv", tmp_path / "a.npz", tmp_path / "a.json", **QUIET)
+    transcription.decode(out, tmp_path / "a.npz", folder / "index.csv", DECODING, EVALUATION, tmp_path / "midi",
+                         out / "decoding.json", **QUIET)
     assert load_model(out / "model.npz").decoding == read_json(out / "decoding.json")["params"]
 
 
@@ -53,7 +54,7 @@ def test_a_model_meets_only_its_own_features(trained, tmp_path):
     (other / "params.json").write_text(json.dumps({**params, "bins_per_semitone": 2}))
     with pytest.raises(LowrankAmtError, match=r"model .*model.npz was trained on features with other "
                                               r"parameters than .*other \(differ: bins_per_semitone\)"):
-        stages.activations(out, other / "index.csv", tmp_path / "a.npz", tmp_path / "a.json", **QUIET)
+        transcription.activations(out, other / "index.csv", tmp_path / "a.npz", tmp_path / "a.json", **QUIET)
     assert not (tmp_path / "a.npz").exists()
 
 

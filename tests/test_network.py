@@ -8,15 +8,16 @@ import pandas as pd
 import pytest
 import torch
 
-from lowrank_amt import evaluation, stages
+
 from lowrank_amt.constants import MIDI_MIN, N_KEYS
 from lowrank_amt.decode import activations_to_notes
 from lowrank_amt.deep.harmonic_net import HarmonicNet, harmonic_stack, n_parameters, track_logits
 from lowrank_amt.errors import LowrankAmtError
 from lowrank_amt.io import read_json, write_json
 from lowrank_amt.metrics import note_metrics
-from lowrank_amt.features import frame_targets
+from lowrank_amt.targets import frame_targets
 from lowrank_amt.notes import read_midi_notes, write_midi_notes
+from lowrank_amt.stages import evaluate as evaluation, train as training, transcribe as transcription
 
 FRAME_RATE = 22050 / 512
 BINS_PER_SEMITONE = 1  # one bin per semitone from A0 keeps the tests fast
@@ -82,8 +83,8 @@ def cache(tmp_path):
 
 
 def train(index, out, spec=SPEC, log=QUIET):
-    stages.train(spec, index, out / "model.npz", out / "loss.csv", out / "train.json", log=log,
-                 checkpoint_dir=out / "checkpoints")
+    training.train(spec, index, out / "model.npz", out / "loss.csv", out / "train.json", log=log,
+                   checkpoint_dir=out / "checkpoints")
     return pd.read_csv(out / "loss.csv")
 
 
@@ -149,7 +150,7 @@ def test_overfits_one_piece_and_decodes_like_the_low_rank_models(tmp_path, archi
     epochs = OVERFIT_EPOCHS[architecture]
     train(index, out, {**ARCHITECTURES[architecture], "epochs": epochs, "patience": epochs, "learning_rate": 1e-2,
                        "segment_frames": 172, "batch_segments": 1})
-    stages.activations(out / "model.npz", index, out / "activations.npz", out / "activations.json", log=QUIET)
+    transcription.activations(out / "model.npz", index, out / "activations.npz", out / "activations.json", log=QUIET)
     arrays = np.load(out / "activations.npz")
     assert sorted(arrays.files) == ["test__piece_t", "validation__piece_v"]
     H = arrays["test__piece_t"]
@@ -159,8 +160,8 @@ def test_overfits_one_piece_and_decodes_like_the_low_rank_models(tmp_path, archi
     est = activations_to_notes(H.astype(np.float32), FRAME_RATE, 0.5, 0.05)
     assert note_metrics(ref[0], ref[1], est[0], est[1])["note_onset_f"] > 0.95
     # The shared decoder and evaluation read these activations like any model's.
-    stages.decode(out / "model.npz", out / "activations.npz", index, {"thresholds": [0.3, 0.5],
-                  "min_note_seconds": 0.05}, EVALUATION, out / "midi", out / "decoding.json", log=QUIET)
+    transcription.decode(out / "model.npz", out / "activations.npz", index, {"thresholds": [0.3, 0.5],
+                         "min_note_seconds": 0.05}, EVALUATION, out / "midi", out / "decoding.json", log=QUIET)
     scores = evaluation.evaluate(out / "midi", index, EVALUATION, out / "per_track.csv", log=QUIET)
     assert scores["note_onset_f"].iloc[0] > 0.95
 
@@ -207,13 +208,13 @@ def test_a_checkpoint_of_another_spec_is_refused(cache, tmp_path, architecture):
 
 def test_missing_model_is_a_clear_error(cache, tmp_path):
     with pytest.raises(LowrankAmtError, match="does not exist"):
-        stages.activations(tmp_path / "nope.npz", cache, tmp_path / "a.npz", tmp_path / "a.json", log=QUIET)
+        transcription.activations(tmp_path / "nope.npz", cache, tmp_path / "a.npz", tmp_path / "a.json", log=QUIET)
 
 
 def test_train_hours_takes_the_first_training_tracks(cache, tmp_path):
     first_track_hours = 4.0 / 3600 * 0.5  # half of the first 4-second track: that track alone
-    stages.train({**SPEC, "epochs": 1}, cache, tmp_path / "model.npz", tmp_path / "loss.csv", tmp_path / "train.json",
-                 train_hours=first_track_hours, log=QUIET)
+    training.train({**SPEC, "epochs": 1}, cache, tmp_path / "model.npz", tmp_path / "loss.csv", tmp_path / "train.json",
+                   train_hours=first_track_hours, log=QUIET)
     info = read_json(tmp_path / "train.json")
     assert info["n_training_frames"] == pd.read_csv(cache)["n_frames"].iloc[0]
     assert info["train_hours"] == first_track_hours

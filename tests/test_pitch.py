@@ -4,7 +4,7 @@ fundamentals, noise and input checks."""
 import numpy as np
 import pytest
 
-from lowrank_amt.features import bin_frequencies
+from lowrank_amt.spectrogram import bin_frequencies
 from lowrank_amt.pitch import estimate_template_pitches, harmonic_energy_share
 
 SPEC = {"bins_per_semitone": 3, "n_semitones": 88, "fmin_midi": 21}

@@ -10,7 +10,7 @@ import pytest
 from lowrank_amt import plots
 from lowrank_amt.constants import N_KEYS
 from lowrank_amt.errors import LowrankAmtError
-from lowrank_amt.features import bin_frequencies
+from lowrank_amt.spectrogram import bin_frequencies
 
 # Set LOWRANK_AMT_PLOT_DIR to keep PNG copies of the figures for a visual check.
 LOOK_DIR = os.environ.get("LOWRANK_AMT_PLOT_DIR")

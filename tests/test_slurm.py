@@ -173,11 +173,11 @@ TRAIN_SPEC = {"family": "nmf", "supervision": "semi_supervised", "form": "gradie
 TRAIN_JOB = """\
 import json, sys
 import torch
-from lowrank_amt import stages
+from lowrank_amt.stages.train import train
 torch.set_num_threads(1)
 out = sys.argv[1]
-stages.train(json.loads(sys.argv[2]), "index.csv", f"{out}/model.npz", f"{out}/loss.csv",
-             f"{out}/train.json", log=lambda m: print(m, flush=True), checkpoint_dir=f"{out}.checkpoint")
+train(json.loads(sys.argv[2]), "index.csv", f"{out}/model.npz", f"{out}/loss.csv",
+      f"{out}/train.json", log=lambda m: print(m, flush=True), checkpoint_dir=f"{out}.checkpoint")
 """
 
 

@@ -9,7 +9,8 @@ import pytest
 from lowrank_amt.constants import N_KEYS
 from lowrank_amt.io import read_json
 from lowrank_amt.notes import write_midi_notes
-from lowrank_amt import evaluation, stages
+from lowrank_amt.stages import evaluate as evaluation, train as training, transcribe as transcription
+
 
 SPEC = {"family": "nmf", "supervision": "supervised", "beta": 1, "train_iterations": 50,
         "transcribe_iterations": 100, "sparsity": 0.0, "seed": 0, "device": "cpu"}
@@ -24,11 +25,11 @@ def cache(tmp_path, cache_builder):
 
 def run_pipeline(folder, tag):
     out = folder / tag
-    stages.train(SPEC, folder / "index.csv", out / "model.npz", out / "loss.csv", out / "train.json", log=lambda m: None)
-    stages.activations(out / "model.npz", folder / "index.csv", out / "activations.npz", out / "activations.json",
-                       log=lambda m: None)
-    stages.decode(out / "model.npz", out / "activations.npz", folder / "index.csv", DECODING, EVALUATION,
-                  out / "midi", out / "decoding.json", log=lambda m: None)
+    training.train(SPEC, folder / "index.csv", out / "model.npz", out / "loss.csv", out / "train.json", log=lambda m: None)
+    transcription.activations(out / "model.npz", folder / "index.csv", out / "activations.npz", out / "activations.json",
+                              log=lambda m: None)
+    transcription.decode(out / "model.npz", out / "activations.npz", folder / "index.csv", DECODING, EVALUATION,
+                         out / "midi", out / "decoding.json", log=lambda m: None)
     table = evaluation.evaluate(out / "midi", folder / "index.csv", EVALUATION, out / "per_track.csv", log=lambda m: None)
     return out, table
 

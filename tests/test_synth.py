@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 import soundfile
 
-from lowrank_amt.data.manifest import read_manifest
-from lowrank_amt.data.synth import (MAJOR, MINOR, compose_piece, find_soundfont, full_spec, isolated_notes,
+from lowrank_amt.datasets.manifest import read_manifest
+from lowrank_amt.datasets.synth import (MAJOR, MINOR, compose_piece, find_soundfont, full_spec, isolated_notes,
                                     n_train_pieces, parse_timbre, plan_tracks, prepare, random_piece, render,
                                     select_bank)
 from lowrank_amt.errors import LowrankAmtError

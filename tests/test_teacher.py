@@ -1,4 +1,4 @@
-"""A teacher's transcription as training targets (``teacher.py``): the targets are the
+"""A teacher's transcription as training targets (``stages/train.py``): the targets are the
 roll of the teacher's decoded notes, where its output holds above its decoding
 threshold; a semi-supervised model learns from them without reading the training MIDI;
 a teacher without a decoding chosen on validation is refused."""
@@ -10,12 +10,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lowrank_amt import evaluation, stages
+
 from lowrank_amt.errors import LowrankAmtError
-from lowrank_amt.features import read_index
+from lowrank_amt.spectrogram import read_index
 from lowrank_amt.io import read_json
 from lowrank_amt.model_file import load_model
-from lowrank_amt.teacher import teach
+from lowrank_amt.stages.train import teach
+from lowrank_amt.stages import evaluate as evaluation, train as training, transcribe as transcription
 
 EVALUATION = {"onset_tolerance": 0.05, "offset_ratio": 0.2}
 DECODING = {"thresholds": [0.1, 0.2, 0.3], "onsets": ["threshold"], "offset_fractions": [0.1],
@@ -35,11 +36,11 @@ def taught(cache_builder, tmp_path, monkeypatch):
     (folder / "params.json").write_text(json.dumps({"kind": "cqt", "sample_rate": 22050, "hop_length": 512,
                                                     "bins_per_semitone": 3, "fmin_midi": 21, "n_semitones": 88}))
     index, model = folder / "index.csv", tmp_path / "teacher"
-    stages.train({"family": "nmf", "train_iterations": 30, "transcribe_iterations": 30, "device": "cpu"}, index,
-                 model / "model.npz", model / "loss.csv", model / "train.json", log=QUIET)
-    stages.activations(model / "model.npz", index, model / "a.npz", model / "a.json", log=QUIET)
-    stages.decode(model / "model.npz", model / "a.npz", index, DECODING, EVALUATION, model / "midi",
-                  model / "decoding.json", log=QUIET)
+    training.train({"family": "nmf", "train_iterations": 30, "transcribe_iterations": 30, "device": "cpu"}, index,
+                   model / "model.npz", model / "loss.csv", model / "train.json", log=QUIET)
+    transcription.activations(model / "model.npz", index, model / "a.npz", model / "a.json", log=QUIET)
+    transcription.decode(model / "model.npz", model / "a.npz", index, DECODING, EVALUATION, model / "midi",
+                         model / "decoding.json", log=QUIET)
     out = Path("taught") / "index.csv"
     info = teach(model / "model.npz", Path("cache") / "index.csv", out, tmp_path / "taught" / "teach.json", log=QUIET)
     return index, model, tmp_path / out, info
@@ -70,11 +71,11 @@ def test_a_semi_supervised_model_learns_from_the_teacher_without_the_training_mi
     student = tmp_path / "student"
     spec = {"family": "nmf", "supervision": "semi_supervised", "train_iterations": 40, "transcribe_iterations": 30,
             "device": "cpu", "teacher": "a_teacher"}
-    stages.train(spec, out, student / "model.npz", student / "loss.csv", student / "train.json", log=QUIET)
+    training.train(spec, out, student / "model.npz", student / "loss.csv", student / "train.json", log=QUIET)
     assert read_json(student / "train.json")["n_templates_with_key"] > 25  # the silenced rolls would leave none
-    stages.activations(student / "model.npz", index, student / "a.npz", student / "a.json", log=QUIET)
-    stages.decode(student / "model.npz", student / "a.npz", index, DECODING, EVALUATION, student / "midi",
-                  student / "decoding.json", log=QUIET)
+    transcription.activations(student / "model.npz", index, student / "a.npz", student / "a.json", log=QUIET)
+    transcription.decode(student / "model.npz", student / "a.npz", index, DECODING, EVALUATION, student / "midi",
+                         student / "decoding.json", log=QUIET)
     scores = evaluation.evaluate(student / "midi", index, EVALUATION, student / "per_track.csv", log=QUIET)
     assert scores["note_onset_f"].mean() > 0.8
 
@@ -94,11 +95,11 @@ def test_recordings_without_midi_train_only_a_model_with_a_teacher(taught, tmp_p
     table.to_csv(index, index=False)
     semi = {"family": "nmf", "supervision": "semi_supervised", "train_iterations": 5, "device": "cpu"}
     with pytest.raises(LowrankAmtError, match="training track train_0 of .* has no MIDI: name a model"):
-        stages.train(semi, index, tmp_path / "m.npz", tmp_path / "l.csv", tmp_path / "t.json", log=QUIET)
+        training.train(semi, index, tmp_path / "m.npz", tmp_path / "l.csv", tmp_path / "t.json", log=QUIET)
     assert not (tmp_path / "m.npz").exists()
     unsupervised = {**semi, "supervision": "unsupervised", "rank": 10}  # reads no targets: allowed
-    stages.train(unsupervised, index, tmp_path / "u.npz", tmp_path / "u.csv", tmp_path / "u.json", log=QUIET)
+    training.train(unsupervised, index, tmp_path / "u.npz", tmp_path / "u.csv", tmp_path / "u.json", log=QUIET)
     out = tmp_path / "taught2" / "index.csv"
     info = teach(model / "model.npz", index, out, tmp_path / "taught2" / "teach.json", log=QUIET)
     assert "frame_f_vs_midi" not in info  # no MIDI to compare with
-    stages.train({**semi, "teacher": "t"}, out, tmp_path / "m.npz", tmp_path / "l.csv", tmp_path / "t.json", log=QUIET)
+    training.train({**semi, "teacher": "t"}, out, tmp_path / "m.npz", tmp_path / "l.csv", tmp_path / "t.json", log=QUIET)

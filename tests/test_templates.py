@@ -7,15 +7,16 @@ import pandas as pd
 import pytest
 import torch
 
-from lowrank_amt import stages
+
 from lowrank_amt.constants import MIDI_MIN, N_KEYS
 from lowrank_amt.decode import activations_to_notes
 from lowrank_amt.errors import LowrankAmtError
 from lowrank_amt.factorization.training import solve_activations
 from lowrank_amt.families import get as get_family, resolve
 from lowrank_amt.families.lowrank import template_layout
-from lowrank_amt.features import frame_targets
+from lowrank_amt.targets import frame_targets
 from lowrank_amt.loader import FrameBatches, attack_rows
+from lowrank_amt.stages import train as training
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 FRAME_RATE = 22050 / 512
@@ -96,8 +97,8 @@ def two_piano_cache(folder, track_writer, random_piece, attack=None, n_train=4):
 
 
 def train(spec, folder, out, log=quiet):
-    stages.train(spec, folder / "index.csv", out / "model.npz", out / "loss.csv", out / "train.json", log=log,
-                 checkpoint_dir=out / "checkpoints")
+    training.train(spec, folder / "index.csv", out / "model.npz", out / "loss.csv", out / "train.json", log=log,
+                   checkpoint_dir=out / "checkpoints")
     return dict(np.load(out / "model.npz"))
 
 

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
-from lowrank_amt import stages
+
 from lowrank_amt.constants import N_KEYS
 from lowrank_amt.errors import LowrankAmtError
 from lowrank_amt.factorization import nmf, nmfd, ntd
@@ -15,6 +15,7 @@ from lowrank_amt.factorization.core import generator
 from lowrank_amt.factorization.training import fit_full_batch
 from lowrank_amt.factorization.activations import template_keys, to_keys
 from lowrank_amt.io import read_json
+from lowrank_amt.stages import train as training, transcribe as transcription
 
 OPTIONS = {"time_extent": 3, "time_rank": 2, "segment_rank": 3}
 
@@ -74,10 +75,10 @@ def test_stages_write_every_output(lowrank_cache, small_spec, tmp_path, family, 
     folder, _ = lowrank_cache
     spec = {**small_spec, "family": family, "supervision": supervision, "form": form}
     out = tmp_path
-    stages.train(spec, folder / "index.csv", out / "model.npz", out / "loss.csv", out / "train.json",
-                 log=lambda m: None, checkpoint_dir=out / "checkpoints")
-    stages.activations(out / "model.npz", folder / "index.csv", out / "activations.npz", out / "activations.json",
-                       log=lambda m: None)
+    training.train(spec, folder / "index.csv", out / "model.npz", out / "loss.csv", out / "train.json",
+                   log=lambda m: None, checkpoint_dir=out / "checkpoints")
+    transcription.activations(out / "model.npz", folder / "index.csv", out / "activations.npz", out / "activations.json",
+                              log=lambda m: None)
     info = read_json(out / "train.json")
     assert {"train_seconds", "train_cpu_seconds", "device", "n_parameters"} <= set(info)
     losses = pd.read_csv(out / "loss.csv")
@@ -97,8 +98,8 @@ def test_semi_supervised_templates_are_the_played_keys(lowrank_cache, small_spec
     match the true template of every key played often enough."""
     folder, W_true = lowrank_cache
     spec = {**small_spec, "family": "nmf", "supervision": "semi_supervised", "train_iterations": 200}
-    stages.train(spec, folder / "index.csv", tmp_path / "model.npz", tmp_path / "loss.csv",
-                 tmp_path / "train.json", log=lambda m: None)
+    training.train(spec, folder / "index.csv", tmp_path / "model.npz", tmp_path / "loss.csv",
+                   tmp_path / "train.json", log=lambda m: None)
     model = np.load(tmp_path / "model.npz")
     column = {key: i for i, key in enumerate(model["template_keys"])}
     roll = np.concatenate([np.load(folder / f"train_{i}.roll.npy") for i in range(3)], axis=1)
@@ -113,8 +114,8 @@ def test_semi_supervised_templates_are_the_played_keys(lowrank_cache, small_spec
 def test_unsupervised_templates_get_their_pitch(lowrank_cache, small_spec, tmp_path):
     folder, _ = lowrank_cache
     spec = {**small_spec, "family": "nmf", "supervision": "unsupervised", "rank": 30, "train_iterations": 150}
-    stages.train(spec, folder / "index.csv", tmp_path / "model.npz", tmp_path / "loss.csv",
-                 tmp_path / "train.json", log=lambda m: None)
+    training.train(spec, folder / "index.csv", tmp_path / "model.npz", tmp_path / "loss.csv",
+                   tmp_path / "train.json", log=lambda m: None)
     model = np.load(tmp_path / "model.npz")
     roll = np.concatenate([np.load(folder / f"train_{i}.roll.npy") for i in range(3)], axis=1)
     keys = model["template_keys"]
@@ -131,5 +132,5 @@ def test_unsupervised_templates_get_their_pitch(lowrank_cache, small_spec, tmp_p
 def test_bad_specs_name_the_key(lowrank_cache, small_spec, tmp_path, bad, message):
     folder, _ = lowrank_cache
     with pytest.raises(LowrankAmtError, match=message):
-        stages.train({**small_spec, **bad}, folder / "index.csv", tmp_path / "m.npz", tmp_path / "l.csv",
-                     tmp_path / "t.json", log=lambda m: None)
+        training.train({**small_spec, **bad}, folder / "index.csv", tmp_path / "m.npz", tmp_path / "l.csv",
+                       tmp_path / "t.json", log=lambda m: None)

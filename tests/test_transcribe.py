@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 import soundfile
 
-from lowrank_amt import families, transcribe
+from lowrank_amt import families, recordings
 from lowrank_amt.cli import main
-from lowrank_amt.features import bin_frequencies, feature_params, params_hash
+from lowrank_amt.spectrogram import bin_frequencies, feature_params, params_hash
 from lowrank_amt.io import write_json
 from lowrank_amt.metrics import note_metrics
 from lowrank_amt.model_file import save_model
@@ -106,12 +106,12 @@ def test_any_format_rate_and_channels_transcribe_alike(model, tmp_path):
 def test_a_long_recording_in_chunks_gives_the_notes_of_one_pass(model, tmp_path, monkeypatch):
     audio, notes = piece(np.random.default_rng(1), 40.0, 60)
     soundfile.write(tmp_path / "long.wav", audio, RATE)
-    transcribe.transcribe_files(model, [tmp_path / "long.wav"], tmp_path / "whole", **QUIET)
-    monkeypatch.setattr(transcribe, "CHUNK_SECONDS", 7.0)
-    monkeypatch.setattr(transcribe, "DECODE_SECONDS", 9.0)
-    monkeypatch.setattr(transcribe, "DECODE_MARGIN_SECONDS", 3.0)
+    recordings.transcribe_files(model, [tmp_path / "long.wav"], tmp_path / "whole", **QUIET)
+    monkeypatch.setattr(recordings, "CHUNK_SECONDS", 7.0)
+    monkeypatch.setattr(recordings, "DECODE_SECONDS", 9.0)
+    monkeypatch.setattr(recordings, "DECODE_MARGIN_SECONDS", 3.0)
     messages = []
-    transcribe.transcribe_files(model, [tmp_path / "long.wav"], tmp_path / "chunked", log=messages.append)
+    recordings.transcribe_files(model, [tmp_path / "long.wav"], tmp_path / "chunked", log=messages.append)
     assert any("6/6 chunks" in m for m in messages)  # 40 s in chunks of 7 s: a progress bar
     whole, chunked = read_midi_notes(tmp_path / "whole" / "long.mid"), read_midi_notes(tmp_path / "chunked" / "long.mid")
     agreement = note_metrics(whole[0], whole[1], chunked[0], chunked[1], onset_tolerance=0.02)["note_onset_f"]
@@ -121,12 +121,12 @@ def test_a_long_recording_in_chunks_gives_the_notes_of_one_pass(model, tmp_path,
 def test_steering_keeps_its_promises(model, tmp_path):
     audio, notes = piece(np.random.default_rng(2), 10.0, 20)
     soundfile.write(tmp_path / "x.wav", audio, RATE)
-    transcribe.transcribe_files(model, [tmp_path / "x.wav"], tmp_path / "free", **QUIET)
+    recordings.transcribe_files(model, [tmp_path / "x.wav"], tmp_path / "free", **QUIET)
     free_notes = read_midi_notes(tmp_path / "free" / "x.mid")
     free = free_notes[1]
     low, high = int(np.percentile(free, 25)), int(np.percentile(free, 75))
     steering = Steering.from_options(pitch_range=(str(low), str(high)), drop_keys=[str(low + 1)])
-    transcribe.transcribe_files(model, [tmp_path / "x.wav"], tmp_path / "steered", steering=steering, **QUIET)
+    recordings.transcribe_files(model, [tmp_path / "x.wav"], tmp_path / "steered", steering=steering, **QUIET)
     steered_notes = read_midi_notes(tmp_path / "steered" / "x.mid")
     steered = steered_notes[1]
     assert len(steered) and steered.min() >= low and steered.max() <= high and (steered != low + 1).all()
@@ -152,10 +152,10 @@ def test_a_perturbed_score_beats_plain_transcription(model, tmp_path):
     soundfile.write(tmp_path / "x.wav", audio, RATE)
     score = perturbed_score(notes, rng)
     write_midi_notes(tmp_path / "score.mid", [n[:2] for n in score], [n[2] for n in score])
-    transcribe.transcribe_files(model, [tmp_path / "x.wav"], tmp_path / "plain", **QUIET)
+    recordings.transcribe_files(model, [tmp_path / "x.wav"], tmp_path / "plain", **QUIET)
     for weight in (0.0, 0.3):
         steering = Steering.from_options(score=tmp_path / "score.mid", score_tolerance=0.15, score_weight=weight)
-        transcribe.transcribe_files(model, [tmp_path / "x.wav"], tmp_path / f"w{weight}", steering=steering, **QUIET)
+        recordings.transcribe_files(model, [tmp_path / "x.wav"], tmp_path / f"w{weight}", steering=steering, **QUIET)
     plain_f = note_f(tmp_path / "plain" / "x.mid", notes)
     confined_f, informed_f = (note_f(tmp_path / f"w{w}" / "x.mid", notes) for w in (0.0, 0.3))
     assert confined_f > plain_f + 0.05 and informed_f > plain_f + 0.1 and informed_f > 0.9, \
@@ -169,7 +169,7 @@ def test_a_perturbed_score_beats_plain_transcription(model, tmp_path):
 def test_a_dictionary_adapts_to_another_piano(model, tmp_path):
     import torch
     from lowrank_amt.factorization.activations import track_activations
-    from lowrank_amt.features import compute_features
+    from lowrank_amt.spectrogram import compute_features
     from lowrank_amt.model_file import load_model
     from lowrank_amt.notes import write_midi_notes
     # a scale on the other piano, with its MIDI: the adaptation recording
@@ -178,7 +178,7 @@ def test_a_dictionary_adapts_to_another_piano(model, tmp_path):
     soundfile.write(tmp_path / "scale.wav", scale, RATE)
     write_midi_notes(tmp_path / "scale.mid", [(0.5 * i, 0.5 * i + 0.5) for i in range(len(keys))], keys)
     trained = load_model(model)
-    adapted = trained.family.adapt(trained.arrays, trained.spec, *transcribe.adaptation_data(
+    adapted = trained.family.adapt(trained.arrays, trained.spec, *recordings.adaptation_data(
         trained, tmp_path / "scale.wav", tmp_path / "scale.mid"), torch.device("cpu"), 30)
     # isolated notes of the other piano (other keys than the scale's too): fitted better
     isolated = np.concatenate([0.2 * tone(k, 0.5, profile=OTHER_PIANO) for k in range(41, 85, 3)])
@@ -191,8 +191,8 @@ def test_a_dictionary_adapts_to_another_piano(model, tmp_path):
     # and it transcribes that piano better
     audio, notes = piece(np.random.default_rng(5), 10.0, 20, profile=OTHER_PIANO)
     soundfile.write(tmp_path / "other.wav", audio, RATE)
-    transcribe.transcribe_files(model, [tmp_path / "other.wav"], tmp_path / "plain", **QUIET)
-    transcribe.transcribe_files(model, [tmp_path / "other.wav"], tmp_path / "adapted", adapt=(
+    recordings.transcribe_files(model, [tmp_path / "other.wav"], tmp_path / "plain", **QUIET)
+    recordings.transcribe_files(model, [tmp_path / "other.wav"], tmp_path / "adapted", adapt=(
         tmp_path / "scale.wav", tmp_path / "scale.mid"), adapt_iterations=30, **QUIET)
     plain_f, adapted_f = (note_f(tmp_path / run / "other.mid", notes) for run in ("plain", "adapted"))
     assert adapted_f > plain_f + 0.1, (plain_f, adapted_f)
@@ -255,7 +255,7 @@ def test_bad_input_is_one_line_naming_it(model, tmp_path, capsys, problem):
 
 def test_silence_gives_no_notes_and_no_nan(model, tmp_path):
     soundfile.write(tmp_path / "silence.wav", np.zeros(3 * RATE), RATE)
-    transcribe.transcribe_files(model, [tmp_path / "silence.wav"], tmp_path / "out", plot=True, **QUIET)
+    recordings.transcribe_files(model, [tmp_path / "silence.wav"], tmp_path / "out", plot=True, **QUIET)
     assert len(read_midi_notes(tmp_path / "out" / "silence.mid")[1]) == 0
     assert pd.read_csv(tmp_path / "out" / "silence.csv").empty
 

@@ -10,12 +10,13 @@ import pandas as pd
 import pytest
 import torch
 
-from lowrank_amt import evaluation, families, stages
+from lowrank_amt import families
 from lowrank_amt.factorization import nmf, nmfd
 from lowrank_amt.factorization.training import solve_activations
 from lowrank_amt.factorization.unrolled_mu import UnrolledMU
 from lowrank_amt.io import read_json
 from lowrank_amt.steering import Steering
+from lowrank_amt.stages import evaluate as evaluation, train as training, transcribe as transcription
 
 SPEC = {"family": "unrolled", "train_iterations": 30, "layers": 5, "epochs": 4, "patience": 10,
         "learning_rate": 0.03, "device": "cpu"}
@@ -59,8 +60,8 @@ def test_the_tolerance_catches_one_layers_step_changed_by_1e_5(numerics, beta):
 
 
 def train(index, out, spec=SPEC, log=QUIET):
-    stages.train(spec, index, out / "model.npz", out / "loss.csv", out / "train.json", log=log,
-                 checkpoint_dir=out / "checkpoints")
+    training.train(spec, index, out / "model.npz", out / "loss.csv", out / "train.json", log=log,
+                   checkpoint_dir=out / "checkpoints")
     return pd.read_csv(out / "loss.csv")
 
 
@@ -70,8 +71,8 @@ def test_training_lowers_the_validation_loss_on_the_isolated_note_dictionary(low
     validation = losses[losses["split"] == "validation"]["loss"].to_numpy()
     assert len(validation) == 4 and validation[-1] < 0.95 * validation[0]
     # W is the supervised NMF model's of the same beta, iterations and seed, unchanged
-    stages.train({"family": "nmf", "train_iterations": 30, "device": "cpu"}, index, tmp_path / "nmf.npz",
-                 tmp_path / "nmf.csv", tmp_path / "nmf.json", log=QUIET)
+    training.train({"family": "nmf", "train_iterations": 30, "device": "cpu"}, index, tmp_path / "nmf.npz",
+                   tmp_path / "nmf.csv", tmp_path / "nmf.json", log=QUIET)
     with np.load(tmp_path / "unrolled" / "model.npz") as a, np.load(tmp_path / "nmf.npz") as b:
         assert np.array_equal(a["W"], b["W"]) and np.array_equal(a["template_keys"], b["template_keys"])
     info = read_json(tmp_path / "unrolled" / "train.json")
@@ -79,9 +80,9 @@ def test_training_lowers_the_validation_loss_on_the_isolated_note_dictionary(low
     assert info["epochs"] == 4 and info["n_parameters"] == 5 * 88 + 5 + 5 * 88 + 264 * 88
     # the shared activations, decode and evaluation stages read it like any model
     out = tmp_path / "unrolled"
-    stages.activations(out / "model.npz", index, out / "a.npz", out / "a.json", log=QUIET)
-    stages.decode(out / "model.npz", out / "a.npz", index, {"thresholds": [0.1, 0.3, 0.5], "min_note_seconds": 0.05},
-                  EVALUATION, out / "midi", out / "decoding.json", log=QUIET)
+    transcription.activations(out / "model.npz", index, out / "a.npz", out / "a.json", log=QUIET)
+    transcription.decode(out / "model.npz", out / "a.npz", index, {"thresholds": [0.1, 0.3, 0.5], "min_note_seconds": 0.05},
+                         EVALUATION, out / "midi", out / "decoding.json", log=QUIET)
     scores = evaluation.evaluate(out / "midi", index, EVALUATION, out / "per_track.csv", log=QUIET)
     assert scores["note_onset_f"].mean() > 0.9
 

@@ -7,17 +7,18 @@ import pandas as pd
 import pytest
 import torch
 
-from lowrank_amt import families, plots, stages
+from lowrank_amt import families, plots
 from lowrank_amt.decode import activations_to_notes
 from lowrank_amt.errors import LowrankAmtError
 from lowrank_amt.factorization import nmf
 from lowrank_amt.factorization.core import generator
 from lowrank_amt.factorization.training import DictionaryLearner, OnlineMU
 from lowrank_amt.factorization.activations import track_activations
-from lowrank_amt.features import load_track, read_index
+from lowrank_amt.spectrogram import load_track, read_index
 from lowrank_amt.metrics import note_metrics
 from lowrank_amt.notes import read_midi_notes
 from lowrank_amt.epoch_scoring import VALIDATION_THRESHOLDS
+from lowrank_amt.stages import report, train as training
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -30,8 +31,8 @@ def semi(small_spec):
 
 
 def train(folder, out, spec, log=lambda m: None, checkpoint_dir=None):
-    stages.train(spec, folder / "index.csv", out / "model.npz", out / "loss.csv", out / "train.json",
-                 log=log, checkpoint_dir=checkpoint_dir)
+    training.train(spec, folder / "index.csv", out / "model.npz", out / "loss.csv", out / "train.json",
+                   log=log, checkpoint_dir=checkpoint_dir)
     return pd.read_csv(out / "loss.csv")
 
 
@@ -67,7 +68,7 @@ def test_logged_note_f_is_the_saved_dictionarys_and_rises(lowrank_cache, semi, t
     saved_epoch = int(validation["loss"].idxmin())
     assert independent_note_f(folder, tmp_path / "model.npz", semi) == pytest.approx(scores[saved_epoch], abs=1e-12)
     # the loss curves still plot from a loss.csv with the extra column
-    plots.loss_curves_plot(plots.loss_table({"semi": tmp_path / "loss.csv"}), tmp_path / "loss.svg")
+    plots.loss_curves_plot(report.loss_table({"semi": tmp_path / "loss.csv"}), tmp_path / "loss.svg")
     assert (tmp_path / "loss.svg").stat().st_size > 0
 
 

@@ -146,40 +146,40 @@ def _config_docs(a):
 
 
 def _prepare_dataset(a):
-    from .data import prepare_dataset
+    from .stages.data import prepare_dataset
     prepare_dataset(a.spec, a.manifest, a.sample_rate, a.jobs, _log)
 
 
 def _extract_features(a):
-    from .features import extract_dataset
+    from .stages.features import extract_dataset
     extract_dataset(a.manifest, a.spec, a.sample_rate, a.index, _log)
 
 
 def _train(a):
-    from .stages import train
+    from .stages.train import train
     train(a.spec, a.index, a.model, a.loss, a.info, _log, checkpoint_dir=a.checkpoint_dir,
           train_hours=a.train_hours, provenance=a.provenance)
 
 
 def _activations(a):
-    from .stages import activations
+    from .stages.transcribe import activations
     activations(a.model, a.index, a.activations, a.info, _log, manifest_path=a.manifest, splits=tuple(a.splits))
 
 
 def _teach(a):
-    from .teacher import teach
+    from .stages.train import teach
     teach(a.model, a.index, a.out_index, a.info, _log, manifest_path=a.manifest)
 
 
 def _decode(a):
-    from .stages import decode
+    from .stages.transcribe import decode
     decode(a.model, a.activations, a.index, a.decoding, a.evaluation, a.midi_dir, a.info, _log,
            model_decoding=a.model_decoding)
 
 
 def _transcribe(a):
     from .steering import Steering
-    from .transcribe import transcribe_files
+    from .recordings import transcribe_files
     steering = Steering.from_options(a.pitch_range, a.keys, a.drop_keys, a.scale, a.scale_weight,
                                      a.score, a.score_tolerance, a.score_weight)
     transcribe_files(a.model, a.inputs, a.out_dir, plot=a.plot, device=a.device, steering=steering, adapt=a.adapt,
@@ -187,31 +187,24 @@ def _transcribe(a):
 
 
 def _evaluate(a):
-    from .evaluation import evaluate
+    from .stages.evaluate import evaluate
     evaluate(a.midi_dir, a.index, a.evaluation, a.out, _log, activations_path=a.activations,
              decoding_path=a.decoding_info, decoding=a.decoding)
 
 
 def _assess_dictionary(a):
-    from .interpretability import assess
+    from .stages.evaluate import assess
     assess(a.model, a.index, a.out, a.templates, _log)
 
 
 def _aggregate(a):
-    from .summary import aggregate
+    from .stages.evaluate import aggregate
     aggregate(a.runs, a.config_hash, a.results, a.summary, a.markdown)
 
 
 def _plot(a):
-    import pandas as pd
-
-    from . import plots
-    draw = {"tradeoff": plots.tradeoff_plot, "tradeoff-largest": plots.tradeoff_largest_plot,
-            "scaling": plots.scaling_plot, "cost-scaling": plots.cost_scaling_plot}[a.kind]
-    table = pd.read_csv(a.summary)
-    if "test_dataset" in table:  # the figures compare models on their own dataset's test split
-        table = table[table["test_dataset"] == table["dataset"]]
-    draw(table, a.out)
+    from .stages.report import plot
+    plot(a.kind, a.summary, a.out)
 
 
 def _page_table(a):
@@ -232,32 +225,26 @@ def _page_table(a):
 
 
 def _scaling_tables(a):
-    import pandas as pd
-
-    from .io import atomic_path
-    from .memory import machine_memory_mb
-    from .summary import scaling_markdown
-    text = scaling_markdown(pd.read_csv(a.summary), a.memory_limit_mb or machine_memory_mb())
-    with atomic_path(a.out) as tmp:
-        tmp.write_text(text)
+    from .stages.report import scaling_tables
+    scaling_tables(a.summary, a.out, a.memory_limit_mb)
 
 
 def _plot_losses(a):
-    from .plots import loss_curves_plot, loss_table
+    from .stages.report import plot_losses
     pairs = [item.split("=", 1) for item in a.loss]
     if any(len(p) != 2 for p in pairs):
         raise LowrankAmtError("plot-losses: each --loss must be NAME=PATH")
-    loss_curves_plot(loss_table(dict(pairs)), a.out)
+    plot_losses(dict(pairs), a.out)
 
 
 def _plot_dictionary(a):
-    from .plots import dictionary_plot_from_files
-    dictionary_plot_from_files(a.model, a.index, a.out, a.title)
+    from .stages.report import plot_dictionary
+    plot_dictionary(a.model, a.index, a.out, a.title)
 
 
 def _plot_excerpt(a):
-    from .plots import excerpt_plot_from_files
-    excerpt_plot_from_files(a.activations, a.index, a.out, track_id=a.track, seconds=a.seconds, title=a.title)
+    from .stages.report import plot_excerpt
+    plot_excerpt(a.activations, a.index, a.out, track_id=a.track, seconds=a.seconds, title=a.title)
 
 
 #: command -> the function it calls

@@ -14,7 +14,7 @@ from .constants import ONSET_TOLERANCE
 from .decode import DEFAULTS as DECODING_DEFAULTS
 from .decode import tune_threshold
 from .errors import LowrankAmtError
-from .features import load_track, read_index
+from .spectrogram import load_track, read_index
 from .notes import read_midi_notes
 
 VALIDATION_THRESHOLDS = (0.05, 0.1, 0.2, 0.3)

@@ -31,10 +31,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import LowrankAmtError
-from .features import bin_frequencies, cache_params, read_index
-from .io import atomic_path, write_json
 from .model_file import load_model
-from .notes import read_midi_notes
 from .pitch import estimate_template_pitches, harmonic_energy_share
 
 #: Dictionary-level columns of the results table, NaN for models without a dictionary.
@@ -106,20 +103,3 @@ def load_dictionary(model_path, n_bins: int) -> tuple[np.ndarray, np.ndarray | N
                               f"({n_bins}, K) for the feature set's {n_bins} bins")
     labels = np.asarray(labels, dtype=float)
     return np.clip(W, 0.0, None), (labels if np.isfinite(labels).any() else None)
-
-
-def assess(model_path, index_path, out_path, templates_path, log=print) -> dict:
-    """Score a model's dictionary: write the dictionary-level measures (JSON) and the
-    per-template table (CSV). The bins come from ``params.json`` beside the index."""
-    freqs = bin_frequencies(cache_params(index_path))
-    W, labels = load_dictionary(model_path, len(freqs))
-    templates = template_table(W, freqs, labels)
-    played = np.concatenate([read_midi_notes(r.midi_path)[1] for r in read_index(index_path, "test").itertuples()]
-                            or [np.zeros(0, dtype=int)])
-    scores = dictionary_scores(templates, played)
-    with atomic_path(templates_path) as tmp:
-        templates.to_csv(tmp, index=False)
-    write_json(out_path, {k: None if isinstance(v, float) and np.isnan(v) else v for k, v in scores.items()})
-    log(f"interpretability {scores['interpretability']:.3f} (valid {scores['valid_pitch_share']:.2f}, "
-        f"harmonicity {scores['harmonicity']:.2f}, coverage {scores['coverage']:.2f})")
-    return scores

@@ -29,7 +29,7 @@ import pandas as pd
 
 from .constants import N_KEYS
 from .errors import LowrankAmtError
-from .features import read_index
+from .spectrogram import read_index
 
 
 def select_training_tracks(index: pd.DataFrame, hours: float | None) -> pd.DataFrame:

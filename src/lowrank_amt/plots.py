@@ -1,8 +1,8 @@
 """Figures of the study (seaborn/matplotlib), one file per function, written as SVG for
 the Snakemake report (any matplotlib format by the path's suffix).
 
-Every function takes tidy DataFrames or arrays (the ``*_from_files`` wrappers read the
-stage outputs) and writes one figure atomically. Conventions: one marker per model
+Every function takes tidy DataFrames or arrays (``stages/report.py`` reads them from
+the stage outputs) and writes one figure atomically. Conventions: one marker per model
 family; models without a dictionary (deep ones) are drawn hollow and grey, never
 coloured by an invented interpretability score.
 """
@@ -352,48 +352,3 @@ def transcription_plot(H, frame_rate: float, notes, out_path, title: str = "tran
     ax.set_title(title)
     ax.grid(False)
     _save(fig, out_path)
-
-
-def loss_table(loss_paths: dict) -> pd.DataFrame:
-    """Read ``{model name: loss.csv path}`` into one tidy table with a ``model`` column."""
-    tables = []
-    for model, path in loss_paths.items():
-        try:
-            tables.append(pd.read_csv(path).assign(model=model))
-        except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-            raise LowrankAmtError(f"loss file {path} cannot be read ({exc})") from exc
-    return pd.concat(tables, ignore_index=True)
-
-
-def dictionary_plot_from_files(model_path, index_path, out_path, title: str | None = None) -> None:
-    """``dictionary_plot`` of a model.npz, on the bins of the feature set beside
-    ``index_path`` (its params.json), with pitches estimated by ``pitch.py``."""
-    from .features import bin_frequencies, cache_params
-    from .interpretability import load_dictionary
-    from .pitch import estimate_template_pitches
-
-    freqs = bin_frequencies(cache_params(index_path))
-    W, labels = load_dictionary(model_path, len(freqs))
-    dictionary_plot(W, freqs, estimate_template_pitches(W, freqs), out_path,
-                    title or f"dictionary of {Path(model_path).parent.name}", labels)
-
-
-def excerpt_plot_from_files(activations_path, index_path, out_path, track_id: str | None = None,
-                            start_seconds: float = 0.0, seconds: float = 10.0, title: str | None = None) -> None:
-    """``excerpt_plot`` of one test track (the first in the index by default)."""
-    from .features import load_track, read_index
-
-    index = read_index(index_path, "test")
-    if index.empty:
-        raise LowrankAmtError(f"{index_path} has no test tracks")
-    rows = index if track_id is None else index[index["track_id"] == str(track_id)]
-    if rows.empty:
-        raise LowrankAmtError(f"{index_path} has no test track {track_id!r}")
-    row = next(rows.itertuples())
-    arrays = np.load(activations_path)
-    key = f"test__{row.track_id}"
-    if key not in arrays:
-        raise LowrankAmtError(f"{activations_path} lacks activations of test track {row.track_id}")
-    _, roll = load_track(row)
-    excerpt_plot(arrays[key], roll, float(row.frame_rate), out_path, start_seconds, seconds,
-                 title or f"{Path(activations_path).parent.name}: test track {row.track_id}")

@@ -10,9 +10,9 @@ import pandas as pd
 
 from .errors import LowrankAmtError
 from .interpretability import SUMMARY_NAMES
-from .io import atomic_path, read_json
+from .io import read_json
 from .metrics import COUNT_NAMES, METRIC_NAMES, pooled_metrics
-from .versions import PROVENANCE_NAMES, software_versions
+from .versions import PROVENANCE_NAMES
 
 
 def read_benchmark(path) -> dict:
@@ -78,40 +78,6 @@ def run_columns(run: dict) -> dict:
 
 
 RUN_KEYS = ["dataset", "test_dataset", "features", "model", "family", "train_hours"]
-
-
-def aggregate(runs: list[dict], config_hash: str, results_path, summary_path, markdown_path) -> pd.DataFrame:
-    """One tidy table (a row per run and test track) and a ranked summary per run.
-
-    ``runs`` lists dicts with keys dataset (the training dataset), features, model, family
-    and the paths per_track, train_info, activations_info, decoding_info; optional:
-    test_dataset (the dataset of the test tracks; default the training one), supervision,
-    train_hours (hours of training audio; else train.json's, else NaN), loss (loss.csv),
-    interpretability (JSON of ``interpretability.assess``; none for deep models: NaN),
-    train_benchmark and activations_benchmark (Snakemake benchmark TSVs).
-    """
-    if not runs:
-        raise LowrankAmtError("aggregate: no runs to collect")
-    tables = []
-    for run in runs:
-        table = pd.read_csv(run["per_track"], dtype={"track_id": str})
-        for key in ("family", "model", "features", "test_dataset", "dataset"):
-            table.insert(0, key, run.get(key, run["dataset"]))
-        for key, value in run_columns(run).items():
-            table[key] = value
-        tables.append(table)
-    results = pd.concat(tables, ignore_index=True)
-    for key, value in software_versions().items():
-        results[f"version_{key}"] = value
-    results["config_hash"] = config_hash
-    with atomic_path(results_path) as tmp:
-        results.to_csv(tmp, index=False)
-    summary = summarize(results)
-    with atomic_path(summary_path) as tmp:
-        summary.to_csv(tmp, index=False)
-    with atomic_path(markdown_path) as tmp:
-        tmp.write_text(summary_markdown(summary))
-    return summary
 
 
 def summarize(results: pd.DataFrame) -> pd.DataFrame:

@@ -5,7 +5,7 @@
 
 
 # A teacher's notes on the training audio, as the training targets of the models that
-# name it (`teacher`); see src/lowrank_amt/teacher.py.
+# name it (`teacher`); see src/lowrank_amt/stages/train.py.
 rule teach:
     input:
         unpack(teacher_files),

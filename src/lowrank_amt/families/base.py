@@ -118,7 +118,7 @@ class Family:
         """What its transcriber reads of a track (a row of a feature index, with
         ``audio_path`` from the dataset's manifest for a family that reads audio)."""
         if self.reads_features():
-            from ..features import load_track
+            from ..spectrogram import load_track
             return load_track(row)[0]
         if not hasattr(row, "audio_path"):
             from ..errors import LowrankAmtError

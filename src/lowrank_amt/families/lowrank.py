@@ -43,7 +43,7 @@ from ..factorization import nmf, nmfd, ntd
 from ..factorization.activations import template_keys, track_activations
 from ..factorization.core import generator
 from ..factorization.training import fit_full_batch
-from ..features import bin_frequencies, cache_params
+from ..spectrogram import bin_frequencies, cache_params
 from . import lowrank_fit
 from .base import Family, Trained
 from .lowrank_fit import normalized_templates, template_layout

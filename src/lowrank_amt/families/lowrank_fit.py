@@ -19,7 +19,7 @@ from ..factorization import nmf
 from ..factorization.activations import track_activations
 from ..factorization.core import generator
 from ..factorization.training import DictionaryLearner, GradientStep, OnlineMU, fit_full_batch
-from ..features import load_track, read_index
+from ..spectrogram import load_track, read_index
 from ..loader import FrameBatches, attack_rows, select_training_tracks
 
 

@@ -26,7 +26,7 @@ from ..deep.onsets_frames import OnsetsAndFrames
 from ..epoch_scoring import note_f_scorer
 from ..epochs import fingerprint, fit_epochs
 from ..errors import LowrankAmtError
-from ..features import cache_params, read_index
+from ..spectrogram import cache_params, read_index
 from ..loader import FrameBatches
 from .base import Family, Trained
 from .params import DEVICE, TEACHER, Param

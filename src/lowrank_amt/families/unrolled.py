@@ -30,7 +30,7 @@ from ..epoch_scoring import note_f_scorer
 from ..epochs import fingerprint, fit_epochs
 from ..errors import LowrankAmtError
 from ..factorization.unrolled_mu import UnrolledMU
-from ..features import read_index
+from ..spectrogram import read_index
 from ..loader import FrameBatches
 from .base import Family, Trained
 from .params import DEVICE, TEACHER, Param

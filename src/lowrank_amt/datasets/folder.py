@@ -2,7 +2,7 @@
 
 ``path`` is searched recursively for audio files (``audio_extensions``); ``song.wav`` needs
 ``song.mid`` or ``song.midi`` beside it, except in the training split, whose recordings
-may have none (models learn from those through a teacher, ``teacher.py``). Every track
+may have none (models learn from those through a teacher, ``stages/train.py``). Every track
 goes to ``split`` (``test`` by default, to evaluate trained models on your music), or,
 with ``split: folders``, to the split named by its first-level subfolder
 (``<path>/train/...``, ``<path>/validation/...``, ``<path>/test/...``). Files stay where

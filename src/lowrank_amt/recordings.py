@@ -31,7 +31,8 @@ from .constants import OFFSET_RATIO, ONSET_TOLERANCE
 from .decode import score_aligned_notes
 from .errors import LowrankAmtError
 from .device import pick_device
-from .features import compute_features, frame_targets, read_annotation
+from .spectrogram import compute_features
+from .targets import frame_targets, read_annotation
 from .model_file import Model, load_model
 from .notes import write_midi_notes
 from .steering import Steering

@@ -2,7 +2,7 @@
 
 Columns (``constants.MANIFEST_COLUMNS``): track_id, split, audio_path, midi_path,
 duration (s), instrument. A training recording may have no MIDI (an empty midi_path):
-models learn from it through a teacher (``teacher.py``). Relative paths are relative to
+models learn from it through a teacher (``stages/train.py``). Relative paths are relative to
 the manifest's folder, so a prepared dataset can be moved as a whole.
 """
 

@@ -1,4 +1,10 @@
-"""A teacher for audio without annotations (the idea of "Embeddings as Teachers", Ding &
+"""The training stage (``train.smk``), from files to files: ``train`` fits a model of any
+family on a feature cache; ``teach`` makes a teacher's transcription the training targets.
+
+A model spec (an entry of the config's ``models``) names its ``family``; the family
+(``families/``) does the work, these functions do the files, each written atomically.
+
+**A teacher for audio without annotations** (the idea of "Embeddings as Teachers", Ding &
 Lerch, applied to transcription): a trained model, typically pretrained Basic Pitch,
 transcribes the training split, and its notes stand in for the MIDI that the other models
 learn from.
@@ -6,7 +12,7 @@ learn from.
 ``teach`` writes a copy of a feature index whose training tracks point to the teacher's
 targets: the piano roll, onsets and offsets of the notes that the teacher's own decoder
 finds with the parameters chosen on its validation split (its ``decoding.json``), made by
-``features.frame_targets`` at the cache's frame rate exactly as from MIDI. A
+``targets.frame_targets`` at the cache's frame rate exactly as from MIDI. A
 semi-supervised low-rank model's masks are then the frames where the teacher's output
 holds above its decoding threshold, and every model that learns from the pieces (low-rank,
 unrolled, network) can learn from recordings whose MIDI it never reads. Validation and
@@ -25,18 +31,69 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .constants import OFFSET_RATIO, ONSET_TOLERANCE
-from .errors import LowrankAmtError
-from .device import pick_device
-from .features import frame_targets, read_index
-from .io import atomic_path, write_json
-from .metrics import precision_recall_f
-from .model_file import load_model
-from .notes import write_midi_notes
-from .stages import check_features, model_inputs
+from .. import families
+from ..constants import OFFSET_RATIO, ONSET_TOLERANCE
+from ..device import pick_device
+from ..epochs import checkpoint_file
+from ..errors import LowrankAmtError
+from ..io import atomic_path, write_json
+from ..loader import select_training_tracks
+from ..memory import peak_rss_mb
+from ..metrics import precision_recall_f
+from ..model_file import load_model, save_model
+from ..notes import write_midi_notes
+from ..spectrogram import cache_params, read_index
+from ..targets import frame_targets
+from ..versions import run_provenance, software_versions
+from .transcribe import check_features, model_inputs
 
 #: Folder of the teacher's targets beside the index it writes.
 TARGETS_FOLDER = "targets"
+
+
+def train(spec: dict, index_path, model_path, loss_path, info_path, log=print, *,
+          checkpoint_dir=None, train_hours: float | None = None, provenance: dict | None = None) -> None:
+    """Train a model on the feature cache; write model.npz (``model_file.save_model``),
+    loss.csv and train.json. ``train_hours`` trains on the first training tracks
+    totalling that duration; ``checkpoint_dir`` holds the epoch loop's checkpoint
+    (``last.pt``), resumed when present and removed once the outputs are written;
+    ``provenance`` (e.g. the study's dataset and model names and config hash) is stored
+    in the model with the training hours and the software versions."""
+    family, spec = families.resolve(spec)
+    if family.training_data(spec) == "pieces" and family.learns_from_targets(spec):
+        check_annotated(index_path, train_hours)
+    device = pick_device(spec.get("device", "cpu"))
+    checkpoint_path = checkpoint_file(checkpoint_dir)
+    run = families.TrainingRun(Path(index_path), train_hours, checkpoint_path, device)
+    wall, cpu = time.perf_counter(), time.process_time()
+    trained = family.fit(spec, run, log)
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    with atomic_path(loss_path) as tmp:
+        trained.losses.to_csv(tmp, index=False)
+    # where and when (train.json only: a model file stays the same bytes run after run)
+    write_json(info_path, {"train_seconds": wall, "train_cpu_seconds": cpu, "device": str(device),
+                           "train_hours": train_hours, "peak_rss_mb": peak_rss_mb(), "run": run_provenance(),
+                           "memory_grows_with_data": family.memory_grows_with_data(spec),
+                           **trained.info})
+    # a hand-made cache (tests, benchmarks) may have no params.json: such a model
+    # transcribes that cache only, never new audio
+    has_params = (Path(index_path).parent / "params.json").exists()
+    features = cache_params(index_path) if family.reads_features() and has_params else None
+    provenance = {**(provenance or {}), "train_hours": train_hours, "versions": software_versions()}
+    save_model(model_path, family.name, spec, trained.arrays, features=features, provenance=provenance)
+    if checkpoint_path is not None:
+        checkpoint_path.unlink(missing_ok=True)
+    log(f"trained in {wall:.1f} s wall, {cpu:.1f} s CPU")
+
+
+def check_annotated(index_path, train_hours) -> None:
+    """A model that learns from the training targets refuses recordings without MIDI
+    (they have silent targets until a teacher annotates them)."""
+    tracks = select_training_tracks(read_index(index_path), train_hours)
+    if "annotated" in tracks.columns and not tracks["annotated"].astype(bool).all():
+        first = tracks.loc[~tracks["annotated"].astype(bool), "track_id"].iloc[0]
+        raise LowrankAmtError(f"training track {first} of {index_path} has no MIDI: name a model to annotate "
+                              "the training audio in the model's 'teacher' key")
 
 
 def teach(model_path, index_path, out_index, info_path, log=print, *, manifest_path=None) -> dict:

@@ -1,4 +1,4 @@
-"""Per-track features and frame targets, cached on disk as memory-mappable .npy files.
+"""Per-track features (spectrograms) and their on-disk cache, memory-mappable .npy files.
 
 A feature set is one ``features`` entry of the config (``spec``); missing keys take
 ``DEFAULTS``. Kinds (all magnitudes, bins x frames, frames every ``hop_length`` samples,
@@ -12,23 +12,12 @@ frame ``f`` centred on sample ``f * hop_length``):
 - ``stft``: the linear-frequency STFT magnitude (``n_fft // 2 + 1`` bins), for models
   that want it.
 
-Targets, 88 x frames uint8 each: ``roll`` (key down; a note covers the frames whose
-centre lies in [onset, offset)), ``onsets`` (the first frame of each note) and
-``offsets`` (the last frame of each note). With ``pedal_extension``, a note released
-while the sustain pedal (CC64 >= 64) is down lasts until the pedal is released or the
-key is struck again, whichever is first (as in the MAESTRO / Onsets and Frames targets).
-
-The cache folder holds per track ``<id>.npy`` (features, float16 or float32 by ``dtype``),
+The cache folder (written by ``stages/features.py``) holds per track ``<id>.npy``
+(features, float16 or float32 by ``dtype``) and its frame targets (``targets.py``)
 ``<id>.roll.npy``, ``<id>.onsets.npy``, ``<id>.offsets.npy``; ``params.json`` (every
 parameter that shaped them and their hash) and ``index.csv`` (written last, one row per
 track, with the hash). ``read_index`` refuses a cache whose hash does not match its
 parameters, or, when given a spec, a cache made with other parameters.
-
-Bad input: an unreadable or empty audio file, or a MIDI file that cannot be read or has no
-notes, stops with an error naming the file. Notes outside the piano range are dropped,
-and notes beyond the end of the audio are clipped to it (dropped if they start after
-it), each with a warning naming the file. Stereo audio is averaged, other sample rates
-resampled (``audio.load_audio``).
 """
 
 from __future__ import annotations
@@ -42,23 +31,16 @@ from pathlib import Path
 import librosa
 import numpy as np
 import pandas as pd
-import pretty_midi
 
-from .audio import load_audio
-from .constants import HOP_LENGTH, MIDI_MAX, MIDI_MIN, N_KEYS, SAMPLE_RATE
-from .data.manifest import read_manifest
+from .constants import HOP_LENGTH, MIDI_MIN, N_KEYS, SAMPLE_RATE
 from .errors import LowrankAmtError
-from .io import atomic_path, read_json, write_json
-from .notes import read_midi_notes
+from .io import read_json
 
 KINDS = ("cqt", "logstft", "stft")
 DEFAULTS = {"hop_length": HOP_LENGTH, "bins_per_semitone": 3, "fmin_midi": MIDI_MIN, "n_semitones": N_KEYS,
             "dtype": "float32", "n_fft": 4096, "pedal_extension": False}
 #: Part of the parameter hash: bump it when a change of code changes the features.
 FORMAT_VERSION = 2
-#: Notes ending this little after the audio are not reported as clipped (s).
-END_TOLERANCE = 0.05
-TARGETS = ("roll", "onsets", "offsets")
 
 
 def full_spec(spec: dict) -> dict:
@@ -181,122 +163,6 @@ def compute_features(audio: np.ndarray, spec: dict, sample_rate: int) -> np.ndar
         cqt = librosa.cqt(audio, sr=sample_rate, hop_length=hop, fmin=fmin,
                           n_bins=n_bins, bins_per_octave=bins_per_octave)
     return np.abs(cqt).astype(np.float32)
-
-
-def pedal_intervals(midi_path) -> np.ndarray:
-    """(n, 2) spans (s) during which the sustain pedal (CC64 >= 64) is down."""
-    midi = pretty_midi.PrettyMIDI(str(midi_path))
-    changes = sorted((c.time, c.value >= 64) for inst in midi.instruments if not inst.is_drum
-                     for c in inst.control_changes if c.number == 64)
-    spans, down_since = [], None
-    for time, down in changes:
-        if down and down_since is None:
-            down_since = time
-        elif not down and down_since is not None:
-            spans.append((down_since, time))
-            down_since = None
-    if down_since is not None:
-        spans.append((down_since, max(midi.get_end_time(), down_since)))
-    return np.array(spans, dtype=float).reshape(-1, 2)
-
-
-def extend_with_pedal(intervals: np.ndarray, pitches: np.ndarray, pedal: np.ndarray) -> np.ndarray:
-    """Note intervals with offsets moved to the pedal release when the key is released
-    while the pedal is down, but never past the next onset of the same key."""
-    intervals = np.array(intervals, dtype=float).reshape(-1, 2).copy()
-    for i, (start, end) in enumerate(intervals):
-        for down, up in pedal:
-            if down <= end < up:
-                later = intervals[(pitches == pitches[i]) & (intervals[:, 0] > start), 0]
-                intervals[i, 1] = max(end, min([up, *later]))
-                break
-    return intervals
-
-
-def frame_targets(intervals, pitches, n_frames: int, frame_rate: float) -> dict[str, np.ndarray]:
-    """``roll``, ``onsets`` and ``offsets`` (88 x n_frames uint8) of piano notes: a note
-    covers the frames ``ceil(onset * rate)`` to ``ceil(offset * rate) - 1`` (at least one);
-    its onset marks the first and its offset the last of them."""
-    targets = {name: np.zeros((N_KEYS, n_frames), dtype=np.uint8) for name in TARGETS}
-    for (start, end), pitch in zip(intervals, pitches):
-        key = int(pitch) - MIDI_MIN
-        a = int(np.ceil(start * frame_rate - 1e-9))
-        b = max(int(np.ceil(end * frame_rate - 1e-9)), a + 1)
-        if not 0 <= key < N_KEYS or a >= n_frames or b <= 0:
-            continue
-        a, b = max(a, 0), min(b, n_frames)
-        targets["roll"][key, a:b] = 1
-        targets["onsets"][key, a] = 1
-        targets["offsets"][key, b - 1] = 1
-    return targets
-
-
-def read_annotation(midi_path, audio_seconds: float, pedal_extension: bool = False, log=print, audio_path=None):
-    """Piano notes of a MIDI file ready for targets, for the audio ``audio_path`` of
-    ``audio_seconds`` (see the module doc for bad input)."""
-    intervals, pitches, _ = read_midi_notes(midi_path)
-    if len(pitches) == 0:
-        raise LowrankAmtError(f"MIDI file {midi_path} has no notes; remove the track or fix its annotation")
-    if pedal_extension:
-        intervals = extend_with_pedal(intervals, pitches, pedal_intervals(midi_path))
-    in_range = (pitches >= MIDI_MIN) & (pitches <= MIDI_MAX)
-    if not in_range.all():
-        log(f"warning: MIDI file {midi_path}: {int((~in_range).sum())} note(s) outside the piano range "
-            f"{MIDI_MIN}-{MIDI_MAX} dropped")
-        intervals, pitches = intervals[in_range], pitches[in_range]
-    if len(pitches) and intervals[:, 1].max() > audio_seconds + END_TOLERANCE:
-        starts_after = intervals[:, 0] >= audio_seconds
-        log(f"warning: audio file {audio_path or 'of ' + str(midi_path)} is shorter ({audio_seconds:.2f} s) than "
-            f"its annotation {midi_path} ({intervals[:, 1].max():.2f} s): {int(starts_after.sum())} note(s) "
-            "dropped, the others clipped")
-        intervals, pitches = intervals[~starts_after], pitches[~starts_after]
-        intervals[:, 1] = np.minimum(intervals[:, 1], audio_seconds)
-    if len(pitches) == 0:
-        raise LowrankAmtError(f"MIDI file {midi_path} has no piano notes within its audio")
-    return intervals, pitches
-
-
-def _save(path: Path, array: np.ndarray) -> None:
-    with atomic_path(path) as tmp:
-        np.save(tmp, array)
-
-
-def extract_dataset(manifest_path: str | Path, spec: dict, sample_rate: int,
-                    index_path: str | Path, log=print) -> pd.DataFrame:
-    """Compute features and frame targets of every track of a manifest into the folder of
-    ``index_path``; write ``params.json`` and then ``index.csv``."""
-    spec = full_spec(spec)
-    params = feature_params(spec, sample_rate)
-    digest = params_hash(params)
-    out_dir = Path(index_path).parent
-    out_dir.mkdir(parents=True, exist_ok=True)
-    manifest = read_manifest(manifest_path)
-    frame_rate = sample_rate / spec["hop_length"]
-    rows = []
-    for n, track in enumerate(manifest.itertuples(index=False), 1):
-        audio = load_audio(track.audio_path, sample_rate, log=log)
-        features = compute_features(audio, spec, sample_rate).astype(spec["dtype"])
-        if track.midi_path:
-            intervals, pitches = read_annotation(track.midi_path, len(audio) / sample_rate,
-                                                 spec["pedal_extension"], log, audio_path=track.audio_path)
-        else:  # a training recording without MIDI: silent targets until a teacher annotates it
-            intervals, pitches = np.zeros((0, 2)), np.zeros(0, dtype=int)
-        targets = frame_targets(intervals, pitches, features.shape[1], frame_rate)
-        paths = {"features_path": f"{track.track_id}.npy",
-                 **{f"{name}_path": f"{track.track_id}.{name}.npy" for name in TARGETS}}
-        _save(out_dir / paths["features_path"], features)
-        for name in TARGETS:
-            _save(out_dir / paths[f"{name}_path"], targets[name])
-        rows.append({"track_id": track.track_id, "split": track.split, **paths,
-                     "midi_path": track.midi_path, "n_frames": features.shape[1],
-                     "frame_rate": frame_rate, "duration": len(audio) / sample_rate,
-                     "instrument": track.instrument, "annotated": bool(track.midi_path), "params_hash": digest})
-        log(f"[{n}/{len(manifest)}] {track.track_id}: {features.shape[0]} bins x {features.shape[1]} frames")
-    write_json(out_dir / "params.json", {**params, "params_hash": digest})
-    index = pd.DataFrame(rows)
-    with atomic_path(index_path) as tmp:
-        index.to_csv(tmp, index=False)
-    return index
 
 
 def read_index(index_path: str | Path, split: str | None = None, spec: dict | None = None,

@@ -1,0 +1,120 @@
+"""The evaluation stage (``evaluate.smk``), from files to files: ``evaluate`` scores the
+test transcriptions against their references with mir_eval (``metrics.py``), per track,
+with the labelled oracle-threshold columns; ``assess`` scores a model's dictionary
+(``interpretability.py``); ``aggregate`` gathers every run's files into the results
+table and the ranked summary (``summary.py``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..decode import decoding_grid, mean_note_f
+from ..errors import LowrankAmtError
+from ..interpretability import dictionary_scores, load_dictionary, template_table
+from ..io import atomic_path, read_json, write_json
+from ..metrics import transcription_metrics
+from ..notes import read_midi_notes
+from ..spectrogram import bin_frequencies, cache_params, read_index
+from ..summary import run_columns, summarize, summary_markdown
+from ..versions import software_versions
+from .transcribe import load_activations, track_outputs
+
+
+def oracle_thresholds(activations_path, index_path, decoding: dict, params: dict, evaluation: dict) -> pd.DataFrame:
+    """Per test track, the threshold of the grid that maximises that track's own note
+    onset F (other parameters as chosen on validation): the optimistic "oracle" some
+    NMF papers report. For a separately labelled column only; never used to decode."""
+    arrays = load_activations(activations_path)
+    index = read_index(index_path, "test")
+    frame_rate = float(index["frame_rate"].iloc[0])
+    rows = []
+    for row in index.itertuples():
+        track = [(track_outputs(arrays, activations_path, "test", row.track_id)["note"],
+                  *read_midi_notes(row.midi_path)[:2])]
+        scores = [(mean_note_f(track, frame_rate, {**params, "threshold": t}, "note_onset_f",
+                               evaluation["onset_tolerance"], evaluation["offset_ratio"]), -t)
+                  for t in decoding_grid(decoding)["threshold"]]
+        f, negative_t = max(scores)
+        rows.append({"track_id": row.track_id, "oracle_threshold": -negative_t, "oracle_note_onset_f": f})
+    return pd.DataFrame(rows)
+
+
+def evaluate(midi_dir, index_path, evaluation: dict, out_path, log=print,
+             activations_path=None, decoding_path=None, decoding: dict | None = None) -> pd.DataFrame:
+    """Per-track metrics (and match counts) of the test split's transcriptions against
+    the references. With ``activations_path``, ``decoding_path`` (decoding.json) and
+    ``decoding``, also the per-track oracle threshold columns ``oracle_*``."""
+    rows = []
+    for row in read_index(index_path, "test").itertuples():
+        est_path = Path(midi_dir) / f"{row.track_id}.mid"
+        if not est_path.exists():
+            raise LowrankAmtError(f"transcription {est_path} is missing")
+        ref, est = read_midi_notes(row.midi_path), read_midi_notes(est_path)
+        scores = transcription_metrics(ref[0], ref[1], est[0], est[1],
+                                       evaluation["onset_tolerance"], evaluation["offset_ratio"])
+        rows.append({"track_id": row.track_id, "duration": row.duration, **scores})
+        log(f"{row.track_id}: note F {scores['note_onset_f']:.3f}, note F with offsets "
+            f"{scores['note_offset_f']:.3f}, frame F {scores['frame_f']:.3f}")
+    table = pd.DataFrame(rows)
+    if activations_path is not None and decoding_path is not None and decoding is not None:
+        params = read_json(decoding_path)["params"]
+        oracle = oracle_thresholds(activations_path, index_path, decoding, params, evaluation)
+        table = table.merge(oracle, on="track_id", how="left")
+    with atomic_path(out_path) as tmp:
+        table.to_csv(tmp, index=False)
+    return table
+
+
+def assess(model_path, index_path, out_path, templates_path, log=print) -> dict:
+    """Score a model's dictionary: write the dictionary-level measures (JSON) and the
+    per-template table (CSV). The bins come from ``params.json`` beside the index."""
+    freqs = bin_frequencies(cache_params(index_path))
+    W, labels = load_dictionary(model_path, len(freqs))
+    templates = template_table(W, freqs, labels)
+    played = np.concatenate([read_midi_notes(r.midi_path)[1] for r in read_index(index_path, "test").itertuples()]
+                            or [np.zeros(0, dtype=int)])
+    scores = dictionary_scores(templates, played)
+    with atomic_path(templates_path) as tmp:
+        templates.to_csv(tmp, index=False)
+    write_json(out_path, {k: None if isinstance(v, float) and np.isnan(v) else v for k, v in scores.items()})
+    log(f"interpretability {scores['interpretability']:.3f} (valid {scores['valid_pitch_share']:.2f}, "
+        f"harmonicity {scores['harmonicity']:.2f}, coverage {scores['coverage']:.2f})")
+    return scores
+
+
+def aggregate(runs: list[dict], config_hash: str, results_path, summary_path, markdown_path) -> pd.DataFrame:
+    """One tidy table (a row per run and test track) and a ranked summary per run.
+
+    ``runs`` lists dicts with keys dataset (the training dataset), features, model, family
+    and the paths per_track, train_info, activations_info, decoding_info; optional:
+    test_dataset (the dataset of the test tracks; default the training one), supervision,
+    train_hours (hours of training audio; else train.json's, else NaN), loss (loss.csv),
+    interpretability (JSON of ``assess``; none for deep models: NaN),
+    train_benchmark and activations_benchmark (Snakemake benchmark TSVs).
+    """
+    if not runs:
+        raise LowrankAmtError("aggregate: no runs to collect")
+    tables = []
+    for run in runs:
+        table = pd.read_csv(run["per_track"], dtype={"track_id": str})
+        for key in ("family", "model", "features", "test_dataset", "dataset"):
+            table.insert(0, key, run.get(key, run["dataset"]))
+        for key, value in run_columns(run).items():
+            table[key] = value
+        tables.append(table)
+    results = pd.concat(tables, ignore_index=True)
+    for key, value in software_versions().items():
+        results[f"version_{key}"] = value
+    results["config_hash"] = config_hash
+    with atomic_path(results_path) as tmp:
+        results.to_csv(tmp, index=False)
+    summary = summarize(results)
+    with atomic_path(summary_path) as tmp:
+        summary.to_csv(tmp, index=False)
+    with atomic_path(markdown_path) as tmp:
+        tmp.write_text(summary_markdown(summary))
+    return summary

@@ -1,0 +1,64 @@
+"""The features stage (``features.smk``), from files to files: the features
+(``spectrogram.py``) and frame targets (``targets.py``) of every track of a dataset's
+manifest, in the cache format ``spectrogram.py`` describes.
+
+Bad input: an unreadable or empty audio file, or a MIDI file that cannot be read or has
+no notes, stops with an error naming the file. Stereo audio is averaged, other sample
+rates resampled (``audio.load_audio``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..audio import load_audio
+from ..datasets.manifest import read_manifest
+from ..io import atomic_path, write_json
+from ..spectrogram import compute_features, feature_params, full_spec, params_hash
+from ..targets import NAMES as TARGETS, frame_targets, read_annotation
+
+
+def _save(path: Path, array: np.ndarray) -> None:
+    with atomic_path(path) as tmp:
+        np.save(tmp, array)
+
+
+def extract_dataset(manifest_path: str | Path, spec: dict, sample_rate: int,
+                    index_path: str | Path, log=print) -> pd.DataFrame:
+    """Compute features and frame targets of every track of a manifest into the folder of
+    ``index_path``; write ``params.json`` and then ``index.csv``."""
+    spec = full_spec(spec)
+    params = feature_params(spec, sample_rate)
+    digest = params_hash(params)
+    out_dir = Path(index_path).parent
+    out_dir.mkdir(parents=True, exist_ok=True)
+    manifest = read_manifest(manifest_path)
+    frame_rate = sample_rate / spec["hop_length"]
+    rows = []
+    for n, track in enumerate(manifest.itertuples(index=False), 1):
+        audio = load_audio(track.audio_path, sample_rate, log=log)
+        features = compute_features(audio, spec, sample_rate).astype(spec["dtype"])
+        if track.midi_path:
+            intervals, pitches = read_annotation(track.midi_path, len(audio) / sample_rate,
+                                                 spec["pedal_extension"], log, audio_path=track.audio_path)
+        else:  # a training recording without MIDI: silent targets until a teacher annotates it
+            intervals, pitches = np.zeros((0, 2)), np.zeros(0, dtype=int)
+        targets = frame_targets(intervals, pitches, features.shape[1], frame_rate)
+        paths = {"features_path": f"{track.track_id}.npy",
+                 **{f"{name}_path": f"{track.track_id}.{name}.npy" for name in TARGETS}}
+        _save(out_dir / paths["features_path"], features)
+        for name in TARGETS:
+            _save(out_dir / paths[f"{name}_path"], targets[name])
+        rows.append({"track_id": track.track_id, "split": track.split, **paths,
+                     "midi_path": track.midi_path, "n_frames": features.shape[1],
+                     "frame_rate": frame_rate, "duration": len(audio) / sample_rate,
+                     "instrument": track.instrument, "annotated": bool(track.midi_path), "params_hash": digest})
+        log(f"[{n}/{len(manifest)}] {track.track_id}: {features.shape[0]} bins x {features.shape[1]} frames")
+    write_json(out_dir / "params.json", {**params, "params_hash": digest})
+    index = pd.DataFrame(rows)
+    with atomic_path(index_path) as tmp:
+        index.to_csv(tmp, index=False)
+    return index

@@ -1,0 +1,82 @@
+"""The report stage (``report.smk``), from files to files: the study's figures
+(``plots.py``) and the scaling study's tables (``summary.py``) from the stages' outputs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .. import plots
+from ..errors import LowrankAmtError
+from ..interpretability import load_dictionary
+from ..io import atomic_path
+from ..memory import machine_memory_mb
+from ..pitch import estimate_template_pitches
+from ..spectrogram import bin_frequencies, cache_params, load_track, read_index
+from ..summary import scaling_markdown
+
+#: ``lowrank-amt plot KIND`` -> the figure of the summary table it draws
+SUMMARY_FIGURES = {"tradeoff": plots.tradeoff_plot, "tradeoff-largest": plots.tradeoff_largest_plot,
+                   "scaling": plots.scaling_plot, "cost-scaling": plots.cost_scaling_plot}
+
+
+def plot(kind: str, summary_path, out_path) -> None:
+    """A figure of the summary table (``SUMMARY_FIGURES``); models are compared on their
+    own dataset's test split."""
+    table = pd.read_csv(summary_path)
+    if "test_dataset" in table:
+        table = table[table["test_dataset"] == table["dataset"]]
+    SUMMARY_FIGURES[kind](table, out_path)
+
+
+def scaling_tables(summary_path, out_path, memory_limit_mb: float | None = None) -> None:
+    """The scaling study's markdown tables; the memory limit defaults to this machine's."""
+    text = scaling_markdown(pd.read_csv(summary_path), memory_limit_mb or machine_memory_mb())
+    with atomic_path(out_path) as tmp:
+        tmp.write_text(text)
+
+
+def plot_losses(loss_paths: dict, out_path) -> None:
+    """Loss curves of several models, ``{model name: loss.csv path}``."""
+    plots.loss_curves_plot(loss_table(loss_paths), out_path)
+
+
+def loss_table(loss_paths: dict) -> pd.DataFrame:
+    """Read ``{model name: loss.csv path}`` into one tidy table with a ``model`` column."""
+    tables = []
+    for model, path in loss_paths.items():
+        try:
+            tables.append(pd.read_csv(path).assign(model=model))
+        except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+            raise LowrankAmtError(f"loss file {path} cannot be read ({exc})") from exc
+    return pd.concat(tables, ignore_index=True)
+
+
+def plot_dictionary(model_path, index_path, out_path, title: str | None = None) -> None:
+    """``plots.dictionary_plot`` of a model.npz, on the bins of the feature set beside
+    ``index_path`` (its params.json), with pitches estimated by ``pitch.py``."""
+    freqs = bin_frequencies(cache_params(index_path))
+    W, labels = load_dictionary(model_path, len(freqs))
+    plots.dictionary_plot(W, freqs, estimate_template_pitches(W, freqs), out_path,
+                    title or f"dictionary of {Path(model_path).parent.name}", labels)
+
+
+def plot_excerpt(activations_path, index_path, out_path, track_id: str | None = None,
+                            start_seconds: float = 0.0, seconds: float = 10.0, title: str | None = None) -> None:
+    """``plots.excerpt_plot`` of one test track (the first in the index by default)."""
+    index = read_index(index_path, "test")
+    if index.empty:
+        raise LowrankAmtError(f"{index_path} has no test tracks")
+    rows = index if track_id is None else index[index["track_id"] == str(track_id)]
+    if rows.empty:
+        raise LowrankAmtError(f"{index_path} has no test track {track_id!r}")
+    row = next(rows.itertuples())
+    arrays = np.load(activations_path)
+    key = f"test__{row.track_id}"
+    if key not in arrays:
+        raise LowrankAmtError(f"{activations_path} lacks activations of test track {row.track_id}")
+    _, roll = load_track(row)
+    plots.excerpt_plot(arrays[key], roll, float(row.frame_rate), out_path, start_seconds, seconds,
+                 title or f"{Path(activations_path).parent.name}: test track {row.track_id}")
