@@ -56,3 +56,23 @@ def test_generated_reference_is_up_to_date(schema, readme):
     assert embed_reference(readme, schema) == readme, (
         "config/README.md is out of date: run `lowrank-amt config-docs --schema "
         "workflow/schemas/config.schema.yaml --readme config/README.md`")
+
+
+def test_a_key_added_to_a_dataset_kind_needs_no_schema_or_docs_edit(repo, monkeypatch):
+    """The schema's dataset part and its README tables come from the dataset modules'
+    tables: a key added to one (one line) is documented, filled in and checked."""
+    from lowrank_amt.config import schema_reference, validate_config
+    from lowrank_amt.datasets import folder, options
+    from lowrank_amt.errors import LowrankAmtError
+    from lowrank_amt.param import Param
+    monkeypatch.setattr(folder, "PARAMS", (*folder.PARAMS, Param("gain_db", 0.0, type="number", maximum=0,
+                                                                    meaning="Gain applied on loading.")))
+    path = repo / "workflow/schemas/config.schema.yaml"
+    assert "| `gain_db` | number | `0.0` | <= 0 | Gain applied on loading. |" in schema_reference(load_schema(path))
+    assert options(folder.PARAMS, {"kind": "folder", "path": "x"})["gain_db"] == 0.0
+    config = yaml.safe_load((repo / "config/tiny.yaml").read_text())
+    config["datasets"]["own"] = {"kind": "folder", "path": "x", "gain_db": 3}
+    with pytest.raises(LowrankAmtError, match="datasets.own.gain_db"):
+        validate_config(config, load_schema(path))
+    with pytest.raises(LowrankAmtError, match="'datasets.<name>.gain_db': 3 is greater than the maximum of 0"):
+        options(folder.PARAMS, {"kind": "folder", "path": "x", "gain_db": 3})

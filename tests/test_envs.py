@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 import tomllib
+from pathlib import Path
 
 import pytest
 import yaml
@@ -108,23 +109,37 @@ def test_slurm_profile_targets_existing_rules(repo):
     assert "prepare_dataset" in profile["set-resources"]
 
 
-def dry_run_jobs(repo, config_file):
-    """(rule, resources) of every job a dry run of the Slurm profile plans."""
-    out = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--profile", "profiles/slurm",
-                          "--configfile", str(config_file)], cwd=repo, capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr[-2000:]
-    rules = re.findall(r"^rule (\w+):$", out.stdout, flags=re.MULTILINE)
+REPO = Path(__file__).resolve().parents[1]
+STUDIES = ["config", "tiny", "learning", "pianos", "scaling", "maestro"]
+
+
+@pytest.fixture(scope="module")
+def dry_runs():
+    """Dry runs of every study config with the Slurm profile, started at once (each takes
+    seconds of DAG building; together they share the cores)."""
+    runs = {study: subprocess.Popen([sys.executable, "-m", "snakemake", "-n", "--profile", "profiles/slurm",
+                                     "--configfile", str(REPO / "config" / f"{study}.yaml")],
+                                    cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for study in STUDIES}
+    yield {study: run.communicate() + (run.returncode,) for study, run in runs.items()}
+
+
+def planned_jobs(stdout: str):
+    """(rule, resources) of every job a dry run printed."""
+    rules = re.findall(r"^rule (\w+):$", stdout, flags=re.MULTILINE)
     resources = [dict(item.split("=", 1) for item in line.split(", "))
-                 for line in re.findall(r"^    resources: (.*)$", out.stdout, flags=re.MULTILINE)]
+                 for line in re.findall(r"^    resources: (.*)$", stdout, flags=re.MULTILINE)]
     assert len(rules) == len(resources) > 0
     return list(zip(rules, resources))
 
 
-@pytest.mark.parametrize("study", ["config", "tiny", "learning", "pianos", "scaling", "maestro"])
-def test_a_job_is_on_the_gpu_partition_exactly_when_it_asks_for_a_gpu(repo, study):
+@pytest.mark.parametrize("study", STUDIES)
+def test_a_job_is_on_the_gpu_partition_exactly_when_it_asks_for_a_gpu(repo, study, dry_runs):
     profile = yaml.safe_load((repo / "profiles" / "slurm" / "config.yaml").read_text())
     gpu_partition = dict(item.split("=", 1) for item in profile["config"])["gpu_partition"]
-    jobs = dry_run_jobs(repo, repo / "config" / f"{study}.yaml")
+    stdout, stderr, returncode = dry_runs[study]
+    assert returncode == 0, stderr[-2000:]
+    jobs = planned_jobs(stdout)
     wrong = [(rule, res["slurm_partition"], res.get("gpu", "0")) for rule, res in jobs
              if (res["slurm_partition"] == gpu_partition) != (int(res.get("gpu", 0)) > 0)]
     assert not wrong, f"{len(wrong)} jobs of config/{study}.yaml on the wrong partition, e.g. {wrong[:3]}"

@@ -134,7 +134,7 @@ def test_a_new_family_and_a_new_key_need_no_schema_or_docs_edit(penalized, repo)
     toy family validates in a config, and a key added to its table (one line) is
     documented, filled in and checked."""
     from lowrank_amt.config import schema_reference, validate_config
-    from lowrank_amt.families.params import Param
+    from lowrank_amt.param import Param
     path = repo / "workflow/schemas/config.schema.yaml"
     config = yaml.safe_load((repo / "config/tiny.yaml").read_text())
     config["models"]["toy"] = {"family": "nmf_l2", "supervision": "semi_supervised"}

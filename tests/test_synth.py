@@ -212,7 +212,7 @@ def test_sizes_nest_and_the_test_piano_is_unseen():
 
 
 def _render(tmp_path, name, **changes):
-    spec = {**SPEC, "piece_seconds": 2.5, "n_validation": 0, "n_test": 0, "isolated_velocities": [],
+    spec = {**SPEC, "piece_seconds": 2.5, "n_train": 0, "n_validation": 0, "n_test": 1, "isolated_velocities": [],
             "pedal_probability": 1.0, **changes}
     prepare(spec, tmp_path / name / "manifest.csv", 16000, jobs=2, log=lambda m: None)
     return {p.name: p.read_bytes() for p in sorted((tmp_path / name).rglob("*.*")) if p.suffix in (".wav", ".mid")}
@@ -220,11 +220,11 @@ def _render(tmp_path, name, **changes):
 
 def test_same_spec_gives_same_bytes_and_noise_is_at_its_snr(tmp_path):
     first, second = _render(tmp_path, "a"), _render(tmp_path, "b")
-    assert first.keys() == second.keys() == {"train_00000.wav", "train_00000.mid"}
+    assert first.keys() == second.keys() == {"test_00000.wav", "test_00000.mid"}
     assert first == second
     noisy = _render(tmp_path, "noisy", noise_snr_db=20.0)
-    clean = soundfile.read(tmp_path / "a" / "audio" / "train_00000.wav")[0]
-    dirty = soundfile.read(tmp_path / "noisy" / "audio" / "train_00000.wav")[0]
+    clean = soundfile.read(tmp_path / "a" / "audio" / "test_00000.wav")[0]
+    dirty = soundfile.read(tmp_path / "noisy" / "audio" / "test_00000.wav")[0]
     assert noisy == _render(tmp_path, "noisy2", noise_snr_db=20.0)
     snr = 10 * np.log10(np.mean(clean ** 2) / np.mean((dirty - clean) ** 2))
     assert snr == pytest.approx(20.0, abs=0.5)
@@ -233,8 +233,8 @@ def test_same_spec_gives_same_bytes_and_noise_is_at_its_snr(tmp_path):
 def test_reverb_switch_adds_a_room_tail(tmp_path):
     _render(tmp_path, "dry")
     _render(tmp_path, "wet", reverb=True)
-    dry = soundfile.read(tmp_path / "dry" / "audio" / "train_00000.wav")[0]
-    wet = soundfile.read(tmp_path / "wet" / "audio" / "train_00000.wav")[0]
+    dry = soundfile.read(tmp_path / "dry" / "audio" / "test_00000.wav")[0]
+    wet = soundfile.read(tmp_path / "wet" / "audio" / "test_00000.wav")[0]
     tail = slice(-len(dry) // 5, None)
     assert not np.array_equal(dry[:len(wet)], wet[:len(dry)])
     assert np.sqrt(np.mean(wet[tail] ** 2)) > 1.5 * np.sqrt(np.mean(dry[tail] ** 2))

@@ -126,7 +126,7 @@ def test_a_key_added_to_a_family_with_a_default_retrains_nothing(tiny_study, tmp
     (tmp_path / "site").mkdir()
     (tmp_path / "site/sitecustomize.py").write_text(
         "from lowrank_amt.families import lowrank\n"
-        "from lowrank_amt.families.params import Param\n"
+        "from lowrank_amt.param import Param\n"
         "lowrank.LowRankFamily.params = (*lowrank.PARAMS, Param('added_key', 7, type='integer', meaning='new'))\n")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path / "site"), os.environ.get("PYTHONPATH", "")])}
 

@@ -36,10 +36,14 @@ _DefaultFillingValidator = _extend_with_defaults(jsonschema.Draft7Validator)
 
 
 def load_schema(path: str | Path) -> dict:
-    """The config schema at ``path``, with its model definitions generated from the
-    registered families' parameter tables (``families.params``)."""
-    from .families.params import with_model_definitions
-    return with_model_definitions(yaml.safe_load(Path(path).read_text()))
+    """The config schema at ``path``, with its dataset, feature and model definitions
+    generated from the parameter tables (``param.py``) of the dataset modules, the
+    feature sets and the registered families."""
+    from .datasets import with_dataset_definitions
+    from .families.schema import with_model_definitions
+    from .spectrogram import definition as features_definition
+    schema = with_model_definitions(with_dataset_definitions(yaml.safe_load(Path(path).read_text())))
+    return {**schema, "definitions": {**schema["definitions"], "features": features_definition()}}
 
 
 def _key_path(error: jsonschema.ValidationError) -> str:
@@ -134,18 +138,19 @@ def _table(properties: dict, required: list, schema: dict) -> list[str]:
 #: (heading, definition name or None for the top level) in the order of the reference.
 DOC_SECTIONS = (
     ("Top-level keys", None),
-    ("`datasets.<name>.*` with `kind: synthetic`", "dataset_synthetic"),
-    ("`datasets.<name>.*` with `kind: maestro`", "dataset_maestro"),
-    ("`datasets.<name>.*` with `kind: maps`", "dataset_maps"),
-    ("`datasets.<name>.*` with `kind: guitarset`", "dataset_guitarset"),
-    ("`datasets.<name>.*` with `kind: slakh`", "dataset_slakh"),
-    ("`datasets.<name>.*` with `kind: folder`", "dataset_folder"),
+    ("datasets", "dataset_*"),  # one section per dataset kind, in the registry's order
     ("`features.<name>.*`", "features"),
     ("models", "model_*"),  # one section per model family's definition, in the schema's order
     ("`resources.<stage>.*` (stages: `default`, `prepare_dataset`, `extract_features`, `train`, `activations`)", "resource_request"),
     ("`decoding.*`", "decoding"),
     ("`evaluation.*`", "evaluation"),
 )
+
+
+def _dataset_sections(schema: dict) -> list[tuple[str, str]]:
+    """(heading, definition) of each dataset kind's definition (``dataset_<kind>``)."""
+    return [(f"`datasets.<name>.*` with `kind: {kind}`", f"dataset_{kind}")
+            for kind in schema["definitions"]["dataset"]["properties"]["kind"]["enum"]]
 
 
 def _model_sections(schema: dict) -> list[tuple[str, str]]:
@@ -165,8 +170,9 @@ def schema_reference(schema: dict) -> str:
     """Markdown tables of every key of the schema, one section per definition."""
     lines = [DOC_BEGIN, ""]
     documented = set()
+    generated = {"dataset_*": _dataset_sections, "model_*": _model_sections}
     sections = [s for section in DOC_SECTIONS
-                for s in (_model_sections(schema) if section[1] == "model_*" else [section])]
+                for s in (generated[section[1]](schema) if section[1] in generated else [section])]
     for heading, name in sections:
         node = schema if name is None else schema["definitions"][name]
         documented.add(name)

@@ -1,7 +1,7 @@
 """Per-track features (spectrograms) and their on-disk cache, memory-mappable .npy files.
 
-A feature set is one ``features`` entry of the config (``spec``); missing keys take
-``DEFAULTS``. Kinds (all magnitudes, bins x frames, frames every ``hop_length`` samples,
+A feature set is one ``features`` entry of the config (``spec``), its keys declared in
+``PARAMS``. Kinds (all magnitudes, bins x frames, frames every ``hop_length`` samples,
 frame ``f`` centred on sample ``f * hop_length``):
 
 - ``cqt``: constant-Q transform (librosa), ``bins_per_semitone`` bins per semitone over
@@ -35,24 +35,45 @@ import pandas as pd
 from .constants import HOP_LENGTH, MIDI_MIN, N_KEYS, SAMPLE_RATE
 from .errors import LowrankAmtError
 from .io import read_json
+from .param import Param, complete, defaults, properties
 
-KINDS = ("cqt", "logstft", "stft")
-DEFAULTS = {"hop_length": HOP_LENGTH, "bins_per_semitone": 3, "fmin_midi": MIDI_MIN, "n_semitones": N_KEYS,
-            "dtype": "float32", "n_fft": 4096, "pedal_extension": False}
+PARAMS = (
+    Param("kind", None, type="string", enum=["cqt", "logstft", "stft"], required=True,
+          meaning="Feature kind: `cqt` constant-Q magnitude (librosa); `logstft` STFT magnitude pooled onto the "
+                  "same log-frequency bins; `stft` linear STFT magnitude."),
+    Param("hop_length", HOP_LENGTH, type="integer", minimum=64, maximum=8192,
+          meaning="Hop between frames in samples; must be a multiple of 2**(octaves - 1) for the CQT."),
+    Param("bins_per_semitone", 3, type="integer", minimum=1, maximum=8, meaning="Frequency bins per semitone."),
+    Param("fmin_midi", MIDI_MIN, type="integer", minimum=0, maximum=127,
+          meaning="MIDI number of the lowest bin's centre frequency (21 = A0 = 27.5 Hz)."),
+    Param("n_semitones", N_KEYS, type="integer", minimum=12, maximum=120,
+          meaning="Frequency range in semitones from fmin_midi."),
+    Param("n_fft", 4096, type="integer", minimum=256, maximum=32768, meaning="STFT size of `logstft` and `stft` features."),
+    Param("pedal_extension", False, type="boolean",
+          meaning="Extend target notes released under the sustain pedal until pedal-up or the next strike of the key."),
+    Param("dtype", "float32", type="string", enum=["float32", "float16"], meaning="Storage type of the cached features."),
+)
+DEFAULTS = {name: value for name, value in defaults(PARAMS).items() if name != "kind"}
 #: Part of the parameter hash: bump it when a change of code changes the features.
 FORMAT_VERSION = 2
 
 
+#: What a cache's params.json records besides the spec's keys (``feature_params``).
+RECORDED = ("sample_rate", "format_version", "params_hash")
+
+
 def full_spec(spec: dict) -> dict:
-    """``spec`` with defaults filled in and checked; errors name the key."""
-    spec = {**DEFAULTS, **spec}
-    if spec.get("kind") not in KINDS:
-        raise LowrankAmtError(f"features kind {spec.get('kind')!r} is unknown; known kinds: {', '.join(KINDS)}")
-    if spec["dtype"] not in ("float16", "float32"):
-        raise LowrankAmtError(f"features 'dtype' {spec['dtype']!r} must be float16 or float32")
-    if spec["hop_length"] < 1 or spec["n_fft"] < 16:
-        raise LowrankAmtError("features 'hop_length' must be >= 1 and 'n_fft' >= 16")
-    return spec
+    """``spec`` (a config entry, or a cache's params.json) with defaults filled in and
+    checked; errors name the key."""
+    if "kind" not in spec:
+        raise LowrankAmtError("config key 'features.<name>.kind' is required")
+    recorded = {k: v for k, v in spec.items() if k in RECORDED}
+    return {**complete(PARAMS, {k: v for k, v in spec.items() if k not in RECORDED}, "features.<name>"), **recorded}
+
+
+def definition() -> dict:
+    """The config schema's ``features`` definition."""
+    return {"type": "object", "additionalProperties": False, "required": ["kind"], "properties": properties(PARAMS)}
 
 
 def feature_params(spec: dict, sample_rate: int) -> dict:

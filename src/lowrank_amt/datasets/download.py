@@ -31,10 +31,29 @@ import zipfile
 from pathlib import Path
 
 from ..errors import LowrankAmtError
+from ..param import Param
 
 CHUNK_BYTES = 1 << 20
 USER_AGENT = "lowrank-amt (dataset preparation)"
 ARCHIVE_SUFFIXES = (".tar.gz", ".tar.bz2", ".tar.xz", ".tgz", ".tar", ".zip")
+
+
+def download_params(official: str) -> tuple[Param, ...]:
+    """The config keys of a downloaded dataset; ``official`` says where its archives come
+    from when ``base_url`` is null."""
+    return (
+        Param("path", None, type=["string", "null"],
+              meaning="Use an already extracted local copy instead of downloading (null = download)."),
+        Param("base_url", None, type=["string", "null"],
+              meaning=f"Mirror folder holding the archives (null = {official})."),
+        Param("checksums", {}, type="object",
+              additionalProperties={"type": "string", "pattern": "^(sha256:[0-9a-f]{64}|md5:[0-9a-f]{32})$"},
+              meaning="Archive name -> `sha256:<hex>` or `md5:<hex>`, overriding the published checksum."),
+        Param("download_dir", None, type=["string", "null"],
+              meaning="Where archives are downloaded and extracted (null = <dataset folder>/downloads); can be "
+                      "shared between studies."),
+        Param("keep_archives", False, type="boolean", meaning="Keep each archive after extraction."),
+    )
 
 
 def parse_checksum(checksum: str | None) -> tuple[str, str] | None:

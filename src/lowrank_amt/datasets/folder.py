@@ -19,16 +19,21 @@ import soundfile
 
 from ..constants import SPLITS
 from ..errors import LowrankAmtError
+from ..param import Param
+from . import options
 from .manifest import write_manifest
 
-DEFAULTS = {
-    "path": None,
-    "split": "test",
-    "instrument": "unknown",
-    "audio_extensions": [".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif"],
-}
-MIDI_SUFFIXES = (".mid", ".midi", ".MID", ".MIDI")
 SPLIT_FROM_FOLDERS = "folders"
+DESCRIPTION = "Your own recordings, audio files beside same-named MIDI files."
+PARAMS = (
+    Param("path", None, type="string", required=True, meaning="Folder of audio files and same-named .mid/.midi files."),
+    Param("split", "test", type="string", enum=[*SPLITS, SPLIT_FROM_FOLDERS],
+          meaning="One split for every track, or `folders`: the split named by each track's top-level subfolder."),
+    Param("instrument", "unknown", type="string", meaning="Instrument label written to the manifest."),
+    Param("audio_extensions", [".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif"], type="array", items={"type": "string"},
+          meaning="File endings that count as audio."),
+)
+MIDI_SUFFIXES = (".mid", ".midi", ".MID", ".MIDI")
 
 
 def audio_duration(path: str | Path) -> float:
@@ -65,15 +70,13 @@ def track_id_of(audio: Path, root: Path) -> str:
 
 def prepare(spec: dict, manifest_path: str | Path, sample_rate: int, jobs: int = 1, log=print) -> None:
     """List the folder's (audio, MIDI) pairs with their durations in the manifest."""
-    opts = {**DEFAULTS, **spec}
+    opts = options(PARAMS, spec)
     if not opts["path"]:
         raise LowrankAmtError("dataset kind 'folder' needs 'datasets.<name>.path': a folder of audio and MIDI files")
     root = Path(opts["path"]).resolve()
     if not root.is_dir():
         raise LowrankAmtError(f"folder {root} (datasets.<name>.path) does not exist")
     split = opts["split"]
-    if split not in SPLITS and split != SPLIT_FROM_FOLDERS:
-        raise LowrankAmtError(f"'split' must be one of {', '.join(SPLITS)} or {SPLIT_FROM_FOLDERS!r}, not {split!r}")
     pairs = find_pairs(root, opts["audio_extensions"])
 
     rows, seen, orphans = [], {}, []

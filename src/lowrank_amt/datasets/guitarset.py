@@ -19,7 +19,9 @@ import numpy as np
 
 from ..errors import LowrankAmtError
 from ..notes import write_midi_notes
-from .download import download_dir, fetch_archive, manifest_path_of, remote
+from ..param import Param
+from . import options
+from .download import download_dir, download_params, fetch_archive, manifest_path_of, remote
 from .folder import audio_duration
 from .manifest import write_manifest
 
@@ -33,16 +35,15 @@ ARCHIVES = {
 AUDIO = {"mic": "audio_mono-mic.zip", "mix": "audio_mono-pickup_mix.zip"}
 GUITAR_PROGRAM = 25  # General MIDI acoustic guitar (steel)
 
-DEFAULTS = {
-    "audio": "mic",
-    "path": None,
-    "base_url": BASE_URL,
-    "checksums": {},
-    "download_dir": None,
-    "keep_archives": False,
-    "test_players": ["05"],
-    "validation_players": ["04"],
-}
+DESCRIPTION = "GuitarSet solo guitar excerpts with string-wise note annotations."
+PLAYERS = {"type": "array", "items": {"type": "string", "pattern": "^0[0-5]$"}}
+PARAMS = (
+    Param("audio", "mic", type="string", enum=list(AUDIO),
+          meaning="Reference microphone (`mic`) or pickup downmix (`mix`)."),
+    *download_params("Zenodo"),
+    Param("test_players", ["05"], **PLAYERS, meaning="Players of the test split."),
+    Param("validation_players", ["04"], **PLAYERS, meaning="Players of the validation split."),
+)
 
 
 def read_jams_notes(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
@@ -77,9 +78,7 @@ def _split(track_id: str, opts: dict) -> str:
 
 def prepare(spec: dict, manifest_path: str | Path, sample_rate: int, jobs: int = 1, log=print) -> None:
     """Download (or find) GuitarSet, convert its JAMS annotations to MIDI, write the manifest."""
-    opts = {**DEFAULTS, **spec}
-    if opts["audio"] not in AUDIO:
-        raise LowrankAmtError(f"GuitarSet 'audio' must be one of {', '.join(AUDIO)}, not {opts['audio']!r}")
+    opts = options(PARAMS, spec)
     overlap = set(opts["test_players"]) & set(opts["validation_players"])
     if overlap:
         raise LowrankAmtError(f"GuitarSet player(s) {sorted(overlap)} are in both test_players and validation_players")

@@ -20,8 +20,9 @@ from pathlib import Path
 import pandas as pd
 
 from ..errors import LowrankAmtError
-from . import synth
-from .download import download_dir, fetch_archive, manifest_path_of, remote
+from ..param import Param
+from . import options, synth
+from .download import download_dir, download_params, fetch_archive, manifest_path_of, remote
 from .folder import audio_duration
 from .manifest import write_manifest
 
@@ -39,17 +40,18 @@ ARCHIVES = {
 }
 SPLITS = ("train", "validation", "test")
 
-DEFAULTS = {
-    "audio": "recorded",
-    "path": None,
-    "base_url": BASE_URL,
-    "checksums": {},
-    "download_dir": None,
-    "keep_archives": False,
-    "max_pieces_per_split": None,
-    "max_hours_per_split": None,
-    "soundfont": "auto",
-}
+DESCRIPTION = "MAESTRO v3.0.0 piano performances with aligned MIDI."
+PARAMS = (
+    Param("audio", "recorded", type="string", enum=list(ARCHIVES),
+          meaning="`recorded`: the real recordings (101 GB download); `rendered`: the MIDI archive (56 MB) "
+                  "rendered with fluidsynth."),
+    *download_params("the official location"),
+    Param("max_pieces_per_split", None, type=["integer", "null"], minimum=1,
+          meaning="Keep the first N pieces of each split (null = all)."),
+    Param("max_hours_per_split", None, type=["number", "null"], exclusiveMinimum=0,
+          meaning="Keep the first pieces of each split up to this many hours (null = all)."),
+    Param("soundfont", "auto", type="string", meaning="Soundfont of the rendered mode."),
+)
 
 
 def read_metadata(root: Path) -> pd.DataFrame:
@@ -90,10 +92,8 @@ def _track_id(midi_filename: str) -> str:
 
 def prepare(spec: dict, manifest_path: str | Path, sample_rate: int, jobs: int = 1, log=print) -> None:
     """Download (or find) MAESTRO, render it in ``rendered`` mode, and write the manifest."""
-    opts = {**DEFAULTS, **spec}
+    opts = options(PARAMS, spec)
     mode = opts["audio"]
-    if mode not in ARCHIVES:
-        raise LowrankAmtError(f"MAESTRO 'audio' must be one of {', '.join(ARCHIVES)}, not {mode!r}")
     out_dir = Path(manifest_path).parent
     if opts["path"]:
         root = Path(opts["path"])

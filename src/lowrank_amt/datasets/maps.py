@@ -22,20 +22,29 @@ import numpy as np
 
 from ..errors import LowrankAmtError
 from ..notes import write_midi_notes
+from ..param import Param
+from . import options
 from .folder import audio_duration
 from .manifest import write_manifest
 
 SYNTHESIZED_PIANOS = ("AkPnBcht", "AkPnBsdf", "AkPnCGdD", "AkPnStgb", "SptkBGAm", "SptkBGCl", "StbgTGd2")
 RECORDED_PIANOS = ("ENSTDkAm", "ENSTDkCl")
 
-DEFAULTS = {
-    "path": None,
-    "test_pianos": ["ENSTDkCl", "ENSTDkAm"],
-    "validation_pianos": ["SptkBGCl"],
-    "train_pianos": [p for p in SYNTHESIZED_PIANOS if p != "SptkBGCl"],
-    "isolated_pianos": None,  # None: the training pianos
-    "exclude_test_pieces": True,
-}
+#: A list of MAPS piano folder names, as JSON Schema.
+PIANOS = {"type": "array", "items": {"type": "string", "enum": sorted(SYNTHESIZED_PIANOS + RECORDED_PIANOS)}}
+
+DESCRIPTION = "MAPS piano dataset (local copy; registration required)."
+PARAMS = (
+    Param("path", None, type="string", required=True, meaning="The unpacked MAPS folder (one folder per piano)."),
+    Param("test_pianos", ["ENSTDkCl", "ENSTDkAm"], **PIANOS, meaning="Pianos of the test split."),
+    Param("validation_pianos", ["SptkBGCl"], **PIANOS, meaning="Pianos of the validation split."),
+    Param("train_pianos", [p for p in SYNTHESIZED_PIANOS if p != "SptkBGCl"], **PIANOS,
+          meaning="Pianos of the training split."),
+    Param("isolated_pianos", None, **{**PIANOS, "type": ["array", "null"]},
+          meaning="Pianos whose ISOL/NO notes form the isolated split (null = the training pianos; [] for none)."),
+    Param("exclude_test_pieces", True, type="boolean",
+          meaning="Drop pieces also in the test split from training and validation."),
+)
 
 
 def read_maps_annotation(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
@@ -84,11 +93,6 @@ def check_layout(root: Path, pianos: list[str]) -> None:
 
 def _tracks(root: Path, opts: dict) -> list[tuple[str, str, Path, str]]:
     """(split, track_id, wav, piano) for every selected recording."""
-    unknown = sorted({p for key in ("test_pianos", "validation_pianos", "train_pianos") for p in opts[key]}
-                     - set(SYNTHESIZED_PIANOS + RECORDED_PIANOS))
-    if unknown:
-        raise LowrankAmtError(f"unknown MAPS piano(s) {unknown}; MAPS has "
-                              f"{', '.join(SYNTHESIZED_PIANOS + RECORDED_PIANOS)}")
     by_split = {"test": opts["test_pianos"], "validation": opts["validation_pianos"], "train": opts["train_pianos"]}
     check_layout(root, [p for pianos in by_split.values() for p in pianos])
     test_pieces = {piece_name(w) for p in opts["test_pianos"] for w in _wavs(root / p / "MUS", "MAPS_MUS-*.wav")}
@@ -111,7 +115,7 @@ def _tracks(root: Path, opts: dict) -> list[tuple[str, str, Path, str]]:
 
 def prepare(spec: dict, manifest_path: str | Path, sample_rate: int, jobs: int = 1, log=print) -> None:
     """Convert the selected MAPS annotations to MIDI and write the manifest."""
-    opts = {**DEFAULTS, **spec}
+    opts = options(PARAMS, spec)
     if not opts["path"]:
         raise LowrankAmtError("MAPS needs 'datasets.<name>.path': the folder of the unpacked MAPS (registration "
                               "required, see https://adasp.telecom-paris.fr/resources/2010-07-08-maps-database/)")

@@ -23,7 +23,9 @@ import yaml
 from ..constants import SPLITS
 from ..errors import LowrankAmtError
 from ..io import atomic_path
-from .download import download_dir, fetch_archive, manifest_path_of, remote
+from ..param import Param
+from . import options
+from .download import download_dir, download_params, fetch_archive, manifest_path_of, remote
 from .folder import audio_duration
 from .manifest import write_manifest
 
@@ -36,18 +38,19 @@ VERSIONS = {
 }
 AUDIO_SUFFIXES = (".flac", ".wav")
 
-DEFAULTS = {
-    "version": "2100-redux",
-    "audio": "mix",
-    "instrument_classes": None,  # None: every pitched stem
-    "split": "test",  # for songs outside a train/validation/test folder (baby Slakh)
-    "max_pieces_per_split": None,
-    "path": None,
-    "base_url": None,  # None: the version's Zenodo record
-    "checksums": {},
-    "download_dir": None,
-    "keep_archives": False,
-}
+DESCRIPTION = "Slakh2100 multitrack songs rendered from MIDI."
+PARAMS = (
+    Param("version", "2100-redux", type="string", enum=list(VERSIONS), meaning="Which release."),
+    Param("audio", "mix", type="string", enum=["mix", "stems"],
+          meaning="`mix`: the full mixture; `stems`: the sum of the selected stems, so audio and notes match."),
+    Param("instrument_classes", None, type=["array", "null"], items={"type": "string"},
+          meaning="Slakh inst_class names whose notes (and stems) are kept (null = every pitched stem)."),
+    Param("split", "test", type="string", enum=list(SPLITS),
+          meaning="Split of songs outside a split folder (baby release)."),
+    Param("max_pieces_per_split", None, type=["integer", "null"], minimum=1,
+          meaning="Keep the first N songs of each split (null = all)."),
+    *download_params("the release's Zenodo record"),
+)
 
 
 def _audio_file(stem_path: Path) -> Path | None:
@@ -101,13 +104,7 @@ def _songs(root: Path, default_split: str) -> list[tuple[str, Path]]:
 def prepare(spec: dict, manifest_path: str | Path, sample_rate: int, jobs: int = 1, log=print) -> None:
     """Download (or find) Slakh, merge each song's selected stems into one MIDI file (and
     their audio, with ``audio: stems``), and write the manifest."""
-    opts = {**DEFAULTS, **spec}
-    if opts["version"] not in VERSIONS:
-        raise LowrankAmtError(f"Slakh 'version' must be one of {', '.join(VERSIONS)}, not {opts['version']!r}")
-    if opts["audio"] not in ("mix", "stems"):
-        raise LowrankAmtError(f"Slakh 'audio' must be 'mix' or 'stems', not {opts['audio']!r}")
-    if opts["split"] not in SPLITS:
-        raise LowrankAmtError(f"Slakh 'split' must be one of {', '.join(SPLITS)}, not {opts['split']!r}")
+    opts = options(PARAMS, spec)
     out_dir = Path(manifest_path).parent
     if opts["path"]:
         root = Path(opts["path"])

@@ -38,6 +38,8 @@ import soundfile
 from ..constants import MIDI_MAX, MIDI_MIN
 from ..errors import LowrankAmtError
 from ..io import atomic_path
+from ..param import Param
+from . import options
 from .manifest import write_manifest
 
 #: Debian's soundfont folders: a timbre's soundfont may be named by its file name alone.
@@ -56,14 +58,56 @@ INSTALL_HINT = "install Debian's fluid-soundfont-gm (apt-get install fluid-sound
 ISOLATED_HOLD_SECONDS = 1.0
 ISOLATED_SPACING_SECONDS = 1.5
 
-#: Values of the optional spec keys (the config schema documents each).
-DEFAULTS = {
-    "seed": 0, "n_train": 4, "train_hours": None, "n_validation": 2, "n_test": 4,
-    "piece_seconds": 10.0, "max_polyphony": 8, "pitch_range": [MIDI_MIN, MIDI_MAX],
-    "train_programs": [0, 3], "test_programs": [2], "soundfont": "auto", "test_soundfont": None,
-    "pedal_probability": 0.4, "isolated_velocities": [80], "reverb": False, "noise_snr_db": None,
-    "train_timbres": None, "test_timbres": None,
-}
+#: JSON Schema of a list of General MIDI programs and of a list of timbres.
+PROGRAMS = {"type": "array", "items": {"type": "integer", "minimum": 0, "maximum": 127}, "minItems": 1}
+TIMBRES = {"type": ["array", "null"], "items": {"type": "string", "pattern": "^.+:[0-9]+(:[0-9]+)?$"}, "minItems": 1}
+
+DESCRIPTION = "The embedded synthetic piano corpus."
+PARAMS = (
+    Param("seed", 0, type="integer", minimum=0,
+          meaning="Seed of the MIDI generator; the same seed gives the same MIDI and the same audio bytes."),
+    Param("train_hours", None, type=["number", "null"], exclusiveMinimum=0, maximum=1000,
+          meaning="Hours of training pieces (MIDI length); overrides n_train. Larger sizes only add pieces, so "
+                  "sizes nest."),
+    Param("n_train", 4, type="integer", minimum=0, meaning="Number of training pieces when train_hours is null."),
+    Param("n_validation", 2, type="integer", minimum=0,
+          meaning="Number of validation pieces (decoding is tuned on them; 0 only for a dataset with `role: "
+                  "test`)."),
+    Param("n_test", 4, type="integer", minimum=1, meaning="Number of test pieces."),
+    Param("piece_seconds", 10, type="number", exclusiveMinimum=0, maximum=3600,
+          meaning="Length of each generated piece in seconds."),
+    Param("max_polyphony", 8, type="integer", minimum=1, maximum=12,
+          meaning="Largest number of notes sounding at once in a generated piece."),
+    Param("pitch_range", [MIDI_MIN, MIDI_MAX], type="array",
+          items={"type": "integer", "minimum": MIDI_MIN, "maximum": MIDI_MAX}, minItems=2, maxItems=2,
+          meaning="Lowest and highest MIDI pitch of generated notes (inclusive, at least an octave apart)."),
+    Param("train_programs", [0, 3], **PROGRAMS,
+          meaning="General MIDI programs (0-7 are pianos) of training, validation and isolated-note tracks."),
+    Param("test_programs", [2], **PROGRAMS,
+          meaning="General MIDI programs of the test pieces; must differ from train_programs when both use the "
+                  "same soundfont (test on an unseen piano)."),
+    Param("soundfont", "auto", type="string",
+          meaning="Path to an .sf2/.sf3 soundfont, or `auto` for the first of Debian's General MIDI soundfonts "
+                  "found."),
+    Param("test_soundfont", None, type=["string", "null"],
+          meaning="Soundfont of the test split (null = `soundfont`)."),
+    Param("train_timbres", None, **TIMBRES,
+          meaning="Timbres of training, validation and isolated-note tracks, each `SOUNDFONT:PROGRAM` or "
+                  "`SOUNDFONT:BANK:PROGRAM` (SOUNDFONT: a path, a file name in /usr/share/sounds/sf2, sf3 or "
+                  "/usr/share/soundfonts, or `auto`); tracks cycle through them. null = `train_programs` of "
+                  "`soundfont`. MuseScore General soundfonts are refused."),
+    Param("test_timbres", None, **TIMBRES,
+          meaning="Timbres of the test pieces, as `train_timbres`; none may be a training timbre. null = "
+                  "`test_programs` of `test_soundfont` (or `soundfont`)."),
+    Param("pedal_probability", 0.4, type="number", minimum=0, maximum=1,
+          meaning="Share of pieces played with sustain pedal (CC64)."),
+    Param("isolated_velocities", [80], type="array", items={"type": "integer", "minimum": 1, "maximum": 127},
+          meaning="Velocities at which every piano key is rendered in isolation, per training program, for "
+                  "template learning ([]: none, e.g. for a dataset with `role: test`)."),
+    Param("reverb", False, type="boolean", meaning="Render with fluidsynth's room reverb."),
+    Param("noise_snr_db", None, type=["number", "null"], minimum=-20, maximum=100,
+          meaning="Add white noise at this signal-to-noise ratio in dB (null = none)."),
+)
 
 MAJOR = (0, 2, 4, 5, 7, 9, 11)
 MINOR = (0, 2, 3, 5, 7, 8, 11)  # harmonic minor: a leading tone for the dominant
@@ -76,22 +120,18 @@ MIN_NOTE_SECONDS = 0.05
 
 
 def full_spec(spec: dict) -> dict:
-    """``spec`` with defaults filled in, checked; errors name the offending key."""
-    spec = {**DEFAULTS, **spec}
+    """``spec`` with defaults filled in, checked (each key by its ``Param``, then the
+    timbres across keys); errors name the offending key."""
+    spec = options(PARAMS, spec)
     low, high = spec["pitch_range"]
-    if not MIDI_MIN <= low <= high <= MIDI_MAX or high - low < 12:
-        raise LowrankAmtError(f"datasets.<name>.pitch_range {spec['pitch_range']} must lie within "
-                              f"[{MIDI_MIN}, {MIDI_MAX}] and span at least an octave")
-    if not spec["train_programs"] or not spec["test_programs"]:
-        raise LowrankAmtError("datasets.<name>.train_programs and test_programs need at least one program each")
+    if high - low < 12:
+        raise LowrankAmtError(f"datasets.<name>.pitch_range {spec['pitch_range']} must span at least an octave")
     train, test = ({(_font_key(f), b, p) for f, b, p in timbres(spec, split)} for split in ("train", "test"))
     shared = train & test
     if shared:
         raise LowrankAmtError(
             f"datasets.<name>: test timbres share {sorted(shared)[0]} with the training timbres; "
             "the test piano must be one no training track uses (see test_programs / test_timbres)")
-    if spec["max_polyphony"] < 1 or spec["piece_seconds"] <= 0:
-        raise LowrankAmtError("datasets.<name>: max_polyphony must be >= 1 and piece_seconds > 0")
     return spec
 
 

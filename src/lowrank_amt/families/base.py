@@ -5,7 +5,7 @@ the CLI, interpretability, the workflow) read only what it declares here and nev
 test a family's name. What a family declares:
 
 * ``name``, ``description``; ``params``: its spec keys, each declared once with its
-  default, allowed values and meaning (``params.Param``); ``defaults`` and ``choices``,
+  default, allowed values and meaning (``param.Param``); ``defaults`` and ``choices``,
   the config schema's model definitions and config/README.md's tables come from them.
 * ``skip(spec) -> (bool, reason)``: the combinations of several keys it refuses, and why
   (a single key's range is its ``Param``'s).
@@ -81,7 +81,7 @@ class Family:
 
     name = ""
     description = ""
-    #: the spec keys (``params.Param``), declared once; ``schema_definition`` names the
+    #: the spec keys (``param.Param``), declared once; ``schema_definition`` names the
     #: config schema's definition generated from them (families sharing a table share one)
     params: tuple = ()
     schema_definition = ""

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pandas as pd
 
 from .base import Family, Trained
-from .params import Param
+from ..param import Param
 
 
 class BasicPitch(Family):

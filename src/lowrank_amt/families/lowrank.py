@@ -47,7 +47,8 @@ from ..spectrogram import bin_frequencies, cache_params
 from . import lowrank_fit
 from .base import Family, Trained
 from .lowrank_fit import normalized_templates, template_layout
-from .params import DEVICE, TEACHER, Param
+from ..param import Param
+from .schema import DEVICE, TEACHER
 from .supervision import SUPERVISIONS, Supervision
 
 # learning_rate: Adam's steps on log W are relative (at most about lr per step); at 0.1,

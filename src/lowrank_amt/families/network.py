@@ -29,7 +29,8 @@ from ..errors import LowrankAmtError
 from ..spectrogram import cache_params, read_index
 from ..loader import FrameBatches
 from .base import Family, Trained
-from .params import DEVICE, TEACHER, Param
+from ..param import Param
+from .schema import DEVICE, TEACHER
 
 def build_model(params: dict, spec: dict) -> torch.nn.Module:
     """The network of a model spec (its ``architecture``) for a CQT feature set (its

@@ -33,7 +33,8 @@ from ..factorization.unrolled_mu import UnrolledMU
 from ..spectrogram import read_index
 from ..loader import FrameBatches
 from .base import Family, Trained
-from .params import DEVICE, TEACHER, Param
+from ..param import Param
+from .schema import DEVICE, TEACHER
 
 #: what the model learns beyond W (saved as weights/<name>)
 LEARNED = ("log_scale", "log_exponent", "note_gain", "note_bias", "onset_rise", "onset_level", "onset_bias")

@@ -1,34 +1,12 @@
-"""A family's spec keys, each declared once: a table of ``Param`` (name, default, the JSON
-Schema of its values, a one-line meaning). From these tables come the defaults and
-choices a family reports, the checks of ``families.resolve``, the model part of the
-config schema (``with_model_definitions``: the family enum, one branch per family and one
-``model_<...>`` definition per table) and, through the schema, config/README.md's model
-tables. A family's ``skip()`` keeps only the checks that span several keys.
+"""The model part of the config schema, generated from the families' parameter tables
+(``param.Param``): the family enum, one branch per family and one ``model_<...>``
+definition per table (``with_model_definitions``). A family's ``skip()`` keeps only the
+checks that span several keys.
 """
 
 from __future__ import annotations
 
-import copy
-
-import jsonschema
-
-
-class Param:
-    """One spec key: ``Param("beta", 1.0, type="number", minimum=0, meaning="...")``; the
-    keywords besides ``meaning`` are JSON Schema (``type``, ``minimum``, ``enum``, ...)."""
-
-    def __init__(self, name: str, default, *, meaning: str, **schema):
-        self.name, self.default, self.meaning, self.schema = name, default, meaning, schema
-        self._validator = jsonschema.Draft7Validator(schema)
-
-    def json_schema(self) -> dict:
-        return {**self.schema, "default": copy.deepcopy(self.default), "description": self.meaning}
-
-    def error(self, value) -> str | None:
-        """Why ``value`` is not allowed (None when it is)."""
-        error = jsonschema.exceptions.best_match(self._validator.iter_errors(value))
-        return None if error is None else error.message
-
+from ..param import Param, properties
 
 #: Keys several families share, declared once.
 DEVICE = Param("device", "auto", type="string", enum=["auto", "cpu", "cuda"],
@@ -47,7 +25,7 @@ def definition(families: list) -> dict:
     return {"type": "object", "additionalProperties": False,
             "description": "; ".join(f"`{f.name}`: {f.description}" for f in families) + ".",
             "properties": {"family": {**family, "description": "The family."},
-                           **{p.name: p.json_schema() for p in families[0].params}}}
+                           **properties(families[0].params)}}
 
 
 def with_model_definitions(schema: dict) -> dict:
