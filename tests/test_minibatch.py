@@ -128,3 +128,30 @@ def test_a_checkpoint_of_another_spec_is_refused(tmp_path, planted, array_batche
     with pytest.raises(LowrankAmtError, match="last.pt belongs to another model spec"):
         train_epochs(nmf, OnlineMU(W0, beta=1.0, forget_factor=0.5, total_frames=200), array_batches(V, 100),
               fingerprint="b", **kwargs)
+
+
+class Payload:
+    """An object a pickle would rebuild by running code: a checkpoint must never hold one."""
+
+    def __reduce__(self):
+        return (print, ("code ran while loading a checkpoint",))
+
+
+@pytest.mark.parametrize("content", ["pickled object", "truncated"])
+def test_a_checkpoint_that_is_not_plain_data_is_refused(tmp_path, planted, array_batches, content, capsys):
+    from lowrank_amt.errors import LowrankAmtError
+    V = planted(N=200)
+    W0 = nmf.init_dictionary(30, 4, 0.5, generator(0), torch.from_numpy(V))
+    kwargs = dict(epochs=1, inner_iterations=2, checkpoint_path=tmp_path / "last.pt", log=quiet)
+    train_epochs(nmf, OnlineMU(W0, beta=1.0, forget_factor=0.5, total_frames=200), array_batches(V, 100),
+                 fingerprint="a", **kwargs)
+    saved = torch.load(tmp_path / "last.pt", weights_only=True)
+    if content == "pickled object":
+        torch.save({**saved, "extra": Payload()}, tmp_path / "last.pt")
+    else:
+        data = (tmp_path / "last.pt").read_bytes()
+        (tmp_path / "last.pt").write_bytes(data[: len(data) // 2])
+    with pytest.raises(LowrankAmtError, match="checkpoint .*last.pt cannot be read as tensors and plain data"):
+        train_epochs(nmf, OnlineMU(W0, beta=1.0, forget_factor=0.5, total_frames=200), array_batches(V, 100),
+                     fingerprint="a", **kwargs)
+    assert "code ran" not in capsys.readouterr().out

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from .errors import LowrankAmtError
+from .io import write_text
 from .kernels import pin_kernels
 
 
@@ -101,7 +102,7 @@ COMMANDS = {
              [("kind", {"choices": ["tradeoff", "tradeoff-largest", "scaling", "cost-scaling"]}),
               ("--summary", P), ("--out", P)]),
     "scaling-tables": ("the scaling study's tables (note F per size, costs, memory) as markdown",
-                       [("--summary", P), ("--out", P),
+                       [("--summary", P), ("--out", {"required": True, "help": "a file, or - for standard output"}),
                         ("--memory-limit-mb", {"type": float, "default": None,
                                                "help": "memory full batch must fit in (default: this machine's)"})]),
     "plot-losses": ("loss curves of several models",
@@ -142,7 +143,7 @@ def _config_docs(a):
     if a.check and updated != readme.read_text():
         raise LowrankAmtError(f"{readme} is out of date: run lowrank-amt config-docs without --check")
     if not a.check:
-        readme.write_text(updated)
+        write_text(readme, updated)
 
 
 def _prepare_dataset(a):
@@ -215,7 +216,7 @@ def _page_table(a):
         raise LowrankAmtError(f"{a.page}'s table comes from {source}, which is not there: run its study first")
     fresh = Path(source).read_text()
     if not a.check:
-        page.write_text(summary.embed_table(page.read_text(), fresh))
+        write_text(page, summary.embed_table(page.read_text(), fresh))
         return _log(f"{a.page}: table copied from {source}")
     differences = summary.table_differences(published, fresh)
     if differences:

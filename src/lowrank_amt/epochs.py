@@ -16,7 +16,8 @@ A *learner* owns the model and what moves it; the loop owns the schedule around 
 
 Early stopping after ``patience`` epochs without a lower watched loss (0: never). After
 every epoch a checkpoint (``torch.save`` of the learner, the torch RNG, the history and
-the best snapshot) is written atomically; a checkpoint with the same ``fingerprint`` is
+the best snapshot: tensors and plain containers, loaded with ``weights_only=True``) is
+written atomically; a checkpoint with the same ``fingerprint`` is
 resumed, so an interrupted run ends with the same model and history as an uninterrupted
 one, and a checkpoint of another fingerprint (another spec or data selection) is refused
 with an error naming it. The caller removes the checkpoint once its outputs are written.
@@ -52,11 +53,12 @@ def fingerprint(spec: dict, train_hours, n_training_frames: int) -> str:
 def _resume(learner, checkpoint_path, fingerprint: str, device, log) -> dict | None:
     if checkpoint_path is None or not Path(checkpoint_path).exists():
         return None
-    try:
-        saved = torch.load(checkpoint_path, map_location=device, weights_only=False)
-    except Exception as exc:  # torch raises many kinds on a truncated or foreign file
-        raise LowrankAmtError(f"checkpoint {checkpoint_path} cannot be read ({exc}); delete it to "
-                              "train from scratch") from exc
+    try:  # tensors and plain containers only: a checkpoint is data, never code to run
+        saved = torch.load(checkpoint_path, map_location=device, weights_only=True)
+    except Exception as exc:  # torch raises many kinds on a truncated, foreign or pickled file
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise LowrankAmtError(f"checkpoint {checkpoint_path} cannot be read as tensors and plain data "
+                              f"({reason}); delete it to train from scratch") from exc
     if not isinstance(saved, dict) or saved.get("fingerprint") != fingerprint:
         raise LowrankAmtError(f"checkpoint {checkpoint_path} belongs to another model spec or data "
                               "selection; delete it to train from scratch")

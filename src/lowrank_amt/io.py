@@ -4,10 +4,17 @@ looks complete."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
+import sys
 import tempfile
 from pathlib import Path
+
+from .errors import LowrankAmtError
+
+#: Why a write fails for want of room or rights, not because of the data written.
+WRITE_ERRORS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS, errno.EIO}
 
 
 def file_mode() -> int:
@@ -25,26 +32,65 @@ def file_mode() -> int:
     return 0o666 & ~mask
 
 
+def check_writable(path: Path) -> Path:
+    """``path`` to replace: a symlink is followed to its target; an existing path that is
+    not a regular file (a directory, device, FIFO or socket) is refused, so that a write
+    never replaces, say, /dev/stdout with a regular file."""
+    advice = "give a file path, or '-' for standard output where a command prints a table"
+    if path.is_symlink():
+        target = Path(os.path.realpath(path))
+        if not target.is_file():  # a folder, a device, a pipe (/dev/stdout), or nothing
+            raise LowrankAmtError(f"{path} links to {target}, which is not a regular file; refusing to write "
+                                  f"there ({advice})")
+        return target
+    if os.path.lexists(path) and not path.is_file():
+        raise LowrankAmtError(f"{path} exists and is not a regular file; refusing to write over it ({advice})")
+    return path
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike):
     """Yield a temporary path beside ``path``; rename it onto ``path`` only on success.
-    The file gets the mode any new file gets under the umask."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
+    The file gets the mode any new file gets under the umask. A write that fails (no
+    space, no permission, the file-size limit) leaves the previous file as it was, no
+    temporary file behind, and is one error naming ``path``."""
+    path = check_writable(Path(path))
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
+        os.close(fd)
         yield Path(tmp)
         os.chmod(tmp, file_mode())
         os.replace(tmp, path)
+    except OSError as exc:
+        if exc.errno not in WRITE_ERRORS:
+            raise
+        raise LowrankAmtError(f"cannot write {path}: {exc.strerror or exc}") from exc
     finally:
-        if os.path.exists(tmp):
+        if tmp is not None and os.path.exists(tmp):
             os.remove(tmp)
 
 
-def write_json(path: str | os.PathLike, obj) -> None:
+def write_text(path: str | os.PathLike, text: str) -> None:
+    """``text`` into ``path`` atomically, or onto standard output when ``path`` is '-'."""
+    if str(path) == "-":
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+        tmp.write_text(text)
+
+
+def save_array(path: str | os.PathLike, array) -> None:
+    """``np.save`` of ``array`` into ``path``, atomically."""
+    import numpy as np
+    with atomic_path(path) as tmp:
+        np.save(tmp, array)
+
+
+def write_json(path: str | os.PathLike, obj) -> None:
+    write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
 def read_json(path: str | os.PathLike):

@@ -34,6 +34,7 @@ from .device import pick_device
 from .spectrogram import compute_features
 from .targets import frame_targets, read_annotation
 from .model_file import Model, load_model
+from .io import atomic_path
 from .notes import write_midi_notes
 from .steering import Steering
 
@@ -210,7 +211,8 @@ def write_notes(out_stem: Path, notes) -> None:
     write_midi_notes(out_stem.with_suffix(".mid"), intervals, pitches, velocities)
     table = pd.DataFrame({"onset_s": intervals[:, 0], "offset_s": intervals[:, 1], "pitch": pitches,
                           "velocity": velocities})
-    table.to_csv(out_stem.with_suffix(".csv"), index=False, float_format="%.4f")
+    with atomic_path(out_stem.with_suffix(".csv")) as tmp:
+        table.to_csv(tmp, index=False, float_format="%.4f")
 
 
 def transcribe_files(model_name, inputs, out_dir, *, plot: bool = False, device: str | None = None,

@@ -16,14 +16,9 @@ import pandas as pd
 
 from ..audio import load_audio
 from ..datasets.manifest import read_manifest
-from ..io import atomic_path, write_json
+from ..io import atomic_path, save_array, write_json
 from ..spectrogram import compute_features, feature_params, full_spec, params_hash
 from ..targets import NAMES as TARGETS, frame_targets, read_annotation
-
-
-def _save(path: Path, array: np.ndarray) -> None:
-    with atomic_path(path) as tmp:
-        np.save(tmp, array)
 
 
 def extract_dataset(manifest_path: str | Path, spec: dict, sample_rate: int,
@@ -49,9 +44,9 @@ def extract_dataset(manifest_path: str | Path, spec: dict, sample_rate: int,
         targets = frame_targets(intervals, pitches, features.shape[1], frame_rate)
         paths = {"features_path": f"{track.track_id}.npy",
                  **{f"{name}_path": f"{track.track_id}.{name}.npy" for name in TARGETS}}
-        _save(out_dir / paths["features_path"], features)
+        save_array(out_dir / paths["features_path"], features)
         for name in TARGETS:
-            _save(out_dir / paths[f"{name}_path"], targets[name])
+            save_array(out_dir / paths[f"{name}_path"], targets[name])
         rows.append({"track_id": track.track_id, "split": track.split, **paths,
                      "midi_path": track.midi_path, "n_frames": features.shape[1],
                      "frame_rate": frame_rate, "duration": len(audio) / sample_rate,

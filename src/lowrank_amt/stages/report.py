@@ -11,7 +11,7 @@ import pandas as pd
 from .. import plots
 from ..errors import LowrankAmtError
 from ..interpretability import load_dictionary
-from ..io import atomic_path
+from ..io import write_text
 from ..memory import machine_memory_mb
 from ..pitch import estimate_template_pitches
 from ..spectrogram import bin_frequencies, cache_params, load_track, read_index
@@ -32,10 +32,9 @@ def plot(kind: str, summary_path, out_path) -> None:
 
 
 def scaling_tables(summary_path, out_path, memory_limit_mb: float | None = None) -> None:
-    """The scaling study's markdown tables; the memory limit defaults to this machine's."""
-    text = scaling_markdown(pd.read_csv(summary_path), memory_limit_mb or machine_memory_mb())
-    with atomic_path(out_path) as tmp:
-        tmp.write_text(text)
+    """The scaling study's markdown tables into ``out_path`` ('-': standard output); the
+    memory limit defaults to this machine's."""
+    write_text(out_path, scaling_markdown(pd.read_csv(summary_path), memory_limit_mb or machine_memory_mb()))
 
 
 def plot_losses(loss_paths: dict, out_path) -> None:

@@ -36,7 +36,7 @@ from ..constants import OFFSET_RATIO, ONSET_TOLERANCE
 from ..device import pick_device
 from ..epochs import checkpoint_file
 from ..errors import LowrankAmtError
-from ..io import atomic_path, write_json
+from ..io import atomic_path, save_array, write_json
 from ..loader import select_training_tracks
 from ..memory import peak_rss_mb
 from ..metrics import precision_recall_f
@@ -119,7 +119,7 @@ def teach(model_path, index_path, out_index, info_path, log=print, *, manifest_p
             agreement += _overlap(targets["roll"], np.load(row.roll_path))
         for name, array in targets.items():
             if f"{name}_path" in index.columns:
-                np.save(folder / f"{row.track_id}.{name}.npy", array)
+                save_array(folder / f"{row.track_id}.{name}.npy", array)
                 index.loc[at, f"{name}_path"] = str(folder / f"{row.track_id}.{name}.npy")
         write_midi_notes(folder / f"{row.track_id}.mid", intervals, pitches, velocities)
         index.loc[at, "midi_path"] = str(folder / f"{row.track_id}.mid")
