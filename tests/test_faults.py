@@ -108,3 +108,22 @@ def test_a_write_without_permission_keeps_the_previous_file(tmp_path, summary_cs
         folder.chmod(0o755)
     assert status == 2 and "cannot write" in err and err.count("\n") == 1
     assert (folder / "tables.md").read_text() == "the previous tables\n" and len(list(folder.iterdir())) == 1
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage header"])
+def test_a_damaged_feature_cache_file_is_named_never_used(tmp_path, cache_builder, small_spec, damage):
+    """As a killed copy or a full disk leaves it: training stops with one line naming the
+    file and what to do."""
+    from lowrank_amt.errors import LowrankAmtError
+    from lowrank_amt.stages.train import train
+    (tmp_path / "cache").mkdir()
+    folder, _ = cache_builder(tmp_path / "cache", (("train", 2), ("validation", 1), ("test", 1)),
+                              notes_per_track=10, key_spacing=0.3, key_hold=0.25)
+    victim = sorted(folder.glob("train_*.npy"))[0]
+    data = victim.read_bytes()
+    victim.write_bytes(data[: len(data) // 2] if damage == "truncated" else b"\x00" * len(data))
+    out = tmp_path / "model"
+    spec = {**small_spec, "family": "nmf", "supervision": "unsupervised", "form": "online_mu"}
+    with pytest.raises(LowrankAmtError, match=f"feature cache file {victim} is truncated or corrupt"):
+        train(spec, folder / "index.csv", out / "model.npz", out / "loss.csv", out / "train.json", log=lambda m: None)
+    assert not out.exists()

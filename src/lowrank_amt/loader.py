@@ -29,7 +29,7 @@ import pandas as pd
 
 from .constants import N_KEYS
 from .errors import LowrankAmtError
-from .spectrogram import read_index
+from .spectrogram import load_cached, read_index
 
 
 def select_training_tracks(index: pd.DataFrame, hours: float | None) -> pd.DataFrame:
@@ -97,7 +97,7 @@ class FrameBatches:
         self.n_target_rows = N_KEYS * (2 if attack_frames else 1)
         self.track_frames = tracks["n_frames"].to_numpy(dtype=np.int64)
         self.n_frames = int(self.track_frames.sum())
-        self.n_bins = int(np.load(self.features_paths[0], mmap_mode="r").shape[0])
+        self.n_bins = int(load_cached(self.features_paths[0]).shape[0])
         self.batch_frames, self.seed, self.shuffle = batch_frames, seed, shuffle
         self.segment_frames, self.chunk_frames, self.buffer_chunks = segment_frames, chunk_frames, buffer_chunks
 
@@ -110,11 +110,11 @@ class FrameBatches:
 
     def _read(self, track: int, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
         """Frames [start, stop) of one track, copied out of short-lived memory maps."""
-        features = np.load(self.features_paths[track], mmap_mode="r")
-        targets = np.array(np.load(self.target_paths[track], mmap_mode="r")[:, start:stop], dtype=np.uint8)
+        features = load_cached(self.features_paths[track])
+        targets = np.array(load_cached(self.target_paths[track])[:, start:stop], dtype=np.uint8)
         if self.attack_frames:  # onsets up to A - 1 frames before the chunk reach into it
             before = min(start, self.attack_frames - 1)
-            onsets = np.load(self.onset_paths[track], mmap_mode="r")[:, start - before:stop]
+            onsets = load_cached(self.onset_paths[track])[:, start - before:stop]
             targets = np.concatenate([targets, attack_rows(onsets, self.attack_frames)[:, before:]])
         return np.array(features[:, start:stop], dtype=np.float32), targets
 

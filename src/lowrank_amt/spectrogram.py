@@ -225,9 +225,19 @@ def _check_params(index_path: Path, index: pd.DataFrame, spec, sample_rate) -> N
                                   f"(differ: {', '.join(changed)}){stale}")
 
 
+def load_cached(path) -> np.ndarray:
+    """Memory-map one array of a feature cache; a truncated or corrupt file (as a killed
+    copy or a full disk leaves it) is one error naming it, never used."""
+    try:
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        raise LowrankAmtError(f"feature cache file {path} is truncated or corrupt ({exc}); delete "
+                              f"{Path(path).parent} and extract the features again") from exc
+
+
 def load_track(row) -> tuple[np.ndarray, np.ndarray]:
     """Memory-map one track's features and key-activity roll."""
-    return np.load(row.features_path, mmap_mode="r"), np.load(row.roll_path, mmap_mode="r")
+    return load_cached(row.features_path), load_cached(row.roll_path)
 
 
 def cache_params(index_path: str | Path) -> dict:

@@ -19,7 +19,7 @@ from ..factorization import nmf
 from ..factorization.activations import track_activations
 from ..factorization.core import generator
 from ..factorization.training import DictionaryLearner, GradientStep, OnlineMU, fit_full_batch
-from ..spectrogram import load_track, read_index
+from ..spectrogram import load_cached, load_track, read_index
 from ..loader import FrameBatches, attack_rows, select_training_tracks
 
 
@@ -161,7 +161,7 @@ def track_attack_rows(row, attack_frames: int, index_path) -> np.ndarray:
     if not getattr(row, "onsets_path", None):
         raise LowrankAmtError(f"feature index {index_path} has no onset targets for track "
                               f"{row.track_id}; extract the features again")
-    return attack_rows(np.load(row.onsets_path), attack_frames)
+    return attack_rows(load_cached(row.onsets_path), attack_frames)
 
 
 def template_layout(spec) -> tuple[np.ndarray, np.ndarray]:

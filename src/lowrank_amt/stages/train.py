@@ -42,7 +42,7 @@ from ..memory import peak_rss_mb
 from ..metrics import precision_recall_f
 from ..model_file import load_model, save_model
 from ..notes import write_midi_notes
-from ..spectrogram import cache_params, read_index
+from ..spectrogram import cache_params, load_cached, read_index
 from ..targets import frame_targets
 from ..versions import run_provenance, software_versions
 from .transcribe import check_features, model_inputs
@@ -116,7 +116,7 @@ def teach(model_path, index_path, out_index, info_path, log=print, *, manifest_p
         targets = frame_targets(intervals, pitches, int(row.n_frames), float(row.frame_rate))
         at = index.index[(index["split"] == "train") & (index["track_id"] == row.track_id)]
         if getattr(row, "annotated", True) and Path(row.roll_path).exists():
-            agreement += _overlap(targets["roll"], np.load(row.roll_path))
+            agreement += _overlap(targets["roll"], load_cached(row.roll_path))
         for name, array in targets.items():
             if f"{name}_path" in index.columns:
                 save_array(folder / f"{row.track_id}.{name}.npy", array)
