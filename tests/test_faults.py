@@ -127,3 +127,16 @@ def test_a_damaged_feature_cache_file_is_named_never_used(tmp_path, cache_builde
     with pytest.raises(LowrankAmtError, match=f"feature cache file {victim} is truncated or corrupt"):
         train(spec, folder / "index.csv", out / "model.npz", out / "loss.csv", out / "train.json", log=lambda m: None)
     assert not out.exists()
+
+
+def test_the_temporary_file_of_a_killed_writer_is_removed_by_the_next_write(tmp_path):
+    """SIGKILL runs no cleanup: the next write of the same file removes what a dead
+    writer left, and keeps what a live one is writing."""
+    from lowrank_amt.io import write_text
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    orphan = tmp_path / f".tables.md.{dead.stdout.strip()}.x1y2z3.md"
+    live = tmp_path / f".tables.md.{os.getpid()}.a1b2c3.md"
+    orphan.write_text("half a table")
+    live.write_text("being written")
+    write_text(tmp_path / "tables.md", "the table\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [live.name, "tables.md"]

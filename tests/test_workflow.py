@@ -297,3 +297,75 @@ def test_a_killed_study_resumes_without_redoing_finished_jobs_or_epochs(tmp_path
     losses = pd.read_csv(tmp_path / model.replace("model.npz", "loss.csv"))
     assert losses["epoch"].nunique() == 300  # the resumed run's history holds every epoch once
     assert not checkpoint.exists()
+
+
+def running_rules(log: str) -> list[str]:
+    """The rules a Snakemake log shows as started and not finished."""
+    import collections
+    import re
+    started = collections.Counter(re.findall(r"^(?:local)?rule (\w+):$", log, flags=re.MULTILINE))
+    started.subtract(re.findall(r"^Finished jobid: \d+ \(Rule: (\w+)\)$", log, flags=re.MULTILINE))
+    return sorted(rule for rule, n in started.items() if n > 0)
+
+
+def same_outputs(reference: Path, study: Path) -> list[str]:
+    """Where two runs' results differ: audio, MIDI and cached arrays byte for byte, model
+    and activation arrays exactly, per-track metrics and the chosen decodings."""
+    differ = []
+    for path in sorted(p for stage in ("data", "features", "models", "transcriptions", "metrics")
+                       for p in (reference / stage).rglob("*")):
+        other = study / path.relative_to(reference)
+        if path.suffix in (".wav", ".mid", ".npy") or path.name == "per_track.csv":
+            same = other.is_file() and path.read_bytes() == other.read_bytes()
+        elif path.suffix == ".npz":
+            with np.load(path) as a, np.load(other) as b:
+                same = a.files == b.files and all(np.array_equal(a[k], b[k]) for k in a.files)
+        elif path.name == "decoding.json":
+            same = json.loads(path.read_text())["params"] == json.loads(other.read_text())["params"]
+        else:
+            continue
+        if not same:
+            differ.append(str(path.relative_to(reference)))
+    return differ
+
+
+@pytest.mark.skipif(os.environ.get("LOWRANK_AMT_SLOW") != "1",
+                    reason="the kill loop reruns the tiny study (100 s for 3 kills): LOWRANK_AMT_SLOW=1")
+@pytest.mark.parametrize("kills", [3, 20])
+def test_a_study_killed_at_random_moments_ends_as_an_uninterrupted_run(tiny_study, tmp_path, kills):
+    """SIGKILL to Snakemake and its jobs at seeded random moments (0 to 6 s after each
+    attempt's first job starts), then a rerun each time
+    (after lifting the lock the kill left, as `make scaling` does): the outputs equal those
+    of the uninterrupted run, and no lock, temporary file or checkpoint is left."""
+    import signal
+    import time
+    repo, _, reference = tiny_study
+    rng = np.random.default_rng(27)
+    bin_dir = str(Path(sys.executable).parent)
+    env = {**os.environ, "PATH": os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep) if p != bin_dir)}
+    command = [sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"), "-d", str(tmp_path), "--cores", "2",
+               "--configfile", str(repo / "config/tiny.yaml")]
+    killed_in, finished = [], False
+    while len(killed_in) < kills and not finished:
+        with open(tmp_path / "attempt.log", "w") as log:
+            job = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+            while job.poll() is None and "rule " not in (tmp_path / "attempt.log").read_text():
+                time.sleep(0.05)  # Snakemake's start-up: the kill is to come inside the jobs
+            try:
+                finished = job.wait(timeout=rng.uniform(0.0, 6.0)) == 0
+            except subprocess.TimeoutExpired:
+                os.killpg(job.pid, signal.SIGKILL)
+                job.wait()
+                killed_in.append(running_rules((tmp_path / "attempt.log").read_text()) or ["(between jobs)"])
+                assert snakemake(repo, tmp_path, "--configfile", str(repo / "config/tiny.yaml"),
+                                 "--unlock").returncode == 0
+    done = snakemake(repo, tmp_path, "--configfile", str(repo / "config/tiny.yaml"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    print(f"{len(killed_in)} kills, in: {killed_in}")
+    assert len(killed_in) == kills or finished
+    study = tmp_path / "results/tiny"
+    assert not same_outputs(reference, study)
+    leftovers = [p for p in study.rglob(".*") if p.name != ".snakemake_timestamp"]  # a folder output's marker
+    leftovers += list(study.glob("checkpoints/**/*.pt"))
+    leftovers += [p for p in (tmp_path / ".snakemake").glob("locks/*")] + list((tmp_path / ".snakemake").glob("incomplete/*"))
+    assert not leftovers, leftovers

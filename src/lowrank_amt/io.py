@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import glob
 import json
 import os
 import sys
@@ -48,17 +49,38 @@ def check_writable(path: Path) -> Path:
     return path
 
 
+def remove_orphans(path: Path) -> None:
+    """Remove the temporary files of ``path`` that a killed process left (SIGKILL runs no
+    cleanup): their names carry the writer's process id, and that process is gone."""
+    for orphan in path.parent.glob(f".{glob.escape(path.name)}.*.*"):
+        pid = orphan.name[len(path.name) + 2:].split(".", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            orphan.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike):
     """Yield a temporary path beside ``path``; rename it onto ``path`` only on success.
-    The file gets the mode any new file gets under the umask. A write that fails (no
+    The file gets the mode any new file gets under the umask; the temporary files a
+    killed writer left are removed first. A write that fails (no
     space, no permission, the file-size limit) leaves the previous file as it was, no
     temporary file behind, and is one error naming ``path``."""
     path = check_writable(Path(path))
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
+        remove_orphans(path)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=path.suffix, dir=path.parent)
         os.close(fd)
         yield Path(tmp)
         os.chmod(tmp, file_mode())
