@@ -134,8 +134,8 @@ def test_the_temporary_file_of_a_killed_writer_is_removed_by_the_next_write(tmp_
     writer left, and keeps what a live one is writing."""
     from lowrank_amt.io import write_text
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    orphan = tmp_path / f".tables.md.{dead.stdout.strip()}.x1y2z3.md"
-    live = tmp_path / f".tables.md.{os.getpid()}.a1b2c3.md"
+    orphan = tmp_path / f".tables.md.{dead.stdout.strip()}.x1y2z3w4.md"  # as mkstemp names them
+    live = tmp_path / f".tables.md.{os.getpid()}.a1b2c3d4.md"
     orphan.write_text("half a table")
     live.write_text("being written")
     write_text(tmp_path / "tables.md", "the table\n")

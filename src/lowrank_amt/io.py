@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import glob
 import json
 import os
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -49,13 +49,22 @@ def check_writable(path: Path) -> Path:
     return path
 
 
-def remove_orphans(path: Path) -> None:
-    """Remove the temporary files of ``path`` that a killed process left (SIGKILL runs no
+#: A temporary file of ``atomic_path``: ``.<target>.<writer's pid>.<8 random characters><suffix>``.
+TEMPORARY_NAME = re.compile(r"^\.(?P<target>.+)\.(?P<pid>\d+)\.[a-z0-9_]{8}(?P<suffix>.*)$")
+#: Folders this process has already cleaned (once each: a cache folder holds thousands of files).
+_cleaned: set[Path] = set()
+
+
+def remove_orphans(folder: Path) -> None:
+    """Remove the temporary files that killed writers left in ``folder`` (SIGKILL runs no
     cleanup): their names carry the writer's process id, and that process is gone."""
-    for orphan in path.parent.glob(f".{glob.escape(path.name)}.*.*"):
-        pid = orphan.name[len(path.name) + 2:].split(".", 1)[0]
-        if pid.isdigit() and not _alive(int(pid)):
-            orphan.unlink(missing_ok=True)
+    if folder in _cleaned:
+        return
+    for entry in os.scandir(folder):
+        match = TEMPORARY_NAME.match(entry.name)
+        if match and match["suffix"] == Path(match["target"]).suffix and not _alive(int(match["pid"])):
+            Path(entry.path).unlink(missing_ok=True)
+    _cleaned.add(folder)
 
 
 def _alive(pid: int) -> bool:
@@ -79,7 +88,7 @@ def atomic_path(path: str | os.PathLike):
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        remove_orphans(path)
+        remove_orphans(path.parent)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=path.suffix, dir=path.parent)
         os.close(fd)
         yield Path(tmp)

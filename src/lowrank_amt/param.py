@@ -43,6 +43,15 @@ def properties(params) -> dict:
     return {p.name: p.json_schema() for p in params}
 
 
+def refusal(params, spec: dict) -> tuple[str, str] | None:
+    """(key, why) of the first key of ``spec`` whose value its ``Param`` refuses, or None."""
+    for param in params:
+        why = param.error(spec[param.name]) if param.name in spec else None
+        if why is not None:
+            return param.name, why
+    return None
+
+
 def complete(params, spec: dict, where: str) -> dict:
     """``spec`` with the defaults filled in; an unknown key or a refused value is an error
     naming it as ``<where>.<key>`` (a missing required key is the caller's to explain)."""
@@ -50,8 +59,7 @@ def complete(params, spec: dict, where: str) -> dict:
     unknown = sorted(set(spec) - known)
     if unknown:
         raise LowrankAmtError(f"config key '{where}.{unknown[0]}' is unknown (allowed: {', '.join(sorted(known))})")
-    for param in params:
-        why = param.error(spec[param.name]) if param.name in spec else None
-        if why is not None:
-            raise LowrankAmtError(f"config key '{where}.{param.name}': {why}")
+    refused = refusal(params, spec)
+    if refused is not None:
+        raise LowrankAmtError(f"config key '{where}.{refused[0]}': {refused[1]}")
     return {**defaults(params), **spec}

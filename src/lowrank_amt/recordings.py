@@ -29,14 +29,14 @@ from . import families
 from .audio import audio_length, load_audio, read_span
 from .constants import OFFSET_RATIO, ONSET_TOLERANCE
 from .decode import score_aligned_notes
-from .errors import LowrankAmtError
 from .device import pick_device
-from .spectrogram import compute_features
-from .targets import frame_targets, read_annotation
-from .model_file import Model, load_model
+from .errors import LowrankAmtError
 from .io import atomic_path
+from .model_file import Model, load_model
 from .notes import write_midi_notes
+from .spectrogram import compute_features
 from .steering import Steering
+from .targets import frame_targets, read_annotation
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
 CHUNK_SECONDS = 60.0

@@ -36,6 +36,10 @@ from ..param import Param
 CHUNK_BYTES = 1 << 20
 USER_AGENT = "lowrank-amt (dataset preparation)"
 ARCHIVE_SUFFIXES = (".tar.gz", ".tar.bz2", ".tar.xz", ".tgz", ".tar", ".zip")
+#: Checksum algorithm -> hex digits of its digest.
+DIGEST_HEX_DIGITS = {"sha256": 64, "md5": 32}
+#: A checksum as a config writes it (JSON Schema pattern).
+CHECKSUM_PATTERN = "^(" + "|".join(f"{name}:[0-9a-f]{{{n}}}" for name, n in DIGEST_HEX_DIGITS.items()) + ")$"
 
 
 def download_params(official: str) -> tuple[Param, ...]:
@@ -47,7 +51,7 @@ def download_params(official: str) -> tuple[Param, ...]:
         Param("base_url", None, type=["string", "null"],
               meaning=f"Mirror folder holding the archives (null = {official})."),
         Param("checksums", {}, type="object",
-              additionalProperties={"type": "string", "pattern": "^(sha256:[0-9a-f]{64}|md5:[0-9a-f]{32})$"},
+              additionalProperties={"type": "string", "pattern": CHECKSUM_PATTERN},
               meaning="Archive name -> `sha256:<hex>` or `md5:<hex>`, overriding the published checksum."),
         Param("download_dir", None, type=["string", "null"],
               meaning="Where archives are downloaded and extracted (null = <dataset folder>/downloads); can be "
@@ -62,8 +66,8 @@ def parse_checksum(checksum: str | None) -> tuple[str, str] | None:
         return None
     algorithm, _, digest = str(checksum).partition(":")
     algorithm, digest = algorithm.lower(), digest.strip().lower()
-    sizes = {"sha256": 64, "md5": 32}
-    if algorithm not in sizes or not re.fullmatch(f"[0-9a-f]{{{sizes.get(algorithm, 0)}}}", digest):
+    digits = DIGEST_HEX_DIGITS.get(algorithm)
+    if digits is None or not re.fullmatch(f"[0-9a-f]{{{digits}}}", digest):
         raise LowrankAmtError(f"checksum {checksum!r} is not '<algorithm>:<hex digest>' with algorithm "
                               f"sha256 (64 hex digits) or md5 (32 hex digits)")
     return algorithm, digest

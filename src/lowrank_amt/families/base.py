@@ -51,6 +51,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .. import param
+
 
 @dataclasses.dataclass
 class TrainingRun:
@@ -95,7 +97,7 @@ class Family:
     @property
     def defaults(self) -> dict:
         """Every spec key with its default value."""
-        return {p.name: p.default for p in self.params}
+        return param.defaults(self.params)
 
     @property
     def choices(self) -> dict:
@@ -104,11 +106,8 @@ class Family:
 
     def check_keys(self, spec: dict) -> str | None:
         """Why a key of a complete ``spec`` has a value its table refuses (None if none)."""
-        for param in self.params:
-            why = param.error(spec[param.name])
-            if why is not None:
-                return f"model key '{param.name}': {why}"
-        return None
+        refused = param.refusal(self.params, spec)
+        return None if refused is None else f"model key '{refused[0]}': {refused[1]}"
 
     def reads_features(self) -> bool:
         """Whether its transcription reads the feature cache (else the recordings)."""

@@ -15,7 +15,7 @@ import pandas as pd
 from ..decode import decoding_grid, mean_note_f
 from ..errors import LowrankAmtError
 from ..interpretability import dictionary_scores, load_dictionary, template_table
-from ..io import atomic_path, read_json, write_json
+from ..io import atomic_path, read_json, write_json, write_text
 from ..metrics import transcription_metrics
 from ..notes import read_midi_notes
 from ..spectrogram import bin_frequencies, cache_params, read_index
@@ -115,6 +115,5 @@ def aggregate(runs: list[dict], config_hash: str, results_path, summary_path, ma
     summary = summarize(results)
     with atomic_path(summary_path) as tmp:
         summary.to_csv(tmp, index=False)
-    with atomic_path(markdown_path) as tmp:
-        tmp.write_text(summary_markdown(summary))
+    write_text(markdown_path, summary_markdown(summary))
     return summary
