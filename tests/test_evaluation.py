@@ -14,6 +14,7 @@ from lowrank_amt.constants import MIDI_MIN, N_KEYS
 from lowrank_amt.io import read_json, write_json
 from lowrank_amt.notes import write_midi_notes
 from lowrank_amt.stages import evaluate as evaluation, transcribe as transcription
+from lowrank_amt.spectrogram import record_checksums
 
 FRAME_RATE = 22050 / 512
 DECODING = {"thresholds": [0.05, 0.2, 0.4], "onsets": ["threshold", "peaks", "adaptive"],
@@ -49,6 +50,7 @@ def study(tmp_path):
                          "midi_path": str(tmp_path / f"{track}.mid"), "n_frames": 260,
                          "frame_rate": FRAME_RATE, "duration": 260 / FRAME_RATE})
     pd.DataFrame(rows).to_csv(tmp_path / "index.csv", index=False)
+    record_checksums(tmp_path)
     np.savez(tmp_path / "activations.npz", **arrays)
     save_model(tmp_path / "model.npz", "nmf", families.resolve({"family": "nmf"})[1], {})  # decoded as NMF's
     return tmp_path

@@ -156,7 +156,7 @@ def test_a_model_file_of_another_kind_is_named(tmp_path, lowrank_cache):
         transcription.activations(tmp_path / "other.npz", folder / "index.csv", tmp_path / "a.npz", tmp_path / "a.json",
                                   **QUIET)
     (tmp_path / "broken.npz").write_bytes(b"not a zip file")
-    with pytest.raises(LowrankAmtError, match="broken.npz cannot be read"):
+    with pytest.raises(LowrankAmtError, match="broken.npz is truncated or corrupt"):
         transcription.activations(tmp_path / "broken.npz", folder / "index.csv", tmp_path / "a.npz", tmp_path / "a.json",
                                   **QUIET)
 

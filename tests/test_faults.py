@@ -3,7 +3,9 @@ a write that fails leaves the previous file and no temporary file, and '-' write
 table to standard output. docs/reliability.md counts what these tests try."""
 
 import os
+import re
 import resource
+import shutil
 import socket
 import subprocess
 import sys
@@ -11,10 +13,13 @@ import sys
 import pytest
 
 from lowrank_amt.cli import main
+from lowrank_amt.epochs import fit_epochs
+from lowrank_amt.io import write_json
 from test_scaling import summary
 
 #: A command that writes one file given on its command line.
 SCALING_TABLES = ["scaling-tables", "--memory-limit-mb", "24000"]
+QUIET = lambda message: None  # noqa: E731
 
 
 @pytest.fixture
@@ -110,23 +115,127 @@ def test_a_write_without_permission_keeps_the_previous_file(tmp_path, summary_cs
     assert (folder / "tables.md").read_text() == "the previous tables\n" and len(list(folder.iterdir())) == 1
 
 
-@pytest.mark.parametrize("damage", ["truncated", "garbage header"])
-def test_a_damaged_feature_cache_file_is_named_never_used(tmp_path, cache_builder, small_spec, damage):
-    """As a killed copy or a full disk leaves it: training stops with one line naming the
-    file and what to do."""
-    from lowrank_amt.errors import LowrankAmtError
+@pytest.fixture(scope="module")
+def written_files(tmp_path_factory, cache_builder):
+    """A feature cache, a model trained on it, its activations and a checkpoint, written
+    as the stages write them."""
     from lowrank_amt.stages.train import train
-    (tmp_path / "cache").mkdir()
-    folder, _ = cache_builder(tmp_path / "cache", (("train", 2), ("validation", 1), ("test", 1)),
-                              notes_per_track=10, key_spacing=0.3, key_hold=0.25)
-    victim = sorted(folder.glob("train_*.npy"))[0]
-    data = victim.read_bytes()
-    victim.write_bytes(data[: len(data) // 2] if damage == "truncated" else b"\x00" * len(data))
-    out = tmp_path / "model"
-    spec = {**small_spec, "family": "nmf", "supervision": "unsupervised", "form": "online_mu"}
-    with pytest.raises(LowrankAmtError, match=f"feature cache file {victim} is truncated or corrupt"):
-        train(spec, folder / "index.csv", out / "model.npz", out / "loss.csv", out / "train.json", log=lambda m: None)
-    assert not out.exists()
+    from lowrank_amt.stages.transcribe import activations
+    folder = tmp_path_factory.mktemp("written")
+    (folder / "cache").mkdir()
+    cache_builder(folder / "cache", (("train", 2), ("validation", 1), ("test", 1)), notes_per_track=10,
+                  key_spacing=0.3, key_hold=0.25)
+    write_json(folder / "cache" / "params.json", {"kind": "cqt", "bins_per_semitone": 3, "fmin_midi": 21,
+                                                  "n_semitones": 88, "hop_length": 512, "sample_rate": 22050})
+    index, model = folder / "cache" / "index.csv", folder / "model" / "model.npz"
+    spec = {"family": "nmf", "supervision": "supervised", "train_iterations": 10, "transcribe_iterations": 10,
+            "device": "cpu", "seed": 0}
+    train(spec, index, model, folder / "model" / "loss.csv", folder / "model" / "train.json", log=QUIET)
+    activations(model, index, folder / "a.npz", folder / "a.json", log=QUIET)
+    fit_epochs(Learner(), epochs=1, checkpoint_path=folder / "last.pt", fingerprint="x", log=QUIET)
+    return folder
+
+
+class Learner:
+    """The least a learner is (``epochs.py``): its checkpoint holds a 264 x 88 dictionary."""
+
+    learning_rate = None
+
+    def __init__(self):
+        import torch
+        self.W = torch.rand(264, 88, generator=torch.Generator().manual_seed(0))
+
+    def train_epoch(self, epoch):
+        return 1.0
+
+    def end_epoch(self):
+        pass
+
+    def validate(self, epoch):
+        return None
+
+    def snapshot(self):
+        return {"W": self.W.clone()}
+
+    def state_dict(self):
+        return {"W": self.W}
+
+    def load_state_dict(self, state):
+        self.W = state["W"]
+
+
+def _read_features(folder):
+    from lowrank_amt.stages.train import train
+    out = folder / "out"
+    spec = {"family": "nmf", "supervision": "unsupervised", "form": "online_mu", "rank": 12, "epochs": 1,
+            "batch_frames": 256, "inner_iterations": 2, "transcribe_iterations": 2, "device": "cpu", "seed": 0}
+    train(spec, folder / "cache" / "index.csv", out / "model.npz", out / "loss.csv", out / "train.json", log=QUIET)
+
+
+def _read_model(folder):
+    from lowrank_amt.model_file import load_model
+    load_model(folder / "model")
+
+
+def _read_activations(folder):
+    from lowrank_amt.stages.transcribe import load_activations
+    load_activations(folder / "a.npz")
+
+
+def _read_checkpoint(folder):
+    fit_epochs(Learner(), epochs=1, checkpoint_path=folder / "last.pt", fingerprint="x", log=QUIET)
+
+
+#: Each kind of file a stage reads back: (the file in ``written_files``, a reader of it).
+WRITTEN = {"cached features": ("cache/train_0.npy", _read_features),
+           "cached piano roll": ("cache/train_1.roll.npy", _read_features),
+           "model file": ("model/model.npz", _read_model),
+           "activations": ("a.npz", _read_activations),
+           "checkpoint": ("last.pt", _read_checkpoint)}
+
+
+def damage(path, how):
+    """As a full disk, a killed copy or a bad sector leaves a file."""
+    data = bytearray(path.read_bytes())
+    if how == "truncated":
+        data = data[: len(data) // 2]
+    elif how == "one byte flipped":  # in the middle: inside the largest array's data
+        data[len(data) // 2] ^= 0x01
+    else:  # "zeroed": the second half overwritten
+        data[len(data) // 2:] = bytes(len(data) - len(data) // 2)
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("how", ["truncated", "one byte flipped", "zeroed"])
+@pytest.mark.parametrize("kind", WRITTEN)
+def test_a_damaged_file_is_named_never_used(tmp_path, written_files, kind, how):
+    """Size and hash recorded at write time (checksums.json beside a feature cache; the
+    CRC-32 of each member of an .npz or a torch checkpoint) find every damage, one flipped
+    bit included (numpy loads such an .npy, and torch such a checkpoint, without a word);
+    the reader stops with one line naming the file, and writes nothing."""
+    from lowrank_amt.errors import LowrankAmtError
+    folder = tmp_path / "copy"
+    shutil.copytree(written_files, folder)
+    name, read = WRITTEN[kind]
+    read(folder)  # undamaged, it reads
+    shutil.rmtree(folder / "out", ignore_errors=True)
+    damage(folder / name, how)
+    with pytest.raises(LowrankAmtError) as error:
+        read(folder)
+    message = str(error.value)
+    assert str(folder / name) in message and re.search("truncated|corrupt|damaged", message)
+    assert "\n" not in message and not (folder / "out").exists()
+
+
+def test_a_feature_cache_without_recorded_checksums_is_refused(tmp_path, written_files):
+    """A cache from before checksums were recorded, or whose extraction died before
+    recording them, is not trusted."""
+    from lowrank_amt.errors import LowrankAmtError
+    folder = tmp_path / "copy"
+    shutil.copytree(written_files, folder)
+    (folder / "cache" / "checksums.json").unlink()
+    with pytest.raises(LowrankAmtError, match="has no checksums.json"):
+        _read_features(folder)
 
 
 def test_the_temporary_file_of_a_killed_writer_is_removed_by_the_next_write(tmp_path):

@@ -7,6 +7,7 @@ import pytest
 
 from lowrank_amt.errors import LowrankAmtError
 from lowrank_amt.loader import FrameBatches, select_training_tracks
+from lowrank_amt.spectrogram import record_checksums
 
 N_BINS = 5
 FRAME_RATE = 10.0
@@ -27,6 +28,7 @@ def index_path(tmp_path):
         rows.append({"track_id": f"t{t}", "split": split, "features_path": f"t{t}.npy", "roll_path": f"t{t}.roll.npy",
                      "midi_path": "none.mid", "n_frames": n, "frame_rate": FRAME_RATE, "duration": n / FRAME_RATE})
     pd.DataFrame(rows).to_csv(tmp_path / "index.csv", index=False)
+    record_checksums(tmp_path)
     return tmp_path / "index.csv"
 
 

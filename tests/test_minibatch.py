@@ -137,8 +137,9 @@ class Payload:
         return (print, ("code ran while loading a checkpoint",))
 
 
-@pytest.mark.parametrize("content", ["pickled object", "truncated"])
-def test_a_checkpoint_that_is_not_plain_data_is_refused(tmp_path, planted, array_batches, content, capsys):
+@pytest.mark.parametrize("content,message", [("pickled object", "cannot be read as tensors and plain data"),
+                                             ("truncated", "is truncated or corrupt")])
+def test_a_checkpoint_that_is_not_plain_data_is_refused(tmp_path, planted, array_batches, content, message, capsys):
     from lowrank_amt.errors import LowrankAmtError
     V = planted(N=200)
     W0 = nmf.init_dictionary(30, 4, 0.5, generator(0), torch.from_numpy(V))
@@ -151,7 +152,7 @@ def test_a_checkpoint_that_is_not_plain_data_is_refused(tmp_path, planted, array
     else:
         data = (tmp_path / "last.pt").read_bytes()
         (tmp_path / "last.pt").write_bytes(data[: len(data) // 2])
-    with pytest.raises(LowrankAmtError, match="checkpoint .*last.pt cannot be read as tensors and plain data"):
+    with pytest.raises(LowrankAmtError, match=f"checkpoint .*last.pt {message}"):
         train_epochs(nmf, OnlineMU(W0, beta=1.0, forget_factor=0.5, total_frames=200), array_batches(V, 100),
                      fingerprint="a", **kwargs)
     assert "code ran" not in capsys.readouterr().out

@@ -18,6 +18,7 @@ from lowrank_amt.metrics import note_metrics
 from lowrank_amt.targets import frame_targets
 from lowrank_amt.notes import read_midi_notes, write_midi_notes
 from lowrank_amt.stages import evaluate as evaluation, train as training, transcribe as transcription
+from lowrank_amt.spectrogram import record_checksums
 
 FRAME_RATE = 22050 / 512
 BINS_PER_SEMITONE = 1  # one bin per semitone from A0 keeps the tests fast
@@ -71,6 +72,7 @@ def write_cache(folder, tracks):
     """tracks: (track_id, split, seed) triples; the same seed gives the same piece."""
     rows = [write_track(folder, *t) for t in tracks]
     pd.DataFrame(rows).to_csv(folder / "index.csv", index=False)
+    record_checksums(folder)
     write_json(folder / "params.json", {"kind": "cqt", "bins_per_semitone": BINS_PER_SEMITONE, "fmin_midi": 21,
                                         "n_semitones": 88, "hop_length": 512, "sample_rate": 22050})
     return folder / "index.csv"

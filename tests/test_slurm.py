@@ -21,6 +21,7 @@ import pandas as pd
 import pytest
 
 from lowrank_amt.constants import N_KEYS
+from lowrank_amt.spectrogram import record_checksums
 
 REPO = Path(__file__).resolve().parents[1]
 PROFILE = REPO / ".ci/slurm/profile"
@@ -195,6 +196,7 @@ def write_feature_cache(folder, rng, n_bins=264, frames=800):
                      "roll_path": f"{track_id}.roll.npy", "n_frames": frames, "frame_rate": 43.0,
                      "duration": frames / 43.0})
     pd.DataFrame(rows).to_csv(folder / "index.csv", index=False)
+    record_checksums(folder)
 
 
 def job_state(job_id):

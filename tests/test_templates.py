@@ -17,6 +17,7 @@ from lowrank_amt.families.lowrank import template_layout
 from lowrank_amt.targets import frame_targets
 from lowrank_amt.loader import FrameBatches, attack_rows
 from lowrank_amt.stages import train as training
+from lowrank_amt.spectrogram import record_checksums
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 FRAME_RATE = 22050 / 512
@@ -53,6 +54,7 @@ def test_loader_attack_rows_cross_chunk_boundaries(tmp_path):
     np.save(tmp_path / "t.onsets.npy", onsets)
     pd.DataFrame([{"track_id": "t", "split": "train", "features_path": "t.npy", "roll_path": "t.roll.npy",
                    "onsets_path": "t.onsets.npy", "n_frames": n}]).to_csv(tmp_path / "index.csv", index=False)
+    record_checksums(tmp_path)
     batches = FrameBatches(tmp_path / "index.csv", "train", 1000, 0, shuffle=False, chunk_frames=8,
                            attack_frames=3)
     (features, targets), = list(batches.epoch(0))
@@ -93,6 +95,7 @@ def two_piano_cache(folder, track_writer, random_piece, attack=None, n_train=4):
                              attack))
     rows.append(track_writer(folder, "test_0", "test", pianos[1], *random_piece(rng, 8, 30), 8, rng, attack))
     pd.DataFrame(rows).to_csv(folder / "index.csv", index=False)
+    record_checksums(folder)
     return pianos
 
 

@@ -17,10 +17,11 @@ A *learner* owns the model and what moves it; the loop owns the schedule around 
 Early stopping after ``patience`` epochs without a lower watched loss (0: never). After
 every epoch a checkpoint (``torch.save`` of the learner, the torch RNG, the history and
 the best snapshot: tensors and plain containers, loaded with ``weights_only=True``) is
-written atomically; a checkpoint with the same ``fingerprint`` is
-resumed, so an interrupted run ends with the same model and history as an uninterrupted
-one, and a checkpoint of another fingerprint (another spec or data selection) is refused
-with an error naming it. The caller removes the checkpoint once its outputs are written.
+written atomically. A checkpoint with the same ``fingerprint`` is resumed, so an
+interrupted run ends with the same model and history as an uninterrupted one; one of
+another fingerprint (another spec or data selection), or a damaged one (a member failing
+the CRC-32 its zip recorded), is refused with an error naming it. The caller removes the
+checkpoint once its outputs are written.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from pathlib import Path
 import torch
 
 from .errors import LowrankAmtError
-from .io import atomic_path
+from .io import atomic_path, check_zip
 
 #: Name of the checkpoint file inside a run's checkpoint folder.
 CHECKPOINT_NAME = "last.pt"
@@ -53,6 +54,8 @@ def fingerprint(spec: dict, train_hours, n_training_frames: int) -> str:
 def _resume(learner, checkpoint_path, fingerprint: str, device, log) -> dict | None:
     if checkpoint_path is None or not Path(checkpoint_path).exists():
         return None
+    # torch's reader does not check the CRC-32 its zip records: a damaged byte would load
+    check_zip(checkpoint_path, "checkpoint", "delete it to train from scratch")
     try:  # tensors and plain containers only: a checkpoint is data, never code to run
         saved = torch.load(checkpoint_path, map_location=device, weights_only=True)
     except Exception as exc:  # torch raises many kinds on a truncated, foreign or pickled file

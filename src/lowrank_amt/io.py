@@ -1,15 +1,23 @@
 """Small file helpers: atomic writes, so that a failed job never leaves a file that
-looks complete."""
+looks complete, and the checks that find a file damaged after it was written.
+
+A file's size and SHA-256 (``file_record``) are recorded when it is written where a
+format has no check of its own (the feature caches' .npy files, ``spectrogram.py``);
+.npz files (models, activations) and torch checkpoints are zip archives, whose members
+carry their size and CRC-32, checked as they are read (``read_npz``, ``check_zip``).
+"""
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import json
 import os
 import re
 import sys
 import tempfile
+import zipfile
 from pathlib import Path
 
 from .errors import LowrankAmtError
@@ -113,15 +121,82 @@ def write_text(path: str | os.PathLike, text: str) -> None:
         tmp.write_text(text)
 
 
-def save_array(path: str | os.PathLike, array) -> None:
-    """``np.save`` of ``array`` into ``path``, atomically."""
+def save_array(path: str | os.PathLike, array) -> dict:
+    """``np.save`` of ``array`` into ``path``, atomically; returns its ``file_record``."""
     import numpy as np
     with atomic_path(path) as tmp:
         np.save(tmp, array)
+        return file_record(tmp)
+
+
+def file_record(path: str | os.PathLike) -> dict:
+    """A file's size in bytes and SHA-256, to record when it is written."""
+    with open(path, "rb") as file:
+        digest = hashlib.file_digest(file, "sha256").hexdigest()
+    return {"bytes": os.path.getsize(path), "sha256": digest}
+
+
+def read_npz(path: str | os.PathLike, what: str, advice: str) -> dict:
+    """Every array of an .npz file (no pickles); a missing, truncated or corrupt file is
+    one error: "<what> <path> ...; <advice>". The archive is checked whole first: numpy
+    parses a member's header before its CRC-32 is reached, and a damaged header raises
+    whatever the parser meets."""
+    import numpy as np
+    if not os.path.exists(path):
+        raise LowrankAmtError(f"{what} {path} does not exist; {advice}")
+    check_zip(path, what, advice)
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {name: data[name] for name in data.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise LowrankAmtError(f"{what} {path} is truncated or corrupt ({exc}); {advice}") from exc
+
+
+def check_zip(path: str | os.PathLike, what: str, advice: str) -> None:
+    """Read every member of a zip archive (a torch checkpoint is one) against its recorded
+    size and CRC-32; a damaged archive is one error naming it."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (OSError, zipfile.BadZipFile, EOFError) as exc:
+        raise LowrankAmtError(f"{what} {path} is truncated or corrupt ({exc}); {advice}") from exc
+    if bad is not None:
+        raise LowrankAmtError(f"{what} {path} is corrupt (its member {bad} fails its CRC-32); {advice}")
 
 
 def write_json(path: str | os.PathLike, obj) -> None:
     write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def read_text(path: str | os.PathLike, what: str = "file") -> str:
+    """The text of ``path``; a missing, unreadable or non-text file is one error naming it."""
+    try:
+        return Path(path).read_text()
+    except FileNotFoundError as exc:
+        raise LowrankAmtError(f"{what} {path} does not exist") from exc
+    except IsADirectoryError as exc:
+        raise LowrankAmtError(f"{what} {path} is a folder, not a file") from exc
+    except OSError as exc:
+        raise LowrankAmtError(f"{what} {path} cannot be read ({exc.strerror or exc})") from exc
+    except UnicodeDecodeError as exc:
+        raise LowrankAmtError(f"{what} {path} is not text (UTF-8): {exc.reason} at byte {exc.start}") from exc
+
+
+def read_csv(path: str | os.PathLike, what: str, required=(), **options):
+    """``pd.read_csv`` of ``path`` (``options`` passed on); a file that is missing, not a
+    table, or lacks a ``required`` column is one error: "<what> <path> ..."."""
+    import pandas as pd
+    try:
+        table = pd.read_csv(path, **options)
+    except FileNotFoundError as exc:
+        raise LowrankAmtError(f"{what} {path} does not exist") from exc
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise LowrankAmtError(f"{what} {path} cannot be read as a table ({reason})") from exc
+    missing = [column for column in required if column not in table.columns]
+    if missing:
+        raise LowrankAmtError(f"{what} {path} lacks the column(s) {', '.join(missing)}")
+    return table
 
 
 def read_json(path: str | os.PathLike):

@@ -11,7 +11,8 @@ transcribe new audio travels with it:
   network weights);
 * ``decoding.json``: ``params``, the decoder's parameters.
 
-``load_model`` is the one way to read a model back.
+``load_model`` is the one way to read a model back; a truncated or corrupt file (an
+array failing the CRC-32 the zip format recorded at write time) is one error naming it.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import numpy as np
 
 from . import families
 from .errors import LowrankAmtError
-from .io import atomic_path, read_json
+from .io import atomic_path, read_json, read_npz
 
 #: Array names the file itself uses; a family's arrays take any other name.
 RESERVED = ("family", "spec", "features", "provenance")
@@ -71,11 +72,7 @@ def load_model(path) -> Model:
     path = model_file(path)
     if not path.exists():
         raise LowrankAmtError(f"model {path} does not exist; train it first")
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {name: data[name] for name in data.files}
-    except (OSError, ValueError, EOFError) as exc:
-        raise LowrankAmtError(f"model {path} cannot be read ({exc}); delete it and train again") from exc
+    arrays = read_npz(path, "model", "delete it and train again")
     if not {"family", "spec"} <= set(arrays):
         raise LowrankAmtError(f"{path} is not a lowrank-amt model (it lacks family and spec)")
     text = {name: json.loads(str(arrays.pop(name))) if name in arrays else {} for name in RESERVED[1:]}

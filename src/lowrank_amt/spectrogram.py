@@ -14,14 +14,18 @@ frame ``f`` centred on sample ``f * hop_length``):
 
 The cache folder (written by ``stages/features.py``) holds per track ``<id>.npy``
 (features, float16 or float32 by ``dtype``) and its frame targets (``targets.py``)
-``<id>.roll.npy``, ``<id>.onsets.npy``, ``<id>.offsets.npy``; ``params.json`` (every
+``<id>.roll.npy``, ``<id>.onsets.npy``, ``<id>.offsets.npy``; ``checksums.json`` (each
+array file's size and SHA-256, recorded as it was written); ``params.json`` (every
 parameter that shaped them and their hash) and ``index.csv`` (written last, one row per
 track, with the hash). ``read_index`` refuses a cache whose hash does not match its
-parameters, or, when given a spec, a cache made with other parameters.
+parameters, or, when given a spec, a cache made with other parameters; ``load_cached``
+checks a file against its recorded size and SHA-256 the first time a process reads it
+(again if it changes), so a truncated or damaged file is an error naming it, never data.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import warnings
@@ -34,7 +38,7 @@ import pandas as pd
 
 from .constants import HOP_LENGTH, MIDI_MIN, N_KEYS, SAMPLE_RATE
 from .errors import LowrankAmtError
-from .io import read_json
+from .io import file_record, read_csv, read_json, write_json
 from .param import Param, complete, defaults, properties
 
 PARAMS = (
@@ -58,6 +62,8 @@ DEFAULTS = {name: value for name, value in defaults(PARAMS).items() if name != "
 FORMAT_VERSION = 2
 
 
+#: The file of a cache folder recording its array files' ``io.file_record``s.
+CHECKSUMS = "checksums.json"
 #: What a cache's params.json records besides the spec's keys (``feature_params``).
 RECORDED = ("sample_rate", "format_version", "params_hash")
 
@@ -197,7 +203,8 @@ def read_index(index_path: str | Path, split: str | None = None, spec: dict | No
     index_path = Path(index_path)
     if not index_path.exists():
         raise LowrankAmtError(f"feature index {index_path} does not exist; extract features first")
-    index = pd.read_csv(index_path, dtype={"track_id": str, "split": str})
+    index = read_csv(index_path, "feature index", ("track_id", "split", "features_path"),
+                     dtype={"track_id": str, "split": str})
     if "params_hash" in index.columns or spec is not None:
         _check_params(index_path, index, spec, sample_rate)
     for column in [c for c in index.columns if c.endswith("_path") and c != "midi_path"]:
@@ -226,13 +233,51 @@ def _check_params(index_path: Path, index: pd.DataFrame, spec, sample_rate) -> N
 
 
 def load_cached(path) -> np.ndarray:
-    """Memory-map one array of a feature cache; a truncated or corrupt file (as a killed
-    copy or a full disk leaves it) is one error naming it, never used."""
+    """Memory-map one array of a feature cache, checked against its recorded size and
+    SHA-256; a missing, truncated or damaged file (as a killed copy or a full disk
+    leaves it) is one error naming it, never used."""
+    path = Path(path)
+    advice = f"delete {path.parent} and extract the features again"
     try:
+        _check_recorded(path, advice)
         return np.load(path, mmap_mode="r", allow_pickle=False)
     except (OSError, ValueError, EOFError) as exc:
-        raise LowrankAmtError(f"feature cache file {path} is truncated or corrupt ({exc}); delete "
-                              f"{Path(path).parent} and extract the features again") from exc
+        raise LowrankAmtError(f"feature cache file {path} is truncated or corrupt ({exc}); {advice}") from exc
+
+
+#: (path, size, mtime) of the files this process has checked: a batch loader reads each often.
+_checked: set[tuple] = set()
+
+
+def _check_recorded(path: Path, advice: str) -> None:
+    stat = path.stat()
+    key = (path, stat.st_size, stat.st_mtime_ns)
+    if key in _checked:
+        return
+    checksums = path.parent / CHECKSUMS
+    if not checksums.exists():
+        raise LowrankAmtError(f"feature cache {path.parent} has no {CHECKSUMS} (it was made by an older "
+                              f"version or its extraction did not finish); {advice}")
+    recorded = _read_checksums(checksums, checksums.stat().st_mtime_ns).get(path.name)
+    if recorded is None:
+        raise LowrankAmtError(f"feature cache file {path} is not listed in {checksums}; {advice}")
+    if stat.st_size != recorded["bytes"] or file_record(path)["sha256"] != recorded["sha256"]:
+        raise LowrankAmtError(f"feature cache file {path} is damaged: its size or SHA-256 differs from those "
+                              f"recorded in {CHECKSUMS} when it was written; {advice}")
+    _checked.add(key)
+
+
+def record_checksums(folder) -> None:
+    """Record the size and SHA-256 of every .npy file in ``folder``: for a cache whose
+    arrays were written by other means than the features stage (which records each file
+    as it writes it)."""
+    folder = Path(folder)
+    write_json(folder / CHECKSUMS, {path.name: file_record(path) for path in sorted(folder.glob("*.npy"))})
+
+
+@functools.lru_cache(maxsize=64)
+def _read_checksums(path: Path, mtime_ns: int) -> dict:
+    return read_json(path)
 
 
 def load_track(row) -> tuple[np.ndarray, np.ndarray]:

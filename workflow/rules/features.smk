@@ -6,6 +6,7 @@ rule extract_features:
         manifest=rules.prepare_dataset.output.manifest,
     output:
         index=f"{RESULTS}/features/{{dataset}}/{{features}}/index.csv",
+        checksums=f"{RESULTS}/features/{{dataset}}/{{features}}/checksums.json",
     log:
         f"{RESULTS}/logs/extract_features/{{dataset}}/{{features}}.log",
     benchmark:

@@ -17,14 +17,14 @@ import pandas as pd
 from ..audio import load_audio
 from ..datasets.manifest import read_manifest
 from ..io import atomic_path, save_array, write_json
-from ..spectrogram import compute_features, feature_params, full_spec, params_hash
+from ..spectrogram import CHECKSUMS, compute_features, feature_params, full_spec, params_hash
 from ..targets import NAMES as TARGETS, frame_targets, read_annotation
 
 
 def extract_dataset(manifest_path: str | Path, spec: dict, sample_rate: int,
                     index_path: str | Path, log=print) -> pd.DataFrame:
     """Compute features and frame targets of every track of a manifest into the folder of
-    ``index_path``; write ``params.json`` and then ``index.csv``."""
+    ``index_path``; write ``checksums.json``, ``params.json`` and then ``index.csv``."""
     spec = full_spec(spec)
     params = feature_params(spec, sample_rate)
     digest = params_hash(params)
@@ -32,7 +32,7 @@ def extract_dataset(manifest_path: str | Path, spec: dict, sample_rate: int,
     out_dir.mkdir(parents=True, exist_ok=True)
     manifest = read_manifest(manifest_path)
     frame_rate = sample_rate / spec["hop_length"]
-    rows = []
+    rows, checksums = [], {}
     for n, track in enumerate(manifest.itertuples(index=False), 1):
         audio = load_audio(track.audio_path, sample_rate, log=log)
         features = compute_features(audio, spec, sample_rate).astype(spec["dtype"])
@@ -44,14 +44,15 @@ def extract_dataset(manifest_path: str | Path, spec: dict, sample_rate: int,
         targets = frame_targets(intervals, pitches, features.shape[1], frame_rate)
         paths = {"features_path": f"{track.track_id}.npy",
                  **{f"{name}_path": f"{track.track_id}.{name}.npy" for name in TARGETS}}
-        save_array(out_dir / paths["features_path"], features)
+        checksums[paths["features_path"]] = save_array(out_dir / paths["features_path"], features)
         for name in TARGETS:
-            save_array(out_dir / paths[f"{name}_path"], targets[name])
+            checksums[paths[f"{name}_path"]] = save_array(out_dir / paths[f"{name}_path"], targets[name])
         rows.append({"track_id": track.track_id, "split": track.split, **paths,
                      "midi_path": track.midi_path, "n_frames": features.shape[1],
                      "frame_rate": frame_rate, "duration": len(audio) / sample_rate,
                      "instrument": track.instrument, "annotated": bool(track.midi_path), "params_hash": digest})
         log(f"[{n}/{len(manifest)}] {track.track_id}: {features.shape[0]} bins x {features.shape[1]} frames")
+    write_json(out_dir / CHECKSUMS, checksums)
     write_json(out_dir / "params.json", {**params, "params_hash": digest})
     index = pd.DataFrame(rows)
     with atomic_path(index_path) as tmp:

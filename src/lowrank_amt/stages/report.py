@@ -5,13 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from .. import plots
 from ..errors import LowrankAmtError
 from ..interpretability import load_dictionary
-from ..io import write_text
+from ..io import read_csv, read_npz, write_text
 from ..memory import machine_memory_mb
 from ..pitch import estimate_template_pitches
 from ..spectrogram import bin_frequencies, cache_params, load_track, read_index
@@ -25,7 +24,7 @@ SUMMARY_FIGURES = {"tradeoff": plots.tradeoff_plot, "tradeoff-largest": plots.tr
 def plot(kind: str, summary_path, out_path) -> None:
     """A figure of the summary table (``SUMMARY_FIGURES``); models are compared on their
     own dataset's test split."""
-    table = pd.read_csv(summary_path)
+    table = read_csv(summary_path, "summary")
     if "test_dataset" in table:
         table = table[table["test_dataset"] == table["dataset"]]
     SUMMARY_FIGURES[kind](table, out_path)
@@ -34,7 +33,7 @@ def plot(kind: str, summary_path, out_path) -> None:
 def scaling_tables(summary_path, out_path, memory_limit_mb: float | None = None) -> None:
     """The scaling study's markdown tables into ``out_path`` ('-': standard output); the
     memory limit defaults to this machine's."""
-    write_text(out_path, scaling_markdown(pd.read_csv(summary_path), memory_limit_mb or machine_memory_mb()))
+    write_text(out_path, scaling_markdown(read_csv(summary_path, "summary"), memory_limit_mb or machine_memory_mb()))
 
 
 def plot_losses(loss_paths: dict, out_path) -> None:
@@ -44,12 +43,7 @@ def plot_losses(loss_paths: dict, out_path) -> None:
 
 def loss_table(loss_paths: dict) -> pd.DataFrame:
     """Read ``{model name: loss.csv path}`` into one tidy table with a ``model`` column."""
-    tables = []
-    for model, path in loss_paths.items():
-        try:
-            tables.append(pd.read_csv(path).assign(model=model))
-        except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-            raise LowrankAmtError(f"loss file {path} cannot be read ({exc})") from exc
+    tables = [read_csv(path, "loss file").assign(model=model) for model, path in loss_paths.items()]
     return pd.concat(tables, ignore_index=True)
 
 
@@ -72,7 +66,7 @@ def plot_excerpt(activations_path, index_path, out_path, track_id: str | None = 
     if rows.empty:
         raise LowrankAmtError(f"{index_path} has no test track {track_id!r}")
     row = next(rows.itertuples())
-    arrays = np.load(activations_path)
+    arrays = read_npz(activations_path, "activations", "delete it and run the activations stage again")
     key = f"test__{row.track_id}"
     if key not in arrays:
         raise LowrankAmtError(f"{activations_path} lacks activations of test track {row.track_id}")

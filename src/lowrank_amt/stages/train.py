@@ -42,7 +42,7 @@ from ..memory import peak_rss_mb
 from ..metrics import precision_recall_f
 from ..model_file import load_model, save_model
 from ..notes import write_midi_notes
-from ..spectrogram import cache_params, load_cached, read_index
+from ..spectrogram import CHECKSUMS, cache_params, load_cached, read_index
 from ..targets import frame_targets
 from ..versions import run_provenance, software_versions
 from .transcribe import check_features, model_inputs
@@ -110,7 +110,7 @@ def teach(model_path, index_path, out_index, info_path, log=print, *, manifest_p
     rate = family.frame_rate(float(index["frame_rate"].iloc[0]))
     folder = out_index.parent / TARGETS_FOLDER
     folder.mkdir(parents=True, exist_ok=True)
-    start, n_notes, agreement = time.perf_counter(), 0, np.zeros(3)
+    start, n_notes, agreement, checksums = time.perf_counter(), 0, np.zeros(3), {}
     for row, track in model_inputs(model, index_path, manifest_path, "train"):
         intervals, pitches, velocities = decoder.notes(transcribe(track), rate, model.decoding)
         targets = frame_targets(intervals, pitches, int(row.n_frames), float(row.frame_rate))
@@ -119,7 +119,7 @@ def teach(model_path, index_path, out_index, info_path, log=print, *, manifest_p
             agreement += _overlap(targets["roll"], load_cached(row.roll_path))
         for name, array in targets.items():
             if f"{name}_path" in index.columns:
-                save_array(folder / f"{row.track_id}.{name}.npy", array)
+                checksums[f"{row.track_id}.{name}.npy"] = save_array(folder / f"{row.track_id}.{name}.npy", array)
                 index.loc[at, f"{name}_path"] = str(folder / f"{row.track_id}.{name}.npy")
         write_midi_notes(folder / f"{row.track_id}.mid", intervals, pitches, velocities)
         index.loc[at, "midi_path"] = str(folder / f"{row.track_id}.mid")
@@ -127,6 +127,7 @@ def teach(model_path, index_path, out_index, info_path, log=print, *, manifest_p
             index.loc[at, "annotated"] = True
         n_notes += len(pitches)
         log(f"teacher: {row.track_id}, {len(pitches)} notes")
+    write_json(folder / CHECKSUMS, checksums)
     shutil.copyfile(Path(index_path).parent / "params.json", out_index.parent / "params.json")
     with atomic_path(out_index) as tmp:
         relative_paths(index, out_index.parent).to_csv(tmp, index=False)

@@ -15,7 +15,7 @@ import pandas as pd
 from ..datasets.manifest import read_manifest
 from ..device import pick_device
 from ..errors import LowrankAmtError
-from ..io import atomic_path, write_json
+from ..io import atomic_path, read_npz, write_json
 from ..model_file import load_model
 from ..notes import read_midi_notes, write_midi_notes
 from ..spectrogram import cache_params, read_index
@@ -94,11 +94,7 @@ def activations(model_path, index_path, activations_path, info_path, log=print, 
 
 def load_activations(activations_path):
     """The arrays of an activations stage's file, or an error naming it."""
-    try:
-        with np.load(activations_path) as data:
-            return {name: data[name] for name in data.files}
-    except (OSError, ValueError, EOFError) as exc:
-        raise LowrankAmtError(f"activations {activations_path} cannot be read ({exc})") from exc
+    return read_npz(activations_path, "activations", "delete it and run the activations stage again")
 
 
 def track_outputs(arrays, activations_path, split, track_id) -> dict:
