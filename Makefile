@@ -81,7 +81,15 @@ system-deps:
 	  exit 1; \
 	fi
 
+# A killed run leaves Snakemake's lock behind: each study lifts it first, and the Snakefile
+# refuses that, in one line, while a run of the folder or one beside it lives
+# (src/lowrank_amt/run_lock.py). $(1): the study's snakemake options.
+define unlock
+@out=$$($(BIN)/snakemake $(1) --unlock 2>&1) || { echo "$$out" >&2; exit 1; }
+endef
+
 study: setup
+	$(call unlock,)
 	$(BIN)/snakemake --cores $(CORES)
 	$(BIN)/snakemake --report $(REPORT)
 	@echo "study done: results in results/default/, report in $(REPORT)"
@@ -97,6 +105,7 @@ readme-tables:
 # The learning study (config/learning.yaml): 0.1, 0.3 and 1 h of training audio, the
 # hybrid models, the teacher and the networks; about an hour on 2 cores, not run by CI.
 learning: setup
+	$(call unlock,--configfile config/learning.yaml)
 	$(BIN)/snakemake --configfile config/learning.yaml --cores $(CORES)
 	$(BIN)/snakemake --configfile config/learning.yaml --report results/learning-report.html
 	@echo "learning study done: results in results/learning/, table in results/learning/summary/summary.md"
@@ -104,6 +113,7 @@ learning: setup
 # The pianos study (config/pianos.yaml): several templates per key, attack templates,
 # semi-supervised NMF, NMFD and NTD on ten training pianos at 0.1, 0.3 and 1 h; not run by CI.
 pianos: setup
+	$(call unlock,--configfile config/pianos.yaml)
 	$(BIN)/snakemake --configfile config/pianos.yaml --cores $(CORES)
 	$(BIN)/snakemake --configfile config/pianos.yaml --report results/pianos-report.html
 	@echo "pianos study done: results in results/pianos/, table in results/pianos/summary/summary.md"
@@ -113,9 +123,7 @@ pianos: setup
 # (finished jobs are kept, training resumes from its last finished epoch).
 scaling: setup
 	@date -u +"scaling study started %FT%TZ" | tee -a results/scaling-runs.log
-	@# a killed run leaves Snakemake's lock behind: lift it unless a run is going on
-	@pgrep -f "[s]nakemake --configfile config/scaling.yaml --cores" >/dev/null \
-	  || $(BIN)/snakemake --configfile config/scaling.yaml --unlock >/dev/null
+	$(call unlock,--configfile config/scaling.yaml)
 	$(BIN)/snakemake --configfile config/scaling.yaml --cores $(CORES) --rerun-incomplete
 	$(BIN)/snakemake --configfile config/scaling.yaml --report results/scaling-report.html
 	@date -u +"scaling study finished %FT%TZ" | tee -a results/scaling-runs.log

@@ -256,47 +256,87 @@ def test_a_size_cap_trains_a_model_only_at_the_sizes_up_to_it(tmp_path, repo):
         assert done.returncode != 0 and message in done.stdout + done.stderr
 
 
-def test_a_killed_study_resumes_without_redoing_finished_jobs_or_epochs(tmp_path, repo):
-    """SIGKILL to Snakemake and its jobs while a model trains; the rerun keeps the data
-    and features it had made and resumes the model from its last finished epoch."""
-    import signal
-    import time
+#: The model the kill tests train: a mini-batch NMF that checkpoints every epoch.
+KILLED_MODEL = "results/tiny/models/tiny_piano/cqt/nmf_semi/all/model.npz"
 
+
+def start_training_study(repo, workdir, epochs):
+    """The tiny study's data, features and ``KILLED_MODEL`` (``epochs`` epochs, never
+    stopping early), started in the background in a process group of its own."""
     import yaml
     config = yaml.safe_load((repo / "config/tiny.yaml").read_text())
     config["datasets"]["tiny_piano"].update(n_train=2)
     config["models"] = {"nmf_semi": {"family": "nmf", "supervision": "semi_supervised", "form": "online_mu",
-                                     "epochs": 300, "patience": 300, "batch_frames": 64,
+                                     "epochs": epochs, "patience": 0, "batch_frames": 64,
                                      "validation_note_f_every": 0}}
-    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
-    study = tmp_path / "results/tiny"
-    model = "results/tiny/models/tiny_piano/cqt/nmf_semi/all/model.npz"
-    checkpoint = study / "checkpoints/tiny_piano/cqt/nmf_semi/all/last.pt"
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
     bin_dir = str(Path(sys.executable).parent)
-    job = subprocess.Popen([sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"), "-d", str(tmp_path),
-                            "--cores", "1", model, "--configfile", str(tmp_path / "config.yaml")],
-                           env={**os.environ, "PATH": bin_dir + os.pathsep + os.environ["PATH"]},
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.time() + 300
-    while not checkpoint.exists() and job.poll() is None and time.time() < deadline:
+    return subprocess.Popen([sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"), "-d", str(workdir),
+                             "--cores", "1", KILLED_MODEL, "--configfile", str(workdir / "config.yaml")],
+                            env={**os.environ, "PATH": bin_dir + os.pathsep + os.environ["PATH"]},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+
+def wait_for(condition, job, seconds=300):
+    import time
+    deadline = time.time() + seconds
+    while not condition() and job.poll() is None and time.time() < deadline:
         time.sleep(0.05)
-    time.sleep(0.5)  # a few more epochs
+
+
+def kill(job):
+    import signal
     os.killpg(job.pid, signal.SIGKILL)
     job.wait()
-    assert checkpoint.exists() and not (tmp_path / model).exists(), "the kill came too late to test a resume"
+
+
+def test_a_killed_study_resumes_without_redoing_finished_jobs_or_epochs(tmp_path, repo):
+    """SIGKILL to Snakemake and its jobs while a model trains; the rerun keeps the data
+    and features it had made and resumes the model from its last finished epoch."""
+    import time
+    study = tmp_path / "results/tiny"
+    checkpoint = study / "checkpoints/tiny_piano/cqt/nmf_semi/all/last.pt"
+    job = start_training_study(repo, tmp_path, epochs=300)
+    wait_for(checkpoint.exists, job)
+    time.sleep(0.5)  # a few more epochs
+    kill(job)
+    assert checkpoint.exists() and not (tmp_path / KILLED_MODEL).exists(), "the kill came too late to test a resume"
     made = {p: p.stat().st_mtime_ns for p in [study / "data/tiny_piano/manifest.csv",
                                                study / "features/tiny_piano/cqt/index.csv"]}
-    # as `make scaling` does: lift the lock the kill left behind, then run again
+    # as the Makefile's studies do: lift the lock the kill left behind, then run again
     assert snakemake(repo, tmp_path, "--configfile", str(tmp_path / "config.yaml"), "--unlock").returncode == 0
-    done = snakemake(repo, tmp_path, "--configfile", str(tmp_path / "config.yaml"), "--rerun-incomplete", model)
+    done = snakemake(repo, tmp_path, "--configfile", str(tmp_path / "config.yaml"), "--rerun-incomplete",
+                     KILLED_MODEL)
     assert done.returncode == 0, done.stderr[-3000:]
     assert {p: p.stat().st_mtime_ns for p in made} == made  # data and features kept
     log = (study / "logs/train/tiny_piano/cqt/nmf_semi/all.log").read_text()
     resumed = int(log.split("after epoch ")[1].split()[0])
     assert resumed >= 1
-    losses = pd.read_csv(tmp_path / model.replace("model.npz", "loss.csv"))
+    losses = pd.read_csv(tmp_path / KILLED_MODEL.replace("model.npz", "loss.csv"))
     assert losses["epoch"].nunique() == 300  # the resumed run's history holds every epoch once
     assert not checkpoint.exists()
+
+
+def test_a_second_run_of_a_live_studys_folder_stops_with_one_line(tmp_path, repo):
+    """While a run lives, another run of its results folder and an --unlock each stop with
+    one line naming the folder and the run, and the live run's locks stay. Once the run
+    is killed, --unlock lifts the lock it left."""
+    locks = tmp_path / ".snakemake/locks"
+    job = start_training_study(repo, tmp_path, epochs=10000)  # minutes: it lives through the test
+    try:
+        wait_for(lambda: any(locks.glob("*")), job)
+        held = sorted(locks.iterdir())
+        for args in (["--forceall"], ["--unlock"]):
+            second = snakemake(repo, tmp_path, "--configfile", str(tmp_path / "config.yaml"), *args)
+            lines = [line for line in second.stderr.splitlines() if not line.startswith("Using workflow specific")]
+            assert second.returncode == 1 and second.stdout == "" and len(lines) == 1, second.stderr[-3000:]
+            assert lines[0].startswith("results/tiny is being written by a") and "--cores 1" in lines[0]
+        assert sorted(locks.iterdir()) == held
+        assert job.poll() is None, "the run ended before the test could try a second one"
+    finally:
+        kill(job)
+    assert snakemake(repo, tmp_path, "--configfile", str(tmp_path / "config.yaml"), "--unlock").returncode == 0
+    assert not locks.exists() or not any(locks.iterdir())
 
 
 def running_rules(log: str) -> list[str]:

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from .errors import LowrankAmtError
-from .io import write_text
+from .io import read_text, write_text
 from .kernels import pin_kernels
 
 
@@ -22,11 +22,19 @@ def _log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def _json(text: str):
+def _json(text: str, kind=dict):
+    """A JSON argument holding a ``kind`` (an object, or a list)."""
     try:
-        return json.loads(text)
+        value = json.loads(text)
     except json.JSONDecodeError as exc:
         raise argparse.ArgumentTypeError(f"not valid JSON: {exc}") from exc
+    if not isinstance(value, kind):
+        raise argparse.ArgumentTypeError(f"a JSON {'object' if kind is dict else 'list'} is needed, not {text!r}")
+    return value
+
+
+def _json_list(text: str):
+    return _json(text, list)
 
 
 def _hours(text: str) -> float | None:
@@ -34,7 +42,7 @@ def _hours(text: str) -> float | None:
     return None if text in ("all", "none", "") else float(text)
 
 
-J = {"type": _json, "required": True}   # a JSON argument
+J = {"type": _json, "required": True}   # a JSON object argument
 P = {"required": True}                   # a path argument
 O = {"default": None}                    # an optional path argument
 
@@ -97,7 +105,7 @@ COMMANDS = {
     "assess-dictionary": ("interpretability of a model's dictionary (families that have one)",
                           [("--model", P), ("--index", P), ("--out", P), ("--templates", P)]),
     "aggregate": ("tidy results table and ranked summary",
-                  [("--runs", J), ("--config-hash", P), ("--results", P), ("--summary", P), ("--markdown", P)]),
+                  [("--runs", {"type": _json_list, "required": True}), ("--config-hash", P), ("--results", P), ("--summary", P), ("--markdown", P)]),
     "plot": ("a summary figure: tradeoff, tradeoff-largest, scaling or cost-scaling",
              [("kind", {"choices": ["tradeoff", "tradeoff-largest", "scaling", "cost-scaling"]}),
               ("--summary", P), ("--out", P)]),
@@ -128,19 +136,17 @@ def build_parser() -> argparse.ArgumentParser:
 # One function per command: each imports what it calls, so that a job loads only its
 # stage's modules (torch, mir_eval and matplotlib take seconds) and `--help` is instant.
 def _validate_config(a):
-    import yaml
-
-    from .config import load_schema, validate_config
-    with open(a.config) as handle:
-        validate_config(yaml.safe_load(handle) or {}, load_schema(a.schema))
+    from .config import load_schema, read_yaml, validate_config
+    validate_config(read_yaml(a.config), load_schema(a.schema))
     _log(f"{a.config}: valid")
 
 
 def _config_docs(a):
     from .config import embed_reference, load_schema
     readme = Path(a.readme)
-    updated = embed_reference(readme.read_text(), load_schema(a.schema))
-    if a.check and updated != readme.read_text():
+    text = read_text(readme, "README")
+    updated = embed_reference(text, load_schema(a.schema))
+    if a.check and updated != text:
         raise LowrankAmtError(f"{readme} is out of date: run lowrank-amt config-docs without --check")
     if not a.check:
         write_text(readme, updated)
@@ -211,12 +217,12 @@ def _plot(a):
 def _page_table(a):
     from . import summary
     page = Path(a.page)
-    source, published = summary.generated_table(page.read_text())
+    source, published = summary.generated_table(read_text(page, "page"))
     if not Path(source).is_file():
         raise LowrankAmtError(f"{a.page}'s table comes from {source}, which is not there: run its study first")
     fresh = Path(source).read_text()
     if not a.check:
-        write_text(page, summary.embed_table(page.read_text(), fresh))
+        write_text(page, summary.embed_table(read_text(page, "page"), fresh))
         return _log(f"{a.page}: table copied from {source}")
     differences = summary.table_differences(published, fresh)
     if differences:
@@ -265,6 +271,10 @@ def main(argv: list[str] | None = None) -> int:
         HANDLERS[args.command](args)
     except LowrankAmtError as exc:
         print(f"lowrank-amt {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a path of the command line that cannot be read or written
+        print(f"lowrank-amt {args.command}: error: {exc.filename or 'a file'}: {exc.strerror or exc}",
+              file=sys.stderr)
         return 2
     return 0
 

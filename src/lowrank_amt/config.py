@@ -17,6 +17,7 @@ import jsonschema
 import yaml
 
 from .errors import LowrankAmtError
+from .io import read_text
 
 
 def _extend_with_defaults(validator_class):
@@ -42,8 +43,27 @@ def load_schema(path: str | Path) -> dict:
     from .datasets import with_dataset_definitions
     from .families.schema import with_model_definitions
     from .spectrogram import definition as features_definition
-    schema = with_model_definitions(with_dataset_definitions(yaml.safe_load(Path(path).read_text())))
+    schema = read_yaml(path, "schema")
+    if not isinstance(schema.get("definitions"), dict):
+        raise LowrankAmtError(f"{path} is not the config schema (it has no definitions)")
+    schema = with_model_definitions(with_dataset_definitions(schema))
     return {**schema, "definitions": {**schema["definitions"], "features": features_definition()}}
+
+
+def read_yaml(path: str | Path, what: str = "config") -> dict:
+    """A YAML mapping from ``path`` (an empty file is an empty one); a file that is not
+    one is one error naming it and the line."""
+    try:
+        data = yaml.safe_load(read_text(path, what))
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        line = f" at line {where.line + 1}" if where is not None else ""
+        raise LowrankAmtError(f"{what} {path} is not valid YAML{line}: {getattr(exc, 'problem', None) or exc}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise LowrankAmtError(f"{what} {path} is not a YAML mapping of keys (it holds a {type(data).__name__})")
+    return data
 
 
 def _key_path(error: jsonschema.ValidationError) -> str:
@@ -75,6 +95,40 @@ def validate_config(config: dict, schema: dict) -> dict:
         lines = [_describe(e) for e in errors]
         raise LowrankAmtError("invalid config: " + "; ".join(lines))
     return config
+
+
+def check_study(config: dict, schema: dict) -> dict:
+    """Validate a study config in place (``validate_config``) and the references between
+    its keys; returns each model's (family, complete spec), resolved from the models as
+    written. Any fault is one ``LowrankAmtError``, "invalid config: " and the key."""
+    written = copy.deepcopy(config.get("models") or {})
+    validate_config(config, schema)
+    try:
+        return _check_references(config, written)
+    except LowrankAmtError as error:
+        raise LowrankAmtError(f"invalid config: {error}") from None
+
+
+def _check_references(config: dict, written: dict) -> dict:
+    from . import families
+    # every model's family and complete spec; a refused combination stops the run here
+    specs = {name: families.resolve(spec) for name, spec in written.items()}
+    for name, (_, spec) in specs.items():
+        if spec.get("templates_from") not in (None, *config["datasets"]):
+            raise LowrankAmtError(f"config key 'models.{name}.templates_from' names no dataset of the config "
+                                  f"({spec['templates_from']!r})")
+        cap, sizes = config["max_training_hours"].get(name), config["training_hours"]
+        if cap is not None and sizes and not any(h <= cap for h in sizes):
+            raise LowrankAmtError(f"config key 'max_training_hours.{name}' ({cap}) is below every size of "
+                                  "'training_hours': the model would train at no size")
+        teacher = spec.get("teacher")
+        if teacher is not None and (teacher not in specs or teacher == name or specs[teacher][1].get("teacher")):
+            raise LowrankAmtError(f"config key 'models.{name}.teacher' must name another model of the config "
+                                  f"that has no teacher itself (got {teacher!r})")
+    for name in config["max_training_hours"]:
+        if name not in specs:
+            raise LowrankAmtError(f"config key 'max_training_hours.{name}' names no model of the config")
+    return specs
 
 
 def config_hash(config: dict) -> str:

@@ -10,7 +10,7 @@ import pandas as pd
 
 from .errors import LowrankAmtError
 from .interpretability import SUMMARY_NAMES
-from .io import read_json
+from .io import read_csv, read_json
 from .metrics import COUNT_NAMES, METRIC_NAMES, pooled_metrics
 from .versions import PROVENANCE_NAMES
 
@@ -19,13 +19,7 @@ def read_benchmark(path) -> dict:
     """Wall seconds (``s``), peak resident memory (``max_rss``, MB) and CPU seconds
     (``cpu_time``) of a Snakemake benchmark TSV; the mean over repeats, the peak of
     memory; NaN where Snakemake wrote NA."""
-    try:
-        table = pd.read_csv(path, sep="\t", na_values=["NA", "-"])
-    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        raise LowrankAmtError(f"benchmark file {path} cannot be read ({exc})") from exc
-    missing = {"s", "max_rss"} - set(table.columns)
-    if missing:
-        raise LowrankAmtError(f"benchmark file {path} lacks columns {sorted(missing)}")
+    table = read_csv(path, "benchmark file", ("s", "max_rss"), sep="\t", na_values=["NA", "-"])
     number = lambda c: pd.to_numeric(table[c], errors="coerce") if c in table else pd.Series([np.nan])  # noqa: E731
     return {"s": float(number("s").mean()), "max_rss": float(number("max_rss").max()),
             "cpu_time": float(number("cpu_time").mean())}
@@ -33,7 +27,7 @@ def read_benchmark(path) -> dict:
 
 def _loss_epochs(path) -> float:
     """Number of epochs in a loss.csv (NaN when it has no ``epoch`` column)."""
-    losses = pd.read_csv(path)
+    losses = read_csv(path, "loss file")
     return float(losses["epoch"].nunique()) if "epoch" in losses else math.nan
 
 

@@ -8,10 +8,8 @@ import shutil
 import sys
 from pathlib import Path
 
-from snakemake.exceptions import WorkflowError
-
-from lowrank_amt import families
-from lowrank_amt.config import config_hash, load_schema, validate_config
+from lowrank_amt import run_lock
+from lowrank_amt.config import check_study, config_hash, load_schema
 from lowrank_amt.errors import LowrankAmtError
 
 # The models as the user wrote them, before validation fills in defaults: a model's
@@ -20,40 +18,12 @@ from lowrank_amt.errors import LowrankAmtError
 WRITTEN_MODELS = copy.deepcopy(config.get("models") or {})
 
 try:
-    validate_config(
+    SPEC = check_study(
         config,
         load_schema(Path(workflow.current_basedir) / "../schemas/config.schema.yaml"),
     )
-    # every model's family and complete spec; a refused combination stops the run here
-    SPEC = {name: families.resolve(spec) for name, spec in WRITTEN_MODELS.items()}
-    for name, (_, spec) in SPEC.items():
-        if spec.get("templates_from") not in (None, *config["datasets"]):
-            raise LowrankAmtError(
-                f"config key 'models.{name}.templates_from' names no dataset of the config "
-                f"({spec['templates_from']!r})"
-            )
-        cap = config["max_training_hours"].get(name)
-        sizes = config["training_hours"]
-        if cap is not None and sizes and not any(h <= cap for h in sizes):
-            raise LowrankAmtError(
-                f"config key 'max_training_hours.{name}' ({cap}) is below every size of "
-                "'training_hours': the model would train at no size"
-            )
-        teacher = spec.get("teacher")
-        if teacher is not None and (
-            teacher not in SPEC or teacher == name or SPEC[teacher][1].get("teacher")
-        ):
-            raise LowrankAmtError(
-                f"config key 'models.{name}.teacher' must name another model of the config "
-                f"that has no teacher itself (got {teacher!r})"
-            )
-    for name in config["max_training_hours"]:
-        if name not in SPEC:
-            raise LowrankAmtError(
-                f"config key 'max_training_hours.{name}' names no model of the config"
-            )
-except LowrankAmtError as error:
-    raise WorkflowError(f"invalid config: {error}")
+except LowrankAmtError as error:  # one line naming the key, no traceback
+    sys.exit(str(error))
 
 
 envvars:
@@ -68,6 +38,11 @@ if not shutil.which("lowrank-amt"):
         f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
     )
 RESULTS = f"{config['results']}/{config['study']}"
+# One run per results folder (lowrank_amt/run_lock.py): a second stops here with one line.
+if workflow.is_main_process:
+    refusal = run_lock.refusal(RESULTS, sys.argv)
+    if refusal:
+        sys.exit(refusal)
 DATASETS = list(config["datasets"])
 # Models train on these; datasets with `role: test` are evaluation sets only.
 TRAINING_DATASETS = [d for d in DATASETS if config["datasets"][d]["role"] != "test"]

@@ -15,7 +15,7 @@ import pandas as pd
 from ..decode import decoding_grid, mean_note_f
 from ..errors import LowrankAmtError
 from ..interpretability import dictionary_scores, load_dictionary, template_table
-from ..io import atomic_path, read_json, write_json, write_text
+from ..io import atomic_path, read_csv, read_json, write_json, write_text
 from ..metrics import transcription_metrics
 from ..notes import read_midi_notes
 from ..spectrogram import bin_frequencies, cache_params, read_index
@@ -100,7 +100,7 @@ def aggregate(runs: list[dict], config_hash: str, results_path, summary_path, ma
         raise LowrankAmtError("aggregate: no runs to collect")
     tables = []
     for run in runs:
-        table = pd.read_csv(run["per_track"], dtype={"track_id": str})
+        table = read_csv(run["per_track"], "per-track metrics", dtype={"track_id": str})
         for key in ("family", "model", "features", "test_dataset", "dataset"):
             table.insert(0, key, run.get(key, run["dataset"]))
         for key, value in run_columns(run).items():
