@@ -249,3 +249,59 @@ def test_the_temporary_file_of_a_killed_writer_is_removed_by_the_next_write(tmp_
     live.write_text("being written")
     write_text(tmp_path / "tables.md", "the table\n")
     assert sorted(p.name for p in tmp_path.iterdir()) == [live.name, "tables.md"]
+
+
+#: Trains a learner whose dictionary moves every epoch, checkpointing after each; with
+#: argument 2 = k > 0 the process is killed (SIGKILL) while writing the k-th checkpoint,
+#: its temporary file half written. Prints the best dictionary's hash and the history.
+CHECKPOINTED_TRAINING = """
+import hashlib, os, sys, torch
+from lowrank_amt.epochs import fit_epochs
+
+class Learner:
+    learning_rate = None
+    def __init__(self):
+        self.W = torch.rand(264, 88, generator=torch.Generator().manual_seed(0))
+    def train_epoch(self, epoch):
+        self.W = 0.9 * self.W + torch.rand(264, 88, generator=torch.Generator().manual_seed(epoch))
+        return float(self.W.sum())
+    def end_epoch(self): pass
+    def validate(self, epoch): return None
+    def snapshot(self): return {"W": self.W.clone()}
+    def state_dict(self): return {"W": self.W}
+    def load_state_dict(self, state): self.W = state["W"]
+
+kill_at, saves, save = int(sys.argv[2]), [], torch.save
+def save_then_die(obj, path):
+    save(obj, path)
+    saves.append(path)
+    if len(saves) == kill_at:
+        with open(path, "r+b") as file:
+            file.truncate(os.path.getsize(path) // 2)
+        os.kill(os.getpid(), 9)
+torch.save = save_then_die
+state = fit_epochs(Learner(), epochs=6, checkpoint_path=sys.argv[1], fingerprint="x", log=lambda m: None)
+print(hashlib.sha256(state["best"]["W"].numpy().tobytes()).hexdigest(), [row["loss"] for row in state["history"]])
+"""
+
+
+def checkpointed_training(checkpoint, kill_at=0):
+    return subprocess.run([sys.executable, "-c", CHECKPOINTED_TRAINING, str(checkpoint), str(kill_at)],
+                          capture_output=True, text=True)
+
+
+@pytest.mark.parametrize("kill_at", [1, 3, 6])
+def test_a_kill_while_a_checkpoint_is_written_resumes_as_an_uninterrupted_run(tmp_path, kill_at):
+    """SIGKILL while the k-th checkpoint is being written (its temporary file half there):
+    the previous checkpoint is intact, the rerun resumes from it, ends with the same
+    dictionary and history as an uninterrupted run, and removes the half-written file."""
+    straight = checkpointed_training(tmp_path / "straight" / "last.pt")
+    assert straight.returncode == 0, straight.stderr
+    killed = checkpointed_training(tmp_path / "killed" / "last.pt", kill_at)
+    assert killed.returncode == -9
+    left = sorted(p.name for p in (tmp_path / "killed").iterdir())
+    assert len(left) == (1 if kill_at == 1 else 2) and left[0].startswith(".last.pt.")  # the half-written file
+    resumed = checkpointed_training(tmp_path / "killed" / "last.pt")
+    assert resumed.returncode == 0, resumed.stderr
+    assert resumed.stdout == straight.stdout
+    assert sorted(p.name for p in (tmp_path / "killed").iterdir()) == ["last.pt"]
