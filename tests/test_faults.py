@@ -305,3 +305,33 @@ def test_a_kill_while_a_checkpoint_is_written_resumes_as_an_uninterrupted_run(tm
     assert resumed.returncode == 0, resumed.stderr
     assert resumed.stdout == straight.stdout
     assert sorted(p.name for p in (tmp_path / "killed").iterdir()) == ["last.pt"]
+
+
+def test_the_run_lock_refuses_a_second_run_and_an_unlock_but_not_a_dry_run(tmp_path, monkeypatch, capsys):
+    """run_lock.refusal as the Snakefile calls it, with the folder's lock held as a live
+    run holds it (an flock of another open file); on a filesystem without locks the run
+    goes on with a note."""
+    import errno
+    import fcntl
+    from lowrank_amt import run_lock
+    results = tmp_path / "results" / "study"
+    results.mkdir(parents=True)
+    with open(results / run_lock.LOCK_NAME, "w") as held:
+        held.write("process 1: snakemake --cores 2\n")
+        held.flush()
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        refused = run_lock.refusal(results, ["snakemake", "--cores", "1"])
+        assert refused == f"{results} is being written by another run (process 1: snakemake --cores 2); " \
+                          "wait for it to finish or stop it"
+        beside = tmp_path / "results" / "other"
+        assert "--unlock would lift its locks" in run_lock.refusal(beside, ["snakemake", "--unlock"])
+        assert run_lock.refusal(results, ["snakemake", "-np"]) is None
+        assert run_lock.refusal(results, ["snakemake", "--dry-run"]) is None
+    assert run_lock.refusal(beside, ["snakemake", "--unlock"]) is None  # the run ended
+    assert not run_lock.is_dry_run(["snakemake", "--cores", "2", "--nolock", "-p"])
+
+    def no_locks_here(file, operation):
+        raise OSError(errno.EOPNOTSUPP, "Operation not supported")
+    monkeypatch.setattr(fcntl, "flock", no_locks_here)
+    assert run_lock.refusal(tmp_path / "results" / "third", ["snakemake", "--cores", "1"]) is None
+    assert "cannot be locked here (Operation not supported)" in capsys.readouterr().err

@@ -7,7 +7,8 @@ own lock is reached (whose refusal takes a screen and advises ``--unlock``). A k
 therefore leaves no lock of ours; Snakemake's, which it does leave, is lifted by
 ``snakemake --unlock``, and that is refused while a run of this results folder, or of a
 folder beside it, lives: Snakemake's unlock lifts every lock of the working directory.
-A dry run (``-n``) holds nothing and is never refused.
+A dry run (``-n``) holds nothing and is never refused. On a filesystem without locks (some
+cluster mounts) a note says so and the run goes on unguarded.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import fcntl
 import os
 import re
+import sys
 from pathlib import Path
 
 LOCK_NAME = ".run.lock"
@@ -37,6 +39,8 @@ def holder(lock_path: Path) -> str | None:
             fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             return file.read().strip() or "a starting run"
+        except OSError:  # a filesystem without locks: nobody can hold one there
+            return None
     return None
 
 
@@ -54,6 +58,11 @@ def take(lock_path: Path, argv: list[str]) -> str | None:
         found = file.read().strip() or "a starting run"
         file.close()
         return found
+    except OSError as exc:  # a filesystem without locks (some cluster mounts): run unguarded
+        file.close()
+        print(f"note: {lock_path} cannot be locked here ({exc.strerror or exc}): a second run of this results "
+              "folder would not be stopped", file=sys.stderr)
+        return None
     file.seek(0)
     file.truncate()
     file.write(f"process {os.getpid()}: {' '.join(argv)}\n")
