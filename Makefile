@@ -10,8 +10,11 @@ BIN := $(abspath $(VENV))/bin
 TORCH ?= auto
 TORCH_VERSION ?= 2.13.0
 TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
-# basic-pitch ships the pretrained ONNX model; --no-deps keeps TensorFlow out.
+# basic-pitch ships the pretrained ONNX model; --no-deps keeps TensorFlow out. transkun
+# ships Transkun 2.0's weights; --no-deps keeps out torchaudio (a second torch build's)
+# and its training tools (src/lowrank_amt/deep/transkun_pretrained.py).
 BASIC_PITCH_VERSION ?= 0.4.0
+TRANSKUN_VERSION ?= 2.0.1
 CORES ?= all
 # The default study's figures the README shows (copied to docs/figures/ by `make readme-figures`).
 README_FIGURES := tradeoff scaling cost-scaling losses
@@ -37,9 +40,10 @@ setup: system-deps $(STAMP)
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-# torch first, pinned afterwards, so that no later requirement pulls another build
+# Re-run when pyproject.toml or this file's pins change. torch first, pinned afterwards,
+# so that no later requirement pulls another build
 # (on PyPI a plain 'torch' is the CUDA build with several GB of nvidia packages).
-$(STAMP): pyproject.toml | $(BIN)/python
+$(STAMP): pyproject.toml Makefile | $(BIN)/python
 	@set -e; \
 	if $(BIN)/python -c "import torch" 2>/dev/null; then \
 	  echo "torch already installed: $$($(BIN)/python -c 'import torch; print(torch.__version__)')"; \
@@ -57,7 +61,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	  fi; \
 	fi; \
 	$(BIN)/pip install -e ".[test]" "torch==$$($(BIN)/python -c 'import torch; print(torch.__version__)')"
-	$(BIN)/pip install --no-deps "basic-pitch==$(BASIC_PITCH_VERSION)"
+	$(BIN)/pip install --no-deps "basic-pitch==$(BASIC_PITCH_VERSION)" "transkun==$(TRANSKUN_VERSION)"
 	@touch $(STAMP)
 
 # fluidsynth renders the synthetic dataset; a General MIDI soundfont gives it a piano,

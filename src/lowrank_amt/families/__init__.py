@@ -21,6 +21,7 @@ _BUILTIN = {
     "ntd": "lowrank:NTD",
     "network": "network:Network",
     "basic_pitch": "basic_pitch:BasicPitch",
+    "transkun": "transkun:Transkun",
     "unrolled": "unrolled:Unrolled",
 }
 
