@@ -78,6 +78,15 @@ class Trained:
     info: dict
 
 
+def pretrained(n_parameters: int, versions: dict) -> Trained:
+    """What ``fit`` returns for a pretrained model: no arrays, no losses, and an info with
+    its parameter count and package versions; its training cost is not measured here
+    (``train_seconds`` null)."""
+    info = {"train_seconds": None, "train_cpu_seconds": None, "device": "none (pretrained)",
+            "n_parameters": int(n_parameters), "pretrained": True, "epochs": 0, **versions}
+    return Trained({}, pd.DataFrame(columns=["epoch", "split", "loss"]), info)
+
+
 class Family:
     """Base of every model family; see the module docstring for the contract."""
 

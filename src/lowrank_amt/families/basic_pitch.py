@@ -4,9 +4,7 @@ audio (22050 Hz, its own 2 s windows, ``deep/basic_pitch_onnx.py``) at its own f
 
 from __future__ import annotations
 
-import pandas as pd
-
-from .base import Family, Trained
+from .base import Family, pretrained
 from ..param import Param
 
 
@@ -34,12 +32,8 @@ class BasicPitch(Family):
         return None
 
     def fit(self, spec, run, log=print):
-        """Record the pretrained model; ``train_seconds`` is null: its training cost is
-        not measured here."""
         from ..deep.basic_pitch_onnx import count_parameters, model_path, versions
-        info = {"train_seconds": None, "train_cpu_seconds": None, "device": "none (pretrained)",
-                "n_parameters": count_parameters(model_path()), "pretrained": True, "epochs": 0, **versions()}
-        return Trained({}, pd.DataFrame(columns=["epoch", "split", "loss"]), info)
+        return pretrained(count_parameters(model_path()), versions())
 
     #: Basic Pitch's audio rate and the hop of its outputs (basic_pitch.constants'
     #: AUDIO_SAMPLE_RATE and FFT_HOP; tests/test_basic_pitch.py holds them equal)

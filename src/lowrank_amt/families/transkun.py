@@ -6,9 +6,8 @@ they are by its decoder: nothing is tuned on the validation split."""
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 
-from .base import Family, Trained
+from .base import Family, pretrained
 from .schema import DEVICE
 
 
@@ -27,12 +26,8 @@ class Transkun(Family):
         return None
 
     def fit(self, spec, run, log=print):
-        """Record the pretrained model; ``train_seconds`` is null: its training cost is
-        not measured here."""
         from ..deep.transkun_pretrained import count_parameters, load_model, versions
-        info = {"train_seconds": None, "train_cpu_seconds": None, "device": "none (pretrained)",
-                "n_parameters": count_parameters(load_model()), "pretrained": True, "epochs": 0, **versions()}
-        return Trained({}, pd.DataFrame(columns=["epoch", "split", "loss"]), info)
+        return pretrained(count_parameters(load_model()), versions())
 
     def score_threshold(self, params, peak):
         """Its outputs are 0 or 1 (a note sounds or not)."""
