@@ -24,6 +24,7 @@ import json
 import math
 import sys
 import types
+import warnings
 from importlib import util
 from pathlib import Path
 
@@ -74,7 +75,9 @@ def load_model(device: str = "cpu"):
     """The pretrained model, in evaluation mode on ``device``."""
     folder = package_folder() / "pretrained"
     _torchaudio_stand_in()
-    from transkun import ModelTransformer
+    with warnings.catch_warnings():  # its CRF is compiled with torch.jit.script, which warns it is deprecated
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.jit")
+        from transkun import ModelTransformer
     config = ModelTransformer.Config()
     config.__dict__.update(json.loads((folder / "2.0.conf").read_text())["Model"]["config"])
     model = ModelTransformer.TransKun(conf=config)
@@ -88,7 +91,9 @@ def transcribe_notes(audio: np.ndarray, model) -> tuple[np.ndarray, np.ndarray, 
     its pedals come as notes of pitch -64 (sustain) and -67 (soft), which
     ``notes_to_outputs`` leaves out."""
     device = next(model.parameters()).device
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        # its layers call torch.utils.checkpoint, which warns at inference about training matters
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\.utils\.checkpoint|torch\._dynamo")
         notes = model.transcribe(torch.from_numpy(np.ascontiguousarray(audio, np.float32)[:, None]).to(device))
     notes = sorted(notes, key=lambda n: (n.start, n.pitch))
     intervals = np.array([[n.start, n.end] for n in notes], float).reshape(-1, 2)
