@@ -43,6 +43,7 @@ def _hours(text: str) -> float | None:
 
 
 J = {"type": _json, "required": True}   # a JSON object argument
+JL = {"type": _json_list, "required": True}  # a JSON list argument
 P = {"required": True}                   # a path argument
 O = {"default": None}                    # an optional path argument
 
@@ -105,7 +106,7 @@ COMMANDS = {
     "assess-dictionary": ("interpretability of a model's dictionary (families that have one)",
                           [("--model", P), ("--index", P), ("--out", P), ("--templates", P)]),
     "aggregate": ("tidy results table and ranked summary",
-                  [("--runs", {"type": _json_list, "required": True}), ("--config-hash", P), ("--results", P), ("--summary", P), ("--markdown", P)]),
+                  [("--runs", JL), ("--config-hash", P), ("--results", P), ("--summary", P), ("--markdown", P)]),
     "plot": ("a summary figure: tradeoff, tradeoff-largest, scaling or cost-scaling",
              [("kind", {"choices": ["tradeoff", "tradeoff-largest", "scaling", "cost-scaling"]}),
               ("--summary", P), ("--out", P)]),
@@ -217,12 +218,13 @@ def _plot(a):
 def _page_table(a):
     from . import summary
     page = Path(a.page)
-    source, published = summary.generated_table(read_text(page, "page"))
+    text = read_text(page, "page")
+    source, published = summary.generated_table(text)
     if not Path(source).is_file():
         raise LowrankAmtError(f"{a.page}'s table comes from {source}, which is not there: run its study first")
     fresh = Path(source).read_text()
     if not a.check:
-        write_text(page, summary.embed_table(read_text(page, "page"), fresh))
+        write_text(page, summary.embed_table(text, fresh))
         return _log(f"{a.page}: table copied from {source}")
     differences = summary.table_differences(published, fresh)
     if differences:

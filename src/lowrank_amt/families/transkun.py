@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..deep.transkun_pretrained import HOP_LENGTH, SAMPLE_RATE
 from .base import Family, pretrained
 from .schema import DEVICE
 
@@ -19,8 +20,7 @@ class Transkun(Family):
     decoder = "transkun"
     params = (DEVICE,)
     #: its audio rate, and the hop of the grid its notes are written on (100 Hz)
-    sample_rate = 44100
-    hop_length = 441
+    sample_rate, hop_length = SAMPLE_RATE, HOP_LENGTH
 
     def training_data(self, spec):
         return None
