@@ -28,6 +28,7 @@ localrules:
     all,
     aggregate,
     plot_losses,
+    plot_velocity,
     plot_tradeoff,
     plot_tradeoff_largest,
     plot_scaling,

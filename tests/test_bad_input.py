@@ -80,3 +80,70 @@ def test_every_command_has_its_function_and_an_unknown_one_is_refused(capsys):
     with pytest.raises(SystemExit):
         main(["no-such-command"])
     assert "invalid choice: 'no-such-command'" in capsys.readouterr().err
+
+
+def _mir_eval_scores(ref, est):
+    """mir_eval's own P/R/F (onset; onset+offset; onset+offset+velocity) of two note lists."""
+    import mir_eval
+    hz = mir_eval.util.midi_to_hz
+    args = (ref[0], hz(ref[1]), est[0], hz(est[1]))
+    return (*mir_eval.transcription.precision_recall_f1_overlap(*args, offset_ratio=None)[:3],
+            *mir_eval.transcription.precision_recall_f1_overlap(*args)[:3],
+            *mir_eval.transcription_velocity.precision_recall_f1_overlap(
+                ref[0], hz(ref[1]), ref[2], est[0], hz(est[1]), est[2])[:3])
+
+
+def _ours(ref, est):
+    from lowrank_amt.metrics import transcription_metrics
+    scores = transcription_metrics(ref, est)
+    return tuple(scores[f"{name}_{m}"] for name in ("note_onset", "note_offset", "note_offset_velocity")
+                 for m in "prf")
+
+
+def test_a_reference_with_pedal_but_no_notes_scores_zero_and_is_refused_for_targets(tmp_path):
+    import pretty_midi
+    from lowrank_amt.notes import read_reference
+    from lowrank_amt.targets import read_annotation
+    midi = pretty_midi.PrettyMIDI()
+    piano = pretty_midi.Instrument(0)
+    piano.control_changes = [pretty_midi.ControlChange(64, 127, 0.5), pretty_midi.ControlChange(64, 0, 2.0)]
+    midi.instruments.append(piano)
+    midi.write(str(tmp_path / "pedal_only.mid"))
+    ref = read_reference(tmp_path / "pedal_only.mid", {})
+    assert len(ref[1]) == 0
+    est = (np.array([[0.5, 1.0]]), np.array([60]), np.array([80]))
+    with pytest.warns(UserWarning, match="empty"):  # mir_eval warns, and scores 0
+        expected = _mir_eval_scores(ref, est)
+    assert _ours(ref, est) == expected == (0,) * 9
+    with pytest.raises(LowrankAmtError, match="pedal_only.mid has no notes"):
+        read_annotation(tmp_path / "pedal_only.mid", 3.0)
+
+
+def test_a_note_on_of_velocity_zero_ends_the_note(tmp_path):
+    import mido
+    song = mido.MidiFile(ticks_per_beat=480)  # 120 bpm: a beat is 0.5 s
+    track = mido.MidiTrack([mido.Message("note_on", note=60, velocity=80, time=0),
+                            mido.Message("note_on", note=60, velocity=0, time=480)])
+    song.tracks.append(track)
+    song.save(tmp_path / "v0.mid")
+    intervals, pitches, velocities = read_midi_notes(tmp_path / "v0.mid")
+    assert intervals.tolist() == [[0.0, 0.5]] and pitches.tolist() == [60] and velocities.tolist() == [80]
+    # a velocity of 0 in a note list (not a MIDI file) is scored as mir_eval scores it
+    ref = (np.array([[0.0, 0.5], [1.0, 1.5], [2.0, 2.5]]), np.array([60, 62, 64]), np.array([0, 90, 45]))
+    est = (np.array([[0.01, 0.5], [1.0, 1.4], [2.0, 2.5]]), np.array([60, 62, 64]), np.array([10, 100, 90]))
+    assert _ours(ref, est) == pytest.approx(_mir_eval_scores(ref, est), abs=1e-12)
+    assert _ours(ref, est)[8] < 1  # the third velocity is off the line
+
+
+def test_overlapping_notes_of_one_key_are_both_kept_and_scored_as_mir_eval_does(tmp_path):
+    import pretty_midi
+    midi = pretty_midi.PrettyMIDI()
+    piano = pretty_midi.Instrument(0)
+    piano.notes = [pretty_midi.Note(80, 60, 0.0, 2.0), pretty_midi.Note(60, 60, 1.0, 1.5)]
+    midi.instruments.append(piano)
+    midi.write(str(tmp_path / "overlap.mid"))
+    ref = read_midi_notes(tmp_path / "overlap.mid")
+    assert ref[0].tolist() == [[0.0, 1.5], [1.0, 1.5]]  # the key's first release ends both
+    est = (np.array([[0.0, 1.5], [1.02, 1.5], [3.0, 3.5]]), np.array([60, 60, 60]), np.array([90, 70, 50]))
+    assert _ours(ref, est) == pytest.approx(_mir_eval_scores(ref, est), abs=1e-12)
+    assert _ours(ref, est)[1] == 1.0  # both reference notes found

@@ -1,5 +1,6 @@
 """Decoder and metrics against values computed by hand."""
 
+import mir_eval
 import numpy as np
 import pytest
 
@@ -11,6 +12,8 @@ FRAME_RATE = 22050 / 512
 
 REF_INTERVALS = np.array([[0.50, 1.20], [0.50, 0.90], [1.40, 2.00], [2.10, 2.60], [2.30, 3.10]])
 REF_PITCHES = np.array([60, 64, 67, 48, 72])
+REF_VELOCITIES = np.array([40, 60, 80, 100, 120])
+REF_NOTES = (REF_INTERVALS, REF_PITCHES, REF_VELOCITIES)
 
 
 def test_note_metrics_hand_computed():
@@ -30,8 +33,26 @@ def test_offset_metric_requires_offsets():
     assert scores["note_offset_f"] == pytest.approx(0.0)
 
 
+def test_velocity_metric_ignores_the_velocities_scale_but_not_their_order():
+    # mir_eval maps the estimates' velocities onto the references' by a line per track:
+    # a rescaled copy of the references scores as the notes do with offsets ...
+    scaled = note_metrics(*REF_NOTES[:2], REF_INTERVALS, REF_PITCHES, ref_velocities=REF_VELOCITIES,
+                          est_velocities=REF_VELOCITIES / 2 + 30)
+    assert scaled["note_offset_velocity_f"] == pytest.approx(1.0) == scaled["note_offset_f"]
+    # ... while shuffled velocities lose the notes the line cannot map within 0.1
+    shuffled = np.array([120, 40, 100, 60, 80])
+    scores = note_metrics(*REF_NOTES[:2], REF_INTERVALS, REF_PITCHES, ref_velocities=REF_VELOCITIES,
+                          est_velocities=shuffled)
+    p, r, f, _ = mir_eval.transcription_velocity.precision_recall_f1_overlap(
+        REF_INTERVALS, mir_eval.util.midi_to_hz(REF_PITCHES), REF_VELOCITIES,
+        REF_INTERVALS, mir_eval.util.midi_to_hz(REF_PITCHES), shuffled)
+    assert (scores["note_offset_velocity_p"], scores["note_offset_velocity_f"]) == pytest.approx((p, f), abs=1e-12)
+    assert scores["note_offset_velocity_f"] < 0.5
+    assert "note_offset_velocity_f" not in note_metrics(*REF_NOTES[:2], REF_INTERVALS, REF_PITCHES)
+
+
 def test_empty_transcription_scores_zero():
-    scores = transcription_metrics(REF_INTERVALS, REF_PITCHES, np.zeros((0, 2)), np.zeros(0))
+    scores = transcription_metrics(REF_NOTES, (np.zeros((0, 2)), np.zeros(0), np.zeros(0)))
     assert scores["note_onset_f"] == 0 and scores["frame_f"] == 0
 
 
@@ -47,8 +68,7 @@ def test_frame_metrics_hand_computed():
 def test_decoding_the_ground_truth_roll_gives_the_notes_back():
     n_frames = int(3.5 * FRAME_RATE)
     roll = frame_targets(REF_INTERVALS, REF_PITCHES, n_frames, FRAME_RATE)["roll"].astype(float)
-    intervals, pitches, _ = activations_to_notes(roll, FRAME_RATE, threshold=0.5)
-    scores = transcription_metrics(REF_INTERVALS, REF_PITCHES, intervals, pitches)
+    scores = transcription_metrics(REF_NOTES, activations_to_notes(roll, FRAME_RATE, threshold=0.5))
     assert scores["note_onset_f"] == pytest.approx(1.0)
     assert scores["note_offset_f"] == pytest.approx(1.0)
     assert scores["frame_f"] > 0.95
@@ -58,8 +78,7 @@ def test_a_shifted_roll_loses_its_onsets_but_keeps_most_frames():
     n_frames = int(3.5 * FRAME_RATE)
     roll = frame_targets(REF_INTERVALS, REF_PITCHES, n_frames, FRAME_RATE)["roll"].astype(float)
     shifted = np.roll(roll, 4, axis=1)  # 93 ms late: outside the 50 ms onset window
-    intervals, pitches, _ = activations_to_notes(shifted, FRAME_RATE, threshold=0.5)
-    scores = transcription_metrics(REF_INTERVALS, REF_PITCHES, intervals, pitches)
+    scores = transcription_metrics(REF_NOTES, activations_to_notes(shifted, FRAME_RATE, threshold=0.5))
     assert scores["note_onset_f"] == pytest.approx(0.0)
     assert 0.6 < scores["frame_f"] < 0.95
 
@@ -173,14 +192,16 @@ def test_bad_decoding_parameters_are_refused():
 
 def test_pooled_metrics_weigh_every_note():
     # Track A: 1 of 1 reference note found (F 1); track B: 1 of 9 found, 1 estimate (P 1).
-    a = note_metrics([[0, 1]], [60], [[0, 1]], [60])
-    b = note_metrics(np.array([[i, i + 0.5] for i in range(9)]), [60] * 9, [[0, 0.5]], [60])
+    a = note_metrics([[0, 1]], [60], [[0, 1]], [60], ref_velocities=[80], est_velocities=[80])
+    b = note_metrics(np.array([[i, i + 0.5] for i in range(9)]), [60] * 9, [[0, 0.5]], [60],
+                     ref_velocities=[70] * 9, est_velocities=[30])
     counts = {k: [a.get(k, 0), b.get(k, 0)] for k in a if k.endswith("matches") or k.startswith("n_")}
     counts.update({"frame_tp": [0, 0], "frame_n_ref": [1, 1], "frame_n_est": [1, 1]})
     pooled = pooled_metrics(counts)
     assert pooled["note_onset_p"] == pytest.approx(2 / 2)
     assert pooled["note_onset_r"] == pytest.approx(2 / 10)
     assert pooled["note_onset_f"] == pytest.approx(2 * 0.2 / 1.2)
+    assert pooled["note_offset_velocity_f"] == pytest.approx(2 * 0.2 / 1.2)
     assert pooled["frame_f"] == 0.0
 
 
@@ -188,3 +209,24 @@ def test_frame_counts_match_the_rates():
     scores = frame_metrics([[0.0, 1.0]], [69], [[0.5, 1.5]], [69])
     assert scores["frame_tp"] / scores["frame_n_est"] == pytest.approx(scores["frame_p"])
     assert scores["frame_tp"] / scores["frame_n_ref"] == pytest.approx(scores["frame_r"])
+
+
+def test_a_release_slope_ends_a_note_where_its_activation_falls_steeply():
+    # A note at full level for 10 frames, decaying 0.5 dB per frame (21.5 dB/s) to frame
+    # 60, then released: 20 dB per frame. The 0.1 s span is 4 frames here; 100 dB/s is
+    # 9.3 dB over it. The first 4-frame span falling more than that starts at frame 57
+    # (1.5 + 20 dB), and the note ends one frame into it: frames 0..57.
+    t = np.arange(120)
+    level = np.where(t < 10, 0.0, -0.5 * (t - 10))
+    level = np.where(t > 60, level[60] - 20.0 * (t - 60), level)
+    H = np.zeros((88, 120))
+    H[39] = 10 ** (level / 20)
+    released = activations_to_notes(H, FRAME_RATE, 0.1, offset_fraction=0.001, release_slope=100.0)
+    assert released[0].tolist() == [[0.0, 58 / FRAME_RATE]]
+    # without the slope, the fraction of the peak ends it: below -60 dB from frame 62
+    assert activations_to_notes(H, FRAME_RATE, 0.1, offset_fraction=0.001)[0][0, 1] == 62 / FRAME_RATE
+    # the decay alone, at any slope below the release's, never ends it early
+    decay = H.copy()
+    decay[39, 61:] = 10 ** (np.maximum(-0.5 * (t[61:] - 10), -200) / 20)
+    assert activations_to_notes(decay, FRAME_RATE, 0.1, offset_fraction=0.001, release_slope=100.0)[0][0, 1] \
+        == activations_to_notes(decay, FRAME_RATE, 0.1, offset_fraction=0.001)[0][0, 1]

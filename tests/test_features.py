@@ -10,7 +10,8 @@ import soundfile
 
 from lowrank_amt.errors import LowrankAmtError
 from lowrank_amt.spectrogram import bin_frequencies, compute_features, load_track, log_filterbank, read_index
-from lowrank_amt.targets import extend_with_pedal, frame_targets, pedal_intervals
+from lowrank_amt.notes import extend_with_pedal, pedal_intervals
+from lowrank_amt.targets import frame_targets
 from lowrank_amt.stages.features import extract_dataset
 from lowrank_amt.io import read_json, write_json
 

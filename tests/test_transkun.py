@@ -1,12 +1,14 @@
 """Pretrained Transkun 2.0 on pieces rendered by fluidsynth: the filterbank that stands in
 for torchaudio is the weights' own, its notes survive the grid they are written on, and
 through the stages it transcribes a rendered piece better than Basic Pitch, scored in the
-same test; ``lowrank-amt transcribe --model transkun`` writes the same notes."""
+same test; ``lowrank-amt transcribe --model transkun`` writes the same notes, with their
+velocities and the sustain pedal."""
 
 import json
 
 import numpy as np
 import pandas as pd
+import pretty_midi
 import pytest
 import torch
 
@@ -14,10 +16,11 @@ from lowrank_amt import families
 from lowrank_amt.cli import main
 from lowrank_amt.datasets.manifest import write_manifest
 from lowrank_amt.datasets.synth import find_soundfont, random_piece, render
+from lowrank_amt.decode import pedal_spans
 from lowrank_amt.deep import transkun_pretrained as tk
 from lowrank_amt.io import read_json
 from lowrank_amt.metrics import note_metrics
-from lowrank_amt.notes import read_midi_notes
+from lowrank_amt.notes import pedal_intervals, read_midi_notes
 from lowrank_amt.stages import evaluate as evaluation, train as training, transcribe as transcription
 
 EVALUATION = {"onset_tolerance": 0.05, "offset_ratio": 0.2}
@@ -46,9 +49,14 @@ def test_notes_survive_the_grid_they_are_written_on():
             end = start + rng.uniform(0.05, 1.0)
             intervals.append([start, end]), pitches.append(key), velocities.append(rng.integers(1, 128))
             start = end if rng.random() < 0.5 else end + 0.1
-    intervals, pitches, velocities = np.array(intervals), np.array(pitches), np.array(velocities)
-    outputs = tk.notes_to_outputs(intervals, pitches, velocities, n_frames=1000)
-    back = tk.outputs_to_notes({name: array.astype(np.float16) for name, array in outputs.items()})
+    pedal = np.array([[0.5, 2.0], [2.5, 4.0]])  # the sustain pedal comes as notes of pitch -64
+    intervals, pitches = np.vstack([intervals, pedal]), np.concatenate([pitches, [tk.SUSTAIN_PITCH] * 2])
+    velocities = np.concatenate([velocities, [127, 127]])
+    outputs = {name: array.astype(np.float16) for name, array in
+               tk.notes_to_outputs(intervals, pitches, velocities, n_frames=1000).items()}
+    assert np.array_equal(pedal_spans(outputs, tk.FRAME_RATE), pedal)
+    intervals, pitches, velocities = intervals[:-2], pitches[:-2], velocities[:-2]
+    back = tk.outputs_to_notes(outputs)
     ours, theirs = np.lexsort((intervals[:, 0], pitches)), np.lexsort((back[0][:, 0], back[1]))  # key, then time
     assert np.array_equal(back[1][theirs], pitches[ours]) and np.array_equal(back[2][theirs], velocities[ours])
     assert np.abs(back[0][theirs] - intervals[ours]).max() <= 0.005 + 1e-9
@@ -99,9 +107,40 @@ def test_through_the_stages_it_transcribes_better_than_basic_pitch(pieces, tmp_p
     table = evaluation.evaluate(tmp_path / "midi", pieces / "index.csv", EVALUATION, tmp_path / "per_track.csv",
                                 log=QUIET)
     f_transkun, f_basic_pitch = float(table["note_onset_f"].iloc[0]), basic_pitch_note_f(pieces)
-    print(f"note onset F on a rendered piece: Transkun {f_transkun:.3f}, Basic Pitch {f_basic_pitch:.3f}")
+    scores = table.iloc[0]
+    print(f"note onset F on a rendered piece: Transkun {f_transkun:.3f}, Basic Pitch {f_basic_pitch:.3f}; Transkun "
+          f"with offsets {scores['note_offset_f']:.3f}, and velocity {scores['note_offset_velocity_f']:.3f}")
     assert f_transkun > 0.9 and f_transkun > f_basic_pitch
+    # its velocities carry: scored against the same notes with their velocities shuffled
+    ref, est = read_midi_notes(pieces / "test_0.mid"), read_midi_notes(tmp_path / "midi" / "test_0.mid")
+    shuffled = note_metrics(ref[0], ref[1], est[0], est[1], ref_velocities=ref[2],
+                            est_velocities=np.random.default_rng(0).permutation(est[2]))["note_offset_velocity_f"]
+    print(f"velocity-aware note F {scores['note_offset_velocity_f']:.3f}, with its velocities shuffled {shuffled:.3f}")
+    assert scores["note_offset_velocity_f"] > shuffled + 0.1
     # the command line writes the same notes as the stages
     assert main(["transcribe", "--model", "transkun", str(pieces / "test_0.wav"), "-o", str(tmp_path / "cli")]) == 0
     cli, stages = read_midi_notes(tmp_path / "cli" / "test_0.mid"), read_midi_notes(tmp_path / "midi" / "test_0.mid")
     assert np.array_equal(cli[1], stages[1]) and np.abs(cli[0] - stages[0]).max() <= 0.011
+    assert np.array_equal(cli[2], stages[2])
+
+
+def test_the_sustain_pedal_it_hears_is_written_as_cc64(tmp_path):
+    """Staccato chords every 0.5 s, the sustain pedal down from 1.5 to 4 s: the chords
+    under it ring on. Transkun hears the pedal from the first chord it holds (1.75 s) to
+    its release, and ``transcribe`` writes it as CC64; it also marks each staccato
+    release with a blip of under 0.1 s, written as it gives them."""
+    piece, piano = pretty_midi.PrettyMIDI(), pretty_midi.Instrument(0)
+    rng = np.random.default_rng(0)
+    for start in np.arange(0.25, 5.5, 0.5):
+        piano.notes += [pretty_midi.Note(80, int(key), start, start + 0.12)
+                        for key in rng.choice(np.arange(48, 84), 3, replace=False)]
+    piano.control_changes = [pretty_midi.ControlChange(64, 127, 1.5), pretty_midi.ControlChange(64, 0, 4.0)]
+    piece.instruments.append(piano)
+    piece.write(str(tmp_path / "pedal.mid"))
+    render(tmp_path / "pedal.mid", tmp_path / "pedal.wav", find_soundfont(), tk.SAMPLE_RATE)
+    assert main(["transcribe", "--model", "transkun", str(tmp_path / "pedal.wav"), "-o", str(tmp_path / "out")]) == 0
+    written = pedal_intervals(tmp_path / "out" / "pedal.mid")
+    longest = written[np.argmax(written[:, 1] - written[:, 0])]
+    assert abs(longest[0] - 1.75) <= 0.1 and abs(longest[1] - 4.0) <= 0.1
+    assert np.all(np.delete(written[:, 1] - written[:, 0], np.argmax(written[:, 1] - written[:, 0])) < 0.1)
+    assert len(read_midi_notes(tmp_path / "out" / "pedal.mid")[1]) >= 30  # its notes, with the pedal

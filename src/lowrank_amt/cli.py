@@ -116,6 +116,8 @@ COMMANDS = {
                                                "help": "memory full batch must fit in (default: this machine's)"})]),
     "plot-losses": ("loss curves of several models",
                     [("--loss", {"nargs": "+", "required": True, "metavar": "NAME=PATH"}), ("--out", P)]),
+    "plot-velocity": ("the velocity curves chosen on validation of several models",
+                      [("--decoding", {"nargs": "+", "required": True, "metavar": "NAME=PATH"}), ("--out", P)]),
     "plot-dictionary": ("a model's templates with their estimated pitches",
                         [("--model", P), ("--index", P), ("--out", P), ("--title", O)]),
     "plot-excerpt": ("activations of a test excerpt beside its piano roll",
@@ -238,12 +240,22 @@ def _scaling_tables(a):
     scaling_tables(a.summary, a.out, a.memory_limit_mb)
 
 
+def _named_paths(items, option: str) -> dict:
+    """``{NAME: PATH}`` of arguments ``NAME=PATH``, or one line naming the option."""
+    pairs = [item.split("=", 1) for item in items]
+    if any(len(p) != 2 for p in pairs):
+        raise LowrankAmtError(f"each {option} must be NAME=PATH")
+    return dict(pairs)
+
+
 def _plot_losses(a):
     from .stages.report import plot_losses
-    pairs = [item.split("=", 1) for item in a.loss]
-    if any(len(p) != 2 for p in pairs):
-        raise LowrankAmtError("plot-losses: each --loss must be NAME=PATH")
-    plot_losses(dict(pairs), a.out)
+    plot_losses(_named_paths(a.loss, "--loss"), a.out)
+
+
+def _plot_velocity(a):
+    from .stages.report import plot_velocity
+    plot_velocity(_named_paths(a.decoding, "--decoding"), a.out)
 
 
 def _plot_dictionary(a):
@@ -262,7 +274,7 @@ HANDLERS = {
     "extract-features": _extract_features, "train": _train, "activations": _activations, "teach": _teach,
     "decode": _decode, "transcribe": _transcribe, "evaluate": _evaluate, "assess-dictionary": _assess_dictionary,
     "aggregate": _aggregate, "plot": _plot, "scaling-tables": _scaling_tables, "page-table": _page_table,
-    "plot-losses": _plot_losses, "plot-dictionary": _plot_dictionary, "plot-excerpt": _plot_excerpt,
+    "plot-losses": _plot_losses, "plot-velocity": _plot_velocity, "plot-dictionary": _plot_dictionary, "plot-excerpt": _plot_excerpt,
 }
 
 

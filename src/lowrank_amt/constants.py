@@ -14,6 +14,8 @@ HOP_LENGTH = 512
 #: mir_eval conventions for note metrics.
 ONSET_TOLERANCE = 0.05
 OFFSET_RATIO = 0.2
+#: References lengthened by the sustain pedal, as MAESTRO's evaluations read them.
+PEDAL_EXTENDED_REFERENCES = True
 
 #: Time step (s) of the grid on which frame-level metrics sample both piano rolls.
 FRAME_METRIC_HOP = 0.01

@@ -24,15 +24,26 @@ relative to the track's peak activation. Per key:
 * **Offsets**: with ``offset_fraction`` f, a note ends at the first frame after its
   peak where the activation falls below f times that peak (a loud and a soft note
   decay alike, relative to their own peak); with ``offset_fraction=None`` it ends where
-  the activation falls below ``threshold`` (the plain thresholding decoder). A note
-  also ends where the next onset of its key begins.
-* Notes shorter than ``min_note_seconds`` are dropped; velocity is 127 times the note's
-  peak over the track's peak.
+  the activation falls below ``threshold`` (the plain thresholding decoder). With
+  ``release_slope`` (dB/s), a note ends earlier where its activation, after its peak,
+  falls faster than that over ``OFFSET_HOLD_SECONDS``: the key's release, which a
+  piano's dampers make far steeper than its decay while the key or the pedal is down
+  (about 10 dB in 0.1 s against a few dB per second). A note also ends where the next
+  onset of its key begins.
+* Sustain pedal: where a model's outputs carry a ``pedal`` row (1 x frames, 1 while the
+  pedal is down; Transkun's), ``pedal_spans`` reads it; the low-rank models and the
+  networks trained here predict no pedal, and their transcriptions have none.
+* Notes shorter than ``min_note_seconds`` are dropped. Velocity: by the curve
+  ``velocity_curve`` fitted on the validation split (``velocity.py``: a line in the
+  note's peak in dB, plus a shrunk offset per key), else 127 times the note's peak over
+  the track's peak.
 
 Why offsets at a fraction of the note's peak: piano activations decay during the note
 and fall steeply at the key release. A fixed threshold relative to the *track's* peak
 cuts a soft note during its decay (too early) and a loud one during its release tail
-(too late); a fraction of the note's own peak lands on the steep fall for both.
+(too late); a fraction of the note's own peak lands on the steep fall for both. Why the
+release slope besides: a low fraction keeps a pedalled note through its long decay, and
+the slope then finds its release wherever the level it was released at.
 """
 
 from __future__ import annotations
@@ -43,6 +54,7 @@ import numpy as np
 
 from .constants import MIDI_MIN, OFFSET_RATIO, ONSET_TOLERANCE
 from .metrics import note_metrics
+from .velocity import fit_curve, matched_velocities, note_velocities
 
 ONSET_METHODS = ("threshold", "peaks", "adaptive", "attack")
 
@@ -56,7 +68,9 @@ OFFSET_HOLD_SECONDS = 0.1
 
 #: Default decoding parameters; ``tune_decoding`` searches a grid around them.
 DEFAULTS = {"threshold": 0.1, "onset": "threshold", "offset_fraction": None,
-            "min_note_seconds": 0.05, "adaptive_seconds": 0.25}
+            "min_note_seconds": 0.05, "adaptive_seconds": 0.25, "release_slope": None}
+#: The decoding parameters that place offsets, chosen in the second stage of tuning.
+OFFSET_PARAMS = ("offset_fraction", "release_slope")
 
 
 def _trailing_average(x: np.ndarray, width: int) -> np.ndarray:
@@ -106,8 +120,21 @@ def _first_lasting_run(below: np.ndarray, hold: int) -> int:
     return int(hits[0]) if len(hits) else len(below)
 
 
-def _key_notes(h, onsets, threshold, offset_fraction, min_frames, hold_frames=1):
-    """(start, end, peak) frames of one key's notes, given its onset frames."""
+def _release(h: np.ndarray, drop_db: float, frames: int) -> int:
+    """The end (exclusive) of a note whose activation after its peak is ``h``: one frame
+    into the first span of ``frames`` frames over which ``h`` falls by more than
+    ``drop_db`` (where the release begins: the analysis window smears it later); len(h)
+    if none."""
+    if len(h) <= frames:
+        return len(h)
+    level = 20 * np.log10(np.maximum(h, 1e-6))
+    hits = np.nonzero(level[:-frames] - level[frames:] > drop_db)[0]
+    return int(hits[0]) + 1 if len(hits) else len(h)
+
+
+def _key_notes(h, onsets, threshold, offset_fraction, min_frames, hold_frames=1, release_db=None):
+    """(start, end, peak) frames of one key's notes, given its onset frames;
+    ``release_db``: the fall over ``hold_frames`` that ends a note (None: none)."""
     notes = []
     bounds = list(onsets[1:]) + [len(h)]
     for start, limit in zip(onsets, bounds):
@@ -120,6 +147,9 @@ def _key_notes(h, onsets, threshold, offset_fraction, min_frames, hold_frames=1)
             top = int(np.argmax(segment))
             peak = float(segment[top])
             end = start + top + _first_lasting_run(segment[top:] < offset_fraction * peak, hold_frames)
+        if release_db is not None and end > start:
+            top = int(np.argmax(h[start:end]))
+            end = min(end, start + top + _release(h[start + top:end], release_db, hold_frames))
         if end - start >= min_frames and peak > 0:
             notes.append((start, end, peak))
     return notes
@@ -128,11 +158,23 @@ def _key_notes(h, onsets, threshold, offset_fraction, min_frames, hold_frames=1)
 def activations_to_notes(H: np.ndarray, frame_rate: float, threshold: float,
                          min_note_seconds: float = 0.05, onset: str = "threshold",
                          offset_fraction: float | None = None, adaptive_seconds: float = 0.25,
-                         peak: float | None = None, attack: np.ndarray | None = None):
+                         peak: float | None = None, attack: np.ndarray | None = None,
+                         release_slope: float | None = None, velocity_curve: dict | None = None):
     """Return (intervals, pitches, velocities) decoded from activations ``H`` (88 x
     frames, nonnegative); see the module docstring for the rules. ``peak``: the track's
     largest activation when ``H`` is a piece of it (default: H's own). ``attack``: onset
-    activations (as H), which onset method ``"attack"`` needs."""
+    activations (as H), which onset method ``"attack"`` needs. ``velocity_curve``: the
+    calibration of ``velocity.py`` (default: 127 times the note's relative peak)."""
+    intervals, pitches, peaks = note_peaks(H, frame_rate, threshold, min_note_seconds, onset, offset_fraction,
+                                           adaptive_seconds, peak, attack, release_slope)
+    return intervals, pitches, note_velocities(peaks, pitches, velocity_curve)
+
+
+def note_peaks(H: np.ndarray, frame_rate: float, threshold: float, min_note_seconds: float = 0.05,
+               onset: str = "threshold", offset_fraction: float | None = None, adaptive_seconds: float = 0.25,
+               peak: float | None = None, attack: np.ndarray | None = None, release_slope: float | None = None):
+    """(intervals, pitches, peaks) of ``activations_to_notes``' notes, each note's peak
+    relative to the track's largest activation."""
     H = np.asarray(H, dtype=np.float64)
     if H.ndim != 2:
         raise ValueError(f"activations must be 2-D (keys x frames), got shape {H.shape}")
@@ -144,13 +186,16 @@ def activations_to_notes(H: np.ndarray, frame_rate: float, threshold: float,
         raise ValueError(f"offset_fraction must be in (0, 1) or None, got {offset_fraction}")
     if frame_rate <= 0:
         raise ValueError(f"frame_rate must be positive, got {frame_rate}")
-    empty = np.zeros((0, 2)), np.zeros(0, dtype=int), np.zeros(0, dtype=int)
+    if release_slope is not None and not release_slope > 0:
+        raise ValueError(f"release_slope must be positive (dB/s) or None, got {release_slope}")
+    empty = np.zeros((0, 2)), np.zeros(0, dtype=int), np.zeros(0)
     peak = (float(H.max()) if H.size else 0.0) if peak is None else float(peak)
     if not np.isfinite(peak) or peak <= 0:
         return empty
     H = np.clip(H / peak, 0.0, None)
     min_frames = max(1, int(round(min_note_seconds * frame_rate)))
     hold_frames = max(1, int(round(OFFSET_HOLD_SECONDS * frame_rate)))
+    release_db = None if release_slope is None else release_slope * hold_frames / frame_rate
     if onset == "adaptive":
         novelty = H - _trailing_average(H, max(1, int(round(adaptive_seconds * frame_rate))))
     elif onset == "attack":
@@ -170,14 +215,24 @@ def activations_to_notes(H: np.ndarray, frame_rate: float, threshold: float,
             onsets = _peak_onsets(h, novelty[key], threshold)
         else:  # attack: peaks of the onset activations, with hysteresis on them too
             onsets = _peak_onsets(novelty[key], novelty[key], threshold)
-        for start, end, note_peak in _key_notes(h, onsets, threshold, offset_fraction, min_frames, hold_frames):
-            rows.append((start / frame_rate, end / frame_rate, MIDI_MIN + key,
-                         int(np.clip(round(127 * note_peak), 1, 127))))
+        for start, end, note_peak in _key_notes(h, onsets, threshold, offset_fraction, min_frames, hold_frames,
+                                                release_db):
+            rows.append((start / frame_rate, end / frame_rate, MIDI_MIN + key, note_peak))
     if not rows:
         return empty
     rows.sort(key=lambda r: (r[0], r[2]))
     table = np.array(rows, dtype=float)
-    return table[:, :2], table[:, 2].astype(int), table[:, 3].astype(int)
+    return table[:, :2], table[:, 2].astype(int), table[:, 3]
+
+
+def pedal_spans(outputs: dict, frame_rate: float) -> np.ndarray:
+    """(n, 2) spans (s) during which the sustain pedal is down by a model's ``pedal``
+    output (above 0.5); none where the model predicts no pedal."""
+    if "pedal" not in outputs:
+        return np.zeros((0, 2))
+    down = np.concatenate([[False], np.asarray(outputs["pedal"]).reshape(-1) > 0.5, [False]])
+    edges = np.nonzero(np.diff(down.astype(int)))[0]
+    return edges.reshape(-1, 2) / frame_rate
 
 
 def score_aligned_notes(H: np.ndarray, frame_rate: float, score_intervals, score_pitches, tolerance: float,
@@ -246,10 +301,10 @@ def tune_decoding(tracks, grid: dict, frame_rate: float, onset_tolerance: float 
 
     ``grid`` maps parameter names of ``activations_to_notes`` to lists of candidates
     (``threshold``, ``onset``, ``offset_fraction``, ``min_note_seconds``,
-    ``adaptive_seconds``); a missing name keeps its default. Stage 1 picks the
-    combination of every parameter but ``offset_fraction`` with the best mean
-    note-onset F (offsets at the first candidate fraction); stage 2 picks
-    ``offset_fraction`` with the best mean note-with-offset F. Ties go to the earlier
+    ``adaptive_seconds``, ``release_slope``); a missing name keeps its default. Stage 1
+    picks the combination of every parameter but the offsets' (``OFFSET_PARAMS``) with
+    the best mean note-onset F (offsets by their first candidates); stage 2 picks the
+    offsets' combination with the best mean note-with-offset F. Ties go to the earlier
     candidate in grid order, so the result depends on ``tracks`` and ``grid`` only.
 
     Returns (params, trials): the chosen keyword arguments and one dict per evaluated
@@ -265,10 +320,10 @@ def tune_decoding(tracks, grid: dict, frame_rate: float, onset_tolerance: float 
         raise ValueError("every decoding grid entry needs at least one candidate (onset 'attack' "
                          "needs a model with onset activations)")
     trials = []
-    onset_names = [n for n in DEFAULTS if n != "offset_fraction"]
+    onset_names = [n for n in DEFAULTS if n not in OFFSET_PARAMS]
     best, best_score = None, -np.inf
     for values in itertools.product(*(candidates[n] for n in onset_names)):
-        params = {**dict(zip(onset_names, values)), "offset_fraction": candidates["offset_fraction"][0]}
+        params = {**dict(zip(onset_names, values)), **{n: candidates[n][0] for n in OFFSET_PARAMS}}
         if params["onset"] == "adaptive" or len(candidates["adaptive_seconds"]) == 1 or \
                 params["adaptive_seconds"] == candidates["adaptive_seconds"][0]:
             score = mean_note_f(tracks, frame_rate, params, "note_onset_f", onset_tolerance, offset_ratio)
@@ -277,8 +332,8 @@ def tune_decoding(tracks, grid: dict, frame_rate: float, onset_tolerance: float 
                 best, best_score = params, score
     best_score = -np.inf
     chosen = best
-    for fraction in candidates["offset_fraction"]:
-        params = {**chosen, "offset_fraction": fraction}
+    for values in itertools.product(*(candidates[n] for n in OFFSET_PARAMS)):
+        params = {**chosen, **dict(zip(OFFSET_PARAMS, values))}
         score = mean_note_f(tracks, frame_rate, params, "note_offset_f", onset_tolerance, offset_ratio)
         trials.append({**params, "stage": "offset", "metric": "note_offset_f", "score": score})
         if score > best_score:
@@ -299,6 +354,7 @@ def tune_threshold(tracks, thresholds, frame_rate: float, min_note_seconds: floa
 
 #: ``decoding`` config keys -> ``activations_to_notes`` parameters (each a grid).
 GRID_KEYS = {"thresholds": "threshold", "onsets": "onset", "offset_fractions": "offset_fraction",
+             "release_slopes": "release_slope",
              "min_note_seconds": "min_note_seconds", "adaptive_seconds": "adaptive_seconds"}
 
 
@@ -324,10 +380,27 @@ class GridDecoder:
 
     def tune(self, tracks, frame_rate: float):
         """(params, trials, best validation note-onset F) over ``tracks``, a list of
-        (outputs, ref_intervals, ref_pitches)."""
-        tracks = [({"note": outputs["note"], "onset": outputs.get("onset")}, *refs) for outputs, *refs in tracks]
-        params, trials = tune_decoding(tracks, self.grid, frame_rate, self.onset_tolerance, self.offset_ratio)
+        (outputs, reference notes): the grid's choice and the velocity curve fitted on
+        the notes it decodes (``velocity_curve``, None where none can be fitted)."""
+        tracks = [({"note": outputs["note"], "onset": outputs.get("onset")}, ref[0], ref[1], ref[2])
+                  for outputs, ref in tracks]
+        params, trials = tune_decoding([t[:3] for t in tracks], self.grid, frame_rate, self.onset_tolerance,
+                                       self.offset_ratio)
+        params["velocity_curve"] = self.fit_velocity_curve(tracks, frame_rate, params)
         return params, trials, max(t["score"] for t in trials if t["stage"] == "onset")
+
+    def fit_velocity_curve(self, tracks, frame_rate: float, params: dict) -> dict | None:
+        """``velocity.fit_curve`` on the notes that ``params`` decode from ``tracks``
+        (outputs, ref_intervals, ref_pitches, ref_velocities) and match a reference."""
+        peaks, pitches, velocities = [], [], []
+        for outputs, *ref in tracks:
+            intervals, est_pitches, est_peaks = note_peaks(outputs["note"], frame_rate, **params,
+                                                           attack=outputs.get("onset"))
+            matched, ref_velocities = matched_velocities(ref, intervals, est_pitches, self.onset_tolerance)
+            peaks.append(est_peaks[matched])
+            pitches.append(est_pitches[matched])
+            velocities.append(ref_velocities)
+        return fit_curve(np.concatenate(peaks), np.concatenate(pitches), np.concatenate(velocities))
 
     def notes(self, outputs: dict, frame_rate: float, params: dict, peak: float | None = None):
         """(intervals, pitches, velocities) of one track's outputs; ``peak``: the track's

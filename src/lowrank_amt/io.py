@@ -180,6 +180,8 @@ def read_text(path: str | os.PathLike, what: str = "file") -> str:
         raise LowrankAmtError(f"{what} {path} cannot be read ({exc.strerror or exc})") from exc
     except UnicodeDecodeError as exc:
         raise LowrankAmtError(f"{what} {path} is not text (UTF-8): {exc.reason} at byte {exc.start}") from exc
+    except ValueError as exc:  # a path with a null byte
+        raise LowrankAmtError(f"{what} {path!r} is not a valid path ({exc})") from exc
 
 
 def read_csv(path: str | os.PathLike, what: str, required=(), **options):
@@ -199,5 +201,11 @@ def read_csv(path: str | os.PathLike, what: str, required=(), **options):
     return table
 
 
-def read_json(path: str | os.PathLike):
-    return json.loads(Path(path).read_text())
+def read_json(path: str | os.PathLike, what: str = "JSON file"):
+    """The JSON value in ``path``; a missing, unreadable or malformed file is one error
+    naming it."""
+    text = read_text(path, what)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise LowrankAmtError(f"{what} {path} is not valid JSON ({exc.msg} at line {exc.lineno})") from exc

@@ -1,10 +1,18 @@
 """Transcription metrics, pure functions over note arrays, computed with mir_eval.
 
 Conventions (as in the field's tools): pitches are MIDI numbers here and converted to
-Hz for mir_eval; "note onset" P/R/F uses a 50 ms onset tolerance and ignores offsets;
-"note offset" P/R/F also requires the offset within 20 % of the reference duration
-(or 50 ms); frame P/R/F and accuracy sample both note lists on a 10 ms grid
-(mir_eval.multipitch).
+Hz for mir_eval. The field's three note metrics (as reported on MAESTRO):
+
+* "note onset" P/R/F: onset within 50 ms and pitch within 50 cents; offsets ignored;
+* "note offset" P/R/F: also the offset within 20 % of the reference duration (or 50 ms);
+* "note offset velocity" P/R/F: also the velocity (mir_eval.transcription_velocity):
+  per track, the reference velocities are scaled to [0, 1], the estimated ones mapped
+  onto them by the least-squares line over the matched notes, and a note counts if its
+  mapped velocity is within 0.1 of the reference's. Only the velocities' order and
+  spacing within a track matter, not their scale.
+
+Frame P/R/F and accuracy sample both note lists on a 10 ms grid (mir_eval.multipitch).
+A reference without notes scores 0 (as mir_eval, which warns).
 """
 
 from __future__ import annotations
@@ -18,11 +26,12 @@ from .constants import FRAME_METRIC_HOP, OFFSET_RATIO, ONSET_TOLERANCE
 
 METRIC_NAMES = ("note_onset_p", "note_onset_r", "note_onset_f",
                 "note_offset_p", "note_offset_r", "note_offset_f",
+                "note_offset_velocity_p", "note_offset_velocity_r", "note_offset_velocity_f",
                 "frame_p", "frame_r", "frame_f", "frame_accuracy")
 
 #: Per-track counts from which ``pooled_metrics`` recomputes the metrics over all notes.
 COUNT_NAMES = ("n_ref_notes", "n_est_notes", "note_onset_matches", "note_offset_matches",
-               "frame_tp", "frame_n_ref", "frame_n_est")
+               "note_offset_velocity_matches", "frame_tp", "frame_n_ref", "frame_n_est")
 
 
 def _hz(pitches) -> np.ndarray:
@@ -34,17 +43,27 @@ def _f(p: float, r: float) -> float:
 
 
 def note_metrics(ref_intervals, ref_pitches, est_intervals, est_pitches,
-                 onset_tolerance: float = ONSET_TOLERANCE, offset_ratio: float = OFFSET_RATIO) -> dict:
-    """Note P/R/F without (``note_onset_*``) and with (``note_offset_*``) offsets, and
+                 onset_tolerance: float = ONSET_TOLERANCE, offset_ratio: float = OFFSET_RATIO,
+                 *, ref_velocities=None, est_velocities=None) -> dict:
+    """Note P/R/F without (``note_onset_*``) and with (``note_offset_*``) offsets, with
+    both velocity lists also with offsets and velocity (``note_offset_velocity_*``), and
     the match counts (``*_matches``, ``n_ref_notes``, ``n_est_notes``) that pooling
     over tracks needs. Matching is mir_eval's (one-to-one, pitch within 50 cents)."""
     ref_intervals = np.asarray(ref_intervals, dtype=float).reshape(-1, 2)
     est_intervals = np.asarray(est_intervals, dtype=float).reshape(-1, 2)
     n_ref, n_est = len(ref_intervals), len(est_intervals)
     out = {"n_ref_notes": n_ref, "n_est_notes": n_est}
-    for name, ratio in (("note_onset", None), ("note_offset", offset_ratio)):
+    names = [("note_onset", None), ("note_offset", offset_ratio)]
+    if ref_velocities is not None and est_velocities is not None:
+        names.append(("note_offset_velocity", offset_ratio))
+    for name, ratio in names:
         if n_ref == 0 or n_est == 0:
             matches = 0
+        elif name == "note_offset_velocity":
+            matches = len(mir_eval.transcription_velocity.match_notes(
+                ref_intervals, _hz(ref_pitches), np.asarray(ref_velocities, dtype=float),
+                est_intervals, _hz(est_pitches), np.asarray(est_velocities, dtype=float),
+                onset_tolerance=onset_tolerance, offset_ratio=ratio))
         else:
             matches = len(mir_eval.transcription.match_notes(
                 ref_intervals, _hz(ref_pitches), est_intervals, _hz(est_pitches),
@@ -87,22 +106,24 @@ def frame_metrics(ref_intervals, ref_pitches, est_intervals, est_pitches,
             "frame_tp": int(round(p * n_est)), "frame_n_ref": n_ref, "frame_n_est": n_est}
 
 
-def transcription_metrics(ref_intervals, ref_pitches, est_intervals, est_pitches,
-                          onset_tolerance: float = ONSET_TOLERANCE,
+def transcription_metrics(ref_notes, est_notes, onset_tolerance: float = ONSET_TOLERANCE,
                           offset_ratio: float = OFFSET_RATIO) -> dict:
-    """All metrics of one track, keyed by ``METRIC_NAMES``."""
-    return {**note_metrics(ref_intervals, ref_pitches, est_intervals, est_pitches,
-                           onset_tolerance, offset_ratio),
+    """All metrics of one track, keyed by ``METRIC_NAMES``, from two note lists
+    (intervals, pitches, velocities)."""
+    (ref_intervals, ref_pitches, ref_velocities), (est_intervals, est_pitches, est_velocities) = ref_notes, est_notes
+    return {**note_metrics(ref_intervals, ref_pitches, est_intervals, est_pitches, onset_tolerance, offset_ratio,
+                           ref_velocities=ref_velocities, est_velocities=est_velocities),
             **frame_metrics(ref_intervals, ref_pitches, est_intervals, est_pitches)}
 
 
 def pooled_metrics(counts) -> dict:
     """The metrics of ``METRIC_NAMES`` over all notes and frames of several tracks
     pooled, from a mapping (or DataFrame) of per-track ``COUNT_NAMES`` columns: every
-    note weighs the same, where the per-track mean weighs every track the same."""
-    total = {name: float(np.sum(counts[name])) for name in COUNT_NAMES}
+    note weighs the same, where the per-track mean weighs every track the same. A count
+    the tables lack (older ones have no velocity matches) makes its metric NaN."""
+    total = {name: float(np.sum(counts[name])) if name in counts else np.nan for name in COUNT_NAMES}
     out = {}
-    for name in ("note_onset", "note_offset"):
+    for name in ("note_onset", "note_offset", "note_offset_velocity"):
         out.update(precision_recall_f(name, total[f"{name}_matches"], total["n_ref_notes"], total["n_est_notes"]))
     out.update(precision_recall_f("frame", total["frame_tp"], total["frame_n_ref"], total["frame_n_est"]))
     union = total["frame_n_ref"] + total["frame_n_est"] - total["frame_tp"]

@@ -69,58 +69,72 @@ def tradeoff_largest_plot(summary: pd.DataFrame, out_path) -> None:
     tradeoff_plot(largest_size(summary), out_path, title="Quality, cost and interpretability at each model's largest size")
 
 
+#: The trade-off figure's panels: the field's three note metrics (summary ``<name>_mean``).
+TRADEOFF_METRICS = (("note_onset_f", "note F, onset only"), ("note_offset_f", "note F, onset and offset"),
+                    ("note_offset_velocity_f", "note F, onset, offset, velocity"))
+
+
 def tradeoff_plot(summary: pd.DataFrame, out_path, title: str = "Transcription quality against training cost") -> None:
-    """Test note F (onset) against training time (log), one point per run: marker =
-    family, colour = interpretability score (hollow grey: no dictionary), bars = std."""
+    """Test note F against training time (log), a panel per metric of
+    ``TRADEOFF_METRICS``, one point per run: marker = family, colour = interpretability
+    score (hollow grey: no dictionary), bars = std; pretrained models as dashed lines."""
     _require(summary, ["train_seconds", "note_onset_f_mean", "model", "family"], "trade-off plot")
     _theme()
-    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    fig, axes = plt.subplots(1, len(TRADEOFF_METRICS), figsize=(6.2 * len(TRADEOFF_METRICS), 4.8), sharey=True)
     markers = _markers(summary["family"])
+    norm, cmap = matplotlib.colors.Normalize(0, 1), plt.get_cmap("viridis")
+    for ax, (metric, label) in zip(axes, TRADEOFF_METRICS):
+        _tradeoff_panel(ax, summary, metric, markers, lambda score: cmap(norm(score)))
+        ax.set_ylabel(f"{label} (test mean)")
+    handles = [plt.Line2D([], [], marker=m, ls="", color="black", markerfacecolor="white", label=f)
+               for f, m in markers.items()]
+    axes[0].legend(handles=handles, title="family", loc="upper right", fontsize=8, title_fontsize=8)
+    fig.suptitle(title)
+    colorbar = fig.colorbar(matplotlib.cm.ScalarMappable(norm=norm, cmap=cmap), ax=axes, pad=0.01, fraction=0.02)
+    colorbar.set_label("interpretability score (hollow: no dictionary)")
+    _save(fig, out_path, layout=False)
+
+
+def _tradeoff_panel(ax, summary: pd.DataFrame, metric: str, markers: dict, colour) -> None:
+    mean, std = f"{metric}_mean", f"{metric}_std"
+    if mean not in summary or summary[mean].isna().all():
+        ax.text(0.5, 0.5, f"no run records\n{metric}", ha="center", va="center", transform=ax.transAxes)
+        return
     scores = summary["interpretability"] if "interpretability" in summary else pd.Series(np.nan, summary.index)
-    norm = matplotlib.colors.Normalize(0, 1)
-    cmap = plt.get_cmap("viridis")
-    records = summary.assign(_score=scores.values).to_dict("records")
-    for row in records:
-        x, y, score = row["train_seconds"], row["note_onset_f_mean"], row["_score"]
-        ax.errorbar(x, y, yerr=row.get("note_onset_f_std", 0) or 0, color="0.6", lw=1, zorder=1)
+    for row in summary.assign(_score=scores.values).to_dict("records"):
+        x, y, score = row["train_seconds"], row[mean], row["_score"]
+        ax.errorbar(x, y, yerr=row.get(std, 0) or 0, color="0.6", lw=1, zorder=1)
         has_dictionary = not (score is None or math.isnan(score))
         ax.scatter(x, y, s=110, marker=markers[row["family"]], zorder=3, linewidths=1.5,
-                   facecolors=cmap(norm(score)) if has_dictionary else "white",
+                   facecolors=colour(score) if has_dictionary else "white",
                    edgecolors="black" if has_dictionary else "0.5")
     # A model trained on several sizes: its points joined by a thin line, named once at
     # its largest size (the label of every point would overlap).
-    for (model, dataset), group in summary.groupby(["model", "dataset"] if "dataset" in summary else ["model", "family"]):
+    for _, group in summary.groupby(["model", "dataset"] if "dataset" in summary else ["model", "family"]):
         group = group.sort_values("train_seconds")
-        ax.plot(group["train_seconds"], group["note_onset_f_mean"], color="0.75", lw=0.8, zorder=2)
+        ax.plot(group["train_seconds"], group[mean], color="0.75", lw=0.8, zorder=2)
         last = group.iloc[-1]
         sizes = group["train_hours"] if "train_hours" in group else pd.Series([np.nan])
         low, high = sizes.min(), sizes.max()
         hours = "" if pd.isna(high) else f" ({high:g} h)" if low == high else f" ({low:g}–{high:g} h)"
-        ax.annotate(f"{model}{hours}", (last["train_seconds"], last["note_onset_f_mean"]),
+        ax.annotate(f"{last['model']}{hours}", (last["train_seconds"], last[mean]),
                     textcoords="offset points", xytext=(8, -3), fontsize=8)
     ax.set_xscale("log")
     low, high = summary["train_seconds"].min(), summary["train_seconds"].max()
     ax.set_xlim(low / 3, high * 30)  # room for the names at the right
     ax.set_ylim(0, 1.02)
     ax.set_xlabel("training time (s, wall clock, log scale)")
-    ax.set_ylabel("note F, onset only (test mean)")
-    ax.set_title(title)
-    handles = [plt.Line2D([], [], marker=m, ls="", color="black", markerfacecolor="white", label=f)
-               for f, m in markers.items()]
     # Pretrained models have no training time here: a dashed line at their note F.
-    for row in summary[summary["train_seconds"].isna()].itertuples():
-        ax.axhline(row.note_onset_f_mean, ls="--", lw=1, color="0.45", zorder=0)
-        ax.annotate(f"{row.model} (pretrained)", (0.01, row.note_onset_f_mean), xycoords=("axes fraction", "data"),
+    for row in summary[summary["train_seconds"].isna()].to_dict("records"):
+        ax.axhline(row[mean], ls="--", lw=1, color="0.45", zorder=0)
+        ax.annotate(f"{row['model']} (pretrained)", (0.01, row[mean]), xycoords=("axes fraction", "data"),
                     textcoords="offset points", xytext=(0, 3), fontsize=8, color="0.3")
-    ax.legend(handles=handles, title="family", loc="upper right", fontsize=8, title_fontsize=8)
-    colorbar = fig.colorbar(matplotlib.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, pad=0.02)
-    colorbar.set_label("interpretability score (hollow: no dictionary)")
-    _save(fig, out_path)
 
 
 # The scaling figure's panels: a summary column (``<name>_mean`` and ``_std`` where the
 # summary has them) and its axis label.
 SCALING_PANELS = (("note_onset_f", "note F, onset only"), ("note_offset_f", "note F, onset and offset"),
+                  ("note_offset_velocity_f", "note F, onset, offset and velocity"),
                   ("frame_f", "frame F"), ("interpretability", "interpretability score"))
 
 
@@ -146,7 +160,7 @@ def scaling_plot(summary: pd.DataFrame, out_path) -> None:
     colours, markers = _model_styles(summary)
     grown = summary.dropna(subset=["train_hours"]).sort_values("train_hours")
     fixed = summary[summary["train_hours"].isna()]
-    fig, axes = plt.subplots(2, 2, figsize=(12, 8.5))
+    fig, axes = plt.subplots(2, 3, figsize=(16, 8.5))
     for ax, (name, label) in zip(axes.flat, SCALING_PANELS):
         mean = f"{name}_mean" if f"{name}_mean" in summary else name
         if mean not in summary or summary[mean].isna().all():
@@ -162,10 +176,11 @@ def scaling_plot(summary: pd.DataFrame, out_path) -> None:
         if not grown.empty:
             _hours_axis(ax, label)
         ax.set_ylim(0, 1.02)
-    handles, labels = axes.flat[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="center right", fontsize=8, frameon=False)
+    legend = axes.flat[len(SCALING_PANELS)]  # the panel left over holds the legend
+    legend.axis("off")
+    legend.legend(*axes.flat[0].get_legend_handles_labels(), loc="center", fontsize=8, frameon=False)
     fig.suptitle("Test metrics as training data grows (mean and standard deviation over test tracks)")
-    fig.tight_layout(rect=(0, 0, 0.8, 1))
+    fig.tight_layout()
     _save(fig, out_path, layout=False)
 
 
@@ -214,6 +229,34 @@ def cost_scaling_plot(summary: pd.DataFrame, out_path, memory_limit_mb: float | 
     fig.suptitle("Training cost as training data grows (dotted: full batch extrapolated to this machine's memory)")
     fig.tight_layout(rect=(0, 0, 0.82, 1))
     _save(fig, out_path, layout=False)
+
+
+def velocity_curves_plot(curves: dict, out_path) -> None:
+    """The velocity calibration of each model (``velocity.py``), ``{model name: curve or
+    None}``: MIDI velocity against the note's activation peak in dB below the track's
+    peak, the line with its keys' offsets as a band (5th to 95th percentile over keys);
+    a model without a curve is named in the legend as decoded by the peak rule."""
+    _theme()
+    fig, ax = plt.subplots(figsize=(11, 4.8))
+    levels = np.linspace(-60, 0, 61)
+    colours = dict(zip(curves, sns.color_palette("tab10", n_colors=max(1, len(curves)))))
+    for model, curve in curves.items():
+        if curve is None:
+            ax.plot([], [], color=colours[model], ls=":", label=f"{model}: no curve (127 x peak)")
+            continue
+        line = curve["intercept"] + curve["slope"] * levels
+        low, high = np.percentile(curve["key_offsets"], [5, 95])
+        ax.fill_between(levels, np.clip(line + low, 1, 127), np.clip(line + high, 1, 127), color=colours[model],
+                        alpha=0.15, lw=0)
+        ax.plot(levels, np.clip(line, 1, 127), color=colours[model],
+                label=f"{model}: {curve['slope']:.2f} per dB ({curve['n_notes']} notes)")
+    ax.set_xlim(-60, 0)
+    ax.set_ylim(0, 130)
+    ax.set_xlabel("note's activation peak (dB below the track's largest activation)")
+    ax.set_ylabel("MIDI velocity written")
+    ax.set_title("Velocity calibration chosen on the validation split (band: per-key offsets, 5-95 %)")
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+    _save(fig, out_path)
 
 
 def loss_curves_plot(losses: pd.DataFrame, out_path) -> None:

@@ -12,7 +12,8 @@ sides, keeping the notes that start in each piece (the shared decoder is given t
 recording's peak). So memory does not grow with the recording's length. A recording
 shorter than a chunk is processed whole, as the activations stage processes a track.
 
-Out, per input ``x``: ``x.mid``, ``x.csv`` (onset_s, offset_s, pitch, velocity) and, with
+Out, per input ``x``: ``x.mid`` (notes with velocities, and the sustain pedal as CC64
+where the model predicts it), ``x.csv`` (onset_s, offset_s, pitch, velocity) and, with
 ``plot``, ``x.png`` (the outputs of the first ``PLOT_SECONDS`` with the notes over them).
 """
 
@@ -28,7 +29,7 @@ import pandas as pd
 from . import families
 from .audio import audio_length, load_audio, read_span
 from .constants import OFFSET_RATIO, ONSET_TOLERANCE
-from .decode import score_aligned_notes
+from .decode import pedal_spans, score_aligned_notes
 from .device import pick_device
 from .errors import LowrankAmtError
 from .io import atomic_path
@@ -103,11 +104,12 @@ class Outputs:
     def n_frames(self) -> int:
         return self.parts[-1][1] if self.parts else 0
 
-    def read(self, start: int, stop: int) -> dict:
+    def read(self, start: int, stop: int, only=None) -> dict:
+        """Frames ``start:stop`` of every output (of the names ``only``, if given)."""
         pieces: dict[str, list] = {}
         for number, (a, b, names) in enumerate(self.parts):
             if a < stop and b > start:
-                for name in names:
+                for name in (n for n in names if only is None or n in only):
                     part = np.load(self.folder / f"{number}.{name}.npy")
                     pieces.setdefault(name, []).append(part[:, max(start, a) - a:min(stop, b) - a])
         return {name: np.concatenate(parts, axis=1).astype(np.float32) for name, parts in pieces.items()}
@@ -206,9 +208,9 @@ def note_decoder(family, decoder, params: dict, frame_rate: float, steering: Ste
     return notes_of
 
 
-def write_notes(out_stem: Path, notes) -> None:
+def write_notes(out_stem: Path, notes, pedal=()) -> None:
     intervals, pitches, velocities = notes
-    write_midi_notes(out_stem.with_suffix(".mid"), intervals, pitches, velocities)
+    write_midi_notes(out_stem.with_suffix(".mid"), intervals, pitches, velocities, pedal=pedal)
     table = pd.DataFrame({"onset_s": intervals[:, 0], "offset_s": intervals[:, 1], "pitch": pitches,
                           "velocity": velocities})
     with atomic_path(out_stem.with_suffix(".csv")) as tmp:
@@ -257,7 +259,7 @@ def transcribe_files(model_name, inputs, out_dir, *, plot: bool = False, device:
             store = Outputs(folder)
             seconds = compute_outputs(model, transcribe, audio_path, store, steering, log)
             notes = decode_outputs(note_decoder(model.family, decoder, params, rate / hop, steering), store, rate / hop)
-            write_notes(out_stem, notes)
+            write_notes(out_stem, notes, pedal_spans(store.read(0, store.n_frames, only=("pedal",)), rate / hop))
             if plot:
                 from .plots import transcription_plot
                 shown = store.read(0, min(store.n_frames, int(PLOT_SECONDS * rate / hop)))

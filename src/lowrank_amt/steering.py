@@ -155,12 +155,12 @@ class Steering:
             return outputs
         gains = self.gains()[:, None]
         steered = {name: np.asarray(value) * (gains if name == "note" else (gains > 0))
-                   for name, value in outputs.items()}
+                   for name, value in outputs.items() if name != "pedal"}  # the pedal is no key's
         if self.score is not None:
             inside = self.windows(steered["note"].shape[1], frame_rate, first_frame)
             factor = inside + self.score_weight * (1 - inside)
             steered = {name: value * factor for name, value in steered.items()}
-        return {name: value.astype(np.float32) for name, value in steered.items()}
+        return {**outputs, **{name: value.astype(np.float32) for name, value in steered.items()}}
 
     def restrict_templates(self, keys: np.ndarray) -> np.ndarray:
         """Which templates (their keys 0..87, -1 for none) a dictionary keeps: those of

@@ -55,7 +55,8 @@ def run_columns(run: dict) -> dict:
         **{k: train_info.get("run", {}).get(k, "") for k in PROVENANCE_NAMES},
         "transcribe_device": activations_info.get("device", ""),
         "threshold": decoding_info["threshold"],
-        **{f"decoding_{k}": v for k, v in decoding_info.get("params", {}).items() if k != "threshold"},
+        **{f"decoding_{k}": v for k, v in decoding_info.get("params", {}).items()
+           if k not in ("threshold", "velocity_curve")},
     }
     epochs = _loss_epochs(run["loss"]) if run.get("loss") else math.nan
     columns["n_epochs"] = epochs
@@ -85,10 +86,11 @@ def summarize(results: pd.DataFrame) -> pd.DataFrame:
     for keys, group in results.groupby(RUN_KEYS, sort=False, dropna=False):
         row = dict(zip(RUN_KEYS, keys))
         row["n_tracks"] = len(group)
-        for m in METRIC_NAMES:
-            row[f"{m}_mean"] = group[m].mean()
-            row[f"{m}_std"] = group[m].std(ddof=1) if len(group) > 1 else 0.0
-        if set(COUNT_NAMES) <= set(group.columns):
+        for m in METRIC_NAMES:  # a metric that older per-track tables lack is NaN
+            values = group[m] if m in group else pd.Series(np.nan, index=group.index)
+            row[f"{m}_mean"] = values.mean()
+            row[f"{m}_std"] = values.std(ddof=1) if len(group) > 1 else 0.0
+        if {"n_ref_notes", "n_est_notes", "frame_tp"} <= set(group.columns):
             row.update({f"{m}_pooled": v for m, v in pooled_metrics(group).items()})
         for column in ("oracle_note_onset_f", "oracle_threshold"):
             if column in group:
@@ -109,7 +111,7 @@ def summary_markdown(summary: pd.DataFrame) -> str:
     the oracle column, when present, is labelled as such."""
     oracle = "oracle_note_onset_f_mean" in summary
     header = ["rank", "model", "family", "dataset", "test set", "train h", "note F (onset)", "note F (onset+offset)",
-              "frame F", "note F pooled", "interpretability", "train time (s)", "s per audio min",
+              "note F (onset+offset+velocity)", "frame F", "note F pooled", "interpretability", "train time (s)", "s per audio min",
               "peak memory (MB)", "parameters", "device"] + (["oracle-threshold note F (not tuned)"] if oracle else [])
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in summary.to_dict("records"):
@@ -118,6 +120,7 @@ def summary_markdown(summary: pd.DataFrame) -> str:
         cells = [str(r["rank"]), r["model"], r["family"], r["dataset"], test_set, _fmt(r.get("train_hours"), "g"),
                  f"{r['note_onset_f_mean']:.3f} ({r['note_onset_f_std']:.3f})",
                  f"{r['note_offset_f_mean']:.3f} ({r['note_offset_f_std']:.3f})",
+                 f"{r['note_offset_velocity_f_mean']:.3f} ({r['note_offset_velocity_f_std']:.3f})",
                  f"{r['frame_f_mean']:.3f} ({r['frame_f_std']:.3f})",
                  _fmt(r.get("note_onset_f_pooled"), ".3f"), _fmt(r.get("interpretability"), ".2f"),
                  _fmt(r["train_seconds"], ".1f"), _fmt(r["seconds_per_audio_minute"], ".2f"),
@@ -231,7 +234,8 @@ def _require_columns(table: pd.DataFrame, columns) -> None:
         raise LowrankAmtError(f"the summary lacks columns {missing}")
 
 
-TABLE_METRICS = ("note F (onset)", "note F (onset+offset)", "frame F", "note F pooled", "interpretability")
+TABLE_METRICS = ("note F (onset)", "note F (onset+offset)", "note F (onset+offset+velocity)", "frame F",
+                 "note F pooled", "interpretability")
 
 
 def ranked_rows(markdown: str) -> dict:
@@ -249,7 +253,7 @@ def ranked_rows(markdown: str) -> dict:
         cells = dict(zip(header, (c.strip() for c in line.strip("|").split("|"))))
         value = lambda text: None if text == "–" else float(text.split()[0])  # noqa: E731
         key = (cells["model"], cells["dataset"], cells["test set"], cells["train h"])
-        rows[key] = cells["family"], {m: value(cells[m]) for m in TABLE_METRICS}
+        rows[key] = cells["family"], {m: value(cells.get(m, "–")) for m in TABLE_METRICS}
     return rows
 
 

@@ -1,9 +1,7 @@
 """Frame targets of piano notes, 88 x frames uint8 each: ``roll`` (key down; a note covers
 the frames whose centre lies in [onset, offset)), ``onsets`` (the first frame of each
-note) and ``offsets`` (the last frame of each note). With ``pedal_extension``, a note
-released while the sustain pedal (CC64 >= 64) is down lasts until the pedal is released
-or the key is struck again, whichever is first (as in the MAESTRO / Onsets and Frames
-targets).
+note) and ``offsets`` (the last frame of each note). With ``pedal_extension``, notes
+are lengthened by the sustain pedal as MAESTRO's targets are (``notes.py``).
 
 Bad input: a MIDI file that cannot be read or has no notes stops with an error naming
 the file. Notes outside the piano range are dropped, and notes beyond the end of the
@@ -14,8 +12,6 @@ the file.
 from __future__ import annotations
 
 import numpy as np
-import pretty_midi
-
 from .constants import MIDI_MAX, MIDI_MIN, N_KEYS
 from .errors import LowrankAmtError
 from .notes import read_midi_notes
@@ -23,36 +19,6 @@ from .notes import read_midi_notes
 NAMES = ("roll", "onsets", "offsets")
 #: Notes ending this little after the audio are not reported as clipped (s).
 END_TOLERANCE = 0.05
-
-
-def pedal_intervals(midi_path) -> np.ndarray:
-    """(n, 2) spans (s) during which the sustain pedal (CC64 >= 64) is down."""
-    midi = pretty_midi.PrettyMIDI(str(midi_path))
-    changes = sorted((c.time, c.value >= 64) for inst in midi.instruments if not inst.is_drum
-                     for c in inst.control_changes if c.number == 64)
-    spans, down_since = [], None
-    for time, down in changes:
-        if down and down_since is None:
-            down_since = time
-        elif not down and down_since is not None:
-            spans.append((down_since, time))
-            down_since = None
-    if down_since is not None:
-        spans.append((down_since, max(midi.get_end_time(), down_since)))
-    return np.array(spans, dtype=float).reshape(-1, 2)
-
-
-def extend_with_pedal(intervals: np.ndarray, pitches: np.ndarray, pedal: np.ndarray) -> np.ndarray:
-    """Note intervals with offsets moved to the pedal release when the key is released
-    while the pedal is down, but never past the next onset of the same key."""
-    intervals = np.array(intervals, dtype=float).reshape(-1, 2).copy()
-    for i, (start, end) in enumerate(intervals):
-        for down, up in pedal:
-            if down <= end < up:
-                later = intervals[(pitches == pitches[i]) & (intervals[:, 0] > start), 0]
-                intervals[i, 1] = max(end, min([up, *later]))
-                break
-    return intervals
 
 
 def frame_targets(intervals, pitches, n_frames: int, frame_rate: float) -> dict[str, np.ndarray]:
@@ -76,11 +42,9 @@ def frame_targets(intervals, pitches, n_frames: int, frame_rate: float) -> dict[
 def read_annotation(midi_path, audio_seconds: float, pedal_extension: bool = False, log=print, audio_path=None):
     """Piano notes of a MIDI file ready for targets, for the audio ``audio_path`` of
     ``audio_seconds`` (see the module doc)."""
-    intervals, pitches, _ = read_midi_notes(midi_path)
+    intervals, pitches, _ = read_midi_notes(midi_path, pedal_extension)
     if len(pitches) == 0:
         raise LowrankAmtError(f"MIDI file {midi_path} has no notes; remove the track or fix its annotation")
-    if pedal_extension:
-        intervals = extend_with_pedal(intervals, pitches, pedal_intervals(midi_path))
     in_range = (pitches >= MIDI_MIN) & (pitches <= MIDI_MAX)
     if not in_range.all():
         log(f"warning: MIDI file {midi_path}: {int((~in_range).sum())} note(s) outside the piano range "

@@ -287,6 +287,25 @@ def loss_inputs():
     return list(loss_files().values())
 
 
+def velocity_files():
+    """model@size -> decoding.json (with its velocity curve) of every model the shared
+    grid decoder decodes, at its largest size."""
+    return {
+        f"{run['model']}@{run['size']}": rules.decode.output.info.format(**run)
+        for run in all_runs()
+        if FAMILY[run["model"]].decoder == "grid"
+        and run["size"] == model_sizes(run["model"])[-1]
+    }
+
+
+def velocity_arguments(wildcards):
+    return " ".join(f"{name}={path}" for name, path in velocity_files().items())
+
+
+def velocity_inputs():
+    return list(velocity_files().values())
+
+
 def figure_outputs():
     """Per-model figures at the model's largest training size: its dictionary (models
     that have one) and a test excerpt of its activations (models on the features)."""
@@ -311,6 +330,7 @@ def final_outputs():
         ),
         rules.scaling_tables.output[0],
         rules.plot_losses.output[0],
+        *([rules.plot_velocity.output[0]] if velocity_files() else []),
         *figure_outputs(),
     ]
 

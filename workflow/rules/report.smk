@@ -57,6 +57,25 @@ rule plot_losses:
         "lowrank-amt plot-losses --loss {params.losses} --out {output:q} > {log:q} 2>&1"
 
 
+rule plot_velocity:
+    input:
+        velocity_inputs(),
+    output:
+        report(
+            f"{RESULTS}/plots/velocity.svg",
+            caption="../report/velocity.rst",
+            category="Decoding",
+        ),
+    log:
+        f"{RESULTS}/logs/plot/velocity.log",
+    conda:
+        "../../envs/lowrank-amt.yaml"
+    params:
+        decodings=velocity_arguments,
+    shell:
+        "lowrank-amt plot-velocity --decoding {params.decodings} --out {output:q} > {log:q} 2>&1"
+
+
 rule plot_dictionary:
     input:
         model=rules.train_model.output.model,

@@ -190,15 +190,15 @@ class NoteCreation:
                                    melodia_trick=self.spec["melodia_trick"])
 
     def tune(self, tracks, frame_rate: float):
-        """(params, trials, best score) over ``tracks``, a list of (outputs, ref_intervals,
-        ref_pitches)."""
+        """(params, trials, best score) over ``tracks``, a list of (outputs, reference
+        notes)."""
         trials, best, best_score = [], None, -np.inf
         for onset_t, frame_t, min_ms in itertools.product(self.spec["onset_thresholds"],
                                                           self.spec["frame_thresholds"], self.spec["min_note_ms"]):
             params = {"onset_threshold": float(onset_t), "frame_threshold": float(frame_t),
                       "min_note_ms": float(min_ms)}
             scores = []
-            for outputs, ref_intervals, ref_pitches in tracks:
+            for outputs, (ref_intervals, ref_pitches, _) in tracks:
                 est = self.notes(outputs, frame_rate, params)
                 scores.append(note_metrics(ref_intervals, ref_pitches, est[0], est[1],
                                            onset_tolerance=self.onset_tolerance)["note_onset_f"])

@@ -13,8 +13,9 @@ and a test holds it equal to the weights' buffer. Weights load with
 Transkun writes notes (onset, offset, pitch, velocity: a semi-Markov CRF over each key's
 intervals), not posteriorgrams. For the shared stages they are written on a
 ``FRAME_RATE`` grid (``notes_to_outputs``): ``note`` is 1 while a key's note sounds,
-``onset`` holds velocity / 127 at its first frame; ``outputs_to_notes`` reads them back,
-exact to half a frame (5 ms).
+``onset`` holds velocity / 127 at its first frame, ``pedal`` is 1 while the sustain pedal
+is down; ``outputs_to_notes`` reads the notes back, exact to half a frame (5 ms), and
+``decode.pedal_spans`` the pedal.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ SAMPLE_RATE = 44100
 #: The grid its notes are written on here (frames per second), and the hop it makes.
 FRAME_RATE = 100
 HOP_LENGTH = SAMPLE_RATE // FRAME_RATE
+#: The pitch its notes of the sustain pedal carry (the soft pedal's is -67, left out).
+SUSTAIN_PITCH = -64
 
 
 def package_folder() -> Path:
@@ -88,8 +91,7 @@ def load_model(device: str = "cpu"):
 
 def transcribe_notes(audio: np.ndarray, model) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(intervals, pitches, velocities) of mono ``audio`` at ``SAMPLE_RATE``, in onset order;
-    its pedals come as notes of pitch -64 (sustain) and -67 (soft), which
-    ``notes_to_outputs`` leaves out."""
+    its pedals come as notes of pitch -64 (sustain) and -67 (soft)."""
     device = next(model.parameters()).device
     with torch.no_grad(), warnings.catch_warnings():
         # its layers call torch.utils.checkpoint, which warns at inference about training matters
@@ -102,15 +104,19 @@ def transcribe_notes(audio: np.ndarray, model) -> tuple[np.ndarray, np.ndarray, 
 
 def notes_to_outputs(intervals, pitches, velocities, n_frames: int, frame_rate: float = FRAME_RATE) -> dict:
     """Notes on a frame grid: ``note`` (88 x n_frames) 1 while a note sounds, ``onset``
-    velocity / 127 at its first frame; notes outside the piano's keys are left out."""
+    velocity / 127 at its first frame, ``pedal`` (1 x n_frames) 1 while the sustain pedal
+    (pitch ``SUSTAIN_PITCH``) is down; other notes outside the piano's keys are left out."""
     note, onset = np.zeros((N_KEYS, n_frames), np.float32), np.zeros((N_KEYS, n_frames), np.float32)
+    pedal = np.zeros((1, n_frames), np.float32)
     for (start, end), pitch, velocity in zip(intervals, pitches, velocities):
         key, first = int(pitch) - MIDI_MIN, int(round(start * frame_rate))
         stop = max(first + 1, int(round(end * frame_rate)))
-        if 0 <= key < N_KEYS and first < n_frames:
+        if pitch == SUSTAIN_PITCH:
+            pedal[0, first:stop] = 1.0
+        elif 0 <= key < N_KEYS and first < n_frames:
             note[key, first:stop] = 1.0
             onset[key, first] = max(int(velocity), 1) / 127.0
-    return {"note": note, "onset": onset}
+    return {"note": note, "onset": onset, "pedal": pedal}
 
 
 def outputs_to_notes(outputs: dict, frame_rate: float = FRAME_RATE):

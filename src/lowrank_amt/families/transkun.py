@@ -63,7 +63,7 @@ class NotesAsWritten:
         from ..metrics import note_metrics
         score = float(np.mean([note_metrics(ref_intervals, ref_pitches, *self.notes(outputs, frame_rate, {})[:2],
                                             onset_tolerance=self.onset_tolerance)["note_onset_f"]
-                               for outputs, ref_intervals, ref_pitches in tracks]))
+                               for outputs, (ref_intervals, ref_pitches, _) in tracks]))
         return {}, [{"metric": "note_onset_f", "score": score}], score
 
     def default_params(self) -> dict:

@@ -17,7 +17,7 @@ from ..errors import LowrankAmtError
 from ..interpretability import dictionary_scores, load_dictionary, template_table
 from ..io import atomic_path, read_csv, read_json, write_json, write_text
 from ..metrics import transcription_metrics
-from ..notes import read_midi_notes
+from ..notes import read_midi_notes, read_reference
 from ..spectrogram import bin_frequencies, cache_params, read_index
 from ..summary import run_columns, summarize, summary_markdown
 from ..versions import software_versions
@@ -34,7 +34,7 @@ def oracle_thresholds(activations_path, index_path, decoding: dict, params: dict
     rows = []
     for row in index.itertuples():
         track = [(track_outputs(arrays, activations_path, "test", row.track_id)["note"],
-                  *read_midi_notes(row.midi_path)[:2])]
+                  *read_reference(row.midi_path, evaluation)[:2])]
         scores = [(mean_note_f(track, frame_rate, {**params, "threshold": t}, "note_onset_f",
                                evaluation["onset_tolerance"], evaluation["offset_ratio"]), -t)
                   for t in decoding_grid(decoding)["threshold"]]
@@ -53,12 +53,11 @@ def evaluate(midi_dir, index_path, evaluation: dict, out_path, log=print,
         est_path = Path(midi_dir) / f"{row.track_id}.mid"
         if not est_path.exists():
             raise LowrankAmtError(f"transcription {est_path} is missing")
-        ref, est = read_midi_notes(row.midi_path), read_midi_notes(est_path)
-        scores = transcription_metrics(ref[0], ref[1], est[0], est[1],
+        scores = transcription_metrics(read_reference(row.midi_path, evaluation), read_midi_notes(est_path),
                                        evaluation["onset_tolerance"], evaluation["offset_ratio"])
         rows.append({"track_id": row.track_id, "duration": row.duration, **scores})
-        log(f"{row.track_id}: note F {scores['note_onset_f']:.3f}, note F with offsets "
-            f"{scores['note_offset_f']:.3f}, frame F {scores['frame_f']:.3f}")
+        log(f"{row.track_id}: note F {scores['note_onset_f']:.3f}, with offsets {scores['note_offset_f']:.3f}, "
+            f"with offsets and velocity {scores['note_offset_velocity_f']:.3f}, frame F {scores['frame_f']:.3f}")
     table = pd.DataFrame(rows)
     if activations_path is not None and decoding_path is not None and decoding is not None:
         params = read_json(decoding_path)["params"]

@@ -10,7 +10,7 @@ import pandas as pd
 from .. import plots
 from ..errors import LowrankAmtError
 from ..interpretability import load_dictionary
-from ..io import read_csv, read_npz, write_text
+from ..io import read_csv, read_json, read_npz, write_text
 from ..memory import machine_memory_mb
 from ..pitch import estimate_template_pitches
 from ..spectrogram import bin_frequencies, cache_params, load_track, read_index
@@ -39,6 +39,12 @@ def scaling_tables(summary_path, out_path, memory_limit_mb: float | None = None)
 def plot_losses(loss_paths: dict, out_path) -> None:
     """Loss curves of several models, ``{model name: loss.csv path}``."""
     plots.loss_curves_plot(loss_table(loss_paths), out_path)
+
+
+def plot_velocity(decoding_paths: dict, out_path) -> None:
+    """``plots.velocity_curves_plot`` of the curves in ``{model name: decoding.json}``."""
+    curves = {model: read_json(path).get("params", {}).get("velocity_curve") for model, path in decoding_paths.items()}
+    plots.velocity_curves_plot(curves, out_path)
 
 
 def loss_table(loss_paths: dict) -> pd.DataFrame:

@@ -13,11 +13,12 @@ import numpy as np
 import pandas as pd
 
 from ..datasets.manifest import read_manifest
+from ..decode import pedal_spans
 from ..device import pick_device
 from ..errors import LowrankAmtError
 from ..io import atomic_path, read_npz, write_json
 from ..model_file import load_model
-from ..notes import read_midi_notes, write_midi_notes
+from ..notes import read_reference, write_midi_notes
 from ..spectrogram import cache_params, read_index
 
 F16_MAX = float(np.finfo(np.float16).max)
@@ -64,7 +65,8 @@ def activations(model_path, index_path, activations_path, info_path, log=print, 
     """Outputs of a trained model on every track of ``splits`` (by default validation and
     test: another dataset's test split needs only "test"), in the shared format: float16 arrays (clipped to float16's range) ``<split>__<track_id>`` (88 x
     frames: activations or note posteriorgram), ``<split>__<track_id>__onset`` where the
-    family gives onsets, and ``frame_rate`` where it is not the feature cache's;
+    family gives onsets, ``<split>__<track_id>__pedal`` (1 x frames) where it gives the
+    sustain pedal, and ``frame_rate`` where it is not the feature cache's;
     ``info_path`` gets the time per minute of audio and the device. A family that reads
     audio needs ``manifest_path``."""
     model = load_model(model_path)
@@ -79,7 +81,7 @@ def activations(model_path, index_path, activations_path, info_path, log=print, 
         for row, track in model_inputs(model, index_path, manifest_path, split):
             outputs = transcribe(track)
             key = f"{split}__{row.track_id}"
-            for name, suffix in (("note", ""), ("onset", "__onset")):
+            for name, suffix in (("note", ""), ("onset", "__onset"), ("pedal", "__pedal")):
                 if name in outputs:
                     saved[key + suffix] = np.minimum(outputs[name], F16_MAX).astype(np.float16)
             audio_seconds += row.duration
@@ -98,15 +100,17 @@ def load_activations(activations_path):
 
 
 def track_outputs(arrays, activations_path, split, track_id) -> dict:
-    """One track's outputs ({"note": 88 x frames[, "onset": ...]}) from ``load_activations``."""
+    """One track's outputs ({"note": 88 x frames[, "onset": ..., "pedal": 1 x frames]})
+    from ``load_activations``."""
     key = f"{split}__{track_id}"
     if key not in arrays:
         raise LowrankAmtError(f"{activations_path} lacks activations of {split} track {track_id}")
     outputs = {"note": arrays[key].astype(np.float32)}
     if outputs["note"].ndim != 2:
         raise LowrankAmtError(f"{activations_path}: {key} has shape {outputs['note'].shape}, expected (88, frames)")
-    if f"{key}__onset" in arrays:
-        outputs["onset"] = arrays[f"{key}__onset"].astype(np.float32)
+    for name in ("onset", "pedal"):
+        if f"{key}__{name}" in arrays:
+            outputs[name] = arrays[f"{key}__{name}"].astype(np.float32)
     return outputs
 
 
@@ -136,12 +140,13 @@ def decode(model_path, activations_path, index_path, decoding: dict, evaluation:
                                **decoder.info(model.decoding)})
         return
     validation = [(track_outputs(arrays, activations_path, "validation", r.track_id),
-                   *read_midi_notes(r.midi_path)[:2])
+                   read_reference(r.midi_path, evaluation))
                   for r in index[index["split"] == "validation"].itertuples()]
     if not validation:
         raise LowrankAmtError(f"{index_path} has no validation tracks to tune the decoding on")
     params, trials, score = decoder.tune(validation, frame_rate)
-    log(f"decoding chosen on validation: {params} (mean note onset F {score:.3f})")
+    shown = {k: v for k, v in params.items() if k != "velocity_curve"}
+    log(f"decoding chosen on validation: {shown} (mean note onset F {score:.3f})")
     _write_test_notes(decoder, params, arrays, activations_path, index, frame_rate, midi_dir)
     write_json(info_path, {"params": params, "validation_note_onset_f": score, "validation_trials": trials,
                            **decoder.info(params)})
@@ -151,5 +156,6 @@ def _write_test_notes(decoder, params, arrays, activations_path, index, frame_ra
     midi_dir = Path(midi_dir)
     midi_dir.mkdir(parents=True, exist_ok=True)
     for row in index[index["split"] == "test"].itertuples():
-        notes = decoder.notes(track_outputs(arrays, activations_path, "test", row.track_id), frame_rate, params)
-        write_midi_notes(midi_dir / f"{row.track_id}.mid", *notes)
+        outputs = track_outputs(arrays, activations_path, "test", row.track_id)
+        write_midi_notes(midi_dir / f"{row.track_id}.mid", *decoder.notes(outputs, frame_rate, params),
+                         pedal=pedal_spans(outputs, frame_rate))
