@@ -101,6 +101,35 @@ def test_a_trained_model_transcribes_recordings_from_the_command_line(tiny_study
     assert np.mean(scores) > max(silent_f, random_f) + 0.3
 
 
+def test_the_shipped_piano_model_transcribes_and_comes_from_the_committed_config(tiny_study, tmp_path):
+    """`transcribe --model piano` needs no study: the model shipped in the package (under
+    2 MB) transcribes the tiny study's test tracks above the trivial transcribers, with
+    velocities, and the config hash it records is the one config/pianos.yaml gives it now."""
+    from lowrank_amt import shipped
+    from lowrank_amt.cli import main
+    from lowrank_amt.io import read_json
+    from lowrank_amt.model_file import load_model
+    repo, _, study = tiny_study
+    folder = shipped.folder("piano")
+    model, provenance = load_model(folder), read_json(folder / "provenance.json")
+    assert (folder / "model.npz").stat().st_size <= shipped.MAX_BYTES
+    expected = shipped.recorded_hash(repo / provenance["config"], repo / "workflow/schemas/config.schema.yaml",
+                                     model.provenance)
+    assert provenance["config_hash"] == model.provenance["config_hash"] == expected
+    manifest = pd.read_csv(study / "data/tiny_piano/manifest.csv")
+    tests = list(manifest[manifest["split"] == "test"].itertuples())
+    audio = [str(study / "data/tiny_piano" / row.audio_path) for row in tests]
+    assert main(["transcribe", "--model", "piano", *audio, "-o", str(tmp_path)]) == 0
+    scores = []
+    for row in tests:
+        ours = read_midi_notes(tmp_path / f"{Path(row.audio_path).stem}.mid")
+        ref = read_midi_notes(study / "data/tiny_piano" / row.midi_path)
+        scores.append(note_metrics(ref[0], ref[1], ours[0], ours[1])["note_onset_f"])
+        assert len(set(ours[2])) > 3  # velocities from its curve, not one value
+    silent_f, random_f = trivial_scores(study)
+    assert np.mean(scores) > max(silent_f, random_f) + 0.3, (scores, silent_f, random_f)
+
+
 def test_every_rule_wrote_its_log_and_benchmark(tiny_study):
     _, _, study = tiny_study
     for rule in ("prepare_dataset", "extract_features", "train", "activations", "decode", "evaluate"):

@@ -56,6 +56,8 @@ COMMANDS = {
                    [("page", {}), ("--check", {"action": "store_true",
                                                "help": "compare, to the printed digits (a family's cpu_tolerance "
                                                        "where it has one), instead of writing"})]),
+    "ship": ("copy a study's trained model folder into the package as a shipped model (shipped.py)",
+             [("--model", P), ("--name", {"required": True}), ("--config", P), ("--schema", P)]),
     "config-docs": ("write the key reference of config/README.md from the schema",
                     [("--schema", P), ("--readme", P), ("--check", {"action": "store_true"})]),
     "prepare-dataset": ("synthesize, download or gather a dataset into a manifest",
@@ -78,7 +80,7 @@ COMMANDS = {
                 ("--midi-dir", P), ("--info", P),
                 ("--model-decoding", {"action": "store_true",
                                       "help": "decode another dataset's test split as the model's decoding.json says"})]),
-    "transcribe": ("transcribe recordings (audio files or folders) with a trained model or basic_pitch",
+    "transcribe": ("transcribe recordings (audio files or folders) with a trained model, a shipped one or a pretrained one",
                    [("inputs", {"nargs": "+", "metavar": "INPUT"}), ("--model", P),
                     (("-o", "--out-dir"), P), ("--plot", {"action": "store_true", "help": "also a PNG per input"}),
                     ("--device", {"choices": ["auto", "cpu", "cuda"], "default": None}),
@@ -142,6 +144,11 @@ def _validate_config(a):
     from .config import load_schema, read_yaml, validate_config
     validate_config(read_yaml(a.config), load_schema(a.schema))
     _log(f"{a.config}: valid")
+
+
+def _ship(a):
+    from .shipped import ship
+    ship(a.model, a.name, a.config, a.schema, _log)
 
 
 def _config_docs(a):
@@ -274,7 +281,7 @@ HANDLERS = {
     "extract-features": _extract_features, "train": _train, "activations": _activations, "teach": _teach,
     "decode": _decode, "transcribe": _transcribe, "evaluate": _evaluate, "assess-dictionary": _assess_dictionary,
     "aggregate": _aggregate, "plot": _plot, "scaling-tables": _scaling_tables, "page-table": _page_table,
-    "plot-losses": _plot_losses, "plot-velocity": _plot_velocity, "plot-dictionary": _plot_dictionary, "plot-excerpt": _plot_excerpt,
+    "ship": _ship, "plot-losses": _plot_losses, "plot-velocity": _plot_velocity, "plot-dictionary": _plot_dictionary, "plot-excerpt": _plot_excerpt,
 }
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import families
+from . import families, shipped
 from .audio import audio_length, load_audio, read_span
 from .constants import OFFSET_RATIO, ONSET_TOLERANCE
 from .decode import pedal_spans, score_aligned_notes
@@ -50,12 +50,15 @@ ADAPT_SECONDS = 60.0
 
 
 def resolve_model(name) -> Model:
-    """A model folder or ``model.npz``, or the name of a pretrained model."""
+    """A model folder or ``model.npz``, or the name of a shipped or a pretrained model."""
     if str(name) in families.pretrained_names():
         family, spec = families.resolve({"family": str(name)})
         return Model(family, spec, {}, None, {"pretrained": True}, None, None)
+    if str(name) in shipped.names() and not Path(name).exists():
+        return load_model(shipped.folder(str(name)))
     if not Path(name).exists():
-        raise LowrankAmtError(f"--model {name}: no model folder or file there, and not a pretrained model "
+        raise LowrankAmtError(f"--model {name}: no model folder or file there, and not a shipped "
+                              f"({', '.join(shipped.names())}) or pretrained model "
                               f"({', '.join(families.pretrained_names())})")
     model = load_model(name)
     if model.family.reads_features() and model.features is None:

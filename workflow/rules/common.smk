@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from lowrank_amt import run_lock
-from lowrank_amt.config import check_study, config_hash, load_schema
+from lowrank_amt.config import check_study, config_hash, load_schema, model_config_hash
 from lowrank_amt.errors import LowrankAmtError
 
 # The models as the user wrote them, before validation fills in defaults: a model's
@@ -181,19 +181,18 @@ def train_hours(wildcards):
 
 def provenance(wildcards):
     """Where a model comes from, stored in it: the study's names for its dataset, feature
-    set, model and size, and a hash of the config entries the model depends on (so that
-    another change of the config, e.g. to the decoding grid, does not retrain it)."""
-    depends_on = {
-        "sample_rate": config["sample_rate"],
-        "dataset": config["datasets"][wildcards.dataset],
-        "features": config["features"][wildcards.features],
-        "model": WRITTEN_MODELS[wildcards.model],
-    }
+    set, model and size, and the hash of the config entries it depends on."""
     return as_json(
         {
             "study": config["study"],
             **dict(wildcards.items()),
-            "config_hash": config_hash(depends_on),
+            "config_hash": model_config_hash(
+                config,
+                WRITTEN_MODELS,
+                wildcards.dataset,
+                wildcards.features,
+                wildcards.model,
+            ),
         }
     )
 
