@@ -225,6 +225,11 @@ def test_a_release_slope_ends_a_note_where_its_activation_falls_steeply():
     assert released[0].tolist() == [[0.0, 58 / FRAME_RATE]]
     # without the slope, the fraction of the peak ends it: below -60 dB from frame 62
     assert activations_to_notes(H, FRAME_RATE, 0.1, offset_fraction=0.001)[0][0, 1] == 62 / FRAME_RATE
+    # a release right after the peak shortens a note to the shortest kept, never drops it
+    early = H.copy()
+    early[39, 2:] = 10 ** ((-30.0 * np.arange(118)) / 20)
+    assert activations_to_notes(early, FRAME_RATE, 0.001, offset_fraction=0.001, min_note_seconds=0.05,
+                                release_slope=100.0)[0].tolist() == [[0.0, 2 / FRAME_RATE]]
     # the decay alone, at any slope below the release's, never ends it early
     decay = H.copy()
     decay[39, 61:] = 10 ** (np.maximum(-0.5 * (t[61:] - 10), -200) / 20)

@@ -28,8 +28,9 @@ relative to the track's peak activation. Per key:
   ``release_slope`` (dB/s), a note ends earlier where its activation, after its peak,
   falls faster than that over ``OFFSET_HOLD_SECONDS``: the key's release, which a
   piano's dampers make far steeper than its decay while the key or the pedal is down
-  (about 10 dB in 0.1 s against a few dB per second). A note also ends where the next
-  onset of its key begins.
+  (about 10 dB in 0.1 s against a few dB per second); it never shortens a note below
+  ``min_note_seconds``, so it moves offsets and keeps the notes. A note also ends where
+  the next onset of its key begins.
 * Sustain pedal: where a model's outputs carry a ``pedal`` row (1 x frames, 1 while the
   pedal is down; Transkun's), ``pedal_spans`` reads it; the low-rank models and the
   networks trained here predict no pedal, and their transcriptions have none.
@@ -147,9 +148,12 @@ def _key_notes(h, onsets, threshold, offset_fraction, min_frames, hold_frames=1,
             top = int(np.argmax(segment))
             peak = float(segment[top])
             end = start + top + _first_lasting_run(segment[top:] < offset_fraction * peak, hold_frames)
-        if release_db is not None and end > start:
+        if release_db is not None and end - start >= min_frames:
+            # a release shortens a note, but never below the shortest note kept: it
+            # places offsets and must not drop the notes that the onsets found
             top = int(np.argmax(h[start:end]))
-            end = min(end, start + top + _release(h[start + top:end], release_db, hold_frames))
+            released = start + top + _release(h[start + top:end], release_db, hold_frames)
+            end = max(start + min_frames, min(end, released))
         if end - start >= min_frames and peak > 0:
             notes.append((start, end, peak))
     return notes
