@@ -156,7 +156,14 @@ scaling-figures:
 report: setup
 	$(BIN)/snakemake --report $(REPORT)
 
+# The report test opens the tiny study's report in headless Chromium: installed here where
+# Debian's packages and root allow it, else that test is skipped with one line saying why.
 test: setup
+	@command -v chromium-headless-shell >/dev/null || command -v chromium >/dev/null || \
+	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	    echo "installing chromium-headless-shell from Debian's packages (for the report test)" && \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	      chromium-headless-shell >/dev/null; } || true
 	$(BIN)/pytest
 
 # `snakemake --profile slurm` looks in ./slurm, then ~/.config/snakemake/slurm.

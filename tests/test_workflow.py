@@ -130,6 +130,79 @@ def test_the_shipped_piano_model_transcribes_and_comes_from_the_committed_config
     assert np.mean(scores) > max(silent_f, random_f) + 0.3, (scores, silent_f, random_f)
 
 
+MENU = ("(() => { const texts = [...document.querySelectorAll('a')].map(a => a.textContent.trim());"
+        " const about = texts.indexOf('About'); return !window.stale && about >= 0 &&"
+        " texts.slice(about + 1, texts.indexOf('Save as SVG')); })()")
+FILES = ("[...document.querySelectorAll('tr')].filter(row => row.querySelector('a[iconname=eye]'))"
+         ".map(row => row.cells[0].innerText.trim())")
+
+
+def open_category(page, report, category) -> list[str]:
+    """The report opened afresh at a category of its menu: the files it lists."""
+    page.js("window.stale = true")
+    page.open(report)
+    page.wait_for(MENU)
+    page.js(f"[...document.querySelectorAll('a')].filter(a => a.textContent.trim() == {category!r}).pop().click()")
+    return page.wait_for(f"(() => {{ const files = {FILES}; return files.length && files; }})()")
+
+
+def test_the_report_renders_in_a_browser(tiny_study):
+    """The HTML report as people read it, in headless Chromium: every file of every
+    category opened as a reader would, each figure shown as an image the browser decoded,
+    the ranked results table (summary.html) with a row per run, and no console error."""
+    from browser import Page, find_chromium, frame_nodes
+    binary = find_chromium()
+    if binary is None:
+        pytest.skip("no headless Chromium here (Debian: apt-get install chromium-headless-shell; make test "
+                    "installs it as root): the report is not opened in a browser")
+    pytest.importorskip("websocket", reason="websocket-client (the test extra) is not installed")
+    repo, workdir, study = tiny_study
+    report = workdir / "report.html"
+    if not report.exists():
+        done = snakemake(repo, workdir, "--configfile", str(repo / "config/tiny.yaml"), "--report", str(report))
+        assert done.returncode == 0, done.stderr[-2000:]
+    page, shown = Page(binary), {}
+    try:
+        page.open(report)
+        categories = page.wait_for(MENU)
+        assert {"Results", "Trade-offs and scaling", "Training", "Decoding", "Dictionaries", "Activations"} \
+            <= set(categories)
+        for category in categories:
+            for number, name in enumerate(open_category(page, report, category)):
+                if not name.endswith((".svg", ".png", ".html")):
+                    continue  # the report offers tables (CSV) for download
+                open_category(page, report, category)
+                page.js(f"document.querySelectorAll('a[iconname=eye]')[{number}].click()")
+                if name.endswith(".html"):
+                    page.wait_for("!!document.querySelector('iframe')")
+                    shown[name] = _rows_when_loaded(page, frame_nodes)
+                else:
+                    shown[name] = page.wait_for(
+                        f"[...document.querySelectorAll('img')].filter(image => image.complete &&"
+                        f" image.src.includes('filename={Path(name).name};')).map(image => image.naturalWidth)[0]")
+        errors = page.errors()
+    finally:
+        page.close()
+    figures = {name: width for name, width in shown.items() if not name.endswith(".html")}
+    assert {f"results/tiny/plots/{kind}.svg" for kind in ("tradeoff", "scaling", "losses", "velocity")} <= set(figures)
+    assert all(width > 100 for width in figures.values()), figures
+    runs = len(pd.read_csv(study / "summary/summary.csv"))
+    assert shown["results/tiny/summary/summary.html"] == 1 + runs  # a header and a row per run
+    assert errors == [], errors
+
+
+def _rows_when_loaded(page, frame_nodes, seconds: float = 20.0) -> int:
+    """Rows of the tables in the page's frames, once there are any."""
+    import time
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        rows = frame_nodes(page.document(), "TR")
+        if rows:
+            return rows
+        time.sleep(0.1)
+    return 0
+
+
 def test_every_rule_wrote_its_log_and_benchmark(tiny_study):
     _, _, study = tiny_study
     for rule in ("prepare_dataset", "extract_features", "train", "activations", "decode", "evaluate"):

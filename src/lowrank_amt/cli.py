@@ -108,7 +108,8 @@ COMMANDS = {
     "assess-dictionary": ("interpretability of a model's dictionary (families that have one)",
                           [("--model", P), ("--index", P), ("--out", P), ("--templates", P)]),
     "aggregate": ("tidy results table and ranked summary",
-                  [("--runs", JL), ("--config-hash", P), ("--results", P), ("--summary", P), ("--markdown", P)]),
+                  [("--runs", JL), ("--config-hash", P), ("--results", P), ("--summary", P), ("--markdown", P),
+                   ("--html", O)]),
     "plot": ("a summary figure: tradeoff, tradeoff-largest, scaling or cost-scaling",
              [("kind", {"choices": ["tradeoff", "tradeoff-largest", "scaling", "cost-scaling"]}),
               ("--summary", P), ("--out", P)]),
@@ -216,7 +217,7 @@ def _assess_dictionary(a):
 
 def _aggregate(a):
     from .stages.evaluate import aggregate
-    aggregate(a.runs, a.config_hash, a.results, a.summary, a.markdown)
+    aggregate(a.runs, a.config_hash, a.results, a.summary, a.markdown, a.html)
 
 
 def _plot(a):

@@ -3,6 +3,7 @@ track), a ranked summary per run, and the README's markdown table."""
 
 from __future__ import annotations
 
+import html
 import math
 
 import numpy as np
@@ -106,29 +107,48 @@ def _fmt(value, spec: str) -> str:
     return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else format(value, spec)
 
 
-def summary_markdown(summary: pd.DataFrame) -> str:
-    """The README's ranked results table: mean (standard deviation) over test tracks;
-    the oracle column, when present, is labelled as such."""
+def summary_cells(summary: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
+    """The ranked results table's header and rows of text: mean (standard deviation)
+    over test tracks; the oracle column, when present, is labelled as such."""
     oracle = "oracle_note_onset_f_mean" in summary
     header = ["rank", "model", "family", "dataset", "test set", "train h", "note F (onset)", "note F (onset+offset)",
-              "note F (onset+offset+velocity)", "frame F", "note F pooled", "interpretability", "train time (s)", "s per audio min",
-              "peak memory (MB)", "parameters", "device"] + (["oracle-threshold note F (not tuned)"] if oracle else [])
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+              "note F (onset+offset+velocity)", "frame F", "note F pooled", "interpretability", "train time (s)",
+              "s per audio min", "peak memory (MB)", "parameters", "device"] + \
+        (["oracle-threshold note F (not tuned)"] if oracle else [])
+    rows = []
     for r in summary.to_dict("records"):
         memory = pd.Series([r.get("train_peak_memory_mb"), r.get("activations_peak_memory_mb")], dtype=float).max()
         test_set = "its own" if r["test_dataset"] == r["dataset"] else r["test_dataset"]
         cells = [str(r["rank"]), r["model"], r["family"], r["dataset"], test_set, _fmt(r.get("train_hours"), "g"),
-                 f"{r['note_onset_f_mean']:.3f} ({r['note_onset_f_std']:.3f})",
-                 f"{r['note_offset_f_mean']:.3f} ({r['note_offset_f_std']:.3f})",
-                 f"{r['note_offset_velocity_f_mean']:.3f} ({r['note_offset_velocity_f_std']:.3f})",
-                 f"{r['frame_f_mean']:.3f} ({r['frame_f_std']:.3f})",
+                 *(f"{r[f'{m}_mean']:.3f} ({r[f'{m}_std']:.3f})"
+                   for m in ("note_onset_f", "note_offset_f", "note_offset_velocity_f", "frame_f")),
                  _fmt(r.get("note_onset_f_pooled"), ".3f"), _fmt(r.get("interpretability"), ".2f"),
                  _fmt(r["train_seconds"], ".1f"), _fmt(r["seconds_per_audio_minute"], ".2f"),
                  _fmt(memory, ".0f"), _fmt(r.get("n_parameters"), ".0f"), str(r.get("device") or "–")]
         if oracle:
             cells.append(_fmt(r.get("oracle_note_onset_f_mean"), ".3f"))
-        lines.append("| " + " | ".join(cells) + " |")
+        rows.append(cells)
+    return header, rows
+
+
+def summary_markdown(summary: pd.DataFrame) -> str:
+    """The README's ranked results table (``summary_cells``) and its provenance lines."""
+    header, rows = summary_cells(summary)
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cells) + " |" for cells in rows]
     return "\n".join(lines + provenance_lines(summary)) + "\n"
+
+
+def summary_html(summary: pd.DataFrame) -> str:
+    """The same table as a page of its own, which the Snakemake report shows (it offers
+    CSV files for download only)."""
+    header, rows = summary_cells(summary)
+    table = pd.DataFrame(rows, columns=header).to_html(index=False, border=0, classes="ranked")
+    notes = "".join(f"<p>{html.escape(line)}</p>" for line in provenance_lines(summary) if line)
+    style = ("body{font-family:sans-serif;font-size:13px} table{border-collapse:collapse} "
+             "th,td{padding:2px 6px;border-bottom:1px solid #ddd;text-align:right} th{background:#f4f4f4}")
+    return (f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>Ranked results</title>"
+            f"<style>{style}</style></head><body>\n{table}\n{notes}</body></html>\n")
 
 
 def provenance_lines(summary: pd.DataFrame) -> list[str]:

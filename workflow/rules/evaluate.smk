@@ -74,6 +74,11 @@ rule aggregate:
             category="Results",
         ),
         markdown=f"{RESULTS}/summary/summary.md",
+        html=report(
+            f"{RESULTS}/summary/summary.html",
+            caption="../report/summary.rst",
+            category="Results",
+        ),
     log:
         f"{RESULTS}/logs/aggregate.log",
     conda:
@@ -84,4 +89,4 @@ rule aggregate:
     shell:
         "lowrank-amt aggregate --runs {params.runs:q} --config-hash {params.config_hash}"
         " --results {output.results:q} --summary {output.summary:q} --markdown {output.markdown:q}"
-        " > {log:q} 2>&1"
+        " --html {output.html:q} > {log:q} 2>&1"

@@ -19,7 +19,7 @@ from ..io import atomic_path, read_csv, read_json, write_json, write_text
 from ..metrics import transcription_metrics
 from ..notes import read_midi_notes, read_reference
 from ..spectrogram import bin_frequencies, cache_params, read_index
-from ..summary import run_columns, summarize, summary_markdown
+from ..summary import run_columns, summarize, summary_html, summary_markdown
 from ..versions import software_versions
 from .transcribe import load_activations, track_outputs
 
@@ -85,8 +85,10 @@ def assess(model_path, index_path, out_path, templates_path, log=print) -> dict:
     return scores
 
 
-def aggregate(runs: list[dict], config_hash: str, results_path, summary_path, markdown_path) -> pd.DataFrame:
-    """One tidy table (a row per run and test track) and a ranked summary per run.
+def aggregate(runs: list[dict], config_hash: str, results_path, summary_path, markdown_path,
+              html_path=None) -> pd.DataFrame:
+    """One tidy table (a row per run and test track) and a ranked summary per run, as CSV,
+    markdown and (with ``html_path``) a page of its own.
 
     ``runs`` lists dicts with keys dataset (the training dataset), features, model, family
     and the paths per_track, train_info, activations_info, decoding_info; optional:
@@ -115,4 +117,6 @@ def aggregate(runs: list[dict], config_hash: str, results_path, summary_path, ma
     with atomic_path(summary_path) as tmp:
         summary.to_csv(tmp, index=False)
     write_text(markdown_path, summary_markdown(summary))
+    if html_path is not None:
+        write_text(html_path, summary_html(summary))
     return summary
