@@ -75,7 +75,7 @@ def ship(model_dir, name: str, config_path, schema_path, log=print) -> Path:
         "name": name, "what": SHIPPED.get(name, ""), "config": str(config_path),
         "config_hash": expected, "study": model.provenance.get("study"), "model": model.provenance["model"],
         "size": model.provenance.get("size"), "dataset": model.provenance["dataset"],
-        "data": config["datasets"][model.provenance["dataset"]], "commit": commit,
+        "data": config["datasets"][model.provenance["dataset"]], "shipped_by_commit": commit,
         "train_hours": model.provenance.get("train_hours"), "train_seconds": train_info.get("train_seconds"),
         "trained": train_info.get("run", {}), "retrain": f"make ship-{name}"})
     log(f"shipped {source} as {name!r} in {target} ({size} bytes)")
