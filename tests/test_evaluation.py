@@ -223,3 +223,32 @@ def test_a_pages_generated_table_is_copied_from_its_study_and_checked(tmp_path, 
     page.write_text(text.replace("0.700 (0.141)", "0.710 (0.141)"))
     assert main(["page-table", "page.md", "--check"]) == 2
     assert "note F (onset) 0.71 published, 0.7 now" in capsys.readouterr().err
+
+
+def test_a_transcriptions_own_pedal_lengthens_its_notes_as_the_references_does(tmp_path):
+    """References are read with the sustain pedal's extension (``evaluation.pedal_extension``,
+    the default), and so are transcriptions: a model that writes the pedal (CC64) and its
+    key releases matches the lengthened reference; the same notes without the pedal do not."""
+    import pretty_midi
+
+    def midi(path, pedal):
+        piece, piano = pretty_midi.PrettyMIDI(), pretty_midi.Instrument(0)
+        piano.notes = [pretty_midi.Note(80, 60, 0.0, 0.5), pretty_midi.Note(70, 64, 3.0, 3.5)]
+        if pedal:
+            piano.control_changes = [pretty_midi.ControlChange(64, 127, 0.2), pretty_midi.ControlChange(64, 0, 2.0)]
+        piece.instruments.append(piano)
+        piece.write(str(path))
+    midi(tmp_path / "ref.mid", pedal=True)
+    pd.DataFrame([{"track_id": "t", "split": "test", "features_path": "-", "roll_path": "-", "duration": 4.0,
+                   "midi_path": str(tmp_path / "ref.mid"), "n_frames": 0, "frame_rate": 100.0}]
+                 ).to_csv(tmp_path / "index.csv", index=False)
+    scores = {}
+    for pedal in (True, False):
+        (tmp_path / str(pedal)).mkdir()
+        midi(tmp_path / str(pedal) / "t.mid", pedal)
+        for extension in (True, False):
+            table = evaluation.evaluate(tmp_path / str(pedal), tmp_path / "index.csv",
+                                        {**EVALUATION, "pedal_extension": extension}, tmp_path / "per_track.csv",
+                                        log=lambda message: None)
+            scores[pedal, extension] = float(table["note_offset_f"].iloc[0])
+    assert scores == {(True, True): 1.0, (False, True): 0.5, (True, False): 1.0, (False, False): 1.0}

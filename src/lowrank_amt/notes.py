@@ -46,8 +46,9 @@ def read_midi_notes(path: str | Path, pedal_extension: bool = False) -> tuple[np
 
 
 def read_reference(path: str | Path, evaluation: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The reference notes of a MIDI file as the ``evaluation`` config reads them: with
-    the sustain pedal's extension unless its ``pedal_extension`` is false."""
+    """The notes of a MIDI file as the ``evaluation`` config reads references and
+    transcriptions alike: lengthened by the file's sustain pedal unless its
+    ``pedal_extension`` is false (a transcription without CC64 is read as written)."""
     return read_midi_notes(path, evaluation.get("pedal_extension", PEDAL_EXTENDED_REFERENCES))
 
 

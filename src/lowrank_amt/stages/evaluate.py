@@ -53,7 +53,9 @@ def evaluate(midi_dir, index_path, evaluation: dict, out_path, log=print,
         est_path = Path(midi_dir) / f"{row.track_id}.mid"
         if not est_path.exists():
             raise LowrankAmtError(f"transcription {est_path} is missing")
-        scores = transcription_metrics(read_reference(row.midi_path, evaluation), read_midi_notes(est_path),
+        # a transcription is read as the reference is: its own pedal (CC64, where the model
+        # predicts one) lengthens its notes as the reference's pedal lengthens the reference's
+        scores = transcription_metrics(read_reference(row.midi_path, evaluation), read_reference(est_path, evaluation),
                                        evaluation["onset_tolerance"], evaluation["offset_ratio"])
         rows.append({"track_id": row.track_id, "duration": row.duration, **scores})
         log(f"{row.track_id}: note F {scores['note_onset_f']:.3f}, with offsets {scores['note_offset_f']:.3f}, "
