@@ -80,7 +80,7 @@ COMMANDS = {
                 ("--midi-dir", P), ("--info", P),
                 ("--model-decoding", {"action": "store_true",
                                       "help": "decode another dataset's test split as the model's decoding.json says"})]),
-    "transcribe": ("transcribe recordings (audio files or folders) with a trained model, a shipped one or a pretrained one",
+    "transcribe": ("transcribe recordings (audio files or folders) with a trained, shipped or pretrained model",
                    [("inputs", {"nargs": "+", "metavar": "INPUT"}), ("--model", P),
                     (("-o", "--out-dir"), P), ("--plot", {"action": "store_true", "help": "also a PNG per input"}),
                     ("--device", {"choices": ["auto", "cpu", "cuda"], "default": None}),
@@ -282,7 +282,8 @@ HANDLERS = {
     "extract-features": _extract_features, "train": _train, "activations": _activations, "teach": _teach,
     "decode": _decode, "transcribe": _transcribe, "evaluate": _evaluate, "assess-dictionary": _assess_dictionary,
     "aggregate": _aggregate, "plot": _plot, "scaling-tables": _scaling_tables, "page-table": _page_table,
-    "ship": _ship, "plot-losses": _plot_losses, "plot-velocity": _plot_velocity, "plot-dictionary": _plot_dictionary, "plot-excerpt": _plot_excerpt,
+    "ship": _ship, "plot-losses": _plot_losses, "plot-velocity": _plot_velocity, "plot-dictionary": _plot_dictionary,
+    "plot-excerpt": _plot_excerpt,
 }
 
 
