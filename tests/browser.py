@@ -61,15 +61,17 @@ class Page:
             raise AssertionError(f"{expression}: {result['exceptionDetails'].get('exception', {}).get('description')}")
         return result["result"].get("value")
 
-    def wait_for(self, expression: str, seconds: float = 20.0):
-        """The value of ``expression`` once it is truthy; an error after ``seconds``."""
+    def wait_for(self, condition, seconds: float = 20.0):
+        """The value of ``condition`` (a JavaScript expression, or a function of nothing)
+        once it is truthy; an error after ``seconds``."""
+        read = condition if callable(condition) else lambda: self.js(condition)
         end = time.monotonic() + seconds
         while time.monotonic() < end:
-            value = self.js(expression)
+            value = read()
             if value:
                 return value
             time.sleep(0.1)
-        raise AssertionError(f"not true after {seconds} s: {expression}")
+        raise AssertionError(f"not true after {seconds} s: {condition}")
 
     def open(self, path) -> None:
         self.call("Page.navigate", url=f"file://{path}")

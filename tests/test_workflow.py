@@ -175,7 +175,7 @@ def test_the_report_renders_in_a_browser(tiny_study):
                 page.js(f"document.querySelectorAll('a[iconname=eye]')[{number}].click()")
                 if name.endswith(".html"):
                     page.wait_for("!!document.querySelector('iframe')")
-                    shown[name] = _rows_when_loaded(page, frame_nodes)
+                    shown[name] = page.wait_for(lambda: frame_nodes(page.document(), "TR"))
                 else:
                     shown[name] = page.wait_for(
                         f"[...document.querySelectorAll('img')].filter(image => image.complete &&"
@@ -189,18 +189,6 @@ def test_the_report_renders_in_a_browser(tiny_study):
     runs = len(pd.read_csv(study / "summary/summary.csv"))
     assert shown["results/tiny/summary/summary.html"] == 1 + runs  # a header and a row per run
     assert errors == [], errors
-
-
-def _rows_when_loaded(page, frame_nodes, seconds: float = 20.0) -> int:
-    """Rows of the tables in the page's frames, once there are any."""
-    import time
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        rows = frame_nodes(page.document(), "TR")
-        if rows:
-            return rows
-        time.sleep(0.1)
-    return 0
 
 
 def test_every_rule_wrote_its_log_and_benchmark(tiny_study):

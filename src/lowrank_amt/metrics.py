@@ -34,7 +34,8 @@ COUNT_NAMES = ("n_ref_notes", "n_est_notes", "note_onset_matches", "note_offset_
                "note_offset_velocity_matches", "frame_tp", "frame_n_ref", "frame_n_est")
 
 
-def _hz(pitches) -> np.ndarray:
+def midi_hz(pitches) -> np.ndarray:
+    """MIDI numbers in Hz, as mir_eval takes pitches."""
     return mir_eval.util.midi_to_hz(np.asarray(pitches, dtype=float))
 
 
@@ -61,12 +62,12 @@ def note_metrics(ref_intervals, ref_pitches, est_intervals, est_pitches,
             matches = 0
         elif name == "note_offset_velocity":
             matches = len(mir_eval.transcription_velocity.match_notes(
-                ref_intervals, _hz(ref_pitches), np.asarray(ref_velocities, dtype=float),
-                est_intervals, _hz(est_pitches), np.asarray(est_velocities, dtype=float),
+                ref_intervals, midi_hz(ref_pitches), np.asarray(ref_velocities, dtype=float),
+                est_intervals, midi_hz(est_pitches), np.asarray(est_velocities, dtype=float),
                 onset_tolerance=onset_tolerance, offset_ratio=ratio))
         else:
             matches = len(mir_eval.transcription.match_notes(
-                ref_intervals, _hz(ref_pitches), est_intervals, _hz(est_pitches),
+                ref_intervals, midi_hz(ref_pitches), est_intervals, midi_hz(est_pitches),
                 onset_tolerance=onset_tolerance, offset_ratio=ratio))
         out.update(precision_recall_f(name, matches, n_ref, n_est))
         out[f"{name}_matches"] = matches
@@ -85,7 +86,7 @@ def _sampled(intervals, pitches, times) -> list[np.ndarray]:
     for (start, end), pitch in zip(intervals, pitches):
         for i in np.nonzero((times >= start) & (times < end))[0]:
             active[i].append(pitch)
-    return [_hz(a) for a in active]
+    return [midi_hz(a) for a in active]
 
 
 def frame_metrics(ref_intervals, ref_pitches, est_intervals, est_pitches,

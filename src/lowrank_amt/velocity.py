@@ -21,6 +21,7 @@ import mir_eval
 import numpy as np
 
 from .constants import MIDI_MIN, N_KEYS
+from .metrics import midi_hz
 
 #: Pseudo-notes on the line that shrink each key's offset (see the module doc).
 KEY_PRIOR_NOTES = 20
@@ -71,8 +72,8 @@ def matched_velocities(ref_notes, est_intervals, est_pitches, onset_tolerance: f
     ref_intervals, ref_pitches, ref_velocities = (np.asarray(a) for a in ref_notes)
     if len(ref_pitches) == 0 or len(est_pitches) == 0:
         return np.zeros(0, dtype=int), np.zeros(0)
-    hz = lambda p: mir_eval.util.midi_to_hz(np.asarray(p, dtype=float))  # noqa: E731
     pairs = np.array(mir_eval.transcription.match_notes(
-        ref_intervals.reshape(-1, 2), hz(ref_pitches), np.asarray(est_intervals).reshape(-1, 2), hz(est_pitches),
+        ref_intervals.reshape(-1, 2), midi_hz(ref_pitches), np.asarray(est_intervals).reshape(-1, 2),
+        midi_hz(est_pitches),
         onset_tolerance=onset_tolerance, offset_ratio=None), dtype=int).reshape(-1, 2)
     return pairs[:, 1], ref_velocities[pairs[:, 0]].astype(float)
