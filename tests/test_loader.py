@@ -78,6 +78,18 @@ def test_segments_are_contiguous_padded_and_reproducible(index_path):
     assert firsts(0) == firsts(0) and firsts(0) != firsts(1)
 
 
+def test_max_batches_ends_an_epoch_with_a_random_part_of_the_split(index_path):
+    whole = FrameBatches(index_path, "train", batch_frames=50, seed=1, segment_frames=25)
+    part = FrameBatches(index_path, "train", batch_frames=50, seed=1, segment_frames=25, max_batches=3)
+    starts = lambda loader, e: [(int(x[i, 0, 0]), int(x[i, 1, 0])) for x, _ in loader.epoch(e)  # noqa: E731
+                                for i in range(len(x))]
+    assert len(starts(whole, 0)) == 18 and len(starts(part, 0)) == 6
+    # the first batches of the whole epoch, so another epoch sees other segments
+    assert starts(part, 0) == starts(whole, 0)[:6] and set(starts(part, 0)) != set(starts(part, 1))
+    with pytest.raises(LowrankAmtError, match="max_batches"):
+        FrameBatches(index_path, "train", 50, 1, max_batches=0)
+
+
 def test_training_hours_select_a_nested_prefix(index_path):
     index = pd.read_csv(index_path)
     # training durations in index order: 9.5, 0.7, 30.0, 6.4 s

@@ -12,6 +12,7 @@ import torch
 
 from lowrank_amt import families
 from lowrank_amt.factorization import nmf, nmfd
+from lowrank_amt.factorization.core import mu_exponent
 from lowrank_amt.factorization.training import solve_activations
 from lowrank_amt.factorization.unrolled_mu import UnrolledMU
 from lowrank_amt.io import read_json
@@ -126,3 +127,26 @@ def test_steering_and_adaptation_keep_the_learned_layers(lowrank_cache, tmp_path
     transcribe = family.transcriber(steered, spec, torch.device("cpu"))
     outputs = transcribe(features)
     assert outputs["note"].shape == outputs["onset"].shape == roll.shape
+
+
+@pytest.mark.parametrize("numerics, beta", [(nmf, 1.0), (nmf, 0.5), (nmfd, 1.0)])
+def test_bin_gains_at_zero_are_plain_mu_and_weight_the_divergence_per_bin(numerics, beta):
+    model, V, plain = unrolled_and_plain(numerics, beta)
+    gains = UnrolledMU(numerics, model.W, np.arange(88), beta, layers=7, floor=1e-3, learn_bin_gains=True)
+    torch.testing.assert_close(gains.activations(V[None])[0], plain, rtol=RTOL, atol=ATOL)
+    # a gain g on a bin is MU for the divergence weighted by g ** beta there: one layer's
+    # step against the weighted MU written out from its gradient
+    weight = torch.linspace(0.5, 2.0, V.shape[0])
+    with torch.no_grad():
+        gains.log_bin_gain[0] = weight.log() / beta
+    H0 = numerics.init_activations(V[None], model.W)["H"]
+    H = H0.clone().requires_grad_(True)
+    V_hat = numerics.reconstruct(model.W, {"H": H}).clamp_min(1e-10)
+    ratio_weighted = (weight[:, None] * V * V_hat ** (beta - 2)).detach()
+    numerator = torch.autograd.grad((ratio_weighted * V_hat).sum(), H, retain_graph=True)[0]
+    denominator = torch.autograd.grad((weight[:, None] * V_hat ** beta / beta).sum(), H)[0]
+    expected = (H0 * (numerator / denominator) ** mu_exponent(beta)).clamp_min(1e-10)
+    one_layer = UnrolledMU(numerics, model.W, np.arange(88), beta, layers=1, floor=1e-3, learn_bin_gains=True)
+    with torch.no_grad():
+        one_layer.log_bin_gain[0] = weight.log() / beta
+    torch.testing.assert_close(one_layer.activations(V[None]), expected, rtol=1e-5, atol=1e-12)

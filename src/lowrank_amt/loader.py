@@ -17,11 +17,14 @@ visited in a random order, ``batch_frames // T`` per batch. A track shorter than
 one segment, zero-padded (features and targets) to T frames.
 
 With ``shuffle=False`` both modes go through the tracks in index order from offset 0.
-The same ``seed`` and epoch number always give the same batches.
+The same ``seed`` and epoch number always give the same batches. ``max_batches`` ends an
+epoch after that many batches: shuffled, a random part of the split (a different one each
+epoch), so that an epoch's cost stays flat however large the split grows.
 """
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -72,9 +75,10 @@ class FrameBatches:
     def __init__(self, index_path: str | Path, split: str, batch_frames: int, seed: int,
                  segment_frames: int | None = None, shuffle: bool = True,
                  train_hours: float | None = None, target: str = "roll",
-                 chunk_frames: int = 256, buffer_chunks: int = 64, attack_frames: int = 0):
-        if batch_frames < 1 or chunk_frames < 1 or buffer_chunks < 1:
-            raise LowrankAmtError("batch_frames, chunk_frames and buffer_chunks must be >= 1")
+                 chunk_frames: int = 256, buffer_chunks: int = 64, attack_frames: int = 0,
+                 max_batches: int | None = None):
+        if batch_frames < 1 or chunk_frames < 1 or buffer_chunks < 1 or (max_batches is not None and max_batches < 1):
+            raise LowrankAmtError("batch_frames, chunk_frames, buffer_chunks and max_batches must be >= 1")
         if segment_frames is not None and not 1 <= segment_frames <= batch_frames:
             raise LowrankAmtError(f"segment_frames ({segment_frames}) must be between 1 and batch_frames ({batch_frames})")
         index = read_index(index_path)
@@ -100,13 +104,13 @@ class FrameBatches:
         self.n_bins = int(load_cached(self.features_paths[0]).shape[0])
         self.batch_frames, self.seed, self.shuffle = batch_frames, seed, shuffle
         self.segment_frames, self.chunk_frames, self.buffer_chunks = segment_frames, chunk_frames, buffer_chunks
+        self.max_batches = max_batches
 
     def epoch(self, epoch: int):
         """Iterate over the batches of epoch number ``epoch``."""
         rng = np.random.default_rng([self.seed, epoch])
-        if self.segment_frames is None:
-            return self._frames(rng)
-        return self._segments(rng)
+        batches = self._frames(rng) if self.segment_frames is None else self._segments(rng)
+        return batches if self.max_batches is None else itertools.islice(batches, self.max_batches)
 
     def _read(self, track: int, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
         """Frames [start, stop) of one track, copied out of short-lived memory maps."""

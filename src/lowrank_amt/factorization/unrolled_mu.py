@@ -10,7 +10,11 @@ Layer l updates the activations H (templates x frames) as
 where (numerator, denominator) are the plain MU terms of the family's numerics
 (``activation_terms`` of ``nmf.py`` or ``nmfd.py``), gamma the MU exponent of the
 beta-divergence, s_l = exp(log_scale[l]) a scale per layer and template and
-e_l = exp(log_exponent[l]) a step exponent per layer. With every parameter at zero, the
+e_l = exp(log_exponent[l]) a step exponent per layer. With ``learn_bin_gains``, layer l
+also sees V and W through a per-bin gain g_l = exp(log_bin_gain[l]) (an equalizer over the
+frequency bins): its MU terms are those of (g_l V, g_l W), i.e. MU for the divergence
+weighted per bin by g_l ** beta (the beta-divergence is homogeneous of degree beta), so
+g_l says which bins layer l trusts. With every parameter at zero, the
 start (the family's ``init_activations``) and the L layers are L plain MU iterations: the
 same formula in another order of operations, so equal to a few float32 units in the last
 place (how many depends on the CPU's vector kernels). W stays the readable templates: frozen, or fine-tuned (``learn_dictionary``:
@@ -46,13 +50,19 @@ TINY = 1e-30
 PRIOR_PROBABILITY = 0.02
 
 
-def unrolled_activations(numerics, V, W, beta: float, log_scale, log_exponent, start=None) -> torch.Tensor:
+def unrolled_activations(numerics, V, W, beta: float, log_scale, log_exponent, start=None,
+                         log_bin_gain=None) -> torch.Tensor:
     """The activations H after len(log_scale) unrolled layers (see the module docstring);
-    ``start`` defaults to the family's ``init_activations``."""
+    ``start`` defaults to the family's ``init_activations``; ``log_bin_gain`` (layers x
+    bins), the bin gains, none by default."""
     activations = start if start is not None else numerics.init_activations(V, W)
     H, gamma = activations["H"], mu_exponent(beta)
-    for scale, exponent in zip(log_scale, log_exponent):
-        numerator, denominator = numerics.activation_terms(V, W, {"H": H}, beta)
+    for layer, (scale, exponent) in enumerate(zip(log_scale, log_exponent)):
+        V_seen, W_seen = V, W
+        if log_bin_gain is not None:  # (bins, 1) broadcasts over V's frames and W's templates
+            gain = log_bin_gain[layer].exp()[:, None]
+            V_seen, W_seen = V * gain, W * gain
+        numerator, denominator = numerics.activation_terms(V_seen, W_seen, {"H": H}, beta)
         # a ratio of 0 (a silent frame) is floored far below anything MU keeps, so that
         # its power has a finite gradient and the step still gives plain MU's eps
         ratio = (numerator / denominator.clamp_min(EPS) * scale.exp()[:, None]).clamp_min(TINY)
@@ -64,12 +74,13 @@ class UnrolledMU(nn.Module):
     """W (frozen or learned) and L unrolled MU layers with note and onset heads."""
 
     def __init__(self, numerics, W: torch.Tensor, template_keys, beta: float, layers: int, floor: float,
-                 learn_dictionary: bool = False):
+                 learn_dictionary: bool = False, learn_bin_gains: bool = False):
         super().__init__()
         self.numerics, self.beta, self.floor = numerics, float(beta), float(floor)
         K = W.shape[-1]
         self.config = {"layers": int(layers), "beta": float(beta), "floor": float(floor),
-                       "learn_dictionary": bool(learn_dictionary), "n_templates": int(K)}
+                       "learn_dictionary": bool(learn_dictionary), "learn_bin_gains": bool(learn_bin_gains),
+                       "n_templates": int(K)}
         self.register_buffer("template_keys", torch.as_tensor(template_keys, dtype=torch.long))
         if learn_dictionary:
             self.log_W = nn.Parameter(torch.log(W.clamp_min(EPS)))
@@ -77,6 +88,7 @@ class UnrolledMU(nn.Module):
             self.register_buffer("W_fixed", W.clone())
         self.log_scale = nn.Parameter(torch.zeros(layers, K))
         self.log_exponent = nn.Parameter(torch.zeros(layers))
+        self.log_bin_gain = nn.Parameter(torch.zeros(layers, W.shape[-2])) if learn_bin_gains else None
         prior = math.log(PRIOR_PROBABILITY / (1 - PRIOR_PROBABILITY))
         self.note_gain = nn.Parameter(torch.ones(N_KEYS))
         self.note_bias = nn.Parameter(torch.full((N_KEYS,), prior))
@@ -96,7 +108,8 @@ class UnrolledMU(nn.Module):
 
     def activations(self, V: torch.Tensor) -> torch.Tensor:
         """Template activations (batch, K, frames) of features V (batch, bins, frames)."""
-        return unrolled_activations(self.numerics, V, self.W, self.beta, self.log_scale, self.log_exponent)
+        return unrolled_activations(self.numerics, V, self.W, self.beta, self.log_scale, self.log_exponent,
+                                    log_bin_gain=self.log_bin_gain)
 
     def key_activations(self, H: torch.Tensor) -> torch.Tensor:
         """(batch, K, frames) -> (batch, 88, frames): each key's templates summed."""

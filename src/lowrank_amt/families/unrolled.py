@@ -36,8 +36,10 @@ from .base import Family, Trained
 from ..param import Param
 from .schema import DEVICE, TEACHER
 
-#: what the model learns beyond W (saved as weights/<name>)
-LEARNED = ("log_scale", "log_exponent", "note_gain", "note_bias", "onset_rise", "onset_level", "onset_bias")
+def learned_names(model: UnrolledMU) -> list[str]:
+    """What ``model`` learns beyond W (its layers' and heads' parameters, optional parts
+    included), each saved as weights/<name>."""
+    return [name for name, _ in model.named_parameters() if name != "log_W"]
 
 
 class Unrolled(Family):
@@ -60,6 +62,9 @@ class Unrolled(Family):
                       "float rounding)."),
         Param("learn_dictionary", False, type="boolean",
               meaning="Fine-tune the dictionary W with the layers (else W stays the isolated-note templates)."),
+        Param("learn_bin_gains", False, type="boolean",
+              meaning="Learn a gain per layer and frequency bin through which the layer sees the features and W: "
+                      "MU for the divergence weighted per bin (which bins each layer trusts)."),
         Param("reconstruction_weight", 0.1, type="number", minimum=0,
               meaning="Weight of the reconstruction term (beta-divergence per entry relative to the features' "
                       "level) beside the note and onset cross-entropies."),
@@ -67,6 +72,9 @@ class Unrolled(Family):
         Param("patience", 3, type="integer", minimum=1, maximum=1000,
               meaning="Stop after this many epochs without a lower validation loss; the best epoch's parameters are "
                       "kept."),
+        Param("steps_per_epoch", 0, type="integer", minimum=0,
+              meaning="Mini-batches per epoch, each of random segments (0: every training frame once per epoch). "
+                      "A fixed number keeps an epoch's cost flat as the training data grows."),
         Param("batch_segments", 16, type="integer", minimum=1, maximum=4096, meaning="Segments per mini-batch."),
         Param("segment_frames", 64, type="integer", minimum=2, maximum=10000, meaning="Frames per training segment."),
         Param("learning_rate", 0.01, type="number", exclusiveMinimum=0, meaning="Adam learning rate."),
@@ -92,12 +100,13 @@ class Unrolled(Family):
         templates = base.fit(base_spec, dataclasses.replace(run, train_hours=None, checkpoint_path=None), log).arrays
         batches = FrameBatches(run.index_path, "train", spec["batch_segments"] * spec["segment_frames"],
                                spec["seed"], segment_frames=spec["segment_frames"], shuffle=True,
-                               train_hours=run.train_hours)
+                               train_hours=run.train_hours, max_batches=spec["steps_per_epoch"] or None)
         first, _ = next(iter(batches.epoch(0)))
         torch.manual_seed(spec["seed"])
         model = UnrolledMU(base.numerics, torch.from_numpy(templates["W"]), templates["template_keys"],
                            spec["beta"], spec["layers"], floor=float(first.mean()),
-                           learn_dictionary=spec["learn_dictionary"]).to(run.device)
+                           learn_dictionary=spec["learn_dictionary"],
+                           learn_bin_gains=spec["learn_bin_gains"]).to(run.device)
 
         def loss(model, features, roll):
             note, onset, reconstruction = model.outputs(features)
@@ -124,7 +133,7 @@ class Unrolled(Family):
         with torch.no_grad():
             W = model.W.cpu().numpy().astype(np.float32)
         return {"W": W, "template_keys": model.template_keys.cpu().numpy(),
-                **{WEIGHTS + name: getattr(model, name).detach().cpu().numpy() for name in LEARNED},
+                **{WEIGHTS + name: getattr(model, name).detach().cpu().numpy() for name in learned_names(model)},
                 "config": json.dumps({**model.config, "base": spec["base"]})}
 
     def load(self, arrays, spec, device) -> UnrolledMU:
@@ -132,9 +141,10 @@ class Unrolled(Family):
         config = json.loads(str(arrays["config"]))
         base, _ = self.base(spec)
         model = UnrolledMU(base.numerics, torch.from_numpy(np.asarray(arrays["W"], dtype=np.float32)),
-                           np.asarray(arrays["template_keys"]), config["beta"], config["layers"], config["floor"])
+                           np.asarray(arrays["template_keys"]), config["beta"], config["layers"], config["floor"],
+                           learn_bin_gains=config.get("learn_bin_gains", False))
         with torch.no_grad():
-            for name in LEARNED:
+            for name in learned_names(model):
                 getattr(model, name).copy_(torch.from_numpy(np.asarray(arrays[WEIGHTS + name])))
         return model.to(device).eval()
 
