@@ -92,9 +92,10 @@ class Interrupted(Exception):
     pass
 
 
-def test_resuming_from_a_checkpoint_reproduces_the_uninterrupted_run(lowrank_cache, tmp_path):
+@pytest.mark.parametrize("parts", [{}, {"learn_bin_gains": True, "steps_per_epoch": 2}])
+def test_resuming_from_a_checkpoint_reproduces_the_uninterrupted_run(lowrank_cache, tmp_path, parts):
     index = lowrank_cache[0] / "index.csv"
-    spec = {**SPEC, "epochs": 3}
+    spec = {**SPEC, "epochs": 3, **parts}
     uninterrupted = train(index, tmp_path / "a", spec)
 
     def crash_after_epoch_2(message):
@@ -109,6 +110,14 @@ def test_resuming_from_a_checkpoint_reproduces_the_uninterrupted_run(lowrank_cac
     with np.load(tmp_path / "a" / "model.npz") as a, np.load(tmp_path / "b" / "model.npz") as b:
         assert sorted(a.files) == sorted(b.files)
         assert all(np.array_equal(a[k], b[k]) for k in a.files if k != "config")
+        assert ("weights/log_bin_gain" in a.files) == bool(parts)
+    if parts:  # the learned gains are read back: the model transcribes as the trained one
+        family, resolved = families.resolve(spec)
+        with np.load(tmp_path / "a" / "model.npz") as data:
+            arrays = {k: data[k] for k in data.files}
+        model = family.load(arrays, resolved, "cpu")
+        assert np.array_equal(model.log_bin_gain.detach().numpy(), arrays["weights/log_bin_gain"])
+        assert model.log_bin_gain.abs().max() > 0
 
 
 def test_steering_and_adaptation_keep_the_learned_layers(lowrank_cache, tmp_path):
