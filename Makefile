@@ -31,7 +31,7 @@ help:
 	@echo "make learning   the learning study (config/learning.yaml, ~1 h): hybrids, teacher, networks at 0.1-1 h"
 	@echo "make pianos     the pianos study (config/pianos.yaml): learned low-rank models on ten training pianos at 0.1-1 h"
 	@echo "make ship-piano   retrain the shipped model (transcribe --model piano) from config/pianos.yaml"
-	@echo "make scaling    the scaling study (config/scaling.yaml, about 1.5 h): every family at 0.03-10 h"
+	@echo "make scaling    the scaling study (config/scaling.yaml, about 2 h): every family at 0.03-10 h"
 	@echo "make readme-figures   copy the default study's figures into docs/figures/ (for the README)"
 	@echo "make test    set up, run the test suite"
 	@echo "make slurm-profile   link profiles/slurm so that 'snakemake --profile slurm' works"

@@ -4,6 +4,7 @@ short and a long recording.
 
     .venv/bin/python bench/bench_transcribe.py results/bench/transcribe.md            # after make study
     .venv/bin/python bench/bench_transcribe.py results/bench/transcribe.md --minutes 1 60
+    .venv/bin/python bench/bench_transcribe.py out.md --study results/pianos --models unrolled_nmfd --memory-models
 
 Rows:
 - ``real_time_factor``: seconds of transcription (features or audio in, MIDI out) per
@@ -110,15 +111,19 @@ def main(argv=None):
     parser.add_argument("out", help="markdown file to write (a .csv is written beside it)")
     parser.add_argument("--study", type=Path, default=STUDY, help="a study's results folder (default results/default)")
     parser.add_argument("--minutes", nargs=2, type=float, default=(1.0, 60.0), help="short and long recording")
+    parser.add_argument("--models", nargs="*", help="time only these models of the study (and basic_pitch)")
     parser.add_argument("--memory-models", nargs="*", default=["nmf_sup_kl", "harmonic_net", "basic_pitch"],
                         help="models whose memory is measured (each long run takes minutes)")
     args = parser.parse_args(argv)
     models, recordings = study_models(args.study), test_recordings(args.study)
+    if args.models:
+        models = {name: path for name, path in models.items() if name in {*args.models, "basic_pitch"}}
     with tempfile.TemporaryDirectory() as work:
         rows = bench_speed(models, recordings, Path(work))
         write_table(rows, args.out)
         chosen = {name: models[name] for name in args.memory_models if name in models}
-        rows += bench_memory(chosen, recordings, tuple(args.minutes), Path(work))
+        if chosen:
+            rows += bench_memory(chosen, recordings, tuple(args.minutes), Path(work))
     write_table(rows, args.out)
 
 

@@ -72,3 +72,16 @@ def test_empty_model_table_is_refused(schema, default_config):
     config["models"] = {}
     with pytest.raises(LowrankAmtError, match="'models'"):
         validate_config(config, schema)
+
+
+def test_the_scaling_overlay_adds_a_model_to_the_scaling_study(repo, schema):
+    """config/scaling-long.yaml, given after config/scaling.yaml (Snakemake merges mappings
+    key by key), adds its model and keeps the study's."""
+    from snakemake.utils import update_config
+    from lowrank_amt import families
+    config = yaml.safe_load((repo / "config/scaling.yaml").read_text())
+    study_models = set(config["models"])
+    update_config(config, yaml.safe_load((repo / "config/scaling-long.yaml").read_text()))
+    config = validate_config(config, schema)
+    assert set(config["models"]) == study_models | {"unrolled_nmfd_gains_long"}
+    assert families.resolve(config["models"]["unrolled_nmfd_gains_long"])[1]["learn_bin_gains"]
