@@ -7,8 +7,10 @@ that model's W). The unrolled layers and the two heads are then trained on the t
 pieces, with the frame and onset targets (binary cross-entropy, as the network) plus
 ``reconstruction_weight`` times the reconstruction term, by the network's learner and the
 shared epoch loop (Adam, early stopping on the validation loss, the best epoch kept, a
-checkpoint every epoch, exact resume). ``learn_dictionary`` fine-tunes W as well;
-interpretability then says how readable the templates stay.
+checkpoint every epoch, exact resume). ``steps_per_epoch`` makes an epoch that many batches
+of random segments, so that training costs the same at any size (docs/hybrid.md).
+``learn_bin_gains`` adds a gain per layer and frequency bin; ``learn_dictionary``
+fine-tunes W as well, and interpretability then says how readable the templates stay.
 
 A model's arrays: ``W`` and ``template_keys`` (as the low-rank families), the learned
 layers and heads as ``weights/<name>``, and ``config`` (JSON).
