@@ -88,6 +88,18 @@ def test_training_lowers_the_validation_loss_on_the_isolated_note_dictionary(low
     assert scores["note_onset_f"].mean() > 0.9
 
 
+def test_bin_gains_on_a_fixed_number_of_steps_lower_the_validation_loss(lowrank_cache, tmp_path):
+    index = lowrank_cache[0] / "index.csv"
+    losses = train(index, tmp_path / "gains", {**SPEC, "learn_bin_gains": True, "steps_per_epoch": 3})
+    validation = losses[losses["split"] == "validation"]["loss"].to_numpy()
+    assert len(validation) == 4 and validation[-1] < 0.95 * validation[0]
+    info = read_json(tmp_path / "gains" / "train.json")
+    # the plain model's numbers and 5 layers of 264 bin gains
+    assert info["n_parameters"] == 5 * 88 + 5 + 5 * 88 + 264 * 88 + 5 * 264
+    with np.load(tmp_path / "gains" / "model.npz") as a:
+        assert a["weights/log_bin_gain"].shape == (5, 264) and np.abs(a["weights/log_bin_gain"]).max() > 0
+
+
 class Interrupted(Exception):
     pass
 
