@@ -38,6 +38,7 @@ from .base import Family, Trained
 from ..param import Param
 from .schema import DEVICE, TEACHER
 
+
 def learned_names(model: UnrolledMU) -> list[str]:
     """What ``model`` learns beyond W (its layers' and heads' parameters, optional parts
     included), each saved as weights/<name>."""
