@@ -13,6 +13,11 @@ Hz for mir_eval. The field's three note metrics (as reported on MAESTRO):
 
 Frame P/R/F and accuracy sample both note lists on a 10 ms grid (mir_eval.multipitch).
 A reference without notes scores 0 (as mir_eval, which warns).
+
+Instrument-aware note metrics (``instrument_metrics``, the multi-instrument F of MT3,
+Gardner et al. 2022): a note matches only a reference note of its instrument class;
+``instrument_note_onset_*`` count the matches of every class together,
+``class_<name>_note_onset_f`` each class of the reference alone.
 """
 
 from __future__ import annotations
@@ -115,6 +120,26 @@ def transcription_metrics(ref_notes, est_notes, onset_tolerance: float = ONSET_T
     return {**note_metrics(ref_intervals, ref_pitches, est_intervals, est_pitches, onset_tolerance, offset_ratio,
                            ref_velocities=ref_velocities, est_velocities=est_velocities),
             **frame_metrics(ref_intervals, ref_pitches, est_intervals, est_pitches)}
+
+
+def instrument_metrics(ref_by_class: dict, est_by_class: dict, onset_tolerance: float = ONSET_TOLERANCE,
+                       offset_ratio: float = OFFSET_RATIO) -> dict:
+    """Instrument-aware note P/R/F with and without offsets, and the onset F of each
+    reference class, from class -> (intervals, pitches, velocities) of both."""
+    empty = (np.zeros((0, 2)), np.zeros(0, dtype=int), np.zeros(0, dtype=int))
+    per_class = {name: note_metrics(*ref_by_class.get(name, empty)[:2], *est_by_class.get(name, empty)[:2],
+                                    onset_tolerance, offset_ratio)
+                 for name in sorted(set(ref_by_class) | set(est_by_class))}
+    n_ref = sum(m["n_ref_notes"] for m in per_class.values())
+    n_est = sum(m["n_est_notes"] for m in per_class.values())
+    out = {}
+    for name in ("note_onset", "note_offset"):
+        matches = sum(m[f"{name}_matches"] for m in per_class.values())
+        out.update({f"instrument_{k}": v for k, v in precision_recall_f(name, matches, n_ref, n_est).items()})
+        out[f"instrument_{name}_matches"] = matches
+    out.update({f"class_{name}_note_onset_f": m["note_onset_f"] for name, m in per_class.items()
+                if name in ref_by_class})
+    return out
 
 
 def pooled_metrics(counts) -> dict:

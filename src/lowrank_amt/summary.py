@@ -67,6 +67,9 @@ def run_columns(run: dict) -> dict:
         columns[f"{stage}_peak_memory_mb"] = bench.get("max_rss", math.nan)
         columns[f"{stage}_benchmark_seconds"] = bench.get("s", math.nan)
         columns[f"{stage}_benchmark_cpu_seconds"] = bench.get("cpu_time", math.nan)
+    separation = activations_info.get("separation", {})
+    for name in ("si_sdr", "sdr", "oracle_si_sdr", "oracle_sdr"):
+        columns[f"separation_{name}"] = _nan(separation.get(name))
     scores = read_json(run["interpretability"]) if run.get("interpretability") else {}
     for name in SUMMARY_NAMES:
         columns[name] = _nan(scores.get(name))
@@ -80,8 +83,9 @@ def summarize(results: pd.DataFrame) -> pd.DataFrame:
     """A row per run: mean and standard deviation over test tracks of every metric,
     metrics pooled over all notes (``*_pooled``), costs, interpretability; ranked by
     mean note-onset F (``rank`` 1 = best)."""
+    per_track = [c for c in results.columns if c.startswith(("instrument_", "class_"))]  # instrument-aware
     per_run = [c for c in results.columns
-               if c not in RUN_KEYS and c not in METRIC_NAMES and c not in COUNT_NAMES
+               if c not in RUN_KEYS and c not in METRIC_NAMES and c not in COUNT_NAMES and c not in per_track
                and c not in ("track_id", "duration") and not c.startswith("oracle_")]
     rows = []
     for keys, group in results.groupby(RUN_KEYS, sort=False, dropna=False):
@@ -93,7 +97,7 @@ def summarize(results: pd.DataFrame) -> pd.DataFrame:
             row[f"{m}_std"] = values.std(ddof=1) if len(group) > 1 else 0.0
         if {"n_ref_notes", "n_est_notes", "frame_tp"} <= set(group.columns):
             row.update({f"{m}_pooled": v for m, v in pooled_metrics(group).items()})
-        for column in ("oracle_note_onset_f", "oracle_threshold"):
+        for column in ("oracle_note_onset_f", "oracle_threshold", *per_track):
             if column in group:
                 row[f"{column}_mean"] = group[column].mean()
         row.update({c: group[c].iloc[0] for c in per_run})

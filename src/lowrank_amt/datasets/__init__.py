@@ -21,6 +21,7 @@ PREPARERS = {
     "maps": "maps",
     "guitarset": "guitarset",
     "slakh": "slakh",
+    "ensemble": "ensemble",
     "folder": "folder",
 }
 

@@ -31,19 +31,32 @@ def to_keys(activations: torch.Tensor, keys: np.ndarray) -> np.ndarray:
     return out.cpu().numpy()
 
 
-def track_activations(family, features: np.ndarray, W: np.ndarray, keys: np.ndarray, spec: dict,
-                      device: torch.device, attack: np.ndarray | None = None) -> dict:
-    """Outputs of one track (features: bins x frames) with a low-rank ``family``'s
-    dictionary W (its templates' keys: ``keys``) fixed: ``note``, the 88 x frames key
-    activations, and, where ``attack`` marks attack templates, ``onset``: theirs alone."""
+def template_activations(family, features: np.ndarray, W: np.ndarray, spec: dict, device: torch.device):
+    """(the activations of a track's features with the dictionary W fixed, as the
+    family's numerics hold them; V, the features as a tensor)."""
     V = torch.from_numpy(np.array(features, dtype=np.float32)).to(device)  # copy out of the memmap
-    n_frames = V.shape[1]
     with torch.no_grad():  # the MU steps of full-batch training with W fixed, without its loss curve
         activations = solve_activations(family.numerics, family.as_data(V, spec), torch.from_numpy(W).to(device),
                                         beta=spec["beta"], n_iter=spec["transcribe_iterations"],
                                         l1=spec["sparsity"], seed=spec["seed"], options=family.transcribe_options(spec))
+    return activations, V
+
+
+def track_activations(family, features: np.ndarray, W: np.ndarray, keys: np.ndarray, spec: dict,
+                      device: torch.device, attack: np.ndarray | None = None, classes: np.ndarray | None = None) -> dict:
+    """Outputs of one track (features: bins x frames) with a low-rank ``family``'s
+    dictionary W (its templates' keys: ``keys``) fixed: ``note``, the 88 x frames key
+    activations, and, where ``attack`` marks attack templates, ``onset``: theirs alone;
+    where ``classes`` gives each template's instrument class, ``by_class`` (classes x 88
+    x frames, each class's key activations) and ``classes`` (their indices)."""
+    n_frames = features.shape[1]
+    activations, _ = template_activations(family, features, W, spec, device)
     H = family.numerics.key_activations(activations)[:, :n_frames]
     outputs = {"note": to_keys(H, keys)}
     if attack is not None and np.any(attack):
         outputs["onset"] = to_keys(H, np.where(np.asarray(attack, dtype=bool), keys, -1))
+    if classes is not None:
+        present = np.unique(classes)
+        outputs["by_class"] = np.stack([to_keys(H, np.where(classes == c, keys, -1)) for c in present])
+        outputs["classes"] = present
     return outputs

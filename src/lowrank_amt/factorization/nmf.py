@@ -44,9 +44,10 @@ def nmf(V: torch.Tensor, rank: int, beta: float = 1.0, n_iter: int = 100, *,
     return W, activations["H"], losses
 
 
-def isolated_key_frames(tracks) -> list[np.ndarray]:
+def isolated_key_frames(tracks, every_key: bool = True) -> list[np.ndarray]:
     """For each of the 88 keys, the frames (F x n) where that key sounds alone, over all
-    isolated-note tracks; ``tracks`` yields (features F x T, roll 88 x T)."""
+    isolated-note tracks; ``tracks`` yields (features F x T, roll 88 x T). A key without
+    any is an error, or with ``every_key`` false, F x 0 frames (an instrument's range)."""
     frames: list[list[np.ndarray]] = [[] for _ in range(N_KEYS)]
     n_bins = None
     for features, roll in tracks:
@@ -59,28 +60,35 @@ def isolated_key_frames(tracks) -> list[np.ndarray]:
     if n_bins is None:
         raise LowrankAmtError("no isolated-note tracks to learn templates from")
     missing = [key for key in range(N_KEYS) if not frames[key]]
-    if missing:
+    if missing and every_key:
         raise LowrankAmtError(f"isolated notes lack {len(missing)} piano key(s), e.g. MIDI {missing[0] + MIDI_MIN}")
-    return [np.concatenate(f, axis=1) for f in frames]
+    return [np.concatenate(f, axis=1) if f else np.zeros((n_bins, 0), dtype=np.float32) for f in frames]
 
 
 def learn_supervised_templates(tracks, fit_key, seed: int, device: torch.device,
-                               log=print) -> tuple[np.ndarray, list[list[float]]]:
+                               log=print, every_key: bool = True) -> tuple[np.ndarray, list[list[float]]]:
     """Templates of each piano key from isolated-note tracks.
 
     ``tracks`` yields (features F x T, roll 88 x T). For each key, the frames where the
     key sounds alone are gathered over all tracks and fitted by ``fit_key(V, seed) ->
     (templates, losses)`` (a family's low-rank fit, templates on a last axis of P);
     each template is normalised to unit L1 norm. Returns W (its last axis 88 x P,
-    key-major) and each key's loss curve.
+    key-major) and each key's loss curve. With ``every_key`` false, a key without
+    isolated frames gets all-zero templates (which ``normalized_templates`` drops).
     """
     templates, curves = [], []
-    for key, frames in enumerate(isolated_key_frames(tracks)):
+    for key, frames in enumerate(isolated_key_frames(tracks, every_key)):
+        if frames.shape[1] == 0:
+            templates.append(None)
+            curves.append([])
+            continue
         w, losses = fit_key(torch.from_numpy(np.ascontiguousarray(frames, dtype=np.float32)).to(device), seed + key)
         templates.append((w / w.reshape(-1, w.shape[-1]).sum(dim=0)).cpu().numpy())
         curves.append(losses)
         if (key + 1) % 22 == 0:
             log(f"templates: {key + 1}/{N_KEYS} keys learned")
+    shape = next(t.shape for t in templates if t is not None)
+    templates = [np.zeros(shape, dtype=np.float32) if t is None else t for t in templates]
     return np.concatenate(templates, axis=-1).astype(np.float32), curves
 
 

@@ -37,6 +37,9 @@ test a family's name. What a family declares:
 * ``dictionary(arrays, spec)``: the spectral templates (bins x K) that interpretability
   reads and their key labels (MIDI, NaN where unlabelled), or None for a model without
   a dictionary; ``has_dictionary`` says which, before any model exists.
+* ``separator(arrays, spec, device)``: for a model that names instruments from a
+  dictionary, a function (features, mixture audio, sample rate, hop, bin frequencies)
+  -> class -> stem audio (``separation.py``); None for the others.
 * Saving and loading are the same for every family (``model_file.py``): ``fit`` returns the
   arrays that describe the model, written to ``model.npz`` beside the family name and spec.
 """
@@ -181,6 +184,10 @@ class Family:
         raise NotImplementedError
 
     def dictionary(self, arrays: dict, spec: dict) -> tuple[np.ndarray, np.ndarray] | None:
+        return None
+
+    def separator(self, arrays: dict, spec: dict, device):
+        """A function separating a track into one stem per class, or None."""
         return None
 
     def steer(self, arrays: dict, spec: dict, steering) -> dict:

@@ -119,6 +119,11 @@ PARAMS = (
                   "only in the first A frames of each note (supervised: learned from those frames of the "
                   "isolated notes, the other templates from the rest); the model then outputs its attack "
                   "activations as onsets, for the decoder's `attack` onset rule. 0 = none."),
+    Param("instrument_templates", False, type="boolean",
+          meaning="Supervised nmf, nmfd: templates per instrument class and key, each class's from its own "
+                  "isolated notes (a track's class: the General MIDI family of its program, `instruments.py`). "
+                  "Transcription then names each note's instrument (one MIDI track per class) and separates the "
+                  "mixture into one stem per class (Wiener masks from each class's part of the reconstruction)."),
     Param("validation_note_f_every", 1, type="integer", minimum=0,
           meaning="Mini-batch forms: every this many epochs, log in loss.csv (column validation_note_f) the "
                   "validation note F of the current dictionary (threshold decoder, best of thresholds "
@@ -155,6 +160,10 @@ class LowRankFamily(Family):
         why = self.supervision(spec).refuses(spec)
         if why:
             return True, why
+        if spec["instrument_templates"] and (spec["supervision"] != "supervised" or spec["attack_frames"]
+                                             or self.segmented):
+            return True, ("model key 'instrument_templates' is for supervision 'supervised' of families 'nmf' and "
+                          "'nmfd', without attack_frames")
         if not self.segmented and (spec["transcribe_time_rank"] or spec["transcribe_segment_rank"]):
             return True, "model keys 'transcribe_time_rank' and 'transcribe_segment_rank' are for family 'ntd'"
         return False, ""
@@ -198,7 +207,10 @@ class LowRankFamily(Family):
         return mask
 
     def fit(self, spec, run, log=print):
-        if self.supervision(spec).training_data == "isolated":
+        classes = None
+        if spec["instrument_templates"]:
+            W, losses, extra, classes = lowrank_fit.fit_class_templates(self, spec, run, log)
+        elif self.supervision(spec).training_data == "isolated":
             log(f"learning {self.n_templates(spec)} templates (beta={spec['beta']}, {spec['train_iterations']} iterations) "
                 f"on {run.device}")
             W, losses, extra = lowrank_fit.fit_supervised(self, spec, run, log)
@@ -208,9 +220,13 @@ class LowRankFamily(Family):
             W, losses, extra = lowrank_fit.fit_epochs_form(self, spec, run, log)
         keys = self.assign_template_keys(spec, W, run.index_path)
         attack = template_layout(spec)[1] if self.supervision(spec).keyed else np.zeros(len(keys))
-        W, keys, attack = normalized_templates(W, keys, attack)
+        if classes is not None:  # each class's templates laid out per key
+            keys, attack = np.tile(keys, len(classes) // len(keys)), np.zeros(len(classes))
+        W, keys, attack, classes = normalized_templates(W, keys, attack, np.zeros(len(keys)) if classes is None
+                                                        else classes)
         info = {"n_parameters": int(W.size), "n_templates_with_key": int((keys >= 0).sum()), **extra}
-        arrays = {"W": W, "template_keys": keys, **({"template_attack": attack} if spec["attack_frames"] else {})}
+        arrays = {"W": W, "template_keys": keys, **({"template_attack": attack} if spec["attack_frames"] else {}),
+                  **({"template_classes": classes.astype(np.int64)} if spec["instrument_templates"] else {})}
         return Trained(arrays, losses, info)
 
     def learn_key_template(self, V, spec, seed, rank=1):
@@ -230,13 +246,22 @@ class LowRankFamily(Family):
 
     def transcriber(self, arrays, spec, device):
         W, keys, attack = arrays["W"], arrays["template_keys"], arrays.get("template_attack")
-        return lambda features: track_activations(self, features, W, keys, spec, device, attack)
+        classes = arrays.get("template_classes")
+        return lambda features: track_activations(self, features, W, keys, spec, device, attack, classes)
+
+    def separator(self, arrays, spec, device):
+        if "template_classes" not in arrays:
+            return None
+        from ..separation import separate
+        return lambda features, mixture, sample_rate, hop, bin_hz: separate(
+            self, arrays, spec, features, mixture, sample_rate, hop, bin_hz, device)
 
     def steer(self, arrays, spec, steering):
         keep = steering.restrict_templates(arrays["template_keys"])
         if not keep.any():
             raise LowrankAmtError("the model has no template for any of the allowed keys")
-        return {**arrays, **{name: arrays[name][keep] for name in ("template_keys", "template_attack") if name in arrays},
+        return {**arrays, **{name: arrays[name][keep] for name in ("template_keys", "template_attack", "template_classes")
+                           if name in arrays},
                 "W": arrays["W"][..., keep]}
 
     def adapt(self, arrays, spec, features, roll, device, iterations):

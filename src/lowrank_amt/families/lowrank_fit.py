@@ -15,6 +15,7 @@ from ..constants import N_KEYS
 from ..epoch_scoring import note_f_scorer
 from ..epochs import fingerprint, fit_epochs
 from ..errors import LowrankAmtError
+from ..instruments import CLASSES, track_class
 from ..factorization import nmf
 from ..factorization.activations import track_activations
 from ..factorization.core import generator
@@ -37,8 +38,11 @@ def start_dictionary(family, spec, run, n_bins, scale, like, log):
     return W * (W0.mean() / W.mean())
 
 
-def fit_supervised(family, spec, run, log):
-    index = read_index(run.index_path, "isolated")
+def fit_supervised(family, spec, run, log, index=None):
+    """Templates per key from the isolated tracks (``index``: some of them; then keys
+    without a note get none, as an instrument's range leaves them)."""
+    every_key = index is None
+    index = read_index(run.index_path, "isolated") if index is None else index
     if index.empty:
         raise LowrankAmtError(f"{run.index_path} has no 'isolated' tracks to learn supervised templates from")
     A, P = spec["attack_frames"], spec["templates_per_key"]
@@ -52,7 +56,8 @@ def fit_supervised(family, spec, run, log):
             attack = track_attack_rows(row, A, run.index_path)
             yield features, (attack if part == "attack" else roll & ~attack)
     W, curves = nmf.learn_supervised_templates(
-        tracks("sustain"), lambda V, seed: family.learn_key_template(V, spec, seed, P), spec["seed"], run.device, log)
+        tracks("sustain"), lambda V, seed: family.learn_key_template(V, spec, seed, P), spec["seed"], run.device, log,
+        every_key)
     if A:
         log(f"attack templates from the first {A} frames of each note")
         W_attack, attack_curves = nmf.learn_supervised_templates(
@@ -61,6 +66,23 @@ def fit_supervised(family, spec, run, log):
     losses = pd.DataFrame([{"template": k, "iteration": i, "loss": loss}
                            for k, curve in enumerate(curves) for i, loss in enumerate(curve)])
     return W, losses, {"n_training_frames": int(sum(len(c) for c in curves))}
+
+
+def fit_class_templates(family, spec, run, log):
+    """Templates per instrument class and key: ``fit_supervised`` on each class's
+    isolated tracks (a track's class: its MIDI program's, ``instruments.py``). Returns
+    W, the losses, the info and each template's class (an index of ``CLASSES``)."""
+    index = read_index(run.index_path, "isolated")
+    classes = np.array([track_class(row.midi_path) for row in index.itertuples()])
+    Ws, tables, labels, frames = [], [], [], 0
+    for name in sorted(set(classes), key=CLASSES.index):
+        log(f"templates of class {name} ({int((classes == name).sum())} isolated tracks)")
+        W, losses, info = fit_supervised(family, spec, run, log, index[classes == name].reset_index(drop=True))
+        Ws.append(W)
+        tables.append(losses.assign(template=losses["template"] + sum(w.shape[-1] for w in Ws[:-1])))
+        labels.append(np.full(W.shape[-1], CLASSES.index(name)))
+        frames += info["n_training_frames"]
+    return np.concatenate(Ws, axis=-1), pd.concat(tables), {"n_training_frames": frames}, np.concatenate(labels)
 
 
 def training_tensors(family, spec, run):

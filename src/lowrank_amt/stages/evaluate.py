@@ -16,7 +16,9 @@ from ..decode import decoding_grid, mean_note_f
 from ..errors import LowrankAmtError
 from ..interpretability import dictionary_scores, load_dictionary, template_table
 from ..io import atomic_path, read_csv, read_json, write_json, write_text
-from ..metrics import transcription_metrics
+from ..constants import PEDAL_EXTENDED_REFERENCES
+from ..instruments import is_instrument_aware, read_class_notes
+from ..metrics import instrument_metrics, transcription_metrics
 from ..notes import read_midi_notes, read_reference
 from ..spectrogram import bin_frequencies, cache_params, read_index
 from ..summary import run_columns, summarize, summary_html, summary_markdown
@@ -57,6 +59,10 @@ def evaluate(midi_dir, index_path, evaluation: dict, out_path, log=print,
         # predicts one) lengthens its notes as the reference's pedal lengthens the reference's
         scores = transcription_metrics(read_reference(row.midi_path, evaluation), read_reference(est_path, evaluation),
                                        evaluation["onset_tolerance"], evaluation["offset_ratio"])
+        if is_instrument_aware(est_path):  # the transcription names its instruments
+            pedal = evaluation.get("pedal_extension", PEDAL_EXTENDED_REFERENCES)
+            scores.update(instrument_metrics(read_class_notes(row.midi_path, pedal), read_class_notes(est_path, pedal),
+                                             evaluation["onset_tolerance"], evaluation["offset_ratio"]))
         rows.append({"track_id": row.track_id, "duration": row.duration, **scores})
         log(f"{row.track_id}: note F {scores['note_onset_f']:.3f}, with offsets {scores['note_offset_f']:.3f}, "
             f"with offsets and velocity {scores['note_offset_velocity_f']:.3f}, frame F {scores['frame_f']:.3f}")

@@ -16,10 +16,11 @@ from ..datasets.manifest import read_manifest
 from ..decode import pedal_spans
 from ..device import pick_device
 from ..errors import LowrankAmtError
+from ..instruments import CLASSES, write_class_tracks
 from ..io import atomic_path, read_npz, write_json
 from ..model_file import load_model
 from ..notes import read_reference, write_midi_notes
-from ..spectrogram import cache_params, read_index
+from ..spectrogram import bin_frequencies, cache_params, load_track, read_index
 
 F16_MAX = float(np.finfo(np.float16).max)
 
@@ -81,17 +82,35 @@ def activations(model_path, index_path, activations_path, info_path, log=print, 
         for row, track in model_inputs(model, index_path, manifest_path, split):
             outputs = transcribe(track)
             key = f"{split}__{row.track_id}"
-            for name, suffix in (("note", ""), ("onset", "__onset"), ("pedal", "__pedal")):
+            for name, suffix in (("note", ""), ("onset", "__onset"), ("pedal", "__pedal"), ("by_class", "__by_class"),
+                                 ("classes", "__classes")):
                 if name in outputs:
                     saved[key + suffix] = np.minimum(outputs[name], F16_MAX).astype(np.float16)
             audio_seconds += row.duration
             log(f"activations: {split}/{row.track_id}")
     seconds, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    separator = family.separator(model.arrays, model.spec, device)
+    separation = {} if separator is None or manifest_path is None or "test" not in splits else \
+        test_separation(separator, index_path, manifest_path, log)
     with atomic_path(activations_path) as tmp:
         np.savez_compressed(tmp, **saved)
     write_json(info_path, {"activation_seconds": seconds, "activation_cpu_seconds": cpu,
                            "audio_seconds": audio_seconds, "seconds_per_audio_minute": 60 * seconds / audio_seconds,
-                           "device": family.device_label(device)})
+                           "device": family.device_label(device), **({"separation": separation} if separation else {})})
+
+
+def test_separation(separator, index_path, manifest_path, log=print) -> dict:
+    """The separation scores (``separation.separation_scores``) of a model's stems of the
+    test tracks that have rendered stems ({} when none has)."""
+    from ..datasets.ensemble import stem_paths
+    from ..separation import separation_scores
+    params = cache_params(index_path)
+    sample_rate, hop, bin_hz = int(params["sample_rate"]), int(params["hop_length"]), bin_frequencies(params)
+    tracks = ({"track_id": row.track_id, "audio_path": row.audio_path, "stems": stem_paths(row.audio_path),
+               "features": load_track(row)[0]}
+              for row in _tracks(index_path, manifest_path, "test").itertuples() if stem_paths(row.audio_path))
+    return separation_scores(lambda features, mixture: separator(features, mixture, sample_rate, hop, bin_hz),
+                             tracks, sample_rate, hop, log)
 
 
 def load_activations(activations_path):
@@ -108,9 +127,11 @@ def track_outputs(arrays, activations_path, split, track_id) -> dict:
     outputs = {"note": arrays[key].astype(np.float32)}
     if outputs["note"].ndim != 2:
         raise LowrankAmtError(f"{activations_path}: {key} has shape {outputs['note'].shape}, expected (88, frames)")
-    for name in ("onset", "pedal"):
+    for name in ("onset", "pedal", "by_class"):
         if f"{key}__{name}" in arrays:
             outputs[name] = arrays[f"{key}__{name}"].astype(np.float32)
+    if f"{key}__classes" in arrays:
+        outputs["classes"] = arrays[f"{key}__classes"].astype(np.int64)
     return outputs
 
 
@@ -157,5 +178,10 @@ def _write_test_notes(decoder, params, arrays, activations_path, index, frame_ra
     midi_dir.mkdir(parents=True, exist_ok=True)
     for row in index[index["split"] == "test"].itertuples():
         outputs = track_outputs(arrays, activations_path, "test", row.track_id)
-        write_midi_notes(midi_dir / f"{row.track_id}.mid", *decoder.notes(outputs, frame_rate, params),
-                         pedal=pedal_spans(outputs, frame_rate))
+        path = midi_dir / f"{row.track_id}.mid"
+        if "by_class" in outputs:  # one track per instrument class, each decoded alike
+            peak = float(outputs["note"].max())
+            write_class_tracks(path, {CLASSES[c]: decoder.notes({"note": h}, frame_rate, params, peak=peak)
+                                      for c, h in zip(outputs["classes"], outputs["by_class"])})
+        else:
+            write_midi_notes(path, *decoder.notes(outputs, frame_rate, params), pedal=pedal_spans(outputs, frame_rate))

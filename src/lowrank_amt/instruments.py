@@ -1,0 +1,92 @@
+"""Instrument classes: the sixteen General MIDI program families, named as Slakh's
+``inst_class`` names them (Strings and Ensemble merged into ``strings``, as Slakh's
+"Strings" and "Strings (continued)" are one class in multi-instrument evaluations).
+
+A note's class is its MIDI instrument's program family; drum tracks have none and are
+never transcribed. An instrument-aware transcription is a MIDI file with one track per
+class, each named by its class (``write_class_tracks``); an instrument-agnostic one has a
+single track named ``transcription`` (``notes.write_midi_notes``), for which
+instrument-aware metrics are not defined.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pretty_midi
+
+from .errors import LowrankAmtError
+from .io import atomic_path
+from .notes import extend_with_pedal, pedal_spans, read_midi
+
+#: class name -> its General MIDI programs (eight per family; strings: sixteen).
+CLASS_PROGRAMS = {
+    "piano": range(0, 8), "chromatic_percussion": range(8, 16), "organ": range(16, 24),
+    "guitar": range(24, 32), "bass": range(32, 40), "strings": range(40, 56), "brass": range(56, 64),
+    "reed": range(64, 72), "pipe": range(72, 80), "synth_lead": range(80, 88), "synth_pad": range(88, 96),
+    "synth_effects": range(96, 104), "ethnic": range(104, 112), "percussive": range(112, 120),
+    "sound_effects": range(120, 128),
+}
+CLASSES = tuple(CLASS_PROGRAMS)
+
+
+def instrument_class(program: int) -> str:
+    """The class of a General MIDI program (0-127)."""
+    return next(name for name, programs in CLASS_PROGRAMS.items() if int(program) in programs)
+
+
+def class_program(name: str) -> int:
+    """The program a class's transcribed track is written with: the family's first."""
+    return CLASS_PROGRAMS[name][0]
+
+
+def read_class_notes(path: str | Path, pedal_extension: bool = False) -> dict[str, tuple]:
+    """class -> (intervals, pitches, velocities) of a MIDI file's pitched notes, sorted by
+    onset; instruments of one class are pooled. A transcription's tracks are read by their
+    names (``write_class_tracks``), a reference's by their programs."""
+    midi = read_midi(path)
+    pedal = pedal_spans(midi)
+    grouped: dict[str, list] = {}
+    for inst in midi.instruments:
+        if inst.is_drum:
+            continue
+        name = inst.name if inst.name in CLASS_PROGRAMS else instrument_class(inst.program)
+        grouped.setdefault(name, []).extend(inst.notes)
+    out = {}
+    for name, notes in grouped.items():
+        notes.sort(key=lambda n: (n.start, n.pitch))
+        intervals = np.array([[n.start, n.end] for n in notes], dtype=float).reshape(-1, 2)
+        pitches = np.array([n.pitch for n in notes], dtype=int)
+        if pedal_extension and len(pedal):
+            intervals = extend_with_pedal(intervals, pitches, pedal)
+        out[name] = (intervals, pitches, np.array([n.velocity for n in notes], dtype=int))
+    return out
+
+
+def is_instrument_aware(path: str | Path) -> bool:
+    """Whether a transcription names its instruments (every track is named by a class)."""
+    midi = read_midi(path)
+    return bool(midi.instruments) and all(inst.name in CLASS_PROGRAMS for inst in midi.instruments)
+
+
+def write_class_tracks(path: str | Path, tracks: dict[str, tuple]) -> None:
+    """One MIDI track per class (named by it, with its family's first program) from
+    class -> (intervals, pitches, velocities)."""
+    midi = pretty_midi.PrettyMIDI()
+    for name, (intervals, pitches, velocities) in tracks.items():
+        inst = pretty_midi.Instrument(program=class_program(name), name=name)
+        for (start, end), pitch, velocity in zip(intervals, pitches, velocities):
+            inst.notes.append(pretty_midi.Note(int(velocity), int(pitch), float(start), float(end)))
+        midi.instruments.append(inst)
+    with atomic_path(path) as tmp:
+        midi.write(str(tmp))
+
+
+def track_class(midi_path: str | Path) -> str:
+    """The class of a one-instrument track (an isolated-note recording): its first pitched
+    instrument's; a file with none is an error naming it."""
+    pitched = [inst for inst in read_midi(midi_path).instruments if not inst.is_drum]
+    if not pitched:
+        raise LowrankAmtError(f"MIDI file {midi_path} has no pitched instrument (drums only)")
+    return pitched[0].name if pitched[0].name in CLASS_PROGRAMS else instrument_class(pitched[0].program)

@@ -1,0 +1,136 @@
+"""Separation of a mixture into one stem per instrument class by a class-labelled
+dictionary, and the stems' scores against the rendered ones.
+
+Conventions. A class's mask is its share of the model's reconstruction in the feature
+domain (magnitudes): Λ_c / Σ Λ, Λ_c built from the class's templates and activations
+(the soft masks of NMF separation, Févotte, Bertin & Durrieu 2009). Masks are carried
+from the feature bins onto the bins of an STFT of ``4 * hop`` samples with the features'
+hop by linear interpolation over log frequency (the lowest and highest feature bins
+cover the bins beyond them), applied to the mixture's STFT and inverted to the
+mixture's length. The oracle (``oracle_stems``) applies the ideal ratio mask |S_c| / Σ
+|S| of the true stems' STFTs: the ceiling of any ratio mask at this STFT.
+
+Scores, per stem, in dB: SI-SDR (Le Roux et al., ICASSP 2019) and SDR (BSS Eval's, with
+distortion filters of 512 taps), from ``fast_bss_eval`` (Scheibler, ICASSP 2022).
+"""
+
+from __future__ import annotations
+
+import fast_bss_eval
+import librosa
+import numpy as np
+import torch
+
+from .audio import load_audio
+from .errors import LowrankAmtError
+from .factorization.activations import template_activations
+from .instruments import CLASSES
+
+EPS = 1e-9
+
+
+def class_reconstructions(family, arrays: dict, spec: dict, features: np.ndarray, device) -> dict[str, np.ndarray]:
+    """class -> its part of the model's reconstruction of a track's features (bins x frames)."""
+    W, classes = np.asarray(arrays["W"]), np.asarray(arrays["template_classes"])
+    activations, _ = template_activations(family, features, W, spec, device)
+    parts = {}
+    with torch.no_grad():
+        for c in np.unique(classes):
+            own = torch.from_numpy(classes == c).to(activations["H"].device)
+            part = family.numerics.reconstruct(torch.from_numpy(W[..., classes == c]).to(device),
+                                               {"H": activations["H"][own]})
+            parts[CLASSES[c]] = part.cpu().numpy()[:, : features.shape[1]]
+    return parts
+
+
+def stft_masks(parts: dict[str, np.ndarray], bin_hz: np.ndarray, sample_rate: int, n_fft: int,
+               n_frames: int) -> dict[str, np.ndarray]:
+    """Each class's ratio mask on the STFT grid (n_fft // 2 + 1 bins x ``n_frames``)."""
+    total = sum(parts.values()) + EPS
+    stft_hz = np.fft.rfftfreq(n_fft, 1.0 / sample_rate)
+    position = np.interp(np.log2(np.maximum(stft_hz, 1.0)), np.log2(bin_hz), np.arange(len(bin_hz)))
+    low = np.floor(position).astype(int)
+    high, weight = np.minimum(low + 1, len(bin_hz) - 1), (position - low)[:, None]
+    masks = {}
+    for name, part in parts.items():
+        mask = part / total
+        mask = mask[:, np.minimum(np.arange(n_frames), mask.shape[1] - 1)]  # the features' frames onto the STFT's
+        masks[name] = (1 - weight) * mask[low] + weight * mask[high]
+    return masks
+
+
+def apply_masks(mixture: np.ndarray, masks_of, hop: int) -> dict[str, np.ndarray]:
+    """Stems from the mixture's STFT times each mask; ``masks_of(n_fft, n_frames)`` gives them."""
+    n_fft = 4 * hop
+    spectrum = librosa.stft(mixture, n_fft=n_fft, hop_length=hop)
+    masks = masks_of(n_fft, spectrum.shape[1])
+    return {name: librosa.istft(spectrum * mask, hop_length=hop, n_fft=n_fft, length=len(mixture))
+            for name, mask in masks.items()}
+
+
+def separate(family, arrays: dict, spec: dict, features: np.ndarray, mixture: np.ndarray, sample_rate: int,
+             hop: int, bin_hz: np.ndarray, device) -> dict[str, np.ndarray]:
+    """class -> its stem (mono audio, the mixture's length) of a track."""
+    parts = class_reconstructions(family, arrays, spec, features, device)
+    return apply_masks(mixture, lambda n_fft, n_frames: stft_masks(parts, bin_hz, sample_rate, n_fft, n_frames), hop)
+
+
+def oracle_stems(references: dict[str, np.ndarray], mixture: np.ndarray, hop: int) -> dict[str, np.ndarray]:
+    """Stems by the ideal ratio mask of the true stems."""
+    n_fft = 4 * hop
+    magnitudes = {name: np.abs(librosa.stft(audio, n_fft=n_fft, hop_length=hop)) for name, audio in references.items()}
+    total = sum(magnitudes.values()) + EPS
+    return apply_masks(mixture, lambda n_fft, n_frames: {k: (m / total)[:, :n_frames] for k, m in magnitudes.items()},
+                       hop)
+
+
+def read_stems(paths: dict, sample_rate: int, length: int) -> dict[str, np.ndarray]:
+    """The rendered stems of a mixture of ``length`` samples; a stem of another rate or
+    length is an error naming it."""
+    stems = {}
+    for name, path in paths.items():
+        audio = load_audio(path, sample_rate)
+        if abs(len(audio) - length) > 1:
+            raise LowrankAmtError(f"stem {path} has {len(audio)} samples at {sample_rate} Hz, its mixture {length}: "
+                                  "a mixture's stems must have its rate and length")
+        stems[name] = np.pad(audio, (0, max(0, length - len(audio))))[:length]
+    return stems
+
+
+def stem_scores(references: dict[str, np.ndarray], estimates: dict[str, np.ndarray]) -> dict[str, dict]:
+    """class -> {"si_sdr", "sdr"} (dB) of each reference stem that sounds; a class the
+    model lacks is estimated as silence (scores are clamped at -100 dB)."""
+    names = sorted(n for n, audio in references.items() if np.abs(audio).max() > 1e-4)
+    if not names:
+        return {}
+    ref = np.stack([references[n] for n in names])
+    est = np.stack([estimates.get(n, np.zeros_like(references[n])) for n in names]) + 1e-7
+    si_sdr = fast_bss_eval.si_sdr(ref, est, clamp_db=100)
+    sdr = fast_bss_eval.sdr(ref, est, clamp_db=100)
+    return {n: {"si_sdr": float(a), "sdr": float(b)} for n, a, b in zip(names, si_sdr, sdr)}
+
+
+def separation_scores(separator, tracks, sample_rate: int, hop: int, log=print) -> dict:
+    """Mean SI-SDR and SDR over the stems of ``tracks`` (rows with ``features``,
+    ``audio_path`` and ``stems``: class -> stem file) of the model's ``separator`` and of
+    the oracle, and the model's mean SI-SDR per class. Stems of classes no model
+    transcribes (drums) are mixed in but not scored."""
+    model, oracle = [], []
+    for row in tracks:
+        mixture = load_audio(row["audio_path"], sample_rate)
+        references = read_stems(row["stems"], sample_rate, len(mixture))
+        pitched = {name: audio for name, audio in references.items() if name in CLASSES}
+        for rows, estimates in ((model, separator(row["features"], mixture)), (oracle, oracle_stems(references, mixture, hop))):
+            rows += [{"track_id": row["track_id"], "class": name, **s}
+                     for name, s in stem_scores(pitched, estimates).items()]
+        log(f"separation: {row['track_id']}: SI-SDR " + ", ".join(f"{r['class']} {r['si_sdr']:.1f}"
+                                                             for r in model if r["track_id"] == row["track_id"]))
+    if not model:
+        return {}
+    per_class = {}
+    for r in model:
+        per_class.setdefault(r["class"], []).append(r["si_sdr"])
+    return {"si_sdr": float(np.mean([r["si_sdr"] for r in model])), "sdr": float(np.mean([r["sdr"] for r in model])),
+            "oracle_si_sdr": float(np.mean([r["si_sdr"] for r in oracle])),
+            "oracle_sdr": float(np.mean([r["sdr"] for r in oracle])), "n_stems": len(model),
+            "si_sdr_per_class": {k: float(np.mean(v)) for k, v in per_class.items()}}
