@@ -24,19 +24,21 @@ def test_default_config_is_valid_and_complete(schema, default_config):
     assert config["models"]["nmf_sup_kl"]["device"] == "auto"  # filled from the schema
 
 
-@pytest.mark.parametrize("name", ["tiny", "learning", "pianos", "scaling", "maestro"])
+@pytest.mark.parametrize("name", ["tiny", "learning", "pianos", "scaling", "maestro", "multi", "guitar", "slakh",
+                                  "guitarset"])
 def test_every_study_config_is_valid(repo, schema, name):
     """The other studies' configs (not run by CI) still validate, with their models and
     synthetic timbres accepted by their families."""
     from lowrank_amt import families
-    from lowrank_amt.datasets import synth
+    from lowrank_amt.datasets import ensemble, synth
     config = validate_config(yaml.safe_load((repo / f"config/{name}.yaml").read_text()), schema)
     assert config["models"] and config["datasets"]
     for spec in config["models"].values():
         assert families.resolve(spec)[0].name == spec["family"]
     for spec in config["datasets"].values():
-        if spec["kind"] == "synthetic":
-            assert len(synth.plan_tracks({k: v for k, v in spec.items() if k not in ("kind", "role")})) > 0
+        if spec["kind"] in ("synthetic", "ensemble"):
+            module = synth if spec["kind"] == "synthetic" else ensemble
+            assert len(module.plan_tracks({k: v for k, v in spec.items() if k not in ("kind", "role")})) > 0
 
 
 def test_omitted_sections_take_schema_defaults(schema):

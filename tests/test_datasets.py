@@ -21,6 +21,7 @@ import yaml
 from lowrank_amt.datasets import PREPARERS
 from lowrank_amt.stages.data import prepare_dataset
 from lowrank_amt.datasets import maestro, maps
+from lowrank_amt.datasets.ensemble import stem_paths
 from lowrank_amt.datasets.guitarset import read_jams_notes
 from lowrank_amt.datasets.manifest import read_manifest
 from lowrank_amt.errors import LowrankAmtError
@@ -306,6 +307,8 @@ def test_slakh_one_class_with_its_own_stem_audio(tmp_path, archives):
         audio, rate = soundfile.read(row.audio_path)
         piano, _ = soundfile.read(root / "slakh2100_flac_redux" / row.split / row.track_id / "stems" / "S00.flac")
         assert rate == RATE and np.abs(audio - piano).max() < 2 / 32768  # the piano stem, nothing else
+        stems = stem_paths(row.audio_path)  # and the class's stems beside it, for separation
+        assert list(stems) == ["piano"] and np.abs(soundfile.read(stems["piano"])[0] - piano).max() < 2 / 32768
 
 
 # --- own folder ----------------------------------------------------------------------------

@@ -500,3 +500,14 @@ def test_a_study_killed_at_random_moments_ends_as_an_uninterrupted_run(tiny_stud
     leftovers += list(study.glob("checkpoints/**/*.pt"))
     leftovers += [p for p in (tmp_path / ".snakemake").glob("locks/*")] + list((tmp_path / ".snakemake").glob("incomplete/*"))
     assert not leftovers, leftovers
+
+
+@pytest.mark.parametrize("name, templates_from", [("slakh", "synth_band"), ("guitarset", "synth_guitar")])
+def test_real_multi_instrument_and_guitar_studies_plan_their_jobs(tmp_path, repo, name, templates_from):
+    """config/slakh.yaml and config/guitarset.yaml (cluster studies, not run here): the
+    dry run plans every job, and the instrument templates learn from the synthetic
+    corpus's isolated notes."""
+    done = snakemake(repo, tmp_path, "--configfile", str(repo / f"config/{name}.yaml"), "-n", "-p")
+    assert done.returncode == 0, done.stderr[-3000:]
+    trains = [line for line in done.stdout.splitlines() if "lowrank-amt train " in line and "nmf_inst_kl" in line]
+    assert trains and all(f"features/{templates_from}/cqt/index.csv" in line for line in trains)

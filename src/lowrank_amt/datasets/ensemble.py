@@ -131,9 +131,10 @@ def _timbre_key(timbre: str) -> tuple:
 
 
 def stem_paths(audio_path: str | Path) -> dict[str, Path]:
-    """class -> stem WAV of a mixture (``audio/<id>.stems/<class>.wav``), empty if none."""
+    """class -> stem recording of a mixture (``<mixture>.stems/<class>.wav`` or ``.flac``,
+    as this corpus and Slakh's ``audio: stems`` write them), empty if none."""
     folder = Path(audio_path).with_suffix(".stems")
-    return {p.stem: p for p in sorted(folder.glob("*.wav"))} if folder.is_dir() else {}
+    return {p.stem: p for p in sorted(folder.iterdir()) if p.suffix in (".wav", ".flac")} if folder.is_dir() else {}
 
 
 # --- composition -------------------------------------------------------------------

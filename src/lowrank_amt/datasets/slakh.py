@@ -7,7 +7,9 @@ release, 1710 songs in train/validation/test folders; the ``omitted`` folder is 
 the per-stem MIDI files of its pitched, rendered stems (drums never), optionally only those
 whose ``inst_class`` (metadata.yaml) is in ``instrument_classes``; they are merged into one
 MIDI file per song. ``audio: mix`` keeps the full mixture (other instruments included),
-``audio: stems`` writes the sum of the selected stems so that audio and notes match.
+``audio: stems`` writes the sum of the selected stems so that audio and notes match, and
+beside it each instrument class's stems summed (``audio/<id>.stems/<class>.flac``, the
+class of a stem's program, ``instruments.py``), against which separation is scored.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import yaml
 
 from ..constants import SPLITS
 from ..errors import LowrankAmtError
+from ..instruments import instrument_class
 from ..io import atomic_path
 from ..param import Param
 from . import options
@@ -133,7 +136,12 @@ def prepare(spec: dict, manifest_path: str | Path, sample_rate: int, jobs: int =
                 raise LowrankAmtError(f"Slakh song {folder} has no mix.flac or mix.wav")
         else:
             audio = out_dir / "audio" / f"{track_id}.flac"
-            _sum_stems([folder / "stems" / name for name, _ in stems], audio)
+            length = _sum_stems([folder / "stems" / name for name, _ in stems], audio)
+            by_class: dict[str, list] = {}
+            for name, stem in stems:
+                by_class.setdefault(instrument_class(stem.get("program_num", 0)), []).append(folder / "stems" / name)
+            for name, paths in by_class.items():
+                _sum_stems(paths, audio.with_suffix(".stems") / f"{name}.flac", length)
         return {"track_id": track_id, "split": split, "audio_path": manifest_path_of(audio, out_dir),
                 "midi_path": f"midi/{track_id}.mid", "duration": audio_duration(audio),
                 "instrument": "+".join(sorted({str(stem.get("inst_class")) for _, stem in stems}))}
@@ -148,8 +156,9 @@ def prepare(spec: dict, manifest_path: str | Path, sample_rate: int, jobs: int =
     write_manifest(rows, manifest_path)
 
 
-def _sum_stems(stem_paths: list[Path], dest: Path) -> None:
-    """Write the sum of the given stem recordings (scaled down only if it would clip)."""
+def _sum_stems(stem_paths: list[Path], dest: Path, length: int | None = None) -> int:
+    """Write the sum of the given stem recordings (scaled down only if it would clip),
+    zero-padded to ``length`` samples if given; return its length."""
     total, rate = None, None
     for path in stem_paths:
         audio_path = _audio_file(path)
@@ -167,8 +176,12 @@ def _sum_stems(stem_paths: list[Path], dest: Path) -> None:
             grown[: len(total), : total.shape[1]] += total
             grown[: len(audio), : audio.shape[1]] += audio
             total = grown
+    if length is not None:
+        total = np.pad(total, ((0, max(0, length - len(total))), (0, 0)))
     peak = float(np.abs(total).max()) if total.size else 0.0
     if peak > 1.0:
         total = total / peak
+    dest.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(dest) as tmp:
         soundfile.write(str(tmp), total, rate, format="FLAC", subtype="PCM_16")
+    return len(total)

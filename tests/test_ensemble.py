@@ -1,0 +1,206 @@
+"""The multi-instrument and guitar corpora (datasets/ensemble.py), instrument classes,
+instrument-aware metrics, instrument-labelled dictionaries and separation."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pretty_midi
+import pytest
+import soundfile
+
+from lowrank_amt.datasets import ensemble
+from lowrank_amt.errors import LowrankAmtError
+from lowrank_amt.instruments import (CLASS_PROGRAMS, instrument_class, is_instrument_aware, read_class_notes,
+                                     track_class, write_class_tracks)
+from lowrank_amt.metrics import instrument_metrics, note_metrics
+from lowrank_amt.separation import oracle_stems, read_stems, stem_scores
+
+SR = 22050
+#: one FluidR3 GM timbre per class and split: a small corpus renders in seconds
+TRAIN = {"bass": ["FluidR3_GM.sf2:33"], "piano": ["FluidR3_GM.sf2:0"], "reed": ["FluidR3_GM.sf2:65"],
+         "strings": ["FluidR3_GM.sf2:48"]}
+TEST = {"bass": ["FluidR3_GM.sf2:34"], "piano": ["FluidR3_GM.sf2:2"], "reed": ["FluidR3_GM.sf2:66"],
+        "strings": ["FluidR3_GM.sf2:49"]}
+BAND = {"kind": "ensemble", "arrangement": "band", "n_train": 0, "n_validation": 1, "n_test": 1, "piece_seconds": 8,
+        "drums": True, "train_timbres": TRAIN, "test_timbres": TEST, "isolated_velocities": [80]}
+
+
+def _md5(path) -> str:
+    return hashlib.md5(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def band(tmp_path_factory):
+    pytest.importorskip("lowrank_amt.datasets.synth").find_fluidsynth()
+    folder = tmp_path_factory.mktemp("band")
+    ensemble.prepare(BAND, folder / "manifest.csv", SR, jobs=2, log=lambda m: None)
+    return folder
+
+
+def test_instrument_classes_follow_general_midi_families():
+    assert [instrument_class(p) for p in (0, 25, 33, 48, 66)] == ["piano", "guitar", "bass", "strings", "reed"]
+    assert sorted(p for r in CLASS_PROGRAMS.values() for p in r) == list(range(128))
+
+
+def test_band_mixture_is_the_sum_of_its_stems_and_each_part_keeps_its_class_and_range(band):
+    mix, rate = soundfile.read(band / "audio" / "test_00000.wav")
+    stems = ensemble.stem_paths(band / "audio" / "test_00000.wav")
+    assert sorted(stems) == ["bass", "drums", "piano", "reed", "strings"]
+    audio = {name: soundfile.read(path)[0] for name, path in stems.items()}
+    assert rate == SR and {len(a) for a in audio.values()} == {len(mix)}
+    np.testing.assert_allclose(mix, sum(audio.values()), atol=1.5 / 32768)  # the mixture's own rounding
+    notes = read_class_notes(band / "midi" / "test_00000.mid")
+    assert sorted(notes) == ["bass", "piano", "reed", "strings"]  # the drum track is no class
+    for name, (_, pitches, _) in notes.items():
+        low, high, _ = ensemble.PARTS["band"][name]
+        assert len(pitches) and low <= pitches.min() and pitches.max() <= high
+    programs = {i.name: i.program for i in pretty_midi.PrettyMIDI(str(band / "midi" / "test_00000.mid")).instruments}
+    assert programs == {"bass": 34, "piano": 2, "reed": 66, "strings": 49, "drums": 0}  # the test pools'
+
+
+def test_same_spec_same_bytes_and_isolated_notes_cover_each_class_range(band, tmp_path):
+    spec = {**BAND, "n_validation": 0, "isolated_velocities": []}
+    ensemble.prepare(spec, tmp_path / "manifest.csv", SR, log=lambda m: None)
+    assert _md5(tmp_path / "audio" / "test_00000.wav") == _md5(band / "audio" / "test_00000.wav")
+    isolated = sorted((band / "midi").glob("isolated_*.mid"))
+    assert len(isolated) == 4
+    for path in isolated:
+        name = track_class(path)
+        low, high, _ = ensemble.PARTS["band"][name]
+        assert sorted(read_class_notes(path)[name][1]) == list(range(low, high + 1))
+
+
+def test_guitar_voicings_are_playable_triads():
+    for root in range(12):
+        for minor in (False, True):
+            voicing = ensemble.guitar_voicing(root, minor)
+            strings = ensemble.OPEN_STRINGS[-len(voicing):]
+            frets = [p - s for p, s in zip(voicing, strings)]
+            assert min(frets) >= 0 and max(frets) - min(frets) <= 3  # one hand position
+            third = 3 if minor else 4
+            assert {p % 12 for p in voicing} == {root, (root + third) % 12, (root + 7) % 12}
+            assert voicing[0] % 12 == root  # the root in the bass
+
+
+def test_guitar_pieces_sound_at_most_one_note_per_string():
+    midi = ensemble.compose_guitar(np.random.default_rng(3), 20, 25)
+    notes = midi.instruments[0].notes
+    times = np.arange(0, 20, 0.01)
+    sounding = [(n.start <= times) & (times < n.end) for n in notes]
+    assert np.sum(sounding, axis=0).max() <= 6
+    assert all(40 <= n.pitch <= 84 for n in notes)
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("train_timbres", {**TRAIN, "bass": ["FluidR3_GM.sf2:0"]}, "train_timbres.bass: timbre 'FluidR3_GM.sf2:0' has program 0 (piano)"),
+    ("test_timbres", {**TEST, "reed": ["FluidR3_GM.sf2:65"]}, "test_timbres.reed shares"),
+    ("train_timbres", {**TRAIN, "guitar": ["FluidR3_GM.sf2:25"]}, "class 'guitar' is not a part of arrangement 'band'"),
+    ("test_timbres", {k: v for k, v in TEST.items() if k != "piano"}, "test_timbres lacks a pool for part 'piano'"),
+])
+def test_pools_are_checked_with_one_line_naming_the_key(key, value, message):
+    with pytest.raises(LowrankAmtError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        ensemble.full_spec({**BAND, key: value})
+
+
+def test_instrument_metrics_count_a_note_only_with_its_class():
+    rng = np.random.default_rng(0)
+    onsets = np.sort(rng.uniform(0, 10, 20))
+    intervals = np.stack([onsets, onsets + 0.3], axis=1)
+    pitches = rng.integers(40, 80, 20)
+    velocities = np.full(20, 80)
+    ref = {"bass": (intervals[:10], pitches[:10], velocities[:10]), "piano": (intervals[10:], pitches[10:], velocities[10:])}
+    # every note found, but the piano's last five named bass
+    est = {"bass": (np.concatenate([intervals[:10], intervals[15:]]), np.concatenate([pitches[:10], pitches[15:]]),
+                    velocities[:15]),
+           "piano": (intervals[10:15], pitches[10:15], velocities[:5])}
+    scores = instrument_metrics(ref, est)
+    agnostic = note_metrics(intervals, pitches, intervals, pitches)
+    assert agnostic["note_onset_f"] == 1.0
+    assert scores["instrument_note_onset_matches"] == 15
+    assert scores["instrument_note_onset_f"] == pytest.approx(15 / 20)
+    assert scores["class_bass_note_onset_f"] == pytest.approx(2 * 10 / (10 + 15))
+    assert scores["class_piano_note_onset_f"] == pytest.approx(2 * 5 / (10 + 5))
+
+
+def test_class_tracks_are_read_back_by_name_and_marked_instrument_aware(tmp_path):
+    notes = (np.array([[0.5, 1.0]]), np.array([60]), np.array([90]))
+    write_class_tracks(tmp_path / "t.mid", {"reed": notes, "bass": notes})
+    assert is_instrument_aware(tmp_path / "t.mid")
+    read = read_class_notes(tmp_path / "t.mid")
+    assert sorted(read) == ["bass", "reed"] and read["reed"][1].tolist() == [60]
+
+
+def test_stem_scores_match_si_sdr_written_out():
+    rng = np.random.default_rng(1)
+    reference = rng.standard_normal(8000)
+    noise = rng.standard_normal(8000)
+    estimate = 0.5 * reference + 0.1 * noise
+    target = (estimate @ reference) / (reference @ reference) * reference
+    expected = 10 * np.log10((target @ target) / ((estimate - target) @ (estimate - target)))
+    scores = stem_scores({"bass": reference}, {"bass": estimate})
+    assert scores["bass"]["si_sdr"] == pytest.approx(expected, abs=1e-3)
+
+
+def test_oracle_masks_separate_two_tones_far_apart():
+    t = np.arange(SR) / SR
+    low, high = 0.3 * np.sin(2 * np.pi * 110 * t), 0.3 * np.sin(2 * np.pi * 1760 * t)
+    stems = oracle_stems({"bass": low, "reed": high}, low + high, 512)
+    scores = stem_scores({"bass": low, "reed": high}, stems)
+    assert min(s["si_sdr"] for s in scores.values()) > 20
+
+
+def test_a_stem_of_another_length_is_refused_naming_it(tmp_path):
+    soundfile.write(tmp_path / "bass.wav", np.zeros(1000), SR)
+    with pytest.raises(LowrankAmtError, match="bass.wav has 1000 samples"):
+        read_stems({"bass": tmp_path / "bass.wav"}, SR, 4000)
+
+
+def test_a_drum_only_track_has_no_class(tmp_path):
+    midi = pretty_midi.PrettyMIDI()
+    kit = pretty_midi.Instrument(0, is_drum=True)
+    kit.notes.append(pretty_midi.Note(90, 36, 0.0, 0.1))
+    midi.instruments.append(kit)
+    midi.write(str(tmp_path / "drums.mid"))
+    with pytest.raises(LowrankAmtError, match="drums.mid has no pitched instrument"):
+        track_class(tmp_path / "drums.mid")
+
+
+def test_instrument_templates_name_instruments_and_separate_the_band(band, tmp_path):
+    """From the corpus to the scores: class-labelled templates of the isolated notes;
+    the key activations of the classes sum to the model's; each test note is written
+    in its class's track; the stems are scored against the rendered ones, and the
+    model's beat leaving the mixture whole (SI-SDR of the mixture as every stem)."""
+    from lowrank_amt.audio import load_audio
+    from lowrank_amt.io import read_json
+    from lowrank_amt.stages import evaluate as evaluation, features, train as training, transcribe as transcription
+    index = tmp_path / "features" / "index.csv"
+    features.extract_dataset(band / "manifest.csv", {"kind": "cqt", "hop_length": 512}, SR, index, log=lambda m: None)
+    spec = {"family": "nmf", "supervision": "supervised", "instrument_templates": True, "train_iterations": 30,
+            "transcribe_iterations": 50}
+    out = tmp_path / "model"
+    training.train(spec, index, out / "model.npz", out / "loss.csv", out / "train.json", log=lambda m: None)
+    arrays = np.load(out / "model.npz")
+    classes = arrays["template_classes"]
+    assert sorted(np.unique(classes)) == [0, 4, 5, 7]  # piano, bass, strings, reed (CLASSES)
+    assert len(classes) == len(arrays["template_keys"]) == sum(h - l + 1 for l, h, _ in ensemble.PARTS["band"].values())
+    transcription.activations(out / "model.npz", index, out / "activations.npz", out / "activations.json",
+                              manifest_path=band / "manifest.csv", log=lambda m: None)
+    saved = np.load(out / "activations.npz")
+    by_class = saved["test__test_00000__by_class"].astype(np.float32)
+    np.testing.assert_allclose(by_class.sum(axis=0), saved["test__test_00000"].astype(np.float32), rtol=2e-2, atol=1e-2)
+    transcription.decode(out / "model.npz", out / "activations.npz", index, {"thresholds": [0.05, 0.1, 0.2]},
+                         {"onset_tolerance": 0.05, "offset_ratio": 0.2}, out / "midi", out / "decoding.json",
+                         log=lambda m: None)
+    assert is_instrument_aware(out / "midi" / "test_00000.mid")
+    table = evaluation.evaluate(out / "midi", index, {"onset_tolerance": 0.05, "offset_ratio": 0.2},
+                                out / "per_track.csv", log=lambda m: None)
+    assert 0 < table["instrument_note_onset_f"].iloc[0] <= table["note_onset_f"].iloc[0]
+    separation = read_json(out / "activations.json")["separation"]
+    mix = load_audio(band / "audio" / "test_00000.wav", SR)
+    references = read_stems({k: v for k, v in ensemble.stem_paths(band / "audio" / "test_00000.wav").items()
+                             if k != "drums"}, SR, len(mix))
+    whole = np.mean([s["si_sdr"] for s in stem_scores(references, {k: mix for k in references}).values()])
+    assert separation["si_sdr"] > whole
+    assert separation["oracle_si_sdr"] > separation["si_sdr"]
