@@ -39,6 +39,20 @@ def band(tmp_path_factory):
     return folder
 
 
+@pytest.fixture(scope="module")
+def band_model(band, tmp_path_factory):
+    """(feature index, model.npz) of supervised NMF with instrument templates on ``band``."""
+    from lowrank_amt.stages import features, train as training
+    folder = tmp_path_factory.mktemp("band_model")
+    index = folder / "features" / "index.csv"
+    features.extract_dataset(band / "manifest.csv", {"kind": "cqt", "hop_length": 512}, SR, index, log=lambda m: None)
+    spec = {"family": "nmf", "supervision": "supervised", "instrument_templates": True, "train_iterations": 30,
+            "transcribe_iterations": 50}
+    model = folder / "model" / "model.npz"
+    training.train(spec, index, model, model.with_name("loss.csv"), model.with_name("train.json"), log=lambda m: None)
+    return index, model
+
+
 def test_instrument_classes_follow_general_midi_families():
     assert [instrument_class(p) for p in (0, 25, 33, 48, 66)] == ["piano", "guitar", "bass", "strings", "reed"]
     assert sorted(p for r in CLASS_PROGRAMS.values() for p in r) == list(range(128))
@@ -167,20 +181,16 @@ def test_a_drum_only_track_has_no_class(tmp_path):
         track_class(tmp_path / "drums.mid")
 
 
-def test_instrument_templates_name_instruments_and_separate_the_band(band, tmp_path):
+def test_instrument_templates_name_instruments_and_separate_the_band(band, band_model):
     """From the corpus to the scores: class-labelled templates of the isolated notes;
     the key activations of the classes sum to the model's; each test note is written
     in its class's track; the stems are scored against the rendered ones, and the
     model's beat leaving the mixture whole (SI-SDR of the mixture as every stem)."""
     from lowrank_amt.audio import load_audio
     from lowrank_amt.io import read_json
-    from lowrank_amt.stages import evaluate as evaluation, features, train as training, transcribe as transcription
-    index = tmp_path / "features" / "index.csv"
-    features.extract_dataset(band / "manifest.csv", {"kind": "cqt", "hop_length": 512}, SR, index, log=lambda m: None)
-    spec = {"family": "nmf", "supervision": "supervised", "instrument_templates": True, "train_iterations": 30,
-            "transcribe_iterations": 50}
-    out = tmp_path / "model"
-    training.train(spec, index, out / "model.npz", out / "loss.csv", out / "train.json", log=lambda m: None)
+    from lowrank_amt.stages import evaluate as evaluation, transcribe as transcription
+    index, model = band_model
+    out = model.parent
     arrays = np.load(out / "model.npz")
     classes = arrays["template_classes"]
     assert sorted(np.unique(classes)) == [0, 4, 5, 7]  # piano, bass, strings, reed (CLASSES)
@@ -204,3 +214,30 @@ def test_instrument_templates_name_instruments_and_separate_the_band(band, tmp_p
     whole = np.mean([s["si_sdr"] for s in stem_scores(references, {k: mix for k in references}).values()])
     assert separation["si_sdr"] > whole
     assert separation["oracle_si_sdr"] > separation["si_sdr"]
+
+
+def test_transcribe_writes_a_track_per_instrument_and_the_stems(band, band_model, tmp_path):
+    """``lowrank-amt transcribe --stems`` with a model of instrument templates: one MIDI
+    track per class, an instrument column, and stems that sum to about the mixture."""
+    from lowrank_amt.audio import load_audio
+    from lowrank_amt.recordings import transcribe_files
+    _, model = band_model
+    mix = band / "audio" / "test_00000.wav"
+    written = transcribe_files(str(model.parent), [mix], tmp_path / "out", stems=True, log=lambda m: None)
+    tracks = read_class_notes(written[0])
+    assert is_instrument_aware(written[0]) and set(tracks) <= {"bass", "piano", "reed", "strings"} and tracks
+    table = __import__("pandas").read_csv(written[0].with_suffix(".csv"))
+    assert set(table["instrument"]) == set(tracks)
+    stems = {p.stem: soundfile.read(p)[0] for p in sorted(written[0].with_suffix(".stems").glob("*.wav"))}
+    assert sorted(stems) == ["bass", "piano", "reed", "strings"]
+    audio = load_audio(mix, SR)
+    residual = audio - sum(stems.values())
+    assert np.sum(residual ** 2) < 0.01 * np.sum(audio ** 2)  # the masks share the mixture out
+
+
+def test_stems_need_a_model_of_instrument_templates(tmp_path):
+    from lowrank_amt.recordings import transcribe_files
+    wav = tmp_path / "x.wav"
+    soundfile.write(wav, 0.1 * np.sin(np.arange(SR) * 0.05), SR)
+    with pytest.raises(LowrankAmtError, match="does not separate stems"):
+        transcribe_files("piano", [wav], tmp_path / "out", stems=True, log=lambda m: None)

@@ -98,6 +98,9 @@ COMMANDS = {
                                         "help": "factor of outputs outside the score's windows (0: confined)"}),
                     ("--adapt", {"nargs": 2, "metavar": ("AUDIO", "MIDI"), "default": None,
                                  "help": "adapt the dictionary to a short recording of this piano and its MIDI"}),
+                    ("--stems", {"action": "store_true",
+                                 "help": "also the stems a model with instrument templates separates "
+                                         "(<out>.stems/<class>.wav)"}),
                     ("--adapt-self", {"action": "store_true",
                                       "help": "adapt the dictionary to each recording itself (unsupervised)"}),
                     ("--adapt-iterations", {"type": int, "default": 20,
@@ -201,7 +204,7 @@ def _transcribe(a):
     steering = Steering.from_options(a.pitch_range, a.keys, a.drop_keys, a.scale, a.scale_weight,
                                      a.score, a.score_tolerance, a.score_weight)
     transcribe_files(a.model, a.inputs, a.out_dir, plot=a.plot, device=a.device, steering=steering, adapt=a.adapt,
-                     adapt_self=a.adapt_self, adapt_iterations=a.adapt_iterations, log=_log)
+                     adapt_self=a.adapt_self, adapt_iterations=a.adapt_iterations, stems=a.stems, log=_log)
 
 
 def _evaluate(a):

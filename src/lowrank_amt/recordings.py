@@ -15,6 +15,9 @@ shorter than a chunk is processed whole, as the activations stage processes a tr
 Out, per input ``x``: ``x.mid`` (notes with velocities, and the sustain pedal as CC64
 where the model predicts it), ``x.csv`` (onset_s, offset_s, pitch, velocity) and, with
 ``plot``, ``x.png`` (the outputs of the first ``PLOT_SECONDS`` with the notes over them).
+A model with instrument templates writes one MIDI track per instrument class (each
+class's activations decoded alike, an ``instrument`` column in the CSV) and, with
+``stems``, ``x.stems/<class>.wav``: the recording separated at once (not in chunks).
 """
 
 from __future__ import annotations
@@ -25,17 +28,19 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import soundfile
 
 from . import families, shipped
 from .audio import audio_length, load_audio, read_span
-from .constants import OFFSET_RATIO, ONSET_TOLERANCE
+from .constants import N_KEYS, OFFSET_RATIO, ONSET_TOLERANCE
 from .decode import pedal_spans, score_aligned_notes
 from .device import pick_device
 from .errors import LowrankAmtError
+from .instruments import CLASSES, write_class_tracks
 from .io import atomic_path
 from .model_file import Model, load_model
 from .notes import write_midi_notes
-from .spectrogram import compute_features
+from .spectrogram import bin_frequencies, compute_features
 from .steering import Steering
 from .targets import frame_targets, read_annotation
 
@@ -94,6 +99,7 @@ class Outputs:
 
     def __init__(self, folder: Path):
         self.folder, self.parts, self.peak = Path(folder), [], 0.0
+        self.classes = None  # the instrument classes of a model that names them
 
     def append(self, outputs: dict) -> None:
         start = self.parts[-1][1] if self.parts else 0
@@ -141,6 +147,9 @@ def compute_outputs(model: Model, transcribe, audio_path, store: Outputs, steeri
             audio = read_span(audio_path, first * hop, min(n_samples, last * hop), rate)
         x = compute_features(audio, model.features, rate) if model.family.reads_features() else audio
         outputs = transcribe(x)
+        if "by_class" in outputs:  # classes x 88 x frames, stored as (classes * 88) x frames
+            store.classes = [CLASSES[c] for c in outputs.pop("classes")]
+            outputs["by_class"] = np.asarray(outputs["by_class"]).reshape(-1, outputs["by_class"].shape[-1])
         keep = slice(start - first, stop - first)
         kept = {name: _frames(value, keep) for name, value in outputs.items()}
         store.append(steering.apply(kept, rate / hop, start))
@@ -177,6 +186,49 @@ def decode_outputs(notes_of, store: Outputs, frame_rate: float):
             np.array([n[2] for n in notes], dtype=int))
 
 
+class ClassOutputs:
+    """One instrument class's key activations in a recording's ``Outputs``, read as its
+    ``note`` (for ``decode_outputs``)."""
+
+    def __init__(self, store: Outputs, number: int):
+        self.store, self.rows = store, slice(number * N_KEYS, (number + 1) * N_KEYS)
+        self.n_frames, self.peak = store.n_frames, store.peak
+
+    def read(self, start: int, stop: int, only=None) -> dict:
+        return {"note": self.store.read(start, stop, only=("by_class",))["by_class"][self.rows]}
+
+
+def class_notes(notes_of, store: Outputs, frame_rate: float) -> dict:
+    """class -> its notes, each class's activations decoded as the model's are (relative
+    to the recording's peak)."""
+    return {name: decode_outputs(lambda o, first, peak: notes_of(o, first, peak or store.peak),
+                                 ClassOutputs(store, number), frame_rate)
+            for number, name in enumerate(store.classes)}
+
+
+def stem_separator(model: Model, arrays: dict, device):
+    """The model's separator (``Family.separator``), or an error saying it has none."""
+    separator = model.family.separator(arrays, model.spec, device)
+    if separator is None:
+        raise LowrankAmtError(f"model {model.path or model.family.name} does not separate stems: --stems needs a "
+                              "model with instrument_templates")
+    return separator
+
+
+def write_stems(model: Model, separator, audio_path, out_stem: Path) -> list[Path]:
+    """The recording separated into one stem per class (``separation.py``), written as
+    ``<out>.stems/<class>.wav``; the whole recording is separated at once."""
+    rate, hop = model.family.frame_grid(model.features)
+    audio = load_audio(audio_path, rate)
+    stems = separator(compute_features(audio, model.features, rate), audio, rate, hop, bin_frequencies(model.features))
+    folder = out_stem.with_suffix(".stems")
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, stem in stems.items():
+        with atomic_path(folder / f"{name}.wav") as tmp:
+            soundfile.write(str(tmp), np.clip(stem, -1, 32767 / 32768), rate, subtype="PCM_16", format="WAV")
+    return [folder / f"{name}.wav" for name in stems]
+
+
 def adaptation_data(model: Model, audio_path, midi_path=None, seconds: float | None = None):
     """(features, roll or None) of a recording (its first ``seconds``) for ``Family.adapt``."""
     rate, hop = model.family.frame_grid(model.features)
@@ -211,25 +263,35 @@ def note_decoder(family, decoder, params: dict, frame_rate: float, steering: Ste
     return notes_of
 
 
-def write_notes(out_stem: Path, notes, pedal=()) -> None:
-    intervals, pitches, velocities = notes
-    write_midi_notes(out_stem.with_suffix(".mid"), intervals, pitches, velocities, pedal=pedal)
-    table = pd.DataFrame({"onset_s": intervals[:, 0], "offset_s": intervals[:, 1], "pitch": pitches,
-                          "velocity": velocities})
+def write_notes(out_stem: Path, notes, pedal=(), by_class: dict | None = None) -> None:
+    """The notes as MIDI and CSV; with ``by_class`` (class -> notes), one MIDI track per
+    class and an ``instrument`` column instead."""
+    if by_class is None:
+        intervals, pitches, velocities = notes
+        write_midi_notes(out_stem.with_suffix(".mid"), intervals, pitches, velocities, pedal=pedal)
+        table = pd.DataFrame({"onset_s": intervals[:, 0], "offset_s": intervals[:, 1], "pitch": pitches,
+                              "velocity": velocities})
+    else:
+        write_class_tracks(out_stem.with_suffix(".mid"), by_class)
+        table = pd.concat([pd.DataFrame({"onset_s": i[:, 0], "offset_s": i[:, 1], "pitch": p, "velocity": v,
+                                         "instrument": name}) for name, (i, p, v) in by_class.items()])
+        table = table.sort_values(["onset_s", "pitch"], kind="stable")
     with atomic_path(out_stem.with_suffix(".csv")) as tmp:
         table.to_csv(tmp, index=False, float_format="%.4f")
 
 
 def transcribe_files(model_name, inputs, out_dir, *, plot: bool = False, device: str | None = None,
                      steering: Steering | None = None, adapt=None, adapt_self: bool = False,
-                     adapt_iterations: int = 20, log=print) -> list[Path]:
+                     adapt_iterations: int = 20, stems: bool = False, log=print) -> list[Path]:
     """Transcribe every input (audio files or folders of them) with a model; write the
     MIDI and CSV (and PNG) of each into ``out_dir``; returns the MIDI paths.
 
     ``adapt`` = (audio, MIDI) of a short recording of the instrument to transcribe (a few
     isolated notes, a scale): the model's dictionary is adapted to it first; with
     ``adapt_self``, to the first ``ADAPT_SECONDS`` of each recording itself, unsupervised.
-    Either takes ``adapt_iterations`` multiplicative updates from the trained templates."""
+    Either takes ``adapt_iterations`` multiplicative updates from the trained templates.
+    A model that names instruments writes one MIDI track per class (and an
+    ``instrument`` column); with ``stems``, it also writes the separated stems."""
     model = resolve_model(model_name)
     files = input_files(inputs)
     steering = steering or Steering()
@@ -241,6 +303,7 @@ def transcribe_files(model_name, inputs, out_dir, *, plot: bool = False, device:
         arrays = model.family.adapt(arrays, model.spec, *adaptation_data(model, *adapt), device, adapt_iterations)
         log(f"dictionary adapted to {adapt[0]} ({adapt_iterations} iterations)")
     transcribe = model.family.transcriber(arrays, model.spec, device)
+    separator = stem_separator(model, arrays, device) if stems else None
     decoder = model.family.make_decoder(model.spec, {}, {"onset_tolerance": ONSET_TOLERANCE,
                                                           "offset_ratio": OFFSET_RATIO})
     params = model.decoding
@@ -261,13 +324,18 @@ def transcribe_files(model_name, inputs, out_dir, *, plot: bool = False, device:
         with tempfile.TemporaryDirectory(prefix=".lowrank-amt-", dir=out_stem.parent) as folder:
             store = Outputs(folder)
             seconds = compute_outputs(model, transcribe, audio_path, store, steering, log)
-            notes = decode_outputs(note_decoder(model.family, decoder, params, rate / hop, steering), store, rate / hop)
-            write_notes(out_stem, notes, pedal_spans(store.read(0, store.n_frames, only=("pedal",)), rate / hop))
+            notes_of = note_decoder(model.family, decoder, params, rate / hop, steering)
+            notes = decode_outputs(notes_of, store, rate / hop)
+            by_class = None if store.classes is None else class_notes(notes_of, store, rate / hop)
+            write_notes(out_stem, notes, pedal_spans(store.read(0, store.n_frames, only=("pedal",)), rate / hop),
+                        by_class)
             if plot:
                 from .plots import transcription_plot
                 shown = store.read(0, min(store.n_frames, int(PLOT_SECONDS * rate / hop)))
                 transcription_plot(shown["note"], rate / hop, notes, out_stem.with_suffix(".png"),
                                    f"{audio_path.name}: {model.family.name}")
+        if stems:
+            log(f"{audio_path}: stems -> {', '.join(map(str, write_stems(model, separator, audio_path, out_stem)))}")
         log(f"{audio_path}: {len(notes[1])} notes -> {out_stem.with_suffix('.mid')} "
             f"({time.perf_counter() - wall:.1f} s for {seconds:.1f} s of audio)")
         written.append(out_stem.with_suffix(".mid"))

@@ -154,8 +154,10 @@ class Steering:
         if not self.active:
             return outputs
         gains = self.gains()[:, None]
-        steered = {name: np.asarray(value) * (gains if name == "note" else (gains > 0))
-                   for name, value in outputs.items() if name != "pedal"}  # the pedal is no key's
+        # the pedal is no key's; outputs of several instruments repeat the 88 keys
+        steered = {name: np.asarray(value) * np.tile(gains if name == "note" else (gains > 0),
+                                                     (np.shape(value)[0] // len(gains), 1))
+                   for name, value in outputs.items() if name != "pedal"}
         if self.score is not None:
             inside = self.windows(steered["note"].shape[1], frame_rate, first_frame)
             factor = inside + self.score_weight * (1 - inside)
