@@ -23,7 +23,7 @@ TRAIN = {"bass": ["FluidR3_GM.sf2:33"], "piano": ["FluidR3_GM.sf2:0"], "reed": [
          "strings": ["FluidR3_GM.sf2:48"]}
 TEST = {"bass": ["FluidR3_GM.sf2:34"], "piano": ["FluidR3_GM.sf2:2"], "reed": ["FluidR3_GM.sf2:66"],
         "strings": ["FluidR3_GM.sf2:49"]}
-BAND = {"kind": "ensemble", "arrangement": "band", "n_train": 0, "n_validation": 1, "n_test": 1, "piece_seconds": 8,
+BAND = {"kind": "ensemble", "arrangement": "band", "n_train": 1, "n_validation": 1, "n_test": 1, "piece_seconds": 8,
         "drums": True, "train_timbres": TRAIN, "test_timbres": TEST, "isolated_velocities": [80]}
 
 
@@ -241,3 +241,29 @@ def test_stems_need_a_model_of_instrument_templates(tmp_path):
     soundfile.write(wav, 0.1 * np.sin(np.arange(SR) * 0.05), SR)
     with pytest.raises(LowrankAmtError, match="does not separate stems"):
         transcribe_files("piano", [wav], tmp_path / "out", stems=True, log=lambda m: None)
+
+
+def test_semi_supervised_instrument_templates_learn_each_class_where_it_plays(band, band_model, tmp_path):
+    """Online MU from the isolated templates, each template masked by its class's roll:
+    the layout is the dataset's classes x 88 keys, the validation loss falls, and the
+    class rolls in the cache are the MIDI's, class by class."""
+    from lowrank_amt.instruments import class_roll
+    from lowrank_amt.spectrogram import read_index
+    from lowrank_amt.stages import train as training
+    index, _ = band_model
+    row = read_index(index, "train").iloc[0]
+    assert row["classes"] == "piano;bass;strings;reed"
+    rolls = np.load(row["class_roll_path"])
+    np.testing.assert_array_equal(rolls, class_roll(row["midi_path"], ["piano", "bass", "strings", "reed"],
+                                                    rolls.shape[1], row["frame_rate"]))
+    np.testing.assert_array_equal(rolls.reshape(4, 88, -1).max(axis=0), np.load(row["roll_path"]))
+    spec = {"family": "nmf", "supervision": "semi_supervised", "form": "online_mu", "instrument_templates": True,
+            "dictionary_start": "isolated", "train_iterations": 20, "epochs": 3, "patience": 0, "batch_frames": 256,
+            "validation_note_f_every": 0}
+    model = tmp_path / "model.npz"
+    training.train(spec, index, model, tmp_path / "loss.csv", tmp_path / "train.json", log=lambda m: None)
+    arrays = np.load(model)
+    assert sorted(np.unique(arrays["template_classes"])) == [0, 4, 5, 7]
+    losses = __import__("pandas").read_csv(tmp_path / "loss.csv")
+    validation = losses[losses["split"] == "validation"]["loss"].to_numpy()
+    assert validation[-1] < validation[0]

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pretty_midi
 
+from .constants import N_KEYS
 from .errors import LowrankAmtError
 from .io import atomic_path
 from .notes import extend_with_pedal, pedal_spans, read_midi
@@ -90,3 +91,26 @@ def track_class(midi_path: str | Path) -> str:
     if not pitched:
         raise LowrankAmtError(f"MIDI file {midi_path} has no pitched instrument (drums only)")
     return pitched[0].name if pitched[0].name in CLASS_PROGRAMS else instrument_class(pitched[0].program)
+
+
+def present_classes(midi_paths) -> list[str]:
+    """The classes of the pitched notes of some MIDI files, in ``CLASSES`` order (a file
+    that cannot be read is passed over: reading its notes reports it)."""
+    found = set()
+    for path in midi_paths:
+        try:
+            found |= {name for name, notes in read_class_notes(path).items() if len(notes[1])}
+        except LowrankAmtError:
+            continue
+    return [name for name in CLASSES if name in found]
+
+
+def class_roll(midi_path, classes: list[str], n_frames: int, frame_rate: float,
+               pedal_extension: bool = False) -> np.ndarray:
+    """(len(classes) * 88) x n_frames uint8, class-major: each class's key roll as
+    ``targets.frame_targets`` lays it out (zero for a class the file lacks)."""
+    from .targets import frame_targets
+    notes = read_class_notes(midi_path, pedal_extension)
+    rolls = [frame_targets(*notes[name][:2], n_frames, frame_rate)["roll"] if name in notes
+             else np.zeros((N_KEYS, n_frames), dtype=np.uint8) for name in classes]
+    return np.concatenate(rolls) if rolls else np.zeros((0, n_frames), dtype=np.uint8)

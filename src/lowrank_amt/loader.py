@@ -67,7 +67,7 @@ class FrameBatches:
     ``epoch(e)`` yields ``(features, roll)``: frames mode gives float32 (F x B) and uint8
     (88 x B), B <= batch_frames; segments mode gives float32 (B x F x T) and uint8
     (B x 88 x T), B <= batch_frames // T. ``target`` picks the targets: ``roll``
-    (key activity), ``onsets`` or ``offsets``. With ``attack_frames`` A > 0 the targets
+    (key activity), ``onsets``, ``offsets`` or ``class_roll`` (classes x 88 rows). With ``attack_frames`` A > 0 the targets
     gain 88 rows after them (176 in all): 1 in the first A frames of each note
     (``attack_rows``), computed per track before any shuffle.
     """
@@ -98,7 +98,7 @@ class FrameBatches:
         self.target_paths = list(tracks[f"{target}_path"])
         self.onset_paths = list(tracks["onsets_path"]) if attack_frames else None
         self.attack_frames = attack_frames
-        self.n_target_rows = N_KEYS * (2 if attack_frames else 1)
+        self.n_target_rows = int(load_cached(self.target_paths[0]).shape[0]) + (N_KEYS if attack_frames else 0)
         self.track_frames = tracks["n_frames"].to_numpy(dtype=np.int64)
         self.n_frames = int(self.track_frames.sum())
         self.n_bins = int(load_cached(self.features_paths[0]).shape[0])

@@ -14,7 +14,8 @@ frame ``f`` centred on sample ``f * hop_length``):
 
 The cache folder (written by ``stages/features.py``) holds per track ``<id>.npy``
 (features, float16 or float32 by ``dtype``) and its frame targets (``targets.py``)
-``<id>.roll.npy``, ``<id>.onsets.npy``, ``<id>.offsets.npy``; ``checksums.json`` (each
+``<id>.roll.npy``, ``<id>.onsets.npy``, ``<id>.offsets.npy``, and ``<id>.class_roll.npy``
+(each instrument class's roll, ``instruments.class_roll``); ``checksums.json`` (each
 array file's size and SHA-256, recorded as it was written); ``params.json`` (every
 parameter that shaped them and their hash) and ``index.csv`` (written last, one row per
 track, with the hash). ``read_index`` refuses a cache whose hash does not match its

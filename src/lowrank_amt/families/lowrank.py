@@ -40,6 +40,7 @@ import torch
 from ..constants import MIDI_MIN, N_KEYS
 from ..errors import LowrankAmtError
 from ..factorization import nmf, nmfd, ntd
+from ..instruments import CLASSES
 from ..factorization.activations import template_keys, track_activations
 from ..factorization.core import generator
 from ..factorization.training import fit_full_batch
@@ -120,10 +121,12 @@ PARAMS = (
                   "isolated notes, the other templates from the rest); the model then outputs its attack "
                   "activations as onsets, for the decoder's `attack` onset rule. 0 = none."),
     Param("instrument_templates", False, type="boolean",
-          meaning="Supervised nmf, nmfd: templates per instrument class and key, each class's from its own "
-                  "isolated notes (a track's class: the General MIDI family of its program, `instruments.py`). "
-                  "Transcription then names each note's instrument (one MIDI track per class) and separates the "
-                  "mixture into one stem per class (Wiener masks from each class's part of the reconstruction)."),
+          meaning="Supervised and semi-supervised nmf, nmfd: templates per instrument class of the dataset and "
+                  "key (a note's class: the General MIDI family of its program, `instruments.py`); supervised: "
+                  "each class's from its own isolated notes; semi-supervised: each active only where its class "
+                  "plays its key. Transcription then names each note's instrument (one MIDI track per class) and "
+                  "separates the mixture into one stem per class (soft masks from each class's part of the "
+                  "reconstruction, `separation.py`)."),
     Param("validation_note_f_every", 1, type="integer", minimum=0,
           meaning="Mini-batch forms: every this many epochs, log in loss.csv (column validation_note_f) the "
                   "validation note F of the current dictionary (threshold decoder, best of thresholds "
@@ -160,10 +163,10 @@ class LowRankFamily(Family):
         why = self.supervision(spec).refuses(spec)
         if why:
             return True, why
-        if spec["instrument_templates"] and (spec["supervision"] != "supervised" or spec["attack_frames"]
+        if spec["instrument_templates"] and (not self.supervision(spec).keyed or spec["attack_frames"]
                                              or self.segmented):
-            return True, ("model key 'instrument_templates' is for supervision 'supervised' of families 'nmf' and "
-                          "'nmfd', without attack_frames")
+            return True, ("model key 'instrument_templates' is for supervision 'supervised' or 'semi_supervised' of "
+                          "families 'nmf' and 'nmfd', without attack_frames")
         if not self.segmented and (spec["transcribe_time_rank"] or spec["transcribe_segment_rank"]):
             return True, "model keys 'transcribe_time_rank' and 'transcribe_segment_rank' are for family 'ntd'"
         return False, ""
@@ -192,24 +195,37 @@ class LowRankFamily(Family):
         """A track's F x N features as the numerics take them."""
         return ntd.segment(V, spec["segment_frames"]) if self.segmented else V
 
-    def n_templates(self, spec) -> int:
-        return len(template_layout(spec)[0]) if self.supervision(spec).keyed else spec["rank"]
+    def layout(self, spec, index_path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(key, is attack, class) of each per-key template: ``template_layout``, and with
+        ``instrument_templates`` that layout once per class of the dataset (class-major;
+        a class is an index of ``instruments.CLASSES``)."""
+        keys, attack = template_layout(spec)
+        if not spec["instrument_templates"]:
+            return keys, attack, np.zeros(len(keys), dtype=np.int64)
+        classes = [CLASSES.index(name) for name in lowrank_fit.dataset_classes(index_path)]
+        return (np.tile(keys, len(classes)), np.tile(attack, len(classes)),
+                np.repeat(np.array(classes, dtype=np.int64), len(keys)))
+
+    def n_templates(self, spec, index_path=None) -> int:
+        return len(self.layout(spec, index_path)[0]) if self.supervision(spec).keyed else spec["rank"]
 
     def mask_of(self, spec):
         """Loader targets (roll, and attack rows with ``attack_frames``; keys on axis -2)
-        -> the activations' mask, one row per template; None without supervision masks."""
+        -> the activations' mask, one row per template; None without supervision masks.
+        Instrument templates read each class's roll (``class_roll``)."""
         if not self.supervision(spec).masks:
             return None
         P = spec["templates_per_key"]
+        if spec.get("instrument_templates"):
+            return lambda targets: np.repeat(targets, P, axis=-2)
 
         def mask(targets):  # each key's roll for its P templates, then the attack rows (if any)
             return np.concatenate([np.repeat(targets[..., :N_KEYS, :], P, axis=-2), targets[..., N_KEYS:, :]], axis=-2)
         return mask
 
     def fit(self, spec, run, log=print):
-        classes = None
-        if spec["instrument_templates"]:
-            W, losses, extra, classes = lowrank_fit.fit_class_templates(self, spec, run, log)
+        if spec["instrument_templates"] and self.supervision(spec).training_data == "isolated":
+            W, losses, extra = lowrank_fit.fit_class_templates(self, spec, run, log)
         elif self.supervision(spec).training_data == "isolated":
             log(f"learning {self.n_templates(spec)} templates (beta={spec['beta']}, {spec['train_iterations']} iterations) "
                 f"on {run.device}")
@@ -219,11 +235,9 @@ class LowRankFamily(Family):
         else:
             W, losses, extra = lowrank_fit.fit_epochs_form(self, spec, run, log)
         keys = self.assign_template_keys(spec, W, run.index_path)
-        attack = template_layout(spec)[1] if self.supervision(spec).keyed else np.zeros(len(keys))
-        if classes is not None:  # each class's templates laid out per key
-            keys, attack = np.tile(keys, len(classes) // len(keys)), np.zeros(len(classes))
-        W, keys, attack, classes = normalized_templates(W, keys, attack, np.zeros(len(keys)) if classes is None
-                                                        else classes)
+        _, attack, classes = self.layout(spec, run.index_path) if self.supervision(spec).keyed else \
+            (None, np.zeros(len(keys)), np.zeros(len(keys), dtype=np.int64))
+        W, keys, attack, classes = normalized_templates(W, keys, attack, classes)
         info = {"n_parameters": int(W.size), "n_templates_with_key": int((keys >= 0).sum()), **extra}
         arrays = {"W": W, "template_keys": keys, **({"template_attack": attack} if spec["attack_frames"] else {}),
                   **({"template_classes": classes.astype(np.int64)} if spec["instrument_templates"] else {})}
@@ -239,7 +253,7 @@ class LowRankFamily(Family):
         """Key (0..87, -1 for none) of each template: the layout's for per-key templates,
         the estimated pitch for unsupervised ones."""
         if self.supervision(spec).keyed:
-            return template_layout(spec)[0]
+            return self.layout(spec, index_path)[0]
         from ..pitch import estimate_template_pitches
         frequencies = bin_frequencies(cache_params(index_path))
         return template_keys(estimate_template_pitches(self.numerics.spectral_templates(W), frequencies))

@@ -28,12 +28,12 @@ def start_dictionary(family, spec, run, n_bins, scale, like, log):
     """The dictionary training starts from: random entries of size ``scale``, or, with
     ``dictionary_start: isolated``, the supervised templates of the isolated notes
     (same layout), scaled to the same mean."""
-    W0 = family.numerics.init_dictionary(n_bins, family.n_templates(spec), scale, generator(spec["seed"]), like,
+    W0 = family.numerics.init_dictionary(n_bins, family.n_templates(spec, run.index_path), scale, generator(spec["seed"]), like,
                               **family.options(spec))
     if spec["dictionary_start"] == "random":
         return W0
     log("starting from the templates of the isolated notes")
-    W, _, _ = fit_supervised(family, spec, run, log)
+    W, _, _ = (fit_class_templates if spec["instrument_templates"] else fit_supervised)(family, spec, run, log)
     W = torch.from_numpy(W).to(W0)
     return W * (W0.mean() / W.mean())
 
@@ -68,21 +68,32 @@ def fit_supervised(family, spec, run, log, index=None):
     return W, losses, {"n_training_frames": int(sum(len(c) for c in curves))}
 
 
+def dataset_classes(index_path) -> list[str]:
+    """The instrument classes of a feature cache (its index's ``classes``: those of the
+    dataset's notes, in ``CLASSES`` order)."""
+    index = read_index(index_path)
+    if "classes" not in index.columns:
+        raise LowrankAmtError(f"feature index {index_path} has no instrument classes; extract the features again")
+    value = index["classes"].iloc[0]
+    return [] if not isinstance(value, str) or not value else value.split(";")
+
+
 def fit_class_templates(family, spec, run, log):
-    """Templates per instrument class and key: ``fit_supervised`` on each class's
-    isolated tracks (a track's class: its MIDI program's, ``instruments.py``). Returns
-    W, the losses, the info and each template's class (an index of ``CLASSES``)."""
+    """Templates per instrument class (``dataset_classes``) and key: ``fit_supervised``
+    on each class's isolated tracks (a track's class: its MIDI program's,
+    ``instruments.py``), class-major as ``LowRankFamily.layout`` lays them out."""
     index = read_index(run.index_path, "isolated")
     classes = np.array([track_class(row.midi_path) for row in index.itertuples()])
-    Ws, tables, labels, frames = [], [], [], 0
-    for name in sorted(set(classes), key=CLASSES.index):
+    Ws, tables, frames = [], [], 0
+    for name in dataset_classes(run.index_path):
+        if not (classes == name).any():
+            raise LowrankAmtError(f"{run.index_path} has no isolated notes of class {name!r} to learn its templates from")
         log(f"templates of class {name} ({int((classes == name).sum())} isolated tracks)")
         W, losses, info = fit_supervised(family, spec, run, log, index[classes == name].reset_index(drop=True))
         Ws.append(W)
         tables.append(losses.assign(template=losses["template"] + sum(w.shape[-1] for w in Ws[:-1])))
-        labels.append(np.full(W.shape[-1], CLASSES.index(name)))
         frames += info["n_training_frames"]
-    return np.concatenate(Ws, axis=-1), pd.concat(tables), {"n_training_frames": frames}, np.concatenate(labels)
+    return np.concatenate(Ws, axis=-1), pd.concat(tables), {"n_training_frames": frames}
 
 
 def training_tensors(family, spec, run):
@@ -97,7 +108,9 @@ def training_tensors(family, spec, run):
     mask_of = family.mask_of(spec)
     if mask_of is None:
         return V.to(run.device), None
-    targets = [np.asarray(roll, dtype=np.float32) for _, roll in pieces]  # laid out like the features
+    # laid out like the features; instrument templates are masked by each class's roll
+    targets = [np.asarray(load_cached(row.class_roll_path) if spec["instrument_templates"] else roll, dtype=np.float32)
+               for (_, roll), row in zip(pieces, tracks.itertuples())]
     if spec["attack_frames"]:
         targets = [np.concatenate([roll, track_attack_rows(row, spec["attack_frames"], run.index_path)])
                    for roll, row in zip(targets, tracks.itertuples())]
@@ -107,7 +120,7 @@ def training_tensors(family, spec, run):
 
 def fit_full_batch_form(family, spec, run, log):
     V, mask = training_tensors(family, spec, run)
-    K = family.n_templates(spec)
+    K = family.n_templates(spec, run.index_path)
     W0 = start_dictionary(family, spec, run, V.shape[-2], float((V.mean() / K).sqrt()), V, log)
     log(f"full-batch {family.name}: {tuple(V.shape)} data, {K} templates, on {run.device}")
     with torch.no_grad():
@@ -134,17 +147,19 @@ def fit_epochs_form(family, spec, run, log):
 def make_learner(family, spec, run, log):
     segment_frames = spec["segment_frames"] if family.segment_batches or family.segmented else None
     attack_frames = spec["attack_frames"] if family.supervision(spec).masks else 0
+    target = "class_roll" if spec["instrument_templates"] else "roll"
     batches = FrameBatches(run.index_path, "train", spec["batch_frames"], spec["seed"],
                            segment_frames=segment_frames, shuffle=True, train_hours=run.train_hours,
-                           attack_frames=attack_frames)
+                           attack_frames=attack_frames, target=target)
     try:
         validation = FrameBatches(run.index_path, "validation", spec["batch_frames"], spec["seed"],
-                                  segment_frames=segment_frames, shuffle=False, attack_frames=attack_frames)
+                                  segment_frames=segment_frames, shuffle=False, attack_frames=attack_frames,
+                                  target=target)
     except LowrankAmtError:
         validation = None
         log("no validation tracks: early stopping watches the training loss")
     first, _ = next(iter(batches.epoch(0)))
-    K = family.n_templates(spec)
+    K = family.n_templates(spec, run.index_path)
     W0 = start_dictionary(family, spec, run, batches.n_bins, float(np.sqrt(first.mean() / K)),
                                torch.zeros((), device=run.device), log)
     if spec["form"] == "online_mu":

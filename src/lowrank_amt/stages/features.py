@@ -1,6 +1,8 @@
 """The features stage (``features.smk``), from files to files: the features
 (``spectrogram.py``) and frame targets (``targets.py``) of every track of a dataset's
-manifest, in the cache format ``spectrogram.py`` describes.
+manifest, in the cache format ``spectrogram.py`` describes, with the instrument-aware
+``class_roll`` (``instruments.class_roll``) over the dataset's classes (the index's
+``classes`` column).
 
 Bad input: an unreadable or empty audio file, or a MIDI file that cannot be read or has
 no notes, stops with an error naming the file. Stereo audio is averaged, other sample
@@ -18,7 +20,9 @@ from ..audio import load_audio
 from ..datasets.manifest import read_manifest
 from ..io import atomic_path, save_array, write_json
 from ..spectrogram import CHECKSUMS, compute_features, feature_params, full_spec, params_hash
-from ..targets import NAMES as TARGETS, frame_targets, read_annotation
+from ..constants import N_KEYS
+from ..instruments import class_roll, present_classes
+from ..targets import frame_targets, read_annotation
 
 
 def extract_dataset(manifest_path: str | Path, spec: dict, sample_rate: int,
@@ -33,6 +37,7 @@ def extract_dataset(manifest_path: str | Path, spec: dict, sample_rate: int,
     manifest = read_manifest(manifest_path)
     frame_rate = sample_rate / spec["hop_length"]
     rows, checksums = [], {}
+    classes = present_classes(p for p in manifest["midi_path"] if p)  # instrument-aware targets
     for n, track in enumerate(manifest.itertuples(index=False), 1):
         audio = load_audio(track.audio_path, sample_rate, log=log)
         features = compute_features(audio, spec, sample_rate).astype(spec["dtype"])
@@ -42,15 +47,19 @@ def extract_dataset(manifest_path: str | Path, spec: dict, sample_rate: int,
         else:  # a training recording without MIDI: silent targets until a teacher annotates it
             intervals, pitches = np.zeros((0, 2)), np.zeros(0, dtype=int)
         targets = frame_targets(intervals, pitches, features.shape[1], frame_rate)
+        targets["class_roll"] = class_roll(track.midi_path, classes, features.shape[1], frame_rate,
+                                           spec["pedal_extension"]) if track.midi_path else \
+            np.zeros((len(classes) * N_KEYS, features.shape[1]), dtype=np.uint8)
         paths = {"features_path": f"{track.track_id}.npy",
-                 **{f"{name}_path": f"{track.track_id}.{name}.npy" for name in TARGETS}}
+                 **{f"{name}_path": f"{track.track_id}.{name}.npy" for name in targets}}
         checksums[paths["features_path"]] = save_array(out_dir / paths["features_path"], features)
-        for name in TARGETS:
+        for name in targets:
             checksums[paths[f"{name}_path"]] = save_array(out_dir / paths[f"{name}_path"], targets[name])
         rows.append({"track_id": track.track_id, "split": track.split, **paths,
                      "midi_path": track.midi_path, "n_frames": features.shape[1],
                      "frame_rate": frame_rate, "duration": len(audio) / sample_rate,
-                     "instrument": track.instrument, "annotated": bool(track.midi_path), "params_hash": digest})
+                     "instrument": track.instrument, "annotated": bool(track.midi_path),
+                     "classes": ";".join(classes), "params_hash": digest})
         log(f"[{n}/{len(manifest)}] {track.track_id}: {features.shape[0]} bins x {features.shape[1]} frames")
     write_json(out_dir / CHECKSUMS, checksums)
     write_json(out_dir / "params.json", {**params, "params_hash": digest})
