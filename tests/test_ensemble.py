@@ -267,3 +267,24 @@ def test_semi_supervised_instrument_templates_learn_each_class_where_it_plays(ba
     losses = __import__("pandas").read_csv(tmp_path / "loss.csv")
     validation = losses[losses["split"] == "validation"]["loss"].to_numpy()
     assert validation[-1] < validation[0]
+
+
+def test_onsets_frames_with_instrument_outputs_names_the_instrument(band, band_model, tmp_path):
+    """One set of heads per class: 88 x classes outputs trained on the class rolls; the
+    transcriber gives each class's posteriorgram and the largest as the note output."""
+    from lowrank_amt.model_file import load_model
+    from lowrank_amt.spectrogram import read_index, load_track
+    from lowrank_amt.stages import train as training
+    index, _ = band_model
+    spec = {"family": "network", "architecture": "onsets_frames", "instrument_outputs": True, "channels": 4,
+            "hidden": 16, "epochs": 2, "patience": 2, "batch_segments": 4, "segment_frames": 64}
+    model = tmp_path / "model.npz"
+    training.train(spec, index, model, tmp_path / "loss.csv", tmp_path / "train.json", log=lambda m: None)
+    loaded = load_model(model)
+    features = load_track(read_index(index, "test").iloc[0])[0]
+    outputs = loaded.family.transcriber(loaded.arrays, loaded.spec, "cpu")(features)
+    assert outputs["by_class"].shape == (4, 88, features.shape[1]) and outputs["classes"].tolist() == [0, 4, 5, 7]
+    np.testing.assert_array_equal(outputs["note"], outputs["by_class"].max(axis=0))
+    with pytest.raises(LowrankAmtError, match="instrument_outputs"):
+        __import__("lowrank_amt.families", fromlist=["resolve"]).resolve(
+            {"family": "network", "architecture": "harmonic_net", "instrument_outputs": True})

@@ -114,3 +114,14 @@ def class_roll(midi_path, classes: list[str], n_frames: int, frame_rate: float,
     rolls = [frame_targets(*notes[name][:2], n_frames, frame_rate)["roll"] if name in notes
              else np.zeros((N_KEYS, n_frames), dtype=np.uint8) for name in classes]
     return np.concatenate(rolls) if rolls else np.zeros((0, n_frames), dtype=np.uint8)
+
+
+def index_classes(index_path) -> list[str]:
+    """The instrument classes of a feature cache (its index's ``classes``: those of the
+    dataset's notes, in ``CLASSES`` order, the class-major order of its ``class_roll``)."""
+    from .spectrogram import read_index
+    index = read_index(index_path)
+    if "classes" not in index.columns:
+        raise LowrankAmtError(f"feature index {index_path} has no instrument classes; extract the features again")
+    value = index["classes"].iloc[0]
+    return [] if not isinstance(value, str) or not value else value.split(";")

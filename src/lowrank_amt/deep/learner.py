@@ -12,19 +12,22 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..spectrogram import load_track
+from ..spectrogram import load_cached, load_track
 from .harmonic_net import offset_loss, track_logits, transcription_loss
 
 #: Prefix of a network's weights among a model's arrays.
 WEIGHTS = "weights/"
 
 
-def validation_loss(model: torch.nn.Module, index: pd.DataFrame, device) -> float:
-    """Loss over whole validation tracks, weighted by their frames (eval mode)."""
+def validation_loss(model: torch.nn.Module, index: pd.DataFrame, device, target: str = "roll") -> float:
+    """Loss over whole validation tracks, weighted by their frames (eval mode), against
+    the index's ``target`` (``roll``, or ``class_roll`` for outputs per class)."""
     model.eval()
     total, frames = 0.0, 0
     for row in index.itertuples():
         features, roll = load_track(row)
+        if target != "roll":
+            roll = load_cached(getattr(row, f"{target}_path"))
         note, onset = track_logits(model, features, device)
         target = torch.as_tensor(np.array(roll)).unsqueeze(0)
         total += float(transcription_loss(note.unsqueeze(0), onset.unsqueeze(0), target, False)) * roll.shape[1]
@@ -57,11 +60,12 @@ class NetworkLearner:
     such batches is logged as ``skipped_steps``."""
 
     def __init__(self, model, optimizer, batches, validation: pd.DataFrame, device, loss=segment_loss,
-                 score=None, lr_decay: float = 1.0):
+                 score=None, lr_decay: float = 1.0, target: str = "roll"):
         self.model, self.optimizer, self.batches = model, optimizer, batches
         self.validation, self.device, self.loss, self.score = validation, device, loss, score
         self.schedule = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=lr_decay)
         self.skipped_steps = 0
+        self.target = target  # the validation loss's targets
 
     @property
     def learning_rate(self) -> float:
@@ -96,7 +100,7 @@ class NetworkLearner:
     def validate(self, epoch: int) -> dict:
         """The validation loss, the validation note F (with ``score``) and the training
         speed of the epoch (frames per second)."""
-        scores = {"loss": validation_loss(self.model, self.validation, self.device)}
+        scores = {"loss": validation_loss(self.model, self.validation, self.device, self.target)}
         if self.score is not None:
             scores["validation_note_f"] = self.score(self.model)
         skipped = {"skipped_steps": self.skipped_steps} if self.skipped_steps else {}

@@ -109,17 +109,18 @@ class HarmonicAttentionStack(nn.Module):
 
 
 class OnsetFrameHeads(nn.Module):
-    """(batch, frames, hidden) -> note, onset and offset logits (batch, 88, frames)."""
+    """(batch, frames, hidden) -> note, onset and offset logits (batch, 88 x classes,
+    frames; class-major, one set of 88 per instrument class)."""
 
-    def __init__(self, hidden: int):
+    def __init__(self, hidden: int, n_classes: int = 1):
         super().__init__()
-        half = max(1, hidden // 2)
+        half, n_out = max(1, hidden // 2), N_KEYS * n_classes
         self.onset_lstm = nn.LSTM(hidden, half, batch_first=True, bidirectional=True)
-        self.onset = nn.Linear(2 * half, N_KEYS)
-        self.offset = nn.Linear(hidden, N_KEYS)
-        self.frame = nn.Linear(hidden, N_KEYS)
-        self.combined_lstm = nn.LSTM(3 * N_KEYS, half, batch_first=True, bidirectional=True)
-        self.note = nn.Linear(2 * half, N_KEYS)
+        self.onset = nn.Linear(2 * half, n_out)
+        self.offset = nn.Linear(hidden, n_out)
+        self.frame = nn.Linear(hidden, n_out)
+        self.combined_lstm = nn.LSTM(3 * n_out, half, batch_first=True, bidirectional=True)
+        self.note = nn.Linear(2 * half, n_out)
         prior = math.log(PRIOR_PROBABILITY / (1 - PRIOR_PROBABILITY))
         for head in (self.onset, self.offset, self.note):
             nn.init.constant_(head.bias, prior)
@@ -137,7 +138,7 @@ class OnsetsAndFrames(nn.Module):
     """An acoustic stack (``conv`` or ``harmonic_attention``) and the onset-conditioned heads."""
 
     def __init__(self, n_bins: int, bins_per_semitone: int = 3, fmin_midi: int = MIDI_MIN,
-                 acoustic: str = "conv", channels: int = 8, hidden: int = 96):
+                 acoustic: str = "conv", channels: int = 8, hidden: int = 96, n_classes: int = 1):
         super().__init__()
         b = int(bins_per_semitone)
         n_semitones, rest = divmod(n_bins, b)
@@ -147,10 +148,11 @@ class OnsetsAndFrames(nn.Module):
                                   f"semitone from MIDI {fmin_midi}")
         self.config = {"architecture": "onsets_frames" if acoustic == "conv" else "harmonic_attention",
                        "n_bins": n_bins, "bins_per_semitone": b, "fmin_midi": int(fmin_midi),
-                       "channels": int(channels), "hidden": int(hidden)}
+                       "channels": int(channels), "hidden": int(hidden),
+                       **({"n_classes": int(n_classes)} if n_classes > 1 else {})}
         self.acoustic = (ConvStack(n_bins, channels, hidden) if acoustic == "conv"
                          else HarmonicAttentionStack(n_bins, b, channels, hidden))
-        self.heads = OnsetFrameHeads(hidden)
+        self.heads = OnsetFrameHeads(hidden, n_classes)
         self.time_radius = CONTEXT_FRAMES
 
     def forward(self, features: torch.Tensor):

@@ -40,7 +40,7 @@ import torch
 from ..constants import MIDI_MIN, N_KEYS
 from ..errors import LowrankAmtError
 from ..factorization import nmf, nmfd, ntd
-from ..instruments import CLASSES
+from ..instruments import CLASSES, index_classes
 from ..factorization.activations import template_keys, track_activations
 from ..factorization.core import generator
 from ..factorization.training import fit_full_batch
@@ -202,7 +202,7 @@ class LowRankFamily(Family):
         keys, attack = template_layout(spec)
         if not spec["instrument_templates"]:
             return keys, attack, np.zeros(len(keys), dtype=np.int64)
-        classes = [CLASSES.index(name) for name in lowrank_fit.dataset_classes(index_path)]
+        classes = [CLASSES.index(name) for name in index_classes(index_path)]
         return (np.tile(keys, len(classes)), np.tile(attack, len(classes)),
                 np.repeat(np.array(classes, dtype=np.int64), len(keys)))
 

@@ -15,7 +15,7 @@ from ..constants import N_KEYS
 from ..epoch_scoring import note_f_scorer
 from ..epochs import fingerprint, fit_epochs
 from ..errors import LowrankAmtError
-from ..instruments import CLASSES, track_class
+from ..instruments import index_classes, track_class
 from ..factorization import nmf
 from ..factorization.activations import track_activations
 from ..factorization.core import generator
@@ -68,24 +68,14 @@ def fit_supervised(family, spec, run, log, index=None):
     return W, losses, {"n_training_frames": int(sum(len(c) for c in curves))}
 
 
-def dataset_classes(index_path) -> list[str]:
-    """The instrument classes of a feature cache (its index's ``classes``: those of the
-    dataset's notes, in ``CLASSES`` order)."""
-    index = read_index(index_path)
-    if "classes" not in index.columns:
-        raise LowrankAmtError(f"feature index {index_path} has no instrument classes; extract the features again")
-    value = index["classes"].iloc[0]
-    return [] if not isinstance(value, str) or not value else value.split(";")
-
-
 def fit_class_templates(family, spec, run, log):
-    """Templates per instrument class (``dataset_classes``) and key: ``fit_supervised``
+    """Templates per instrument class (``instruments.index_classes``) and key: ``fit_supervised``
     on each class's isolated tracks (a track's class: its MIDI program's,
     ``instruments.py``), class-major as ``LowRankFamily.layout`` lays them out."""
     index = read_index(run.index_path, "isolated")
     classes = np.array([track_class(row.midi_path) for row in index.itertuples()])
     Ws, tables, frames = [], [], 0
-    for name in dataset_classes(run.index_path):
+    for name in index_classes(run.index_path):
         if not (classes == name).any():
             raise LowrankAmtError(f"{run.index_path} has no isolated notes of class {name!r} to learn its templates from")
         log(f"templates of class {name} ({int((classes == name).sum())} isolated tracks)")

@@ -25,22 +25,24 @@ from ..deep.learner import WEIGHTS, NetworkLearner
 from ..deep.onsets_frames import OnsetsAndFrames
 from ..epoch_scoring import note_f_scorer
 from ..epochs import fingerprint, fit_epochs
+from ..constants import N_KEYS
 from ..errors import LowrankAmtError
+from ..instruments import CLASSES, index_classes
 from ..spectrogram import cache_params, read_index
 from ..loader import FrameBatches
 from .base import Family, Trained
 from ..param import Param
 from .schema import DEVICE, TEACHER
 
-def build_model(params: dict, spec: dict) -> torch.nn.Module:
+def build_model(params: dict, spec: dict, n_classes: int = 1) -> torch.nn.Module:
     """The network of a model spec (its ``architecture``) for a CQT feature set (its
-    params.json)."""
+    params.json), with ``n_classes`` sets of outputs."""
     if params.get("kind", "cqt") != "cqt":
         raise LowrankAmtError(f"the network needs a CQT feature set; this one is of kind {params['kind']!r}")
     n_bins = params["n_semitones"] * params["bins_per_semitone"]
     return network_of({"architecture": spec["architecture"], "n_bins": n_bins, "channels": spec["channels"],
                        "bins_per_semitone": params["bins_per_semitone"], "fmin_midi": params["fmin_midi"],
-                       "hidden": spec["hidden"]})
+                       "hidden": spec["hidden"], **({"n_classes": n_classes} if n_classes > 1 else {})})
 
 
 def network_of(config: dict) -> torch.nn.Module:
@@ -51,7 +53,7 @@ def network_of(config: dict) -> torch.nn.Module:
                            config.get("harmonics", DEFAULT_HARMONICS))
     acoustic = "conv" if architecture == "onsets_frames" else "harmonic_attention"
     return OnsetsAndFrames(config["n_bins"], config["bins_per_semitone"], config["fmin_midi"], acoustic,
-                           config["channels"], config["hidden"])
+                           config["channels"], config["hidden"], config.get("n_classes", 1))
 
 
 class Network(Family):
@@ -84,25 +86,37 @@ class Network(Family):
         Param("hidden", 96, type="integer", minimum=2, maximum=4096,
               meaning="onsets_frames and harmonic_attention: features per frame after the acoustic stack; each "
                       "bidirectional LSTM has half as many units per direction."),
+        Param("instrument_outputs", False, type="boolean",
+              meaning="onsets_frames, harmonic_attention: one set of outputs per instrument class of the dataset "
+                      "(the feature index's classes), trained on each class's roll; transcription then names each "
+                      "note's instrument (one MIDI track per class). The note output is the largest over classes."),
         Param("seed", 0, type="integer", minimum=0, meaning="Seed of initialisation and batch order."),
         DEVICE,
         TEACHER,
     )
+
+    def skip(self, spec):
+        if spec["instrument_outputs"] and spec["architecture"] == "harmonic_net":
+            return True, "model key 'instrument_outputs' is for architectures 'onsets_frames' and 'harmonic_attention'"
+        return False, ""
 
     def fit(self, spec, run, log=print):
         validation = read_index(run.index_path, "validation")
         if validation.empty:
             raise LowrankAmtError(f"{run.index_path} has no 'validation' tracks for early stopping")
         params = cache_params(run.index_path)
+        classes = index_classes(run.index_path) if spec["instrument_outputs"] else []
+        target = "class_roll" if classes else "roll"
         batches = FrameBatches(run.index_path, "train", spec["batch_segments"] * spec["segment_frames"],
                                spec["seed"], segment_frames=spec["segment_frames"], shuffle=True,
-                               train_hours=run.train_hours)
+                               train_hours=run.train_hours, target=target)
         torch.manual_seed(spec["seed"])
-        model = build_model(params, spec).to(run.device)
+        model = build_model(params, spec, max(1, len(classes))).to(run.device)
         # eval mode: batch-norm running statistics, no dropout
-        score = note_f_scorer(run.index_path, lambda model: lambda f: posteriorgram(model.eval(), f, run.device), log)
+        score = note_f_scorer(run.index_path, lambda model: lambda f: note_posteriorgram(model.eval(), f, run.device),
+                              log)
         learner = NetworkLearner(model, torch.optim.Adam(model.parameters(), lr=spec["learning_rate"]), batches,
-                                 validation, run.device, score=score, lr_decay=spec["lr_decay"])
+                                 validation, run.device, score=score, lr_decay=spec["lr_decay"], target=target)
         log(f"network: {n_parameters(model)} parameters, {batches.n_frames} training frames, on {run.device}")
         state = fit_epochs(learner, epochs=spec["epochs"], patience=spec["patience"],
                            checkpoint_path=run.checkpoint_path, device=run.device, log=log,
@@ -114,20 +128,35 @@ class Network(Family):
                 "best_validation_loss": state["best_loss"], "stopped_early": state["stopped_early"],
                 "n_training_frames": batches.n_frames, "architecture": spec["architecture"],
                 **{f"model_{k}": v for k, v in model.config.items() if k != "architecture"}}
-        return Trained({**arrays, "config": json.dumps(model.config)}, pd.DataFrame(state["history"]), info)
+        config = {**model.config, **({"classes": [CLASSES.index(c) for c in classes]} if classes else {})}
+        return Trained({**arrays, "config": json.dumps(config)}, pd.DataFrame(state["history"]), info)
 
     def load_network(self, arrays, device) -> torch.nn.Module:
         """The trained network of a model's arrays, in eval mode on ``device``."""
-        model = network_of(json.loads(str(arrays["config"])))
+        model = network_of(json.loads(str(arrays["config"])))  # (the config's classes are the outputs')
         model.load_state_dict({k[len(WEIGHTS):]: torch.from_numpy(np.array(v)) for k, v in arrays.items()
                                if k.startswith(WEIGHTS)})
         return model.to(device).eval()
 
     def transcriber(self, arrays, spec, device):
         model = self.load_network(arrays, device)
-        return lambda features: {"note": posteriorgram(model, features, device)}
+        classes = json.loads(str(arrays["config"])).get("classes")
+        if not classes:
+            return lambda features: {"note": posteriorgram(model, features, device)}
+
+        def transcribe(features):
+            by_class = posteriorgram(model, features, device).reshape(len(classes), N_KEYS, -1)
+            return {"note": by_class.max(axis=0), "by_class": by_class, "classes": np.array(classes)}
+        return transcribe
 
 
 def posteriorgram(model, features, device) -> np.ndarray:
-    """The note posteriorgram (88 x frames) of a track; the model in eval mode."""
+    """The note posteriorgram (88 x frames, or 88 per class, class-major) of a track; the
+    model in eval mode."""
     return torch.sigmoid(track_logits(model, features, device)[0]).numpy()
+
+
+def note_posteriorgram(model, features, device) -> np.ndarray:
+    """The instrument-agnostic posteriorgram (88 x frames): the largest over classes."""
+    p = posteriorgram(model, features, device)
+    return p.reshape(-1, N_KEYS, p.shape[1]).max(axis=0)
