@@ -293,6 +293,17 @@ def test_slakh_all_pitched_stems_from_the_mix(tmp_path, local_server, archives):
     assert programs == [0, 33]
 
 
+def test_slakh_stem_without_midi_is_one_line_naming_it(tmp_path, archives):
+    root = tmp_path / "slakh"
+    with tarfile.open(fileobj=io.BytesIO(slakh_archive(archives))) as tf:
+        tf.extractall(root, filter="data")
+    (root / "slakh2100_flac_redux" / "test" / "Track00002" / "MIDI" / "S01.mid").unlink()
+    with pytest.raises(LowrankAmtError, match="Track00002: stem S01 is rendered but .* lacks S01.mid"):
+        prepare_dataset({"kind": "slakh", "path": str(root / "slakh2100_flac_redux")}, tmp_path / "out" / "m.csv",
+                        RATE, log=quiet)
+    assert not (tmp_path / "out" / "m.csv").exists()
+
+
 def test_slakh_one_class_with_its_own_stem_audio(tmp_path, archives):
     root = tmp_path / "slakh"
     with tarfile.open(fileobj=io.BytesIO(slakh_archive(archives))) as tf:

@@ -165,13 +165,18 @@ def test_oracle_masks_separate_two_tones_far_apart():
     assert min(s["si_sdr"] for s in scores.values()) > 20
 
 
-def test_a_stem_of_another_length_is_refused_naming_it(tmp_path):
+def test_a_stem_of_another_length_or_rate_is_refused_naming_it(tmp_path):
+    soundfile.write(tmp_path / "mix.wav", np.zeros(4000), SR)
     soundfile.write(tmp_path / "bass.wav", np.zeros(1000), SR)
+    soundfile.write(tmp_path / "reed.wav", np.zeros(2000), SR // 2)
     with pytest.raises(LowrankAmtError, match="bass.wav has 1000 samples"):
-        read_stems({"bass": tmp_path / "bass.wav"}, SR, 4000)
+        read_stems({"bass": tmp_path / "bass.wav"}, SR, 4000, tmp_path / "mix.wav")
+    with pytest.raises(LowrankAmtError, match=f"reed.wav is at {SR // 2} Hz, its mixture .*mix.wav at {SR} Hz"):
+        read_stems({"reed": tmp_path / "reed.wav"}, SR, 4000, tmp_path / "mix.wav")
 
 
-def test_a_drum_only_track_has_no_class(tmp_path):
+def test_a_drum_only_track_has_no_class_and_no_notes_to_learn(tmp_path):
+    from lowrank_amt.targets import read_annotation
     midi = pretty_midi.PrettyMIDI()
     kit = pretty_midi.Instrument(0, is_drum=True)
     kit.notes.append(pretty_midi.Note(90, 36, 0.0, 0.1))
@@ -179,6 +184,8 @@ def test_a_drum_only_track_has_no_class(tmp_path):
     midi.write(str(tmp_path / "drums.mid"))
     with pytest.raises(LowrankAmtError, match="drums.mid has no pitched instrument"):
         track_class(tmp_path / "drums.mid")
+    with pytest.raises(LowrankAmtError, match="drums.mid has no notes"):
+        read_annotation(tmp_path / "drums.mid", 1.0)
 
 
 def test_instrument_templates_name_instruments_and_separate_the_band(band, band_model):

@@ -19,6 +19,7 @@ from __future__ import annotations
 import fast_bss_eval
 import librosa
 import numpy as np
+import soundfile
 import torch
 
 from .audio import load_audio
@@ -84,11 +85,17 @@ def oracle_stems(references: dict[str, np.ndarray], mixture: np.ndarray, hop: in
                        hop)
 
 
-def read_stems(paths: dict, sample_rate: int, length: int) -> dict[str, np.ndarray]:
-    """The rendered stems of a mixture of ``length`` samples; a stem of another rate or
-    length is an error naming it."""
+def read_stems(paths: dict, sample_rate: int, length: int, mixture_path=None) -> dict[str, np.ndarray]:
+    """The rendered stems of a mixture of ``length`` samples (at ``sample_rate``); a stem
+    recorded at another rate than the mixture (``mixture_path``), or of another length,
+    is an error naming it."""
     stems = {}
+    native = None if mixture_path is None else soundfile.info(str(mixture_path)).samplerate
     for name, path in paths.items():
+        rate = soundfile.info(str(path)).samplerate
+        if native is not None and rate != native:
+            raise LowrankAmtError(f"stem {path} is at {rate} Hz, its mixture {mixture_path} at {native} Hz: "
+                                  "a mixture's stems must have its rate and length")
         audio = load_audio(path, sample_rate)
         if abs(len(audio) - length) > 1:
             raise LowrankAmtError(f"stem {path} has {len(audio)} samples at {sample_rate} Hz, its mixture {length}: "
@@ -118,7 +125,7 @@ def separation_scores(separator, tracks, sample_rate: int, hop: int, log=print) 
     model, oracle = [], []
     for row in tracks:
         mixture = load_audio(row["audio_path"], sample_rate)
-        references = read_stems(row["stems"], sample_rate, len(mixture))
+        references = read_stems(row["stems"], sample_rate, len(mixture), row["audio_path"])
         pitched = {name: audio for name, audio in references.items() if name in CLASSES}
         for rows, estimates in ((model, separator(row["features"], mixture)), (oracle, oracle_stems(references, mixture, hop))):
             rows += [{"track_id": row["track_id"], "class": name, **s}

@@ -124,10 +124,13 @@ def prepare(spec: dict, manifest_path: str | Path, sample_rate: int, jobs: int =
         split, folder = song
         track_id = folder.name
         metadata = yaml.safe_load((folder / "metadata.yaml").read_text())
-        stems = [(name, stem) for name, stem in select_stems(metadata, opts["instrument_classes"])
-                 if (folder / "MIDI" / f"{name}.mid").is_file()]
-        if not stems:
+        stems = select_stems(metadata, opts["instrument_classes"])
+        if not stems:  # e.g. a drum-only song
             return None
+        lacking = [name for name, _ in stems if not (folder / "MIDI" / f"{name}.mid").is_file()]
+        if lacking:  # its notes would be missing from the song's reference
+            raise LowrankAmtError(f"Slakh song {folder}: stem {lacking[0]} is rendered but {folder / 'MIDI'} "
+                                  f"lacks {lacking[0]}.mid; restore it, or leave its class out (instrument_classes)")
         merge_stem_midi([(folder / "MIDI" / f"{name}.mid", stem.get("program_num", 0)) for name, stem in stems],
                         out_dir / "midi" / f"{track_id}.mid")
         if opts["audio"] == "mix":
