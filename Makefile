@@ -22,7 +22,7 @@ REPORT ?= results/report.html
 STAMP := $(VENV)/.installed
 export PATH := $(BIN):$(PATH)
 
-.PHONY: help setup system-deps study check-readme readme-tables learning pianos ship-piano scaling report readme-figures scaling-figures test slurm-profile clean
+.PHONY: help setup system-deps study check-readme readme-tables learning pianos multi guitar ship-piano scaling report readme-figures scaling-figures test slurm-profile clean
 
 help:
 	@echo "make study   set up, run the default study (config/config.yaml), build $(REPORT)"
@@ -30,6 +30,8 @@ help:
 	@echo "make readme-tables  after make study: copy its table into the README"
 	@echo "make learning   the learning study (config/learning.yaml, ~1 h): hybrids, teacher, networks at 0.1-1 h"
 	@echo "make pianos     the pianos study (config/pianos.yaml): learned low-rank models on ten training pianos at 0.1-1 h"
+	@echo "make multi      the multi-instrument study (config/multi.yaml): band stems, instrument templates, separation"
+	@echo "make guitar     the guitar study (config/guitar.yaml): solo guitar on unheard guitars"
 	@echo "make ship-piano   retrain the shipped model (transcribe --model piano) from config/pianos.yaml"
 	@echo "make scaling    the scaling study (config/scaling.yaml, about 2 h): every family at 0.03-10 h"
 	@echo "make readme-figures   copy the default study's figures into docs/figures/ (for the README)"
@@ -122,6 +124,15 @@ pianos: setup
 	$(BIN)/snakemake --configfile config/pianos.yaml --cores $(CORES)
 	$(BIN)/snakemake --configfile config/pianos.yaml --report results/pianos-report.html
 	@echo "pianos study done: results in results/pianos/, table in results/pianos/summary/summary.md"
+
+# The multi-instrument study (config/multi.yaml, docs/multi.md): band pieces with their stems,
+# instrument templates, separation; and the guitar study (config/guitar.yaml, docs/guitar.md).
+# Each about an hour on 2 cores; not run by CI.
+multi guitar: setup
+	$(call unlock,--configfile config/$@.yaml)
+	$(BIN)/snakemake --configfile config/$@.yaml --cores $(CORES)
+	$(BIN)/snakemake --configfile config/$@.yaml --report results/$@-report.html
+	@echo "$@ study done: results in results/$@/, table in results/$@/summary/summary.md"
 
 # The shipped model (src/lowrank_amt/shipped_models/piano, `transcribe --model piano`):
 # the pianos study's unrolled_nmfd at 1 h, trained by the study's own rules, then copied

@@ -295,3 +295,11 @@ def test_onsets_frames_with_instrument_outputs_names_the_instrument(band, band_m
     with pytest.raises(LowrankAmtError, match="instrument_outputs"):
         __import__("lowrank_amt.families", fromlist=["resolve"]).resolve(
             {"family": "network", "architecture": "harmonic_net", "instrument_outputs": True})
+
+
+def test_plot_stems_shows_each_rendered_stem_beside_the_separated_one(band, band_model, tmp_path):
+    from lowrank_amt.stages.report import plot_stems
+    _, model = band_model
+    scores = plot_stems(str(model.parent), band / "audio" / "test_00000.wav", tmp_path / "stems.svg", seconds=4)
+    assert sorted(scores) == ["bass", "piano", "reed", "strings"]
+    assert (tmp_path / "stems.svg").read_text().count("SI-SDR") == 4

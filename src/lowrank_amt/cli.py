@@ -129,6 +129,9 @@ COMMANDS = {
     "plot-excerpt": ("activations of a test excerpt beside its piano roll",
                      [("--activations", P), ("--index", P), ("--out", P), ("--track", O),
                       ("--seconds", {"type": float, "default": 10.0}), ("--title", O)]),
+    "plot-stems": ("the stems a model with instrument templates separates from a mixture, beside the rendered ones",
+                   [("--model", P), ("--audio", P), ("--out", P), ("--seconds", {"type": float, "default": 10.0}),
+                    ("--title", O)]),
 }
 
 
@@ -274,6 +277,12 @@ def _plot_dictionary(a):
     plot_dictionary(a.model, a.index, a.out, a.title)
 
 
+def _plot_stems(a):
+    from .stages.report import plot_stems
+    scores = plot_stems(a.model, a.audio, a.out, seconds=a.seconds, title=a.title)
+    _log("SI-SDR " + ", ".join(f"{name} {s['si_sdr']:.1f} dB" for name, s in scores.items()))
+
+
 def _plot_excerpt(a):
     from .stages.report import plot_excerpt
     plot_excerpt(a.activations, a.index, a.out, track_id=a.track, seconds=a.seconds, title=a.title)
@@ -286,7 +295,7 @@ HANDLERS = {
     "decode": _decode, "transcribe": _transcribe, "evaluate": _evaluate, "assess-dictionary": _assess_dictionary,
     "aggregate": _aggregate, "plot": _plot, "scaling-tables": _scaling_tables, "page-table": _page_table,
     "ship": _ship, "plot-losses": _plot_losses, "plot-velocity": _plot_velocity, "plot-dictionary": _plot_dictionary,
-    "plot-excerpt": _plot_excerpt,
+    "plot-excerpt": _plot_excerpt, "plot-stems": _plot_stems,
 }
 
 

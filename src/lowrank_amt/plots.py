@@ -395,3 +395,34 @@ def transcription_plot(H, frame_rate: float, notes, out_path, title: str = "tran
     ax.set_title(title)
     ax.grid(False)
     _save(fig, out_path)
+
+
+def stems_plot(references: dict, estimates: dict, sample_rate: int, hop: int, out_path, scores: dict | None = None,
+               title: str = "separation") -> None:
+    """Each class's rendered stem beside the stem a model separated from the mixture:
+    log-magnitude STFT spectrograms (dB below the class's rendered peak, 60 dB range),
+    with each separated stem's SI-SDR in its title when ``scores`` are given."""
+    import librosa
+    names = sorted(references)
+    if not names:
+        raise LowrankAmtError("stems plot: no stems to show")
+    _theme()
+    fig, axes = plt.subplots(len(names), 2, figsize=(11, 2.2 * len(names)), sharex=True, sharey=True, squeeze=False)
+    for row, name in enumerate(names):
+        spectra = [np.abs(librosa.stft(np.asarray(audio, dtype=np.float32), n_fft=4 * hop, hop_length=hop))
+                   for audio in (references[name], estimates.get(name, np.zeros_like(references[name])))]
+        peak = max(spectra[0].max(), 1e-9)
+        for col, (spectrum, label) in enumerate(zip(spectra, ("rendered", "separated"))):
+            ax = axes[row, col]
+            ax.imshow(20 * np.log10(np.maximum(spectrum / peak, 1e-3)), origin="lower", aspect="auto",
+                      cmap="magma", vmin=-60, vmax=0, interpolation="nearest",
+                      extent=(0, spectrum.shape[1] * hop / sample_rate, 0, sample_rate / 2000))
+            extra = f" (SI-SDR {scores[name]['si_sdr']:.1f} dB)" if col and scores and name in scores else ""
+            ax.set_title(f"{name}: {label}{extra}", fontsize=9)
+            ax.set_ylim(0, 4)
+            ax.grid(False)
+        axes[row, 0].set_ylabel("kHz")
+    for ax in axes[-1]:
+        ax.set_xlabel("time (s)")
+    fig.suptitle(title)
+    _save(fig, out_path)

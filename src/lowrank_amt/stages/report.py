@@ -79,3 +79,32 @@ def plot_excerpt(activations_path, index_path, out_path, track_id: str | None = 
     _, roll = load_track(row)
     plots.excerpt_plot(arrays[key], roll, float(row.frame_rate), out_path, start_seconds, seconds,
                  title or f"{Path(activations_path).parent.name}: test track {row.track_id}")
+
+
+def plot_stems(model_name, mixture_path, out_path, seconds: float = 10.0, title: str | None = None) -> dict:
+    """The stems a model with instrument templates separates from the first ``seconds``
+    of a mixture, beside the rendered ones (``<mixture>.stems/``), as a figure; returns
+    their scores (``separation.stem_scores``)."""
+    from ..audio import load_audio
+    from ..datasets.ensemble import stem_paths
+    from ..device import pick_device
+    from ..instruments import CLASSES
+    from ..recordings import resolve_model, stem_separator
+    from ..separation import read_stems, stem_scores
+    from ..spectrogram import compute_features
+    model = resolve_model(model_name)
+    rate, hop = model.family.frame_grid(model.features)
+    paths = {name: path for name, path in stem_paths(mixture_path).items() if name in CLASSES}
+    if not paths:
+        raise LowrankAmtError(f"mixture {mixture_path} has no rendered stems beside it ({Path(mixture_path).with_suffix('.stems')})")
+    mixture = load_audio(mixture_path, rate)[: int(seconds * rate)]
+    references = read_stems(paths, rate, len(load_audio(mixture_path, rate)), mixture_path)
+    references = {name: audio[: len(mixture)] for name, audio in references.items()}
+    separator = stem_separator(model, model.arrays, pick_device("cpu"))
+    estimates = separator(compute_features(mixture, model.features, rate), mixture, rate, hop,
+                          bin_frequencies(model.features))
+    scores = stem_scores(references, estimates)
+    plots.stems_plot(references, estimates, rate, hop, out_path, scores,
+                     title or f"{Path(mixture_path).stem}: {Path(model_name).parent.name}/{Path(model_name).name} "
+                     f"(first {seconds:g} s)")
+    return scores
