@@ -303,3 +303,25 @@ def test_plot_stems_shows_each_rendered_stem_beside_the_separated_one(band, band
     scores = plot_stems(str(model.parent), band / "audio" / "test_00000.wav", tmp_path / "stems.svg", seconds=4)
     assert sorted(scores) == ["bass", "piano", "reed", "strings"]
     assert (tmp_path / "stems.svg").read_text().count("SI-SDR") == 4
+
+
+def test_the_unrolled_hybrid_on_instrument_templates_names_instruments_and_separates(band, band_model, tmp_path):
+    """Learned MU layers on the class-labelled dictionary: the class outputs sum to its key
+    activations, and its stems are scored in the activations stage."""
+    from lowrank_amt.io import read_json
+    from lowrank_amt.model_file import load_model
+    from lowrank_amt.spectrogram import load_track, read_index
+    from lowrank_amt.stages import train as training, transcribe as transcription
+    index, _ = band_model
+    spec = {"family": "unrolled", "base": "nmf", "instrument_templates": True, "train_iterations": 20, "layers": 3,
+            "epochs": 2, "patience": 2, "steps_per_epoch": 2, "batch_segments": 4, "segment_frames": 32}
+    model = tmp_path / "model.npz"
+    training.train(spec, index, model, tmp_path / "loss.csv", tmp_path / "train.json", log=lambda m: None)
+    loaded = load_model(model)
+    features = load_track(read_index(index, "test").iloc[0])[0]
+    outputs = loaded.family.transcriber(loaded.arrays, loaded.spec, "cpu")(features)
+    np.testing.assert_allclose(outputs["by_class"].sum(axis=0), outputs["note"], rtol=1e-4, atol=1e-6)
+    transcription.activations(model, index, tmp_path / "a.npz", tmp_path / "a.json", manifest_path=band / "manifest.csv",
+                              log=lambda m: None)
+    separation = read_json(tmp_path / "a.json")["separation"]
+    assert separation["n_stems"] == 4 and np.isfinite(separation["si_sdr"])

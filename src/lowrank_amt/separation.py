@@ -30,18 +30,24 @@ from .instruments import CLASSES
 EPS = 1e-9
 
 
-def class_reconstructions(family, arrays: dict, spec: dict, features: np.ndarray, device) -> dict[str, np.ndarray]:
-    """class -> its part of the model's reconstruction of a track's features (bins x frames)."""
-    W, classes = np.asarray(arrays["W"]), np.asarray(arrays["template_classes"])
-    activations, _ = template_activations(family, features, W, spec, device)
+def class_parts(numerics, W: torch.Tensor, classes: np.ndarray, H: torch.Tensor, n_frames: int) -> dict:
+    """class -> its part of W H (bins x frames): the class's templates (the last axis of
+    W, ``classes`` giving each one's) with their activations (H: templates x frames)."""
     parts = {}
     with torch.no_grad():
         for c in np.unique(classes):
-            own = torch.from_numpy(classes == c).to(activations["H"].device)
-            part = family.numerics.reconstruct(torch.from_numpy(W[..., classes == c]).to(device),
-                                               {"H": activations["H"][own]})
-            parts[CLASSES[c]] = part.cpu().numpy()[:, : features.shape[1]]
+            own = torch.from_numpy(np.asarray(classes) == c).to(H.device)
+            parts[CLASSES[c]] = numerics.reconstruct(W[..., own], {"H": H[own]}).cpu().numpy()[:, :n_frames]
     return parts
+
+
+def class_reconstructions(family, arrays: dict, spec: dict, features: np.ndarray, device) -> dict[str, np.ndarray]:
+    """class -> its part of a low-rank model's reconstruction of a track's features
+    (activations by MU with the dictionary fixed, as its transcription finds them)."""
+    W = np.asarray(arrays["W"])
+    activations, _ = template_activations(family, features, W, spec, device)
+    return class_parts(family.numerics, torch.from_numpy(W).to(device), np.asarray(arrays["template_classes"]),
+                       activations["H"], features.shape[1])
 
 
 def stft_masks(parts: dict[str, np.ndarray], bin_hz: np.ndarray, sample_rate: int, n_fft: int,
@@ -69,10 +75,9 @@ def apply_masks(mixture: np.ndarray, masks_of, hop: int) -> dict[str, np.ndarray
             for name, mask in masks.items()}
 
 
-def separate(family, arrays: dict, spec: dict, features: np.ndarray, mixture: np.ndarray, sample_rate: int,
-             hop: int, bin_hz: np.ndarray, device) -> dict[str, np.ndarray]:
-    """class -> its stem (mono audio, the mixture's length) of a track."""
-    parts = class_reconstructions(family, arrays, spec, features, device)
+def separate(parts: dict, mixture: np.ndarray, sample_rate: int, hop: int, bin_hz: np.ndarray) -> dict:
+    """class -> its stem (mono audio, the mixture's length), from each class's part of
+    the reconstruction of the mixture's features (``class_parts``)."""
     return apply_masks(mixture, lambda n_fft, n_frames: stft_masks(parts, bin_hz, sample_rate, n_fft, n_frames), hop)
 
 

@@ -56,7 +56,13 @@ def track_activations(family, features: np.ndarray, W: np.ndarray, keys: np.ndar
     if attack is not None and np.any(attack):
         outputs["onset"] = to_keys(H, np.where(np.asarray(attack, dtype=bool), keys, -1))
     if classes is not None:
-        present = np.unique(classes)
-        outputs["by_class"] = np.stack([to_keys(H, np.where(classes == c, keys, -1)) for c in present])
-        outputs["classes"] = present
+        outputs.update(class_outputs(H, keys, classes))
     return outputs
+
+
+def class_outputs(H: torch.Tensor, keys: np.ndarray, classes: np.ndarray) -> dict:
+    """``by_class`` (classes x 88 x frames: each class's templates summed per key) and
+    ``classes`` (their indices) of template activations H (K x frames)."""
+    present = np.unique(classes)
+    return {"by_class": np.stack([to_keys(H, np.where(np.asarray(classes) == c, keys, -1)) for c in present]),
+            "classes": present}

@@ -266,9 +266,9 @@ class LowRankFamily(Family):
     def separator(self, arrays, spec, device):
         if "template_classes" not in arrays:
             return None
-        from ..separation import separate
+        from ..separation import class_reconstructions, separate
         return lambda features, mixture, sample_rate, hop, bin_hz: separate(
-            self, arrays, spec, features, mixture, sample_rate, hop, bin_hz, device)
+            class_reconstructions(self, arrays, spec, features, device), mixture, sample_rate, hop, bin_hz)
 
     def steer(self, arrays, spec, steering):
         keep = steering.restrict_templates(arrays["template_keys"])

@@ -31,6 +31,7 @@ from ..deep.learner import WEIGHTS, NetworkLearner
 from ..epoch_scoring import note_f_scorer
 from ..epochs import fingerprint, fit_epochs
 from ..errors import LowrankAmtError
+from ..factorization.activations import class_outputs
 from ..factorization.unrolled_mu import UnrolledMU
 from ..spectrogram import read_index
 from ..loader import FrameBatches
@@ -68,6 +69,10 @@ class Unrolled(Family):
         Param("learn_bin_gains", False, type="boolean",
               meaning="Learn a gain per layer and frequency bin through which the layer sees the features and W: "
                       "MU for the divergence weighted per bin (which bins each layer trusts)."),
+        Param("instrument_templates", False, type="boolean",
+              meaning="The base dictionary has templates per instrument class and key (the base supervised model's "
+                      "instrument_templates): transcription names each note's instrument and separates stems from "
+                      "the learned layers' activations; training reads the instrument-agnostic roll."),
         Param("reconstruction_weight", 0.1, type="number", minimum=0,
               meaning="Weight of the reconstruction term (beta-divergence per entry relative to the features' "
                       "level) beside the note and onset cross-entropies."),
@@ -92,7 +97,8 @@ class Unrolled(Family):
         from . import resolve
         return resolve({"family": spec["base"], "supervision": "supervised", "beta": spec["beta"],
                         "train_iterations": spec["train_iterations"], "time_extent": spec["time_extent"],
-                        "seed": spec["seed"], "device": spec["device"]})
+                        "seed": spec["seed"], "device": spec["device"],
+                        "instrument_templates": spec.get("instrument_templates", False)})
 
     def fit(self, spec, run, log=print):
         validation = read_index(run.index_path, "validation")
@@ -130,7 +136,8 @@ class Unrolled(Family):
                 "n_parameters": n_parameters(model) + (0 if spec["learn_dictionary"] else int(templates["W"].size)),
                 "epochs": state["epoch"], "best_epoch": state["best_epoch"], "best_validation_loss": state["best_loss"],
                 "stopped_early": state["stopped_early"], "n_training_frames": batches.n_frames}
-        return Trained(self.arrays_of(model, spec), pd.DataFrame(state["history"]), info)
+        classes = {"template_classes": templates["template_classes"]} if "template_classes" in templates else {}
+        return Trained({**self.arrays_of(model, spec), **classes}, pd.DataFrame(state["history"]), info)
 
     def arrays_of(self, model: UnrolledMU, spec) -> dict:
         with torch.no_grad():
@@ -158,12 +165,31 @@ class Unrolled(Family):
         learned on the training pianos and does not carry over to an unheard one, while
         the activations keep the attack peaks the shared decoder places onsets on."""
         model = self.load(arrays, spec, device)
+        classes = arrays.get("template_classes")
 
         @torch.no_grad()
         def transcribe(features) -> dict:
-            H = key_activations(model, features, device)
-            return {"note": H[0].cpu().numpy(), "onset": torch.sigmoid(model.heads_of_keys(H)[1])[0].cpu().numpy()}
+            V = torch.from_numpy(np.array(features, dtype=np.float32)).to(device)[None]
+            H_templates = model.activations(V)
+            H = model.key_activations(H_templates)
+            outputs = {"note": H[0].cpu().numpy(), "onset": torch.sigmoid(model.heads_of_keys(H)[1])[0].cpu().numpy()}
+            if classes is not None:
+                outputs.update(class_outputs(H_templates[0], arrays["template_keys"], classes))
+            return outputs
         return transcribe
+
+    def separator(self, arrays, spec, device):
+        if "template_classes" not in arrays:
+            return None
+        from ..separation import class_parts, separate
+        model, (base, _) = self.load(arrays, spec, device), self.base(spec)
+
+        @torch.no_grad()
+        def separate_track(features, mixture, sample_rate, hop, bin_hz):
+            H = model.activations(torch.from_numpy(np.array(features, dtype=np.float32)).to(device)[None])[0]
+            parts = class_parts(base.numerics, model.W, np.asarray(arrays["template_classes"]), H, features.shape[1])
+            return separate(parts, mixture, sample_rate, hop, bin_hz)
+        return separate_track
 
     def dictionary(self, arrays, spec):
         base, _ = self.base(spec)
@@ -176,7 +202,8 @@ class Unrolled(Family):
             raise LowrankAmtError("the model has no template for any of the allowed keys")
         scale = WEIGHTS + "log_scale"
         return {**arrays, "W": arrays["W"][..., keep], "template_keys": arrays["template_keys"][keep],
-                scale: np.asarray(arrays[scale])[:, keep]}
+                scale: np.asarray(arrays[scale])[:, keep],
+                **({"template_classes": arrays["template_classes"][keep]} if "template_classes" in arrays else {})}
 
     def adapt(self, arrays, spec, features, roll, device, iterations):
         """The base family's adaptation of the dictionary; the learned layers are kept."""
