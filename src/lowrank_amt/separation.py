@@ -7,8 +7,11 @@ domain (magnitudes): Λ_c / Σ Λ, Λ_c built from the class's templates and act
 from the feature bins onto the bins of an STFT of ``4 * hop`` samples with the features'
 hop by linear interpolation over log frequency (the lowest and highest feature bins
 cover the bins beyond them), applied to the mixture's STFT and inverted to the
-mixture's length. The oracle (``oracle_stems``) applies the ideal ratio mask |S_c| / Σ
-|S| of the true stems' STFTs: the ceiling of any ratio mask at this STFT.
+mixture's length. Two oracles bound what the models can reach: ``oracle_stems`` applies
+the ideal ratio mask |S_c| / Σ |S| of the true stems' STFTs (the ceiling of any ratio
+mask at this STFT); ``oracle_template_stems`` separates with templates fitted to each
+true stem itself (KL-NMF of rank ``ORACLE_RANK`` per stem), activations then found on the
+mixture as a model's are (the ceiling of a dictionary that knew the test instruments).
 
 Scores, per stem, in dB: SI-SDR (Le Roux et al., ICASSP 2019) and SDR (BSS Eval's, with
 distortion filters of 512 taps), from ``fast_bss_eval`` (Scheibler, ICASSP 2022).
@@ -28,6 +31,8 @@ from .factorization.activations import template_activations
 from .instruments import CLASSES
 
 EPS = 1e-9
+#: Templates per stem of the oracle dictionary, and its MU iterations.
+ORACLE_RANK, ORACLE_ITERATIONS = 16, 100
 
 
 def class_parts(numerics, W: torch.Tensor, classes: np.ndarray, H: torch.Tensor, n_frames: int) -> dict:
@@ -90,6 +95,21 @@ def oracle_stems(references: dict[str, np.ndarray], mixture: np.ndarray, hop: in
                        hop)
 
 
+def oracle_template_stems(references: dict[str, np.ndarray], mixture: np.ndarray, features_of, sample_rate: int,
+                          hop: int, bin_hz: np.ndarray) -> dict[str, np.ndarray]:
+    """Stems by templates fitted to the true stems (``features_of``: audio -> features)."""
+    from .factorization import nmf
+    from .factorization.training import solve_activations
+    templates, classes = [], []
+    for name, audio in references.items():
+        W, _, _ = nmf.nmf(torch.from_numpy(features_of(audio).astype(np.float32)), ORACLE_RANK, 1.0, ORACLE_ITERATIONS)
+        templates.append(W)
+        classes += [CLASSES.index(name)] * ORACLE_RANK
+    W, V = torch.cat(templates, dim=1), torch.from_numpy(features_of(mixture).astype(np.float32))
+    H = solve_activations(nmf, V, W, beta=1.0, n_iter=ORACLE_ITERATIONS)["H"]
+    return separate(class_parts(nmf, W, np.array(classes), H, V.shape[1]), mixture, sample_rate, hop, bin_hz)
+
+
 def read_stems(paths: dict, sample_rate: int, length: int, mixture_path=None) -> dict[str, np.ndarray]:
     """The rendered stems of a mixture of ``length`` samples (at ``sample_rate``); a stem
     recorded at another rate than the mixture (``mixture_path``), or of another length,
@@ -122,17 +142,20 @@ def stem_scores(references: dict[str, np.ndarray], estimates: dict[str, np.ndarr
     return {n: {"si_sdr": float(a), "sdr": float(b)} for n, a, b in zip(names, si_sdr, sdr)}
 
 
-def separation_scores(separator, tracks, sample_rate: int, hop: int, log=print) -> dict:
+def separation_scores(separator, tracks, sample_rate: int, hop: int, features_of, bin_hz, log=print) -> dict:
     """Mean SI-SDR and SDR over the stems of ``tracks`` (rows with ``features``,
     ``audio_path`` and ``stems``: class -> stem file) of the model's ``separator`` and of
-    the oracle, and the model's mean SI-SDR per class. Stems of classes no model
-    transcribes (drums) are mixed in but not scored."""
-    model, oracle = [], []
+    the two oracles, and the model's mean SI-SDR per class. Stems of classes no model
+    transcribes (drums) are mixed in but not scored (the oracle templates do not model
+    them either)."""
+    model, oracle, oracle_templates = [], [], []
     for row in tracks:
         mixture = load_audio(row["audio_path"], sample_rate)
         references = read_stems(row["stems"], sample_rate, len(mixture), row["audio_path"])
         pitched = {name: audio for name, audio in references.items() if name in CLASSES}
-        for rows, estimates in ((model, separator(row["features"], mixture)), (oracle, oracle_stems(references, mixture, hop))):
+        for rows, estimates in ((model, separator(row["features"], mixture)), (oracle, oracle_stems(references, mixture, hop)),
+                                (oracle_templates, oracle_template_stems(pitched, mixture, features_of, sample_rate,
+                                                                         hop, bin_hz))):
             rows += [{"track_id": row["track_id"], "class": name, **s}
                      for name, s in stem_scores(pitched, estimates).items()]
         log(f"separation: {row['track_id']}: SI-SDR " + ", ".join(f"{r['class']} {r['si_sdr']:.1f}"
@@ -144,5 +167,6 @@ def separation_scores(separator, tracks, sample_rate: int, hop: int, log=print) 
         per_class.setdefault(r["class"], []).append(r["si_sdr"])
     return {"si_sdr": float(np.mean([r["si_sdr"] for r in model])), "sdr": float(np.mean([r["sdr"] for r in model])),
             "oracle_si_sdr": float(np.mean([r["si_sdr"] for r in oracle])),
-            "oracle_sdr": float(np.mean([r["sdr"] for r in oracle])), "n_stems": len(model),
+            "oracle_sdr": float(np.mean([r["sdr"] for r in oracle])),
+            "oracle_templates_si_sdr": float(np.mean([r["si_sdr"] for r in oracle_templates])), "n_stems": len(model),
             "si_sdr_per_class": {k: float(np.mean(v)) for k, v in per_class.items()}}

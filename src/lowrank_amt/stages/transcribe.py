@@ -20,7 +20,7 @@ from ..instruments import CLASSES, write_class_tracks
 from ..io import atomic_path, read_npz, write_json
 from ..model_file import load_model
 from ..notes import read_reference, write_midi_notes
-from ..spectrogram import bin_frequencies, cache_params, load_track, read_index
+from ..spectrogram import bin_frequencies, cache_params, compute_features, load_track, read_index
 
 F16_MAX = float(np.finfo(np.float16).max)
 
@@ -110,7 +110,8 @@ def test_separation(separator, index_path, manifest_path, log=print) -> dict:
                "features": load_track(row)[0]}
               for row in _tracks(index_path, manifest_path, "test").itertuples() if stem_paths(row.audio_path))
     return separation_scores(lambda features, mixture: separator(features, mixture, sample_rate, hop, bin_hz),
-                             tracks, sample_rate, hop, log)
+                             tracks, sample_rate, hop, lambda audio: compute_features(audio, params, sample_rate),
+                             bin_hz, log)
 
 
 def load_activations(activations_path):
