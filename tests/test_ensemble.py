@@ -23,7 +23,7 @@ TRAIN = {"bass": ["FluidR3_GM.sf2:33"], "piano": ["FluidR3_GM.sf2:0"], "reed": [
          "strings": ["FluidR3_GM.sf2:48"]}
 TEST = {"bass": ["FluidR3_GM.sf2:34"], "piano": ["FluidR3_GM.sf2:2"], "reed": ["FluidR3_GM.sf2:66"],
         "strings": ["FluidR3_GM.sf2:49"]}
-BAND = {"kind": "ensemble", "arrangement": "band", "n_train": 1, "n_validation": 1, "n_test": 1, "piece_seconds": 8,
+BAND = {"kind": "ensemble", "arrangement": "band", "n_train": 1, "n_validation": 2, "n_test": 1, "piece_seconds": 8,
         "drums": True, "train_timbres": TRAIN, "test_timbres": TEST, "isolated_velocities": [80]}
 
 

@@ -29,8 +29,8 @@ def validation_loss(model: torch.nn.Module, index: pd.DataFrame, device, target:
         if target != "roll":
             roll = load_cached(getattr(row, f"{target}_path"))
         note, onset = track_logits(model, features, device)
-        target = torch.as_tensor(np.array(roll)).unsqueeze(0)
-        total += float(transcription_loss(note.unsqueeze(0), onset.unsqueeze(0), target, False)) * roll.shape[1]
+        truth = torch.as_tensor(np.array(roll)).unsqueeze(0)
+        total += float(transcription_loss(note.unsqueeze(0), onset.unsqueeze(0), truth, False)) * roll.shape[1]
         frames += roll.shape[1]
     return total / frames
 
