@@ -10,6 +10,7 @@ import pretty_midi
 import pytest
 import soundfile
 
+from lowrank_amt import families
 from lowrank_amt.datasets import ensemble
 from lowrank_amt.errors import LowrankAmtError
 from lowrank_amt.instruments import (CLASS_PROGRAMS, instrument_class, is_instrument_aware, read_class_notes,
@@ -51,6 +52,18 @@ def band_model(band, tmp_path_factory):
     model = folder / "model" / "model.npz"
     training.train(spec, index, model, model.with_name("loss.csv"), model.with_name("train.json"), log=lambda m: None)
     return index, model
+
+
+def trained_on_band(spec: dict, index, folder):
+    """(the model ``spec`` trains on the band's cache, the first test track's features,
+    the model's outputs on them)."""
+    from lowrank_amt.model_file import load_model
+    from lowrank_amt.spectrogram import load_track, read_index
+    from lowrank_amt.stages import train as training
+    training.train(spec, index, folder / "model.npz", folder / "loss.csv", folder / "train.json", log=lambda m: None)
+    loaded = load_model(folder / "model.npz")
+    features = load_track(read_index(index, "test").iloc[0])[0]
+    return loaded, features, loaded.family.transcriber(loaded.arrays, loaded.spec, "cpu")(features)
 
 
 def test_instrument_classes_follow_general_midi_families():
@@ -280,22 +293,14 @@ def test_semi_supervised_instrument_templates_learn_each_class_where_it_plays(ba
 def test_onsets_frames_with_instrument_outputs_names_the_instrument(band, band_model, tmp_path):
     """One set of heads per class: 88 x classes outputs trained on the class rolls; the
     transcriber gives each class's posteriorgram and the largest as the note output."""
-    from lowrank_amt.model_file import load_model
-    from lowrank_amt.spectrogram import read_index, load_track
-    from lowrank_amt.stages import train as training
     index, _ = band_model
     spec = {"family": "network", "architecture": "onsets_frames", "instrument_outputs": True, "channels": 4,
             "hidden": 16, "epochs": 2, "patience": 2, "batch_segments": 4, "segment_frames": 64}
-    model = tmp_path / "model.npz"
-    training.train(spec, index, model, tmp_path / "loss.csv", tmp_path / "train.json", log=lambda m: None)
-    loaded = load_model(model)
-    features = load_track(read_index(index, "test").iloc[0])[0]
-    outputs = loaded.family.transcriber(loaded.arrays, loaded.spec, "cpu")(features)
+    _, features, outputs = trained_on_band(spec, index, tmp_path)
     assert outputs["by_class"].shape == (4, 88, features.shape[1]) and outputs["classes"].tolist() == [0, 4, 5, 7]
     np.testing.assert_array_equal(outputs["note"], outputs["by_class"].max(axis=0))
     with pytest.raises(LowrankAmtError, match="instrument_outputs"):
-        __import__("lowrank_amt.families", fromlist=["resolve"]).resolve(
-            {"family": "network", "architecture": "harmonic_net", "instrument_outputs": True})
+        families.resolve({"family": "network", "architecture": "harmonic_net", "instrument_outputs": True})
 
 
 def test_plot_stems_shows_each_rendered_stem_beside_the_separated_one(band, band_model, tmp_path):
@@ -310,17 +315,11 @@ def test_the_unrolled_hybrid_on_instrument_templates_names_instruments_and_separ
     """Learned MU layers on the class-labelled dictionary: the class outputs sum to its key
     activations, and its stems share the mixture out."""
     from lowrank_amt.audio import load_audio
-    from lowrank_amt.model_file import load_model
-    from lowrank_amt.spectrogram import bin_frequencies, cache_params, load_track, read_index
-    from lowrank_amt.stages import train as training
+    from lowrank_amt.spectrogram import bin_frequencies, cache_params
     index, _ = band_model
     spec = {"family": "unrolled", "base": "nmf", "instrument_templates": True, "train_iterations": 20, "layers": 3,
             "epochs": 2, "patience": 2, "steps_per_epoch": 2, "batch_segments": 4, "segment_frames": 32}
-    model = tmp_path / "model.npz"
-    training.train(spec, index, model, tmp_path / "loss.csv", tmp_path / "train.json", log=lambda m: None)
-    loaded = load_model(model)
-    features = load_track(read_index(index, "test").iloc[0])[0]
-    outputs = loaded.family.transcriber(loaded.arrays, loaded.spec, "cpu")(features)
+    loaded, features, outputs = trained_on_band(spec, index, tmp_path)
     np.testing.assert_allclose(outputs["by_class"].sum(axis=0), outputs["note"], rtol=1e-4, atol=1e-6)
     mixture = load_audio(band / "audio" / "test_00000.wav", SR)
     stems = loaded.family.separator(loaded.arrays, loaded.spec, "cpu")(features, mixture, SR, 512,
