@@ -33,11 +33,11 @@ def _theme():
     sns.set_theme(style="whitegrid", context="notebook", font_scale=0.95)
 
 
-def _save(fig, out_path, layout: bool = True) -> None:
+def _save(fig, out_path, layout: bool = True, dpi="figure") -> None:
     if layout:
         fig.tight_layout()
     with atomic_path(out_path) as tmp:
-        fig.savefig(tmp, format=Path(out_path).suffix.lstrip(".") or "svg")
+        fig.savefig(tmp, format=Path(out_path).suffix.lstrip(".") or "svg", dpi=dpi)
     plt.close(fig)
 
 
@@ -397,11 +397,16 @@ def transcription_plot(H, frame_rate: float, notes, out_path, title: str = "tran
     _save(fig, out_path)
 
 
+#: Highest frequency (kHz) the stems plot shows.
+STEMS_PLOT_KHZ = 4.0
+
+
 def stems_plot(references: dict, estimates: dict, sample_rate: int, hop: int, out_path, scores: dict | None = None,
                title: str = "separation") -> None:
     """Each class's rendered stem beside the stem a model separated from the mixture:
-    log-magnitude STFT spectrograms (dB below the class's rendered peak, 60 dB range),
-    with each separated stem's SI-SDR in its title when ``scores`` are given."""
+    log-magnitude STFT spectrograms up to ``STEMS_PLOT_KHZ`` (dB below the class's
+    rendered peak, 60 dB range), with each separated stem's SI-SDR in its title when
+    ``scores`` are given."""
     import librosa
     names = sorted(references)
     if not names:
@@ -409,20 +414,20 @@ def stems_plot(references: dict, estimates: dict, sample_rate: int, hop: int, ou
     _theme()
     fig, axes = plt.subplots(len(names), 2, figsize=(11, 2.2 * len(names)), sharex=True, sharey=True, squeeze=False)
     for row, name in enumerate(names):
-        spectra = [np.abs(librosa.stft(np.asarray(audio, dtype=np.float32), n_fft=4 * hop, hop_length=hop))
+        shown = int(STEMS_PLOT_KHZ * 1000 * 4 * hop / sample_rate) + 1  # the bins up to STEMS_PLOT_KHZ
+        spectra = [np.abs(librosa.stft(np.asarray(audio, dtype=np.float32), n_fft=4 * hop, hop_length=hop))[:shown]
                    for audio in (references[name], estimates.get(name, np.zeros_like(references[name])))]
         peak = max(spectra[0].max(), 1e-9)
         for col, (spectrum, label) in enumerate(zip(spectra, ("rendered", "separated"))):
             ax = axes[row, col]
             ax.imshow(20 * np.log10(np.maximum(spectrum / peak, 1e-3)), origin="lower", aspect="auto",
                       cmap="magma", vmin=-60, vmax=0, interpolation="nearest",
-                      extent=(0, spectrum.shape[1] * hop / sample_rate, 0, sample_rate / 2000))
+                      extent=(0, spectrum.shape[1] * hop / sample_rate, 0, shown * sample_rate / (4 * hop) / 1000))
             extra = f" (SI-SDR {scores[name]['si_sdr']:.1f} dB)" if col and scores and name in scores else ""
             ax.set_title(f"{name}: {label}{extra}", fontsize=9)
-            ax.set_ylim(0, 4)
             ax.grid(False)
         axes[row, 0].set_ylabel("kHz")
     for ax in axes[-1]:
         ax.set_xlabel("time (s)")
     fig.suptitle(title)
-    _save(fig, out_path)
+    _save(fig, out_path, dpi=60)  # spectrograms compress poorly: a screen's resolution is enough
