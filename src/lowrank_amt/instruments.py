@@ -42,6 +42,12 @@ def class_program(name: str) -> int:
     return CLASS_PROGRAMS[name][0]
 
 
+def _class_of(inst: pretty_midi.Instrument) -> str:
+    """An instrument's class: its name where that is a class (a transcription's track,
+    ``write_class_tracks``), else its program's (a reference's)."""
+    return inst.name if inst.name in CLASS_PROGRAMS else instrument_class(inst.program)
+
+
 def read_class_notes(path: str | Path, pedal_extension: bool = False) -> dict[str, tuple]:
     """class -> (intervals, pitches, velocities) of a MIDI file's pitched notes, sorted by
     onset; instruments of one class are pooled. A transcription's tracks are read by their
@@ -52,8 +58,7 @@ def read_class_notes(path: str | Path, pedal_extension: bool = False) -> dict[st
     for inst in midi.instruments:
         if inst.is_drum:
             continue
-        name = inst.name if inst.name in CLASS_PROGRAMS else instrument_class(inst.program)
-        grouped.setdefault(name, []).extend(inst.notes)
+        grouped.setdefault(_class_of(inst), []).extend(inst.notes)
     out = {}
     for name, notes in grouped.items():
         notes.sort(key=lambda n: (n.start, n.pitch))
@@ -90,7 +95,7 @@ def track_class(midi_path: str | Path) -> str:
     pitched = [inst for inst in read_midi(midi_path).instruments if not inst.is_drum]
     if not pitched:
         raise LowrankAmtError(f"MIDI file {midi_path} has no pitched instrument (drums only)")
-    return pitched[0].name if pitched[0].name in CLASS_PROGRAMS else instrument_class(pitched[0].program)
+    return _class_of(pitched[0])
 
 
 def present_classes(midi_paths) -> list[str]:

@@ -50,7 +50,7 @@ def class_reconstructions(family, arrays: dict, spec: dict, features: np.ndarray
     """class -> its part of a low-rank model's reconstruction of a track's features
     (activations by MU with the dictionary fixed, as its transcription finds them)."""
     W = np.asarray(arrays["W"])
-    activations, _ = template_activations(family, features, W, spec, device)
+    activations = template_activations(family, features, W, spec, device)
     return class_parts(family.numerics, torch.from_numpy(W).to(device), np.asarray(arrays["template_classes"]),
                        activations["H"], features.shape[1])
 

@@ -31,15 +31,15 @@ def to_keys(activations: torch.Tensor, keys: np.ndarray) -> np.ndarray:
     return out.cpu().numpy()
 
 
-def template_activations(family, features: np.ndarray, W: np.ndarray, spec: dict, device: torch.device):
-    """(the activations of a track's features with the dictionary W fixed, as the
-    family's numerics hold them; V, the features as a tensor)."""
+def template_activations(family, features: np.ndarray, W: np.ndarray, spec: dict, device: torch.device) -> dict:
+    """The activations of a track's features with the dictionary W fixed, as the
+    family's numerics hold them."""
     V = torch.from_numpy(np.array(features, dtype=np.float32)).to(device)  # copy out of the memmap
     with torch.no_grad():  # the MU steps of full-batch training with W fixed, without its loss curve
         activations = solve_activations(family.numerics, family.as_data(V, spec), torch.from_numpy(W).to(device),
                                         beta=spec["beta"], n_iter=spec["transcribe_iterations"],
                                         l1=spec["sparsity"], seed=spec["seed"], options=family.transcribe_options(spec))
-    return activations, V
+    return activations
 
 
 def track_activations(family, features: np.ndarray, W: np.ndarray, keys: np.ndarray, spec: dict,
@@ -50,7 +50,7 @@ def track_activations(family, features: np.ndarray, W: np.ndarray, keys: np.ndar
     where ``classes`` gives each template's instrument class, ``by_class`` (classes x 88
     x frames, each class's key activations) and ``classes`` (their indices)."""
     n_frames = features.shape[1]
-    activations, _ = template_activations(family, features, W, spec, device)
+    activations = template_activations(family, features, W, spec, device)
     H = family.numerics.key_activations(activations)[:, :n_frames]
     outputs = {"note": to_keys(H, keys)}
     if attack is not None and np.any(attack):

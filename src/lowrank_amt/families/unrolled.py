@@ -169,8 +169,7 @@ class Unrolled(Family):
 
         @torch.no_grad()
         def transcribe(features) -> dict:
-            V = torch.from_numpy(np.array(features, dtype=np.float32)).to(device)[None]
-            H_templates = model.activations(V)
+            H_templates = template_activations(model, features, device)
             H = model.key_activations(H_templates)
             outputs = {"note": H[0].cpu().numpy(), "onset": torch.sigmoid(model.heads_of_keys(H)[1])[0].cpu().numpy()}
             if classes is not None:
@@ -186,7 +185,7 @@ class Unrolled(Family):
 
         @torch.no_grad()
         def separate_track(features, mixture, sample_rate, hop, bin_hz):
-            H = model.activations(torch.from_numpy(np.array(features, dtype=np.float32)).to(device)[None])[0]
+            H = template_activations(model, features, device)[0]
             parts = class_parts(base.numerics, model.W, np.asarray(arrays["template_classes"]), H, features.shape[1])
             return separate(parts, mixture, sample_rate, hop, bin_hz)
         return separate_track
@@ -212,7 +211,12 @@ class Unrolled(Family):
 
 
 @torch.no_grad()
+def template_activations(model: UnrolledMU, features, device) -> torch.Tensor:
+    """A track's template activations through the learned layers, (1, K, frames) on ``device``."""
+    return model.activations(torch.from_numpy(np.array(features, dtype=np.float32)).to(device)[None])
+
+
+@torch.no_grad()
 def key_activations(model: UnrolledMU, features, device) -> torch.Tensor:
     """A track's key activations through the learned layers, (1, 88, frames) on ``device``."""
-    V = torch.from_numpy(np.array(features, dtype=np.float32)).to(device)[None]
-    return model.key_activations(model.activations(V))
+    return model.key_activations(template_activations(model, features, device))

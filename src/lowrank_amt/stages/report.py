@@ -97,9 +97,9 @@ def plot_stems(model_name, mixture_path, out_path, seconds: float = 10.0, title:
     paths = {name: path for name, path in stem_paths(mixture_path).items() if name in CLASSES}
     if not paths:
         raise LowrankAmtError(f"mixture {mixture_path} has no rendered stems beside it ({Path(mixture_path).with_suffix('.stems')})")
-    mixture = load_audio(mixture_path, rate)[: int(seconds * rate)]
-    references = read_stems(paths, rate, len(load_audio(mixture_path, rate)), mixture_path)
-    references = {name: audio[: len(mixture)] for name, audio in references.items()}
+    whole = load_audio(mixture_path, rate)
+    mixture = whole[: int(seconds * rate)]
+    references = {name: audio[: len(mixture)] for name, audio in read_stems(paths, rate, len(whole), mixture_path).items()}
     separator = stem_separator(model, model.arrays, pick_device("cpu"))
     estimates = separator(compute_features(mixture, model.features, rate), mixture, rate, hop,
                           bin_frequencies(model.features))

@@ -106,9 +106,9 @@ def test_separation(separator, index_path, manifest_path, log=print) -> dict:
     from ..separation import separation_scores
     params = cache_params(index_path)
     sample_rate, hop, bin_hz = int(params["sample_rate"]), int(params["hop_length"]), bin_frequencies(params)
-    tracks = ({"track_id": row.track_id, "audio_path": row.audio_path, "stems": stem_paths(row.audio_path),
-               "features": load_track(row)[0]}
-              for row in _tracks(index_path, manifest_path, "test").itertuples() if stem_paths(row.audio_path))
+    tracks = ({"track_id": row.track_id, "audio_path": row.audio_path, "stems": stems, "features": load_track(row)[0]}
+              for row in _tracks(index_path, manifest_path, "test").itertuples()
+              if (stems := stem_paths(row.audio_path)))
     return separation_scores(lambda features, mixture: separator(features, mixture, sample_rate, hop, bin_hz),
                              tracks, sample_rate, hop, lambda audio: compute_features(audio, params, sample_rate),
                              bin_hz, log)
