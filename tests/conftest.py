@@ -15,12 +15,18 @@ import types
 import zipfile
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
-import pytest
-import torch
+from lowrank_amt.kernels import pin_kernels
 
-from lowrank_amt.constants import MIDI_MIN, N_KEYS
+# The CLI's kernels (kernels.py) from the suite's first torch kernel on, not only once a
+# test has called a command in-process: a learning test must not pass or fail by test order.
+pin_kernels()
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from lowrank_amt.constants import MIDI_MIN, N_KEYS  # noqa: E402
 from lowrank_amt.targets import frame_targets
 from lowrank_amt.notes import write_midi_notes
 from lowrank_amt.spectrogram import record_checksums
@@ -64,6 +70,12 @@ def one_torch_thread():
 
 
 # --- a feature cache made from known templates (no audio, no fluidsynth) ---------------
+
+@pytest.fixture(scope="session")
+def comb_templates():
+    """``harmonic_templates``: 264 bins (3 a semitone from A0, the default CQT's) x 88 keys."""
+    return harmonic_templates(np.random.default_rng(0))
+
 
 def harmonic_templates(rng):
     """A comb of decaying harmonics per key on a 3-bins-per-semitone log axis."""

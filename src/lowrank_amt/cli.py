@@ -307,6 +307,10 @@ def main(argv: list[str] | None = None) -> int:
     except LowrankAmtError as exc:
         print(f"lowrank-amt {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C: outputs are written whole or not at all (io.atomic_path)
+        print(f"lowrank-amt {args.command}: interrupted; the outputs already written are whole, "
+              "the one in progress was not written", file=sys.stderr)
+        return 130
     except OSError as exc:  # a path of the command line that cannot be read or written
         print(f"lowrank-amt {args.command}: error: {exc.filename or 'a file'}: {exc.strerror or exc}",
               file=sys.stderr)

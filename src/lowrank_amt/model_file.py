@@ -75,10 +75,22 @@ def load_model(path) -> Model:
     arrays = read_npz(path, "model", "delete it and train again")
     if not {"family", "spec"} <= set(arrays):
         raise LowrankAmtError(f"{path} is not a lowrank-amt model (it lacks family and spec)")
-    text = {name: json.loads(str(arrays.pop(name))) if name in arrays else {} for name in RESERVED[1:]}
+    text = {name: _json_entry(path, name, arrays.pop(name)) if name in arrays else {} for name in RESERVED[1:]}
     family, spec = families.resolve(text["spec"])
     if family.name != str(arrays.pop("family")):
         raise LowrankAmtError(f"model {path}: its spec names family {family.name!r} but the file another")
     decoding_path = path.parent / DECODING_FILE
     decoding = read_json(decoding_path).get("params") if decoding_path.exists() else None
     return Model(family, spec, arrays, text["features"] or None, text["provenance"], decoding, path)
+
+
+def _json_entry(path: Path, name: str, value) -> dict:
+    """A JSON object entry of ``model.npz`` (spec, features, provenance); a damaged one
+    is an error naming the file and the entry."""
+    try:
+        entry = json.loads(str(value))
+    except ValueError as exc:
+        raise LowrankAmtError(f"model {path}: its {name} entry is not valid JSON ({exc}); train it again") from exc
+    if not isinstance(entry, dict):
+        raise LowrankAmtError(f"model {path}: its {name} entry is not a JSON object; train it again")
+    return entry

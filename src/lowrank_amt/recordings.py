@@ -297,6 +297,8 @@ def transcribe_files(model_name, inputs, out_dir, *, plot: bool = False, device:
     steering = steering or Steering()
     if steering.score is not None and len(files) != 1:
         raise LowrankAmtError(f"a score goes with one recording; {len(files)} were given")
+    if (adapt is not None or adapt_self) and not model.family.has_dictionary:
+        raise LowrankAmtError(f"--adapt and --adapt-self: family '{model.family.name}' has no dictionary to adapt")
     device = pick_device(device or model.spec.get("device", "auto"))
     arrays = model.family.steer(model.arrays, model.spec, steering) if steering.allowed else model.arrays
     if adapt is not None:
@@ -321,23 +323,37 @@ def transcribe_files(model_name, inputs, out_dir, *, plot: bool = False, device:
             own = model.family.adapt(arrays, model.spec, *adaptation_data(model, audio_path, seconds=ADAPT_SECONDS),
                                      device, adapt_iterations)
             transcribe = model.family.transcriber(own, model.spec, device)
+        # every output is written in a temporary folder first and moved into place at the end,
+        # so that an error or Ctrl-C leaves a recording's outputs whole or absent
         with tempfile.TemporaryDirectory(prefix=".lowrank-amt-", dir=out_stem.parent) as folder:
-            store = Outputs(folder)
+            store, draft = Outputs(folder), Path(folder) / "out" / out_stem.name
+            draft.parent.mkdir()
             seconds = compute_outputs(model, transcribe, audio_path, store, steering, log)
             notes_of = note_decoder(model.family, decoder, params, rate / hop, steering)
             notes = decode_outputs(notes_of, store, rate / hop)
             by_class = None if store.classes is None else class_notes(notes_of, store, rate / hop)
-            write_notes(out_stem, notes, pedal_spans(store.read(0, store.n_frames, only=("pedal",)), rate / hop),
-                        by_class)
+            write_notes(draft, notes, pedal_spans(store.read(0, store.n_frames, only=("pedal",)), rate / hop), by_class)
             if plot:
                 from .plots import transcription_plot
                 shown = store.read(0, min(store.n_frames, int(PLOT_SECONDS * rate / hop)))
-                transcription_plot(shown["note"], rate / hop, notes, out_stem.with_suffix(".png"),
+                transcription_plot(shown["note"], rate / hop, notes, draft.with_suffix(".png"),
                                    f"{audio_path.name}: {model.family.name}")
-        if stems:
-            log(f"{audio_path}: stems -> {', '.join(map(str, write_stems(model, separator, audio_path, out_stem)))}")
+            if stems:
+                names = [p.name for p in write_stems(model, separator, audio_path, draft)]
+                log(f"{audio_path}: stems -> {out_stem.with_suffix('.stems')}/ ({', '.join(names)})")
+            move_outputs(draft.parent, out_stem.parent)
         log(f"{audio_path}: {len(notes[1])} notes -> {out_stem.with_suffix('.mid')} "
             f"({time.perf_counter() - wall:.1f} s for {seconds:.1f} s of audio)")
         written.append(out_stem.with_suffix(".mid"))
     return written
+
+
+def move_outputs(draft: Path, out: Path) -> None:
+    """Every file written in ``draft`` (and a stems folder's files) moved into ``out``, each
+    by an atomic rename; the CSV last, MIDI before it, so that a CSV means the rest is there."""
+    files = sorted((p for p in draft.rglob("*") if p.is_file()), key=lambda p: (p.suffix == ".csv", p.suffix == ".mid"))
+    for path in files:
+        target = out / path.relative_to(draft)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        path.replace(target)
 

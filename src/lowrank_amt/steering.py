@@ -161,7 +161,7 @@ class Steering:
         if self.score is not None:
             inside = self.windows(steered["note"].shape[1], frame_rate, first_frame)
             factor = inside + self.score_weight * (1 - inside)
-            steered = {name: value * factor for name, value in steered.items()}
+            steered = {name: value * np.tile(factor, (value.shape[0] // N_KEYS, 1)) for name, value in steered.items()}
         return {**outputs, **{name: value.astype(np.float32) for name, value in steered.items()}}
 
     def restrict_templates(self, keys: np.ndarray) -> np.ndarray:

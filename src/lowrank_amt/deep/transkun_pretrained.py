@@ -23,6 +23,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import pickle
 import sys
 import types
 import warnings
@@ -34,6 +35,7 @@ import torch
 
 from ..constants import MIDI_MIN, N_KEYS
 from ..errors import LowrankAmtError
+from ..io import check_zip
 
 #: The model's audio rate (its config's ``fs``; a test holds them equal).
 SAMPLE_RATE = 44100
@@ -82,11 +84,32 @@ def load_model(device: str = "cpu"):
         warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.jit")
         from transkun import ModelTransformer
     config = ModelTransformer.Config()
-    config.__dict__.update(json.loads((folder / "2.0.conf").read_text())["Model"]["config"])
+    config.__dict__.update(read_config(folder / "2.0.conf"))
     model = ModelTransformer.TransKun(conf=config)
-    state = torch.load(folder / "2.0.pt", map_location="cpu", weights_only=True)["state_dict"]
-    model.load_state_dict(state)
+    model.load_state_dict(read_weights(folder / "2.0.pt"))
     return model.to(device).eval()
+
+
+#: What to do about a damaged file of the transkun package.
+REINSTALL = "reinstall it: pip install --force-reinstall --no-deps transkun==2.0.1"
+
+
+def read_config(path: Path) -> dict:
+    """The model's config from the package's ``2.0.conf``; a damaged file is one error naming it."""
+    try:
+        return json.loads(Path(path).read_text())["Model"]["config"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise LowrankAmtError(f"Transkun config {path} is missing or damaged ({exc}); {REINSTALL}") from exc
+
+
+def read_weights(path: Path) -> dict:
+    """The checkpoint's ``state_dict``, checked like the project's own archives (a torch
+    checkpoint is a zip: every member against its CRC-32) before torch reads it."""
+    check_zip(path, "Transkun checkpoint", REINSTALL)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+    except (OSError, RuntimeError, KeyError, TypeError, pickle.UnpicklingError) as exc:
+        raise LowrankAmtError(f"Transkun checkpoint {path} cannot be read ({exc}); {REINSTALL}") from exc
 
 
 def transcribe_notes(audio: np.ndarray, model) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
