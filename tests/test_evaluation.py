@@ -203,6 +203,18 @@ def test_a_fresh_table_may_differ_from_the_readme_only_where_the_cpu_decides(rep
     assert summary.table_differences(readme, with_cell(network, 0.05)) == []  # within the networks' 0.1
     assert len(summary.table_differences(readme, with_cell(network, 0.15))) == 1
     assert len(summary.table_differences(readme, with_cell(lowrank, 0.001))) == 1  # low-rank: exact
+    # the gradient form (summary.csv says which model has it) within its 0.02, and only it
+    gradient = next(i for i, line in enumerate(lines) if "| nmf_unsup_gradient | nmf |" in line)
+    specs = {"nmf_unsup_gradient": {"supervision": "unsupervised", "form": "gradient"},
+             "nmf_sup_kl": {"supervision": "supervised", "form": "full_batch"}}
+    by_form = lambda family, model: summary.cpu_tolerance(family, model, specs)  # noqa: E731
+    assert summary.table_differences(readme, with_cell(gradient, 0.015), by_form) == []
+    assert len(summary.table_differences(readme, with_cell(gradient, 0.025), by_form)) == 1
+    assert len(summary.table_differences(readme, with_cell(lowrank, 0.001), by_form)) == 1
+    # both ways: a row the fresh table has and the page lacks is a difference too
+    shorter = "\n".join(lines[:lowrank] + lines[lowrank + 1:])
+    assert summary.table_differences(shorter, readme) == [
+        "nmf_sup_kl / synth_piano / synth_piano_timgm / –: in the fresh table, not in the page"]
 
 
 def test_a_pages_generated_table_is_copied_from_its_study_and_checked(tmp_path, monkeypatch, capsys):

@@ -55,7 +55,7 @@ COMMANDS = {
                    "or with --check compare them",
                    [("page", {}), ("--check", {"action": "store_true",
                                                "help": "compare, to the printed digits (a family's cpu_tolerance "
-                                                       "where it has one), instead of writing"})]),
+                                                       "where it has one), both ways, instead of writing"})]),
     "ship": ("copy a study's trained model folder into the package as a shipped model (shipped.py)",
              [("--model", P), ("--name", {"required": True}), ("--config", P), ("--schema", P)]),
     "config-docs": ("write the key reference of config/README.md from the schema",
@@ -242,7 +242,9 @@ def _page_table(a):
     if not a.check:
         write_text(page, summary.embed_table(text, fresh))
         return _log(f"{a.page}: table copied from {source}")
-    differences = summary.table_differences(published, fresh)
+    specs_path = Path(source).with_suffix(".csv")  # the summary.csv beside it: each model's form
+    specs = summary.model_specs(specs_path) if specs_path.is_file() else {}
+    differences = summary.table_differences(published, fresh, lambda family, model: summary.cpu_tolerance(family, model, specs))
     if differences:
         raise LowrankAmtError(f"{len(differences)} differences between {a.page} and {source}:\n" + "\n".join(differences))
     print(f"{source} agrees with the {len(summary.ranked_rows(published))} rows of {a.page} "

@@ -8,8 +8,9 @@ network trained on an AVX-512 machine ends with other weights than on an AVX2 ma
 the last decade has: with them an AVX-512 machine reproduced every row of the README's
 default-study table exactly, and trained the network no slower (README, Reproducibility).
 
-The matrix products (MKL) are left to the CPU: the default study's figures did not
-depend on them, and pinning them (``MKL_CBWR``) changed a result that had reproduced.
+The matrix products and vector math (MKL) are left to the CPU: MKL takes AVX-512 on
+Intel and another path on AMD, and only ``MKL_CBWR=COMPATIBLE`` made the two agree, at
+four times a product's time (README, Reproducibility; ``bench/kernel_hashes.py``).
 A variable already set wins, so ``ATEN_CPU_CAPABILITY=avx512 ONEDNN_MAX_CPU_ISA=ALL``
 gives the CPU's own kernels back. Other processors (Arm) keep theirs.
 """

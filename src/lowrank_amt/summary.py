@@ -281,23 +281,34 @@ def ranked_rows(markdown: str) -> dict:
     return rows
 
 
-def cpu_tolerance(family: str) -> float:
-    """How far a row of ``family`` may move between CPUs' float kernels (the family's
-    ``cpu_tolerance``; 0, to the printed digits, for a family not registered here)."""
+def cpu_tolerance(family: str, model: str = "", specs: dict | None = None) -> float:
+    """How far a row of ``family`` may move between CPUs' float kernels: the family's
+    ``cpu_tolerance_of`` the model's spec (``specs``: model -> its summary row, where the
+    form is; 0, to the printed digits, for a family not registered here)."""
     from . import families
-    return families.get(family).cpu_tolerance if family in families.names() else 0.0
+    if family not in families.names():
+        return 0.0
+    return families.get(family).cpu_tolerance_of((specs or {}).get(model, {}))
+
+
+def model_specs(summary_csv) -> dict:
+    """model -> the spec keys a summary.csv keeps of it (supervision, form), for ``cpu_tolerance``."""
+    table = read_csv(summary_csv, "summary", ("model",))
+    keep = [c for c in ("supervision", "form") if c in table]
+    return {row["model"]: {k: row[k] for k in keep if isinstance(row[k], str)} for row in table.to_dict("records")}
 
 
 def table_differences(published: str, fresh: str, tolerance=cpu_tolerance) -> list[str]:
-    """One line per row of the ranked table in ``published`` that ``fresh`` lacks, or whose
-    metrics (absolute, every metric column) differ by more than ``tolerance(family)``."""
+    """One line per row of the ranked table in ``published`` that ``fresh`` lacks or the
+    other way round, or whose metrics (absolute, every metric column) differ by more than
+    ``tolerance(family, model)``."""
     ours, theirs = ranked_rows(fresh), ranked_rows(published)
-    lines = []
+    lines = [f"{' / '.join(key)}: in the fresh table, not in the page" for key in ours if key not in theirs]
     for key, (family, metrics) in theirs.items():
         if key not in ours:
             lines.append(f"{' / '.join(key)}: not in the fresh table")
             continue
-        allowed = tolerance(family) + 1e-9
+        allowed = tolerance(family, key[0]) + 1e-9
         for name, value in metrics.items():
             other = ours[key][1][name]
             if (value is None) != (other is None) or (value is not None and abs(value - other) > allowed):

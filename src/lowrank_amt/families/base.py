@@ -23,8 +23,8 @@ test a family's name. What a family declares:
   ``frame_grid(features)`` and ``frame_rate(...)`` (the grid and rate of its outputs).
 * ``is_pretrained()``: nothing to learn (its models are named, not trained);
   ``memory_grows_with_data(spec)``: whether training holds all the data at once;
-  ``cpu_tolerance``: how far its results may move between CPUs' float kernels (README,
-  Reproducibility); ``score_threshold(params, peak)``: the level of its outputs that a
+  ``cpu_tolerance`` and ``cpu_tolerance_of(spec)``: how far its results may move between
+  CPUs' float kernels (README, Reproducibility); ``score_threshold(params, peak)``: the level of its outputs that a
   decoded note needs, and their scale, for score-informed transcription.
 * ``fit(spec, run, log) -> Trained``: train a model; ``run`` (``TrainingRun``) says on
   which data, with which checkpoint, on which device.
@@ -159,6 +159,11 @@ class Family:
         """Whether training holds all its data at once (full batch), so that its memory
         grows with the training set."""
         return False
+
+    def cpu_tolerance_of(self, spec: dict) -> float:
+        """``cpu_tolerance`` of a model of ``spec`` (any of its keys; a family may allow
+        some of its forms more)."""
+        return self.cpu_tolerance
 
     def score_threshold(self, params: dict, peak: float) -> tuple[float, float]:
         """(the output level a note needs, the scale of the outputs) under decoding
