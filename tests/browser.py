@@ -6,7 +6,9 @@ it can."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 import shutil
 import subprocess
 import tempfile
@@ -26,16 +28,33 @@ class Page:
     console errors and uncaught exceptions seen so far."""
 
     def __init__(self, binary: str):
-        self.profile = tempfile.mkdtemp(prefix="chromium-")
+        self.profile, self.socket = tempfile.mkdtemp(prefix="chromium-"), None
+        # a session of its own: Chromium forks helpers (zygote, renderers) that killing the
+        # first process alone would leave running
         self.process = subprocess.Popen([binary, "--no-sandbox", "--disable-gpu", "--remote-debugging-port=0",
                                          f"--user-data-dir={self.profile}", "about:blank"],
-                                        stderr=subprocess.PIPE, text=True)
+                                        stderr=subprocess.PIPE, text=True, start_new_session=True)
+        try:
+            self._connect()
+        except BaseException:
+            self.close()
+            raise
+
+    def __enter__(self) -> "Page":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _connect(self) -> None:
         port = None
         for line in self.process.stderr:
             found = re.search(r"DevTools listening on ws://127\.0\.0\.1:(\d+)/", line)
             if found:
                 port = found.group(1)
                 break
+        if port is None:
+            raise AssertionError(f"Chromium exited ({self.process.wait()}) before it listened for DevTools")
         import websocket
         pages = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/json", timeout=30))
         target = next(p for p in pages if p["type"] == "page")
@@ -92,9 +111,15 @@ class Page:
         return found
 
     def close(self) -> None:
-        self.socket.close()
-        self.process.kill()
+        """Chromium and every process it started ended, its profile folder removed."""
+        if self.socket is not None:
+            self.socket.close()
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
         self.process.wait()
+        self.process.stderr.close()
         shutil.rmtree(self.profile, ignore_errors=True)
 
 

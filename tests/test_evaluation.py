@@ -264,3 +264,22 @@ def test_a_transcriptions_own_pedal_lengthens_its_notes_as_the_references_does(t
                                         log=lambda message: None)
             scores[pedal, extension] = float(table["note_offset_f"].iloc[0])
     assert scores == {(True, True): 1.0, (False, True): 0.5, (True, False): 1.0, (False, False): 1.0}
+
+
+def test_a_pedal_lengthens_only_its_own_tracks_notes(tmp_path):
+    """In a band the piano's pedal does not lengthen the bass, in references and in the
+    class-aware reading alike."""
+    import pretty_midi
+    from lowrank_amt.instruments import read_class_notes
+    from lowrank_amt.notes import read_midi_notes
+    piece = pretty_midi.PrettyMIDI()
+    piano, bass = pretty_midi.Instrument(0), pretty_midi.Instrument(33)
+    piano.notes = [pretty_midi.Note(80, 60, 0.0, 0.5)]
+    bass.notes = [pretty_midi.Note(80, 40, 0.0, 0.5)]
+    piano.control_changes = [pretty_midi.ControlChange(64, 127, 0.2), pretty_midi.ControlChange(64, 0, 2.0)]
+    piece.instruments += [piano, bass]
+    piece.write(str(tmp_path / "band.mid"))
+    intervals, pitches, _ = read_midi_notes(tmp_path / "band.mid", pedal_extension=True)
+    assert dict(zip(pitches.tolist(), intervals[:, 1].tolist())) == {40: 0.5, 60: 2.0}
+    by_class = read_class_notes(tmp_path / "band.mid", pedal_extension=True)
+    assert by_class["bass"][0][:, 1].tolist() == [0.5] and by_class["piano"][0][:, 1].tolist() == [2.0]

@@ -198,6 +198,26 @@ def test_a_dictionary_adapts_to_another_piano(model, tmp_path):
     assert adapted_f > plain_f + 0.1, (plain_f, adapted_f)
 
 
+def test_a_score_informed_transcription_gives_every_note_the_decoders_velocity(model, tmp_path):
+    """Aligned score notes and decoded notes alike take the validation-fitted curve's
+    velocities (here a flat 64), never 127 x their peak."""
+    import shutil
+    folder = tmp_path / "model"
+    shutil.copytree(model, folder)
+    curve = {"intercept": 64.0, "slope": 0.0, "key_offsets": [0.0] * 88}
+    write_json(folder / "decoding.json", {"params": {**DECODING, "velocity_curve": curve}})
+    rng = np.random.default_rng(11)
+    audio, notes = piece(rng, 6.0, 10)
+    soundfile.write(tmp_path / "p.wav", audio, RATE)
+    score = perturbed_score(notes, rng)
+    from lowrank_amt.notes import write_midi_notes
+    write_midi_notes(tmp_path / "score.mid", np.array([n[:2] for n in score]), [n[2] for n in score])
+    recordings.transcribe_files(folder, [tmp_path / "p.wav"], tmp_path / "out", **QUIET,
+                                steering=Steering.from_options(score=tmp_path / "score.mid"))
+    velocities = read_midi_notes(tmp_path / "out" / "p.mid")[2]
+    assert len(velocities) >= 5 and set(velocities.tolist()) == {64}, velocities
+
+
 def test_score_notes_are_aligned_to_the_activations_or_left_out():
     from lowrank_amt.decode import score_aligned_notes
     rate = 50.0

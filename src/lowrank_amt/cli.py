@@ -244,7 +244,8 @@ def _page_table(a):
         return _log(f"{a.page}: table copied from {source}")
     specs_path = Path(source).with_suffix(".csv")  # the summary.csv beside it: each model's form
     specs = summary.model_specs(specs_path) if specs_path.is_file() else {}
-    differences = summary.table_differences(published, fresh, lambda family, model: summary.cpu_tolerance(family, model, specs))
+    differences = summary.table_differences(
+        published, fresh, lambda family, model: summary.cpu_tolerance(family, model, specs))
     if differences:
         raise LowrankAmtError(f"{len(differences)} differences between {a.page} and {source}:\n" + "\n".join(differences))
     print(f"{source} agrees with the {len(summary.ranked_rows(published))} rows of {a.page} "

@@ -241,7 +241,8 @@ def pedal_spans(outputs: dict, frame_rate: float) -> np.ndarray:
 
 def score_aligned_notes(H: np.ndarray, frame_rate: float, score_intervals, score_pitches, tolerance: float,
                         threshold: float, min_note_seconds: float = 0.05, offset_fraction: float | None = None,
-                        peak: float | None = None, first_frame: int = 0, onsets: np.ndarray | None = None):
+                        peak: float | None = None, first_frame: int = 0, onsets: np.ndarray | None = None,
+                        velocity_curve: dict | None = None):
     """The notes of a score, aligned to activations ``H`` (88 x frames from frame
     ``first_frame`` of the recording; ``peak``: the recording's largest activation).
 
@@ -251,8 +252,10 @@ def score_aligned_notes(H: np.ndarray, frame_rate: float, score_intervals, score
     the ``peaks`` onsets of ``activations_to_notes``; it ends by the same offset rule. A
     score note without such an activation was not played and is left out. With
     ``onsets`` (an onset posteriorgram, 88 x frames, in [0, 1]), a note starts at the
-    onset posteriorgram's largest value near the score's onset instead. Returns
-    (intervals, pitches, velocities) relative to frame ``first_frame``."""
+    onset posteriorgram's largest value near the score's onset instead. Velocities come
+    from the peaks as the decoder's (``velocity.note_velocities``: by ``velocity_curve``,
+    else 127 times the peak). Returns (intervals, pitches, velocities) relative to frame
+    ``first_frame``."""
     H = np.asarray(H, dtype=np.float64)
     peak = (float(H.max()) if H.size else 0.0) if peak is None else float(peak)
     empty = np.zeros((0, 2)), np.zeros(0, dtype=int), np.zeros(0, dtype=int)
@@ -276,13 +279,14 @@ def score_aligned_notes(H: np.ndarray, frame_rate: float, score_intervals, score
         starts.setdefault(key, set()).add(onset)
     min_frames = max(1, int(round(min_note_seconds * frame_rate)))
     hold = max(1, int(round(OFFSET_HOLD_SECONDS * frame_rate)))
-    rows = [(s / frame_rate, e / frame_rate, MIDI_MIN + key, int(np.clip(round(127 * p), 1, 127)))
+    rows = [(s / frame_rate, e / frame_rate, MIDI_MIN + key, p)
             for key, frames in starts.items()
             for s, e, p in _key_notes(H[key], sorted(frames), threshold, offset_fraction, min_frames, hold)]
     if not rows:
         return empty
     table = np.array(sorted(rows, key=lambda r: (r[0], r[2])), dtype=float)
-    return table[:, :2], table[:, 2].astype(int), table[:, 3].astype(int)
+    pitches = table[:, 2].astype(int)
+    return table[:, :2], pitches, note_velocities(table[:, 3], pitches, velocity_curve)
 
 
 def mean_note_f(tracks, frame_rate: float, params: dict, metric: str = "note_onset_f",

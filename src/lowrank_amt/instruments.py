@@ -19,7 +19,7 @@ import pretty_midi
 from .constants import N_KEYS
 from .errors import LowrankAmtError
 from .io import atomic_path
-from .notes import extend_with_pedal, pedal_spans, read_midi
+from .notes import read_midi, track_notes
 
 #: class name -> its General MIDI programs (eight per family; strings: sixteen).
 CLASS_PROGRAMS = {
@@ -50,23 +50,19 @@ def _class_of(inst: pretty_midi.Instrument) -> str:
 
 def read_class_notes(path: str | Path, pedal_extension: bool = False) -> dict[str, tuple]:
     """class -> (intervals, pitches, velocities) of a MIDI file's pitched notes, sorted by
-    onset; instruments of one class are pooled. A transcription's tracks are read by their
-    names (``write_class_tracks``), a reference's by their programs."""
+    onset; instruments of one class are pooled, each lengthened by its own pedal first
+    (``notes.track_notes``). A transcription's tracks are read by their names
+    (``write_class_tracks``), a reference's by their programs."""
     midi = read_midi(path)
-    pedal = pedal_spans(midi)
     grouped: dict[str, list] = {}
     for inst in midi.instruments:
-        if inst.is_drum:
-            continue
-        grouped.setdefault(_class_of(inst), []).extend(inst.notes)
+        if not inst.is_drum and inst.notes:
+            grouped.setdefault(_class_of(inst), []).append(track_notes(midi, inst, pedal_extension))
     out = {}
-    for name, notes in grouped.items():
-        notes.sort(key=lambda n: (n.start, n.pitch))
-        intervals = np.array([[n.start, n.end] for n in notes], dtype=float).reshape(-1, 2)
-        pitches = np.array([n.pitch for n in notes], dtype=int)
-        if pedal_extension and len(pedal):
-            intervals = extend_with_pedal(intervals, pitches, pedal)
-        out[name] = (intervals, pitches, np.array([n.velocity for n in notes], dtype=int))
+    for name, tracks in grouped.items():
+        intervals, pitches, velocities = (np.concatenate([t[i] for t in tracks]) for i in range(3))
+        order = np.lexsort((pitches, intervals[:, 0]))
+        out[name] = (intervals[order], pitches[order].astype(int), velocities[order].astype(int))
     return out
 
 

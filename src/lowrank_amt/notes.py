@@ -9,7 +9,10 @@ release ends. mir_eval takes such overlapping notes as they are.
 
 Sustain pedal (CC64 >= 64 is down). With ``pedal_extension``, a note released while the
 pedal is down lasts until the pedal is released or the key is struck again, whichever
-is first: the note lengths MAESTRO's and Onsets and Frames' evaluations use.
+is first: the note lengths MAESTRO's and Onsets and Frames' evaluations use. A pedal
+belongs to its track (its instrument and channel): in a band, the piano's pedal does not
+lengthen the bass (pretty_midi reads no track without notes, so a pedal alone on a track
+of its own is not read).
 """
 
 from __future__ import annotations
@@ -33,16 +36,25 @@ def read_midi(path: str | Path) -> pretty_midi.PrettyMIDI:
 
 def read_midi_notes(path: str | Path, pedal_extension: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """All non-drum notes of a MIDI file, sorted by onset; with ``pedal_extension``,
-    lengthened by the sustain pedal (see the module doc)."""
+    lengthened by the sustain pedal of their own track (see the module doc)."""
     midi = read_midi(path)
-    notes = sorted((n for inst in midi.instruments if not inst.is_drum for n in inst.notes),
-                   key=lambda n: (n.start, n.pitch))
+    tracks = [track_notes(midi, inst, pedal_extension) for inst in midi.instruments if not inst.is_drum]
+    intervals = np.concatenate([t[0] for t in tracks]) if tracks else np.zeros((0, 2))
+    pitches = np.concatenate([t[1] for t in tracks]).astype(int) if tracks else np.zeros(0, dtype=int)
+    velocities = np.concatenate([t[2] for t in tracks]).astype(int) if tracks else np.zeros(0, dtype=int)
+    order = np.lexsort((pitches, intervals[:, 0]))  # stable: a tie keeps the tracks' order
+    return intervals[order], pitches[order], velocities[order]
+
+
+def track_notes(midi: pretty_midi.PrettyMIDI, inst: pretty_midi.Instrument, pedal_extension: bool = False):
+    """(intervals, pitches, velocities) of one instrument's notes sorted by onset; with
+    ``pedal_extension``, lengthened by its own sustain pedal."""
+    notes = sorted(inst.notes, key=lambda n: (n.start, n.pitch))
     intervals = np.array([[n.start, n.end] for n in notes], dtype=float).reshape(-1, 2)
     pitches = np.array([n.pitch for n in notes], dtype=int)
-    velocities = np.array([n.velocity for n in notes], dtype=int)
     if pedal_extension:
-        intervals = extend_with_pedal(intervals, pitches, pedal_spans(midi))
-    return intervals, pitches, velocities
+        intervals = extend_with_pedal(intervals, pitches, pedal_spans(midi, [inst]))
+    return intervals, pitches, np.array([n.velocity for n in notes], dtype=int)
 
 
 def read_reference(path: str | Path, evaluation: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -52,10 +64,11 @@ def read_reference(path: str | Path, evaluation: dict) -> tuple[np.ndarray, np.n
     return read_midi_notes(path, evaluation.get("pedal_extension", PEDAL_EXTENDED_REFERENCES))
 
 
-def pedal_spans(midi: pretty_midi.PrettyMIDI) -> np.ndarray:
-    """(n, 2) spans (s) during which the sustain pedal (CC64 >= 64) is down."""
-    changes = sorted((c.time, c.value >= 64) for inst in midi.instruments if not inst.is_drum
-                     for c in inst.control_changes if c.number == 64)
+def pedal_spans(midi: pretty_midi.PrettyMIDI, instruments=None) -> np.ndarray:
+    """(n, 2) spans (s) during which the sustain pedal (CC64 >= 64) is down on any of
+    ``instruments`` (default: every pitched one)."""
+    chosen = [inst for inst in midi.instruments if not inst.is_drum] if instruments is None else instruments
+    changes = sorted((c.time, c.value >= 64) for inst in chosen for c in inst.control_changes if c.number == 64)
     spans, down_since = [], None
     for time, down in changes:
         if down and down_since is None:

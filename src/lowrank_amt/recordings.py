@@ -252,15 +252,29 @@ def note_decoder(family, decoder, params: dict, frame_rate: float, steering: Ste
         threshold, scale = family.score_threshold(params, peak)
         aligned = score_aligned_notes(outputs["note"], frame_rate, *steering.score, steering.score_tolerance,
                                       threshold, params.get("min_note_seconds", 0.05), params.get("offset_fraction"),
-                                      scale, first_frame, outputs.get("onset"))
+                                      scale, first_frame, outputs.get("onset"), params.get("velocity_curve"))
         score_onsets, score_pitches = steering.score[0][:, 0] - first_frame / frame_rate, steering.score[1]
         near = steering.score_tolerance
+        aligned = aligned[:2] + (decoded_velocities(aligned, decoded, near),)
         lacking = [i for i, ((onset, _), pitch) in enumerate(zip(decoded[0], decoded[1]))
                    if not np.any((score_pitches == pitch) & (np.abs(score_onsets - onset) <= near))]
         merged = [np.concatenate([a, d[lacking]]) for a, d in zip(aligned, decoded)]
         order = np.lexsort((merged[1], merged[0][:, 0]))
         return tuple(m[order] for m in merged)
     return notes_of
+
+
+def decoded_velocities(aligned, decoded, near: float) -> np.ndarray:
+    """One velocity rule for every note of a score-informed transcription: an aligned note
+    takes the velocity the decoder gave its key's note nearest in onset within ``near``
+    seconds (a family's own decoder included), and keeps its own (the decoder's curve on
+    its peak) where the decoder found none."""
+    velocities = np.array(aligned[2], dtype=int)
+    for i, ((onset, _), pitch) in enumerate(zip(aligned[0], aligned[1])):
+        gaps = np.where(decoded[1] == pitch, np.abs(decoded[0][:, 0] - onset), np.inf)
+        if len(gaps) and gaps.min() <= near:
+            velocities[i] = decoded[2][int(np.argmin(gaps))]
+    return velocities
 
 
 def write_notes(out_stem: Path, notes, pedal=(), by_class: dict | None = None) -> None:
