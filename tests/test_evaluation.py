@@ -100,7 +100,7 @@ def test_read_benchmark(tmp_path):
     assert summary.read_benchmark(path) == {"s": 13.0, "max_rss": 600.0, "cpu_time": 11.0}
 
 
-def write_run(folder, name, family, f_values, interpretability=None, epochs=None, hours=1.0):
+def write_run(folder, name, family, f_values, interpretability=None, epochs=None, hours=1.0, validation_f=None):
     folder.mkdir(parents=True)
     pd.DataFrame({"track_id": ["a", "b"], "note_onset_p": f_values, "note_onset_r": f_values,
                   "note_onset_f": f_values, "note_offset_p": 0.1, "note_offset_r": 0.1, "note_offset_f": 0.1,
@@ -113,7 +113,8 @@ def write_run(folder, name, family, f_values, interpretability=None, epochs=None
                                        "n_parameters": 23232})
     write_json(folder / "activations.json", {"seconds_per_audio_minute": 2.0, "device": "cpu"})
     write_json(folder / "decoding.json", {"threshold": 0.2, "params": {"threshold": 0.2, "onset": "peaks",
-                                                                      "offset_fraction": 0.1}})
+                                                                      "offset_fraction": 0.1},
+                                          **({"validation_note_onset_f": validation_f} if validation_f else {})})
     (folder / "bench.tsv").write_text("s\tmax_rss\tcpu_time\n101.0\t700.5\t149.0\n")
     run = {"dataset": "synth", "features": "cqt", "model": name, "family": family, "train_hours": hours,
            "per_track": folder / "per_track.csv", "train_info": folder / "train.json",
@@ -151,6 +152,19 @@ def test_aggregate_tidy_table_and_ranked_summary(tmp_path):
     markdown = (tmp_path / "summary.md").read_text()
     assert "| 1 |" in markdown and "–" in markdown  # the deep model's interpretability: a dash
     assert json.loads(json.dumps(table["decoding_onset"].tolist())) == ["peaks", "peaks"]
+
+
+def test_the_summary_names_the_size_validation_picks_not_the_test_maximum(tmp_path):
+    """Three sizes of one model: the test table's best is 2 h, validation picks 1 h; the
+    summary names 1 h with its test figure. A model of one size has no pick to name."""
+    runs = [write_run(tmp_path / f"{h}", "hybrid", "unrolled", [f, f], hours=h, validation_f=v)
+            for h, f, v in ((0.5, 0.60, 0.70), (1.0, 0.70, 0.80), (2.0, 0.75, 0.78))]
+    runs.append(write_run(tmp_path / "once", "nmf_kl", "nmf", [0.5, 0.5], validation_f=0.9))
+    table = evaluation.aggregate(runs, "abc", tmp_path / "results.csv", tmp_path / "summary.csv", tmp_path / "summary.md")
+    picks = summary.validation_picks(table)
+    assert picks[["model", "train_hours"]].values.tolist() == [["hybrid", 1.0]]
+    assert ("Sizes picked by validation note F (onset): hybrid 1 h on its own (validation 0.800, test 0.700)."
+            in (tmp_path / "summary.md").read_text())
 
 
 def test_every_results_row_says_where_and_when_its_model_was_trained(tmp_path):

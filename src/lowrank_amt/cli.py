@@ -56,8 +56,10 @@ COMMANDS = {
                    [("page", {}), ("--check", {"action": "store_true",
                                                "help": "compare, to the printed digits (a family's cpu_tolerance "
                                                        "where it has one), both ways, instead of writing"})]),
-    "ship": ("copy a study's trained model folder into the package as a shipped model (shipped.py)",
-             [("--model", P), ("--name", {"required": True}), ("--config", P), ("--schema", P)]),
+    "ship": ("copy the study's model folder that validation note F picks among --model's into the package "
+             "as a shipped model (shipped.py)",
+             [("--model", {"required": True, "nargs": "+"}), ("--name", {"required": True}), ("--config", P),
+              ("--schema", P)]),
     "config-docs": ("write the key reference of config/README.md from the schema",
                     [("--schema", P), ("--readme", P), ("--check", {"action": "store_true"})]),
     "prepare-dataset": ("synthesize, download or gather a dataset into a manifest",

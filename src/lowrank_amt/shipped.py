@@ -49,14 +49,28 @@ def recorded_hash(config_path, schema_path, provenance: dict) -> str:
     return model_config_hash(config, written, provenance["dataset"], provenance["features"], provenance["model"])
 
 
-def ship(model_dir, name: str, config_path, schema_path, log=print) -> Path:
-    """Copy a trained model folder of a study into ``shipped_models/<name>/`` with its
-    provenance.json; refuses a model whose config hash the config does not give, one
-    without decoding.json, or a file over ``MAX_BYTES``."""
-    model = load_model(model_dir)
-    source = Path(model_dir)
-    if model.decoding is None:
-        raise LowrankAmtError(f"{source} has no {DECODING_FILE}: run the study's decode stage first")
+def validation_pick(model_dirs) -> tuple[Path, dict]:
+    """The candidate model folder whose decoding.json has the highest validation note F
+    (onset), and every candidate's figure; the test split never enters the choice."""
+    scores = {}
+    for folder in map(Path, model_dirs):
+        if not (folder / DECODING_FILE).exists():
+            raise LowrankAmtError(f"{folder} has no {DECODING_FILE}: run the study's decode stage first")
+        score = read_json(folder / DECODING_FILE).get("validation_note_onset_f")
+        if score is None:
+            raise LowrankAmtError(f"{folder / DECODING_FILE} has no validation_note_onset_f: decode it again")
+        scores[str(folder)] = float(score)
+    best = max(scores, key=scores.get)
+    return Path(best), scores
+
+
+def ship(model_dirs, name: str, config_path, schema_path, log=print) -> Path:
+    """Copy the candidate model folder of a study that validation note F picks
+    (``validation_pick``) into ``shipped_models/<name>/`` with its provenance.json;
+    refuses a model whose config hash the config does not give, one without
+    decoding.json, or a file over ``MAX_BYTES``."""
+    source, scores = validation_pick([model_dirs] if isinstance(model_dirs, (str, Path)) else model_dirs)
+    model = load_model(source)
     size = (source / MODEL_FILE).stat().st_size
     if size > MAX_BYTES:
         raise LowrankAmtError(f"{source / MODEL_FILE} is {size} bytes, over the {MAX_BYTES} a shipped model may be")
@@ -77,6 +91,9 @@ def ship(model_dir, name: str, config_path, schema_path, log=print) -> Path:
         "size": model.provenance.get("size"), "dataset": model.provenance["dataset"],
         "data": config["datasets"][model.provenance["dataset"]], "shipped_by_commit": commit,
         "train_hours": model.provenance.get("train_hours"), "train_seconds": train_info.get("train_seconds"),
-        "trained": train_info.get("run", {}), "retrain": f"make ship-{name}"})
-    log(f"shipped {source} as {name!r} in {target} ({size} bytes)")
+        "trained": train_info.get("run", {}), "retrain": f"make ship-{name}",
+        "picked_by": "validation note F (onset)", "validation_note_onset_f": scores[str(source)],
+        "candidates": scores})
+    log(f"shipped {source} as {name!r} in {target} ({size} bytes; validation note F {scores[str(source)]:.3f}, "
+        f"best of {len(scores)})")
     return target

@@ -56,6 +56,7 @@ def run_columns(run: dict) -> dict:
         **{k: train_info.get("run", {}).get(k, "") for k in PROVENANCE_NAMES},
         "transcribe_device": activations_info.get("device", ""),
         "threshold": decoding_info["threshold"],
+        "validation_note_onset_f": _nan(decoding_info.get("validation_note_onset_f")),
         **{f"decoding_{k}": v for k, v in decoding_info.get("params", {}).items()
            if k not in ("threshold", "velocity_curve")},
     }
@@ -140,7 +141,7 @@ def summary_markdown(summary: pd.DataFrame) -> str:
     header, rows = summary_cells(summary)
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(cells) + " |" for cells in rows]
-    return "\n".join(lines + provenance_lines(summary)) + "\n"
+    return "\n".join(lines + pick_lines(summary) + provenance_lines(summary)) + "\n"
 
 
 def summary_html(summary: pd.DataFrame) -> str:
@@ -153,6 +154,28 @@ def summary_html(summary: pd.DataFrame) -> str:
              "th,td{padding:2px 6px;border-bottom:1px solid #ddd;text-align:right} th{background:#f4f4f4}")
     return (f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>Ranked results</title>"
             f"<style>{style}</style></head><body>\n{table}\n{notes}</body></html>\n")
+
+
+def validation_picks(summary: pd.DataFrame) -> pd.DataFrame:
+    """Per model, dataset and test set, the row of the training size that validation note F
+    (onset, of the decoder tuned on validation) picks; a test-table maximum is no result."""
+    if "validation_note_onset_f" not in summary:
+        return summary.iloc[0:0]
+    sized = summary.dropna(subset=["train_hours", "validation_note_onset_f"])
+    sized = sized[sized.groupby(["model", "dataset", "test_dataset"])["train_hours"].transform("nunique") > 1]
+    best = sized.groupby(["model", "dataset", "test_dataset"], sort=False)["validation_note_onset_f"].idxmax()
+    return sized.loc[best.to_numpy()]
+
+
+def pick_lines(summary: pd.DataFrame) -> list[str]:
+    """One line naming each model's size picked on validation and its test note F."""
+    picks = validation_picks(summary)
+    if picks.empty:
+        return []
+    cells = [f"{r['model']} {r['train_hours']:g} h on {'its own' if r['test_dataset'] == r['dataset'] else r['test_dataset']} "
+             f"(validation {r['validation_note_onset_f']:.3f}, test {r['note_onset_f_mean']:.3f})"
+             for r in picks.to_dict("records")]
+    return ["", "Sizes picked by validation note F (onset): " + "; ".join(cells) + "."]
 
 
 def provenance_lines(summary: pd.DataFrame) -> list[str]:
