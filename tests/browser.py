@@ -119,6 +119,13 @@ class Page:
         except ProcessLookupError:
             pass
         self.process.wait()
+        end = time.monotonic() + 10  # the helpers die and are reaped a moment later
+        while time.monotonic() < end:
+            try:
+                os.killpg(self.process.pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.05)
         self.process.stderr.close()
         shutil.rmtree(self.profile, ignore_errors=True)
 

@@ -533,3 +533,74 @@ def test_real_multi_instrument_and_guitar_studies_plan_their_jobs(tmp_path, repo
     assert done.returncode == 0, done.stderr[-3000:]
     trains = [line for line in done.stdout.splitlines() if "lowrank-amt train " in line and "nmf_inst_kl" in line]
     assert trains and all(f"features/{templates_from}/cqt/index.csv" in line for line in trains)
+
+
+def command_cases(repo, study, out):
+    """(name, arguments, expected status) of every command but transcribe (test_options.py)
+    on the tiny study's valid files, with its optional arguments alone and together."""
+    run = "tiny_piano/cqt/nmf_sup_kl/isolated"
+    model, act = study / "models" / run, study / "transcriptions" / run
+    index, manifest = study / "features/tiny_piano/cqt/index.csv", study / "data/tiny_piano/manifest.csv"
+    spec = json.dumps(json.loads(str(np.load(model / "model.npz")["spec"])))
+    evaluation = json.dumps({"onset_tolerance": 0.05, "offset_ratio": 0.2})
+    grid = json.dumps({"thresholds": [0.2, 0.4], "min_note_seconds": 0.05})
+    track = pd.read_csv(index).query("split == 'test'")["track_id"].iloc[0]
+    summary_csv = study / "summary/summary.csv"
+    return [
+        ("validate-config", [str(repo / "config/tiny.yaml"), "--schema", str(repo / "workflow/schemas/config.schema.yaml")], 0),
+        ("train", ["--spec", spec, "--index", str(index), "--model", f"{out}/m/model.npz", "--loss", f"{out}/m/loss.csv",
+                   "--info", f"{out}/m/train.json", "--train-hours", "all", "--checkpoint-dir", f"{out}/ck",
+                   "--provenance", json.dumps({"dataset": "tiny_piano"})], 0),
+        ("activations", ["--model", str(model), "--index", str(index), "--activations", f"{out}/a.npz",
+                         "--info", f"{out}/a.json", "--splits", "test"], 0),
+        ("activations", ["--model", str(model), "--index", str(index), "--activations", f"{out}/b.npz",
+                         "--info", f"{out}/b.json", "--manifest", str(manifest), "--splits", "validation", "test"], 0),
+        ("teach", ["--model", str(model), "--index", str(index), "--out-index", f"{out}/taught/index.csv",
+                   "--info", f"{out}/taught.json", "--manifest", str(manifest)], 2),  # the tiny study has no training pieces
+        ("decode", ["--model", str(model), "--decoding", grid, "--evaluation", evaluation, "--activations",
+                    str(act / "activations.npz"), "--index", str(index), "--midi-dir", f"{out}/midi",
+                    "--info", f"{out}/decoding.json"], 0),
+        ("decode", ["--model", str(model), "--decoding", "{}", "--evaluation", evaluation, "--activations",
+                    str(act / "activations.npz"), "--index", str(index), "--midi-dir", f"{out}/midi2",
+                    "--info", f"{out}/decoding2.json", "--model-decoding"], 0),
+        ("evaluate", ["--evaluation", evaluation, "--midi-dir", str(act / "midi"), "--index", str(index),
+                      "--out", f"{out}/per_track.csv"], 0),
+        ("evaluate", ["--evaluation", evaluation, "--midi-dir", str(act / "midi"), "--index", str(index),
+                      "--out", f"{out}/per_track2.csv", "--activations", str(act / "activations.npz"),
+                      "--decoding-info", str(model / "decoding.json"), "--decoding", grid], 0),
+        ("assess-dictionary", ["--model", str(model), "--index", str(index), "--out", f"{out}/interp.json",
+                               "--templates", f"{out}/templates.csv"], 0),
+        *[("plot", [kind, "--summary", str(summary_csv), "--out", f"{out}/{kind}.svg"], 0)
+          for kind in ("tradeoff", "tradeoff-largest", "scaling", "cost-scaling")],
+        ("scaling-tables", ["--summary", str(summary_csv), "--out", "-"], 0),
+        ("scaling-tables", ["--summary", str(summary_csv), "--out", f"{out}/tables.md", "--memory-limit-mb", "512"], 0),
+        ("plot-losses", ["--loss", f"sup={model / 'loss.csv'}", "--out", f"{out}/losses.svg"], 0),
+        ("plot-velocity", ["--decoding", f"sup={model / 'decoding.json'}", "--out", f"{out}/velocity.svg"], 0),
+        ("plot-dictionary", ["--model", str(model), "--index", str(index), "--out", f"{out}/dict.png", "--title", "W"], 0),
+        ("plot-excerpt", ["--activations", str(act / "activations.npz"), "--index", str(index), "--out",
+                          f"{out}/excerpt.png", "--track", track, "--seconds", "1.5", "--title", "H"], 0),
+        ("plot-excerpt", ["--activations", str(act / "activations.npz"), "--index", str(index), "--out",
+                          f"{out}/excerpt2.png", "--track", "no_such_track"], 2),
+        ("plot-stems", ["--model", str(model), "--audio", str(study / "data/tiny_piano" /
+                        pd.read_csv(manifest).query("split == 'test'")["audio_path"].iloc[0]), "--out", f"{out}/stems.png"], 2),
+    ]
+
+
+def test_every_other_command_with_its_options_is_a_result_or_one_line(tiny_study, tmp_path, monkeypatch):
+    import contextlib
+    import io
+    from lowrank_amt.cli import main
+    repo, workdir, study = tiny_study
+    monkeypatch.chdir(workdir)  # the study's indexes name files relative to it, as its rules run there
+    outcomes = {0: 0, 2: 0}
+    for name, args, expected in command_cases(repo, study, tmp_path):
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+            status = main([name, *args])
+        text = err.getvalue()
+        assert status == expected and "Traceback" not in text, (name, args, status, text[-2000:])
+        if status == 2:
+            assert text.strip().splitlines()[-1].startswith(f"lowrank-amt {name}: error:"), (name, text)
+            assert len([line for line in text.splitlines() if ": error:" in line]) == 1, (name, text)
+        outcomes[status] += 1
+    print(outcomes)  # docs/reliability.md counts them
