@@ -31,7 +31,7 @@ RECURRENT = {"hidden": 32, "batch_segments": 1}
 ARCHITECTURES = {"harmonic_net": SPEC, "onsets_frames": {**SPEC, **RECURRENT, "architecture": "onsets_frames"},
                  "harmonic_attention": {**SPEC, **RECURRENT, "architecture": "harmonic_attention"}}
 #: epochs to overfit one piece, with a margin that holds on AMD and Intel: at 60 epochs the
-#: attention network reached note F 0.8, 1.0, 1.0, 1.0 over seeds 0-3 on an AMD EPYC and 0.9,
+#: attention network reached note F 1.0, 1.0, 0.8, 0.9 over seeds 0-3 on an AMD EPYC and 0.9,
 #: 1.0, 0.76, 0.95 on an Intel Xeon; at 100 epochs 1.0 on every seed on both
 OVERFIT_EPOCHS = {"harmonic_net": 20, "onsets_frames": 60, "harmonic_attention": 100}
 EVALUATION = {"onset_tolerance": 0.05, "offset_ratio": 0.2}
