@@ -164,9 +164,12 @@ def posteriorgram_notes(note: np.ndarray, onset: np.ndarray, onset_threshold: fl
     # model_output_to_notes reads the contour only for its number of frames when pitch
     # bends are off; a zero-width one stands in for it.
     output = {"note": note, "onset": onset, "contour": np.zeros((len(note), 0), dtype=np.float32)}
-    _, events = note_creation.model_output_to_notes(
-        output, onset_thresh=onset_threshold, frame_thresh=frame_threshold, min_note_len=min_note_len,
-        include_pitch_bends=False, melodia_trick=melodia_trick)
+    # on silence or a few samples its onset rescaling divides 0 by 0 (NaNs it then ignores):
+    # no warning for the user to read
+    with np.errstate(divide="ignore", invalid="ignore"):
+        _, events = note_creation.model_output_to_notes(
+            output, onset_thresh=onset_threshold, frame_thresh=frame_threshold, min_note_len=min_note_len,
+            include_pitch_bends=False, melodia_trick=melodia_trick)
     events = sorted(events, key=lambda e: (e[0], e[2]))
     intervals = np.array([[e[0], e[1]] for e in events], dtype=float).reshape(-1, 2)
     pitches = np.array([e[2] for e in events], dtype=int)
