@@ -19,7 +19,7 @@ import pretty_midi
 from .constants import N_KEYS
 from .errors import LowrankAmtError
 from .io import atomic_path
-from .notes import read_midi, track_notes
+from .notes import pooled_notes, read_midi, track_notes
 
 #: class name -> its General MIDI programs (eight per family; strings: sixteen).
 CLASS_PROGRAMS = {
@@ -58,12 +58,7 @@ def read_class_notes(path: str | Path, pedal_extension: bool = False) -> dict[st
     for inst in midi.instruments:
         if not inst.is_drum and inst.notes:
             grouped.setdefault(_class_of(inst), []).append(track_notes(midi, inst, pedal_extension))
-    out = {}
-    for name, tracks in grouped.items():
-        intervals, pitches, velocities = (np.concatenate([t[i] for t in tracks]) for i in range(3))
-        order = np.lexsort((pitches, intervals[:, 0]))
-        out[name] = (intervals[order], pitches[order].astype(int), velocities[order].astype(int))
-    return out
+    return {name: pooled_notes(tracks) for name, tracks in grouped.items()}
 
 
 def is_instrument_aware(path: str | Path) -> bool:

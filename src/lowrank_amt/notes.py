@@ -38,12 +38,17 @@ def read_midi_notes(path: str | Path, pedal_extension: bool = False) -> tuple[np
     """All non-drum notes of a MIDI file, sorted by onset; with ``pedal_extension``,
     lengthened by the sustain pedal of their own track (see the module doc)."""
     midi = read_midi(path)
-    tracks = [track_notes(midi, inst, pedal_extension) for inst in midi.instruments if not inst.is_drum]
-    intervals = np.concatenate([t[0] for t in tracks]) if tracks else np.zeros((0, 2))
-    pitches = np.concatenate([t[1] for t in tracks]).astype(int) if tracks else np.zeros(0, dtype=int)
-    velocities = np.concatenate([t[2] for t in tracks]).astype(int) if tracks else np.zeros(0, dtype=int)
-    order = np.lexsort((pitches, intervals[:, 0]))  # stable: a tie keeps the tracks' order
-    return intervals[order], pitches[order], velocities[order]
+    return pooled_notes([track_notes(midi, inst, pedal_extension) for inst in midi.instruments if not inst.is_drum])
+
+
+def pooled_notes(tracks) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Several tracks' note lists (``track_notes``) as one, sorted by onset, then pitch; a
+    tie keeps the tracks' order."""
+    if not tracks:
+        return np.zeros((0, 2)), np.zeros(0, dtype=int), np.zeros(0, dtype=int)
+    intervals, pitches, velocities = (np.concatenate([t[i] for t in tracks]) for i in range(3))
+    order = np.lexsort((pitches, intervals[:, 0]))
+    return intervals[order], pitches[order].astype(int), velocities[order].astype(int)
 
 
 def track_notes(midi: pretty_midi.PrettyMIDI, inst: pretty_midi.Instrument, pedal_extension: bool = False):

@@ -112,6 +112,11 @@ def _fmt(value, spec: str) -> str:
     return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else format(value, spec)
 
 
+def test_set_label(row: dict) -> str:
+    """A run's test set as the tables name it: "its own" for its dataset's test split."""
+    return "its own" if row["test_dataset"] == row["dataset"] else row["test_dataset"]
+
+
 def summary_cells(summary: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
     """The ranked results table's header and rows of text: mean (standard deviation)
     over test tracks; the oracle column, when present, is labelled as such."""
@@ -123,8 +128,8 @@ def summary_cells(summary: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
     rows = []
     for r in summary.to_dict("records"):
         memory = pd.Series([r.get("train_peak_memory_mb"), r.get("activations_peak_memory_mb")], dtype=float).max()
-        test_set = "its own" if r["test_dataset"] == r["dataset"] else r["test_dataset"]
-        cells = [str(r["rank"]), r["model"], r["family"], r["dataset"], test_set, _fmt(r.get("train_hours"), "g"),
+        cells = [str(r["rank"]), r["model"], r["family"], r["dataset"], test_set_label(r),
+                 _fmt(r.get("train_hours"), "g"),
                  *(f"{r[f'{m}_mean']:.3f} ({r[f'{m}_std']:.3f})"
                    for m in ("note_onset_f", "note_offset_f", "note_offset_velocity_f", "frame_f")),
                  _fmt(r.get("note_onset_f_pooled"), ".3f"), _fmt(r.get("interpretability"), ".2f"),
@@ -172,7 +177,7 @@ def pick_lines(summary: pd.DataFrame) -> list[str]:
     picks = validation_picks(summary)
     if picks.empty:
         return []
-    cells = [f"{r['model']} {r['train_hours']:g} h on {'its own' if r['test_dataset'] == r['dataset'] else r['test_dataset']} "
+    cells = [f"{r['model']} {r['train_hours']:g} h on {test_set_label(r)} "
              f"(validation {r['validation_note_onset_f']:.3f}, test {r['note_onset_f_mean']:.3f})"
              for r in picks.to_dict("records")]
     return ["", "Sizes picked by validation note F (onset): " + "; ".join(cells) + "."]

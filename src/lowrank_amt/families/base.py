@@ -24,8 +24,9 @@ test a family's name. What a family declares:
 * ``is_pretrained()``: nothing to learn (its models are named, not trained);
   ``memory_grows_with_data(spec)``: whether training holds all the data at once;
   ``cpu_tolerance`` and ``cpu_tolerance_of(spec)``: how far its results may move between
-  CPUs' float kernels (README, Reproducibility); ``score_threshold(params, peak)``: the level of its outputs that a
-  decoded note needs, and their scale, for score-informed transcription.
+  CPUs' float kernels (README, Reproducibility); ``score_threshold(params, peak)``: the
+  level of its outputs that a decoded note needs, and their scale, for score-informed
+  transcription.
 * ``fit(spec, run, log) -> Trained``: train a model; ``run`` (``TrainingRun``) says on
   which data, with which checkpoint, on which device.
 * ``transcriber(arrays, spec, device)``: a function from one track (features F x N, or
