@@ -12,6 +12,7 @@ from lowrank_amt import families, summary
 from lowrank_amt.model_file import save_model
 from lowrank_amt.constants import MIDI_MIN, N_KEYS
 from lowrank_amt.io import read_json, write_json
+from lowrank_amt.note_errors import ERROR_NAMES
 from lowrank_amt.notes import write_midi_notes
 from lowrank_amt.stages import evaluate as evaluation, transcribe as transcription
 from lowrank_amt.spectrogram import record_checksums
@@ -90,6 +91,11 @@ def test_evaluate_scores_and_keeps_the_oracle_apart(study):
     # the oracle picks per track, so it is never worse than the tuned threshold
     assert (table["oracle_note_onset_f"] >= table["note_onset_f"] - 1e-9).all()
     assert info["threshold"] == info["params"]["threshold"]
+    # the error counts account for every note the onset metric leaves unmatched
+    false = table[[c for c in table if c.startswith("false_")]].sum(axis=1)
+    missed = table[[c for c in table if c.startswith("missed_register_")]].sum(axis=1)
+    assert (false == table["n_est_notes"] - table["note_onset_matches"]).all()
+    assert (missed == table["n_ref_notes"] - table["note_onset_matches"]).all()
 
 
 def test_read_benchmark(tmp_path):
@@ -165,6 +171,22 @@ def test_the_summary_names_the_size_validation_picks_not_the_test_maximum(tmp_pa
     assert picks[["model", "train_hours"]].values.tolist() == [["hybrid", 1.0]]
     assert ("Sizes picked by validation note F (onset): hybrid 1 h on its own (validation 0.800, test 0.700)."
             in (tmp_path / "summary.md").read_text())
+
+
+def test_the_summary_pools_each_runs_errors_into_a_table_of_their_sources(tmp_path):
+    runs = [write_run(tmp_path / "a", "nmf_kl", "nmf", [0.6, 0.8]), write_run(tmp_path / "b", "cnn", "deep", [0.5, 0.7])]
+    counts = pd.read_csv(runs[0]["per_track"]).assign(**dict.fromkeys(ERROR_NAMES, 0))
+    counts["false_octave"], counts["false_semitone"] = [1, 2], [0, 1]  # 3 octaves of 4 false notes
+    counts["reference_register_high"], counts["missed_register_high"] = [5, 5], [1, 4]
+    counts.to_csv(runs[0]["per_track"], index=False)
+    table = evaluation.aggregate(runs, "abc", tmp_path / "results.csv", tmp_path / "summary.csv",
+                                 tmp_path / "summary.md", tmp_path / "summary.html", tmp_path / "errors.md")
+    nmf = table.set_index("model").loc["nmf_kl"]
+    assert nmf["false_octave_share"] == pytest.approx(0.75) and nmf["recall_register_high"] == pytest.approx(0.5)
+    rows = [line for line in (tmp_path / "errors.md").read_text().splitlines() if line.startswith("| nmf_kl")]
+    assert len(rows) == 1 and "| 4 | 0 | 25 | 0 | 0 | 75 |" in rows[0]  # the run without counts has no row
+    assert "cnn" not in (tmp_path / "errors.md").read_text()
+    assert "Note errors" in (tmp_path / "summary.html").read_text()
 
 
 def test_every_results_row_says_where_and_when_its_model_was_trained(tmp_path):

@@ -114,7 +114,7 @@ COMMANDS = {
                           [("--model", P), ("--index", P), ("--out", P), ("--templates", P)]),
     "aggregate": ("tidy results table and ranked summary",
                   [("--runs", JL), ("--config-hash", P), ("--results", P), ("--summary", P), ("--markdown", P),
-                   ("--html", O)]),
+                   ("--html", O), ("--errors", O)]),
     "plot": ("a summary figure: tradeoff, tradeoff-largest, scaling or cost-scaling",
              [("kind", {"choices": ["tradeoff", "tradeoff-largest", "scaling", "cost-scaling"]}),
               ("--summary", P), ("--out", P)]),
@@ -225,7 +225,7 @@ def _assess_dictionary(a):
 
 def _aggregate(a):
     from .stages.evaluate import aggregate
-    aggregate(a.runs, a.config_hash, a.results, a.summary, a.markdown, a.html)
+    aggregate(a.runs, a.config_hash, a.results, a.summary, a.markdown, a.html, a.errors)
 
 
 def _plot(a):

@@ -13,6 +13,7 @@ from .errors import LowrankAmtError
 from .interpretability import SUMMARY_NAMES
 from .io import read_csv, read_json
 from .metrics import COUNT_NAMES, METRIC_NAMES, pooled_metrics
+from .note_errors import ERROR_NAMES, FALSE_CLASSES, MISSED_BINS, pooled_error_shares
 from .versions import PROVENANCE_NAMES
 
 
@@ -83,11 +84,12 @@ RUN_KEYS = ["dataset", "test_dataset", "features", "model", "family", "train_hou
 def summarize(results: pd.DataFrame) -> pd.DataFrame:
     """A row per run: mean and standard deviation over test tracks of every metric,
     metrics pooled over all notes (``*_pooled``), costs, interpretability; ranked by
-    mean note-onset F (``rank`` 1 = best)."""
+    mean note-onset F (``rank`` 1 = best). Error counts (``note_errors.py``) pool into
+    each false-note class's share and each bin's recall."""
     per_track = [c for c in results.columns if c.startswith(("instrument_", "class_"))]  # instrument-aware
+    per_track_counts = {*METRIC_NAMES, *COUNT_NAMES, *ERROR_NAMES, *per_track, "track_id", "duration"}
     per_run = [c for c in results.columns
-               if c not in RUN_KEYS and c not in METRIC_NAMES and c not in COUNT_NAMES and c not in per_track
-               and c not in ("track_id", "duration") and not c.startswith("oracle_")]
+               if c not in RUN_KEYS and c not in per_track_counts and not c.startswith("oracle_")]
     rows = []
     for keys, group in results.groupby(RUN_KEYS, sort=False, dropna=False):
         row = dict(zip(RUN_KEYS, keys))
@@ -98,6 +100,9 @@ def summarize(results: pd.DataFrame) -> pd.DataFrame:
             row[f"{m}_std"] = values.std(ddof=1) if len(group) > 1 else 0.0
         if {"n_ref_notes", "n_est_notes", "frame_tp"} <= set(group.columns):
             row.update({f"{m}_pooled": v for m, v in pooled_metrics(group).items()})
+        if set(ERROR_NAMES) <= set(group.columns) and group[list(ERROR_NAMES)].notna().all(axis=None):
+            # (older per-track tables lack them)
+            row.update(pooled_error_shares(group))
         for column in ("oracle_note_onset_f", "oracle_threshold", *per_track):
             if column in group:
                 row[f"{column}_mean"] = group[column].mean()
@@ -149,11 +154,46 @@ def summary_markdown(summary: pd.DataFrame) -> str:
     return "\n".join(lines + pick_lines(summary) + provenance_lines(summary)) + "\n"
 
 
+ERRORS_CAPTION = ("Where the note errors come from (note_errors.py), over every test note pooled: precision and "
+                  "recall of note onsets; each class's share of the false notes by the distance to the nearest "
+                  "reference note sounding at its onset (%); the recall of the reference notes per velocity, "
+                  "register and polyphony bin.")
+
+
+def error_cells(summary: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
+    """The error-analysis table's header and rows of text, in the summary's rank order;
+    runs without error counts (older per-track tables) are left out."""
+    header = ["model", "test set", "train h", "P", "R", "false notes",
+              *(f"false {c.replace('_', ' ')} %" for c in FALSE_CLASSES), "missed notes",
+              *(f"R {name} {b}" for name, _, bins in MISSED_BINS for b in bins)]
+    rows = []
+    for r in summary.to_dict("records"):
+        if pd.isna(r.get("n_false", np.nan)):
+            continue
+        rows.append([r["model"], test_set_label(r), _fmt(r.get("train_hours"), "g"),
+                     _fmt(r.get("note_onset_p_pooled"), ".3f"), _fmt(r.get("note_onset_r_pooled"), ".3f"),
+                     _fmt(r["n_false"], ".0f"), *(_fmt(100 * r[f"false_{c}_share"], ".0f") for c in FALSE_CLASSES),
+                     _fmt(r["n_missed"], ".0f"),
+                     *(_fmt(r[f"recall_{name}_{b}"], ".2f") for name, _, bins in MISSED_BINS for b in bins)])
+    return header, rows
+
+
+def errors_markdown(summary: pd.DataFrame) -> str:
+    """The error-analysis table (``error_cells``) as markdown, under its caption."""
+    header, rows = error_cells(summary)
+    lines = [ERRORS_CAPTION, "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(cells) + " |" for cells in rows]) + "\n"
+
+
 def summary_html(summary: pd.DataFrame) -> str:
-    """The same table as a page of its own, which the Snakemake report shows (it offers
-    CSV files for download only)."""
+    """The ranked table and the error analysis as a page of its own, which the Snakemake
+    report shows (it offers CSV files for download only)."""
     header, rows = summary_cells(summary)
     table = pd.DataFrame(rows, columns=header).to_html(index=False, border=0, classes="ranked")
+    header, rows = error_cells(summary)
+    if rows:
+        table += (f"\n<h3>Note errors</h3>\n<p>{html.escape(ERRORS_CAPTION)}</p>\n"
+                  + pd.DataFrame(rows, columns=header).to_html(index=False, border=0, classes="errors"))
     notes = "".join(f"<p>{html.escape(line)}</p>" for line in provenance_lines(summary) if line)
     style = ("body{font-family:sans-serif;font-size:13px} table{border-collapse:collapse} "
              "th,td{padding:2px 6px;border-bottom:1px solid #ddd;text-align:right} th{background:#f4f4f4}")

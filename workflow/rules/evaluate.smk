@@ -74,6 +74,7 @@ rule aggregate:
             category="Results",
         ),
         markdown=f"{RESULTS}/summary/summary.md",
+        errors=f"{RESULTS}/summary/errors.md",
         html=report(
             f"{RESULTS}/summary/summary.html",
             caption="../report/summary.rst",
@@ -89,4 +90,4 @@ rule aggregate:
     shell:
         "lowrank-amt aggregate --runs {params.runs:q} --config-hash {params.config_hash}"
         " --results {output.results:q} --summary {output.summary:q} --markdown {output.markdown:q}"
-        " --html {output.html:q} > {log:q} 2>&1"
+        " --html {output.html:q} --errors {output.errors:q} > {log:q} 2>&1"

@@ -19,9 +19,10 @@ from ..io import atomic_path, read_csv, read_json, write_json, write_text
 from ..constants import PEDAL_EXTENDED_REFERENCES
 from ..instruments import is_instrument_aware, read_class_notes
 from ..metrics import instrument_metrics, transcription_metrics
+from ..note_errors import note_errors
 from ..notes import read_midi_notes, read_reference
 from ..spectrogram import bin_frequencies, cache_params, read_index
-from ..summary import run_columns, summarize, summary_html, summary_markdown
+from ..summary import errors_markdown, run_columns, summarize, summary_html, summary_markdown
 from ..versions import software_versions
 from .transcribe import load_activations, track_outputs
 
@@ -57,8 +58,10 @@ def evaluate(midi_dir, index_path, evaluation: dict, out_path, log=print,
             raise LowrankAmtError(f"transcription {est_path} is missing")
         # a transcription is read as the reference is: its own pedal (CC64, where the model
         # predicts one) lengthens its notes as the reference's pedal lengthens the reference's
-        scores = transcription_metrics(read_reference(row.midi_path, evaluation), read_reference(est_path, evaluation),
-                                       evaluation["onset_tolerance"], evaluation["offset_ratio"])
+        reference, transcription = read_reference(row.midi_path, evaluation), read_reference(est_path, evaluation)
+        scores = {**transcription_metrics(reference, transcription, evaluation["onset_tolerance"],
+                                          evaluation["offset_ratio"]),
+                  **note_errors(reference, transcription, evaluation["onset_tolerance"])}
         if is_instrument_aware(est_path):  # the transcription names its instruments
             pedal = evaluation.get("pedal_extension", PEDAL_EXTENDED_REFERENCES)
             scores.update(instrument_metrics(read_class_notes(row.midi_path, pedal), read_class_notes(est_path, pedal),
@@ -94,9 +97,10 @@ def assess(model_path, index_path, out_path, templates_path, log=print) -> dict:
 
 
 def aggregate(runs: list[dict], config_hash: str, results_path, summary_path, markdown_path,
-              html_path=None) -> pd.DataFrame:
+              html_path=None, errors_path=None) -> pd.DataFrame:
     """One tidy table (a row per run and test track) and a ranked summary per run, as CSV,
-    markdown and (with ``html_path``) a page of its own.
+    markdown and (with ``html_path``) a page of its own; with ``errors_path``, the error
+    analysis (``summary.errors_markdown``) as markdown.
 
     ``runs`` lists dicts with keys dataset (the training dataset), features, model, family
     and the paths per_track, train_info, activations_info, decoding_info; optional:
@@ -127,4 +131,6 @@ def aggregate(runs: list[dict], config_hash: str, results_path, summary_path, ma
     write_text(markdown_path, summary_markdown(summary))
     if html_path is not None:
         write_text(html_path, summary_html(summary))
+    if errors_path is not None:
+        write_text(errors_path, errors_markdown(summary))
     return summary
