@@ -104,7 +104,10 @@ class Interrupted(Exception):
     pass
 
 
-@pytest.mark.parametrize("parts", [{}, {"learn_bin_gains": True, "steps_per_epoch": 2}])
+AUGMENTED = {"steps_per_epoch": 2, "augment": {"gain_db": 6, "eq_db": 6, "reverb_seconds": 0.5, "noise_db": -30}}
+
+
+@pytest.mark.parametrize("parts", [{}, {"learn_bin_gains": True, "steps_per_epoch": 2}, AUGMENTED])
 def test_resuming_from_a_checkpoint_reproduces_the_uninterrupted_run(lowrank_cache, tmp_path, parts):
     index = lowrank_cache[0] / "index.csv"
     spec = {**SPEC, "epochs": 3, **parts}
@@ -119,11 +122,14 @@ def test_resuming_from_a_checkpoint_reproduces_the_uninterrupted_run(lowrank_cac
     resumed = train(index, tmp_path / "b", spec)
     timing = ["frames_per_second"]  # the speed of each epoch differs between runs, nothing else
     pd.testing.assert_frame_equal(resumed.drop(columns=timing), uninterrupted.drop(columns=timing))
+    if "augment" in parts:  # it trains on other features than the same schedule without it
+        plain = train(index, tmp_path / "plain", {**spec, "augment": {}})
+        assert not np.allclose(plain["loss"], uninterrupted["loss"])
     with np.load(tmp_path / "a" / "model.npz") as a, np.load(tmp_path / "b" / "model.npz") as b:
         assert sorted(a.files) == sorted(b.files)
         assert all(np.array_equal(a[k], b[k]) for k in a.files if k != "config")
-        assert ("weights/log_bin_gain" in a.files) == bool(parts)
-    if parts:  # the learned gains are read back: the model transcribes as the trained one
+        assert ("weights/log_bin_gain" in a.files) == parts.get("learn_bin_gains", False)
+    if parts.get("learn_bin_gains"):  # the learned gains are read back: the model transcribes as the trained one
         family, resolved = families.resolve(spec)
         with np.load(tmp_path / "a" / "model.npz") as data:
             arrays = {k: data[k] for k in data.files}

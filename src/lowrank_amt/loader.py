@@ -19,7 +19,9 @@ one segment, zero-padded (features and targets) to T frames.
 With ``shuffle=False`` both modes go through the tracks in index order from offset 0.
 The same ``seed`` and epoch number always give the same batches. ``max_batches`` ends an
 epoch after that many batches: shuffled, a random part of the split (a different one each
-epoch), so that an epoch's cost stays flat however large the split grows.
+epoch), so that an epoch's cost stays flat however large the split grows. ``augment`` (a
+full spec of ``augment.py``) augments the features of every batch from a generator of its
+own per epoch: the batches, their order and their targets stay those without it.
 """
 
 from __future__ import annotations
@@ -30,9 +32,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .augment import augment_batch
 from .constants import N_KEYS
 from .errors import LowrankAmtError
 from .spectrogram import load_cached, read_index
+
+
+#: the augmentation's generator per epoch is seeded [seed, epoch, AUGMENT_STREAM]
+AUGMENT_STREAM = 1
 
 
 def select_training_tracks(index: pd.DataFrame, hours: float | None) -> pd.DataFrame:
@@ -76,7 +83,7 @@ class FrameBatches:
                  segment_frames: int | None = None, shuffle: bool = True,
                  train_hours: float | None = None, target: str = "roll",
                  chunk_frames: int = 256, buffer_chunks: int = 64, attack_frames: int = 0,
-                 max_batches: int | None = None):
+                 max_batches: int | None = None, augment: dict | None = None):
         if batch_frames < 1 or chunk_frames < 1 or buffer_chunks < 1 or (max_batches is not None and max_batches < 1):
             raise LowrankAmtError("batch_frames, chunk_frames, buffer_chunks and max_batches must be >= 1")
         if segment_frames is not None and not 1 <= segment_frames <= batch_frames:
@@ -105,12 +112,18 @@ class FrameBatches:
         self.batch_frames, self.seed, self.shuffle = batch_frames, seed, shuffle
         self.segment_frames, self.chunk_frames, self.buffer_chunks = segment_frames, chunk_frames, buffer_chunks
         self.max_batches = max_batches
+        self.augment = augment
+        self.frame_rate = float(tracks["frame_rate"].iloc[0]) if augment is not None else None
 
     def epoch(self, epoch: int):
         """Iterate over the batches of epoch number ``epoch``."""
         rng = np.random.default_rng([self.seed, epoch])
         batches = self._frames(rng) if self.segment_frames is None else self._segments(rng)
-        return batches if self.max_batches is None else itertools.islice(batches, self.max_batches)
+        batches = batches if self.max_batches is None else itertools.islice(batches, self.max_batches)
+        if self.augment is None:
+            return batches
+        augment_rng = np.random.default_rng([self.seed, epoch, AUGMENT_STREAM])
+        return ((augment_batch(x, augment_rng, self.augment, self.frame_rate), y) for x, y in batches)
 
     def _read(self, track: int, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
         """Frames [start, stop) of one track, copied out of short-lived memory maps."""

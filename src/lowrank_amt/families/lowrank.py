@@ -49,7 +49,8 @@ from . import lowrank_fit
 from .base import Family, Trained
 from .lowrank_fit import normalized_templates, template_layout
 from ..param import Param
-from .schema import DEVICE, TEACHER
+from ..augment import augmentation
+from .schema import AUGMENT, DEVICE, TEACHER
 from .supervision import SUPERVISIONS, Supervision
 
 # learning_rate: Adam's steps on log W are relative (at most about lr per step); at 0.1,
@@ -106,6 +107,7 @@ PARAMS = (
                   "MAPS' ISOL for a MAESTRO test); null = the model's own dataset. Its features must be the "
                   "same feature set."),
     TEACHER,
+    AUGMENT,
     Param("templates_per_key", 1, type="integer", minimum=1, maximum=16,
           meaning="Supervised and semi-supervised nmf, nmfd: templates per key (e.g. one for each piano and "
                   "dynamic a dictionary must serve); a key's activation is the sum of its templates'. "
@@ -167,6 +169,8 @@ class LowRankFamily(Family):
                                              or self.segmented):
             return True, ("model key 'instrument_templates' is for supervision 'supervised' or 'semi_supervised' of "
                           "families 'nmf' and 'nmfd', without attack_frames")
+        if augmentation(spec["augment"]) is not None and spec["form"] == "full_batch":
+            return True, "model key 'augment' is for the mini-batch forms ('online_mu', 'gradient'), which read batches"
         if not self.segmented and (spec["transcribe_time_rank"] or spec["transcribe_segment_rank"]):
             return True, "model keys 'transcribe_time_rank' and 'transcribe_segment_rank' are for family 'ntd'"
         return False, ""

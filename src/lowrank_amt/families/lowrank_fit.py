@@ -21,6 +21,7 @@ from ..factorization.activations import track_activations
 from ..factorization.core import generator
 from ..factorization.training import DictionaryLearner, GradientStep, OnlineMU, fit_full_batch
 from ..spectrogram import load_cached, load_track, read_index
+from ..augment import augmentation
 from ..loader import FrameBatches, attack_rows, select_training_tracks
 
 
@@ -140,7 +141,7 @@ def make_learner(family, spec, run, log):
     target = "class_roll" if spec["instrument_templates"] else "roll"
     batches = FrameBatches(run.index_path, "train", spec["batch_frames"], spec["seed"],
                            segment_frames=segment_frames, shuffle=True, train_hours=run.train_hours,
-                           attack_frames=attack_frames, target=target)
+                           attack_frames=attack_frames, target=target, augment=augmentation(spec["augment"]))
     try:
         validation = FrameBatches(run.index_path, "validation", spec["batch_frames"], spec["seed"],
                                   segment_frames=segment_frames, shuffle=False, attack_frames=attack_frames,

@@ -29,10 +29,11 @@ from ..constants import N_KEYS
 from ..errors import LowrankAmtError
 from ..instruments import CLASSES, index_classes
 from ..spectrogram import cache_params, read_index
+from ..augment import augmentation
 from ..loader import FrameBatches
 from .base import Family, Trained
 from ..param import Param
-from .schema import DEVICE, TEACHER
+from .schema import AUGMENT, DEVICE, TEACHER
 
 def build_model(params: dict, spec: dict, n_classes: int = 1) -> torch.nn.Module:
     """The network of a model spec (its ``architecture``) for a CQT feature set (its
@@ -91,6 +92,7 @@ class Network(Family):
                       "(the feature index's classes), trained on each class's roll; transcription then names each "
                       "note's instrument (one MIDI track per class). The note output is the largest over classes."),
         Param("seed", 0, type="integer", minimum=0, meaning="Seed of initialisation and batch order."),
+        AUGMENT,
         DEVICE,
         TEACHER,
     )
@@ -109,7 +111,7 @@ class Network(Family):
         target = "class_roll" if classes else "roll"
         batches = FrameBatches(run.index_path, "train", spec["batch_segments"] * spec["segment_frames"],
                                spec["seed"], segment_frames=spec["segment_frames"], shuffle=True,
-                               train_hours=run.train_hours, target=target)
+                               train_hours=run.train_hours, target=target, augment=augmentation(spec["augment"]))
         torch.manual_seed(spec["seed"])
         model = build_model(params, spec, max(1, len(classes))).to(run.device)
         # eval mode: batch-norm running statistics, no dropout

@@ -6,6 +6,7 @@ checks that span several keys.
 
 from __future__ import annotations
 
+from .. import augment
 from ..param import Param, properties
 
 #: Keys several families share, declared once.
@@ -16,6 +17,11 @@ TEACHER = Param("teacher", None, type=["string", "null"],
                         "replaces the training MIDI (semi-supervised low-rank models: the masks): its notes, "
                         "decoded as its validation split chose, are the targets; validation and test keep their "
                         "MIDI. null = learn from the MIDI.")
+
+AUGMENT = Param("augment", {}, type="object", additionalProperties=False, properties=properties(augment.PARAMS),
+                meaning="Training-time augmentation of the features (augment.py), a random gain, equaliser, room "
+                        "and noise per training segment, seeded; {} (the default): none. Keys: " + " ".join(
+                            f"`{p.name}`: {p.meaning}" for p in augment.PARAMS))
 
 
 def definition(families: list) -> dict:

@@ -34,10 +34,11 @@ from ..errors import LowrankAmtError
 from ..factorization.activations import class_outputs
 from ..factorization.unrolled_mu import UnrolledMU
 from ..spectrogram import read_index
+from ..augment import augmentation
 from ..loader import FrameBatches
 from .base import Family, Trained
 from ..param import Param
-from .schema import DEVICE, TEACHER
+from .schema import AUGMENT, DEVICE, TEACHER
 
 
 def learned_names(model: UnrolledMU) -> list[str]:
@@ -88,6 +89,7 @@ class Unrolled(Family):
         Param("learning_rate", 0.01, type="number", exclusiveMinimum=0, meaning="Adam learning rate."),
         Param("seed", 0, type="integer", minimum=0,
               meaning="Seed of the dictionary's initialisation and of the batch order."),
+        AUGMENT,
         DEVICE,
         TEACHER,
     )
@@ -109,7 +111,8 @@ class Unrolled(Family):
         templates = base.fit(base_spec, dataclasses.replace(run, train_hours=None, checkpoint_path=None), log).arrays
         batches = FrameBatches(run.index_path, "train", spec["batch_segments"] * spec["segment_frames"],
                                spec["seed"], segment_frames=spec["segment_frames"], shuffle=True,
-                               train_hours=run.train_hours, max_batches=spec["steps_per_epoch"] or None)
+                               train_hours=run.train_hours, max_batches=spec["steps_per_epoch"] or None,
+                               augment=augmentation(spec["augment"]))
         first, _ = next(iter(batches.epoch(0)))
         torch.manual_seed(spec["seed"])
         model = UnrolledMU(base.numerics, torch.from_numpy(templates["W"]), templates["template_keys"],
