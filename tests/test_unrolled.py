@@ -107,7 +107,8 @@ class Interrupted(Exception):
 AUGMENTED = {"steps_per_epoch": 2, "augment": {"gain_db": 6, "eq_db": 6, "reverb_seconds": 0.5, "noise_db": -30}}
 
 
-@pytest.mark.parametrize("parts", [{}, {"learn_bin_gains": True, "steps_per_epoch": 2}, AUGMENTED])
+@pytest.mark.parametrize("parts", [{}, {"learn_bin_gains": True, "steps_per_epoch": 2}, AUGMENTED,
+                                   {"untie_layers": True, "steps_per_epoch": 2}])
 def test_resuming_from_a_checkpoint_reproduces_the_uninterrupted_run(lowrank_cache, tmp_path, parts):
     index = lowrank_cache[0] / "index.csv"
     spec = {**SPEC, "epochs": 3, **parts}
@@ -177,3 +178,52 @@ def test_bin_gains_at_zero_are_plain_mu_and_weight_the_divergence_per_bin(numeri
     with torch.no_grad():
         one_layer.log_bin_gain[0] = weight.log() / beta
     torch.testing.assert_close(one_layer.activations(V[None]), expected, rtol=1e-5, atol=1e-12)
+
+
+@pytest.mark.parametrize("numerics, beta", [(nmf, 1.0), (nmf, 0.5), (nmfd, 1.0)])
+def test_untied_layers_at_their_start_are_plain_mu_and_each_layer_reads_its_own_dictionary(numerics, beta):
+    model, V, plain = unrolled_and_plain(numerics, beta)
+    untied = UnrolledMU(numerics, model.W, np.arange(88), beta, layers=7, floor=1e-3, untie_layers=True)
+    torch.testing.assert_close(untied.activations(V[None])[0], plain, rtol=RTOL, atol=ATOL)
+    # a change to the third layer's dictionary changes the output; the model's W is the last layer's
+    with torch.no_grad():
+        untied.log_W_change[2, ..., :30, 5] += 0.5  # a change of shape, not of scale
+    assert not torch.allclose(untied.activations(V[None])[0], plain, rtol=1e-4)
+    torch.testing.assert_close(untied.W, model.W, rtol=1e-6, atol=0)
+    with torch.no_grad():
+        untied.log_W_change[-1, ..., :30, 5] += 0.5
+    assert not torch.allclose(untied.W, model.W, rtol=1e-4)
+
+
+def test_untied_layers_train_each_their_dictionary_and_are_assessed_per_layer(lowrank_cache, tmp_path):
+    index = lowrank_cache[0] / "index.csv"
+    spec = {**SPEC, "untie_layers": True, "steps_per_epoch": 3}
+    losses = train(index, tmp_path / "untied", spec)
+    validation = losses[losses["split"] == "validation"]["loss"].to_numpy()
+    assert validation[-1] < 0.95 * validation[0]
+    family, resolved = families.resolve(spec)
+    with np.load(tmp_path / "untied" / "model.npz") as data:
+        arrays = {k: data[k] for k in data.files}
+    layers = family.layer_dictionaries(arrays, resolved)
+    assert len(layers) == 5 and all(W.shape == (264, 88) for W in layers)
+    assert not np.allclose(layers[0], layers[-1], rtol=1e-3)  # each layer learned its own
+    np.testing.assert_allclose(layers[-1], family.dictionary(arrays, resolved)[0], rtol=1e-5)
+    info = read_json(tmp_path / "untied" / "train.json")
+    assert info["n_parameters"] == 5 * 88 + 5 + 5 * 88 + 5 * 264 * 88  # a dictionary per layer, no frozen W
+    scores = evaluation.assess(tmp_path / "untied" / "model.npz", index, tmp_path / "interp.json",
+                               tmp_path / "templates.csv", log=QUIET)
+    assert len(scores["layer_interpretability"]) == 5
+    assert min(scores["layer_interpretability"]) > 0.8 and scores["interpretability"] > 0.8
+    # steering slices every layer's dictionary; adaptation moves every layer's as it moves W
+    steered = family.steer(arrays, resolved, Steering.from_options(("C4", "C5"), None, None, None, 0.5, None, 0.2, 0.3))
+    assert steered["weights/log_W_change"].shape == (5, 264, 13) and steered["W_templates"].shape == (264, 13)
+    features, roll = np.load(lowrank_cache[0] / "train_0.npy"), np.load(lowrank_cache[0] / "train_0.roll.npy")
+    adapted = family.adapt(arrays, resolved, features, roll, torch.device("cpu"), iterations=5)
+    layers_after = family.layer_dictionaries(adapted, resolved)
+    # each layer's templates change in shape as W does (each keeps its sum: up to a scale per template)
+    shape = lambda change: change - change.mean(axis=0)  # noqa: E731
+    moved = [shape(np.log(after / before)) for after, before in zip(layers_after, layers)]
+    np.testing.assert_allclose(moved[-1], shape(np.log(adapted["W"] / arrays["W"])), atol=1e-4)
+    np.testing.assert_allclose(moved[0], moved[-1], atol=1e-4)
+    assert np.abs(moved[0]).max() > 1e-3
+    assert family.skip({**resolved, "learn_dictionary": True})[0]

@@ -89,6 +89,13 @@ def dictionary_scores(templates: pd.DataFrame, played_pitches) -> dict:
     }
 
 
+def load_layer_dictionaries(model_path) -> list[np.ndarray]:
+    """Spectral templates (bins x K) of each layer of a ``model.npz`` whose layers have
+    dictionaries of their own (untied unrolled layers); [] for any other model."""
+    model = load_model(model_path)
+    return [np.clip(W, 0.0, None) for W in model.family.layer_dictionaries(model.arrays, model.spec) or []]
+
+
 def load_dictionary(model_path, n_bins: int) -> tuple[np.ndarray, np.ndarray | None]:
     """Spectral templates (bins x K) and their labels (K,: MIDI, NaN = unlabelled; None
     when no template is labelled) of a ``model.npz``, as its family reads them

@@ -116,7 +116,7 @@ def init_activations(V, W, gen=None, mask=None, start_floor: float = 1e-3, **_) 
     gram = W.T @ W
     ridge = 1e-3 * gram.diagonal().mean().clamp_min(EPS)
     projector = torch.linalg.solve(gram + ridge * torch.eye(W.shape[1], dtype=W.dtype, device=W.device), W.T)
-    return {"H": (projector @ V).clamp_min_(float(start_floor * level) + EPS)}
+    return {"H": (projector @ V).clamp_min_(float(start_floor * level.detach()) + EPS)}
 
 
 def reconstruct(W, activations) -> torch.Tensor:

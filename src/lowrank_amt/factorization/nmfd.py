@@ -113,7 +113,7 @@ def init_activations(V, W, gen=None, mask=None, **_) -> dict:
     """Constant H whose reconstruction has V's mean; zero outside ``mask``."""
     level = V.mean() / W.sum(dim=(0, 2)).mean().clamp_min(EPS)
     shape = (*V.shape[:-2], W.shape[2], V.shape[-1])
-    H = torch.full(shape, float(level), dtype=V.dtype, device=V.device)
+    H = torch.full(shape, float(level.detach()), dtype=V.dtype, device=V.device)
     return {"H": H if mask is None else H * mask}
 
 

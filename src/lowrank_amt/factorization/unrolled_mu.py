@@ -18,7 +18,12 @@ g_l says which bins layer l trusts. With every parameter at zero, the
 start (the family's ``init_activations``) and the L layers are L plain MU iterations: the
 same formula in another order of operations, so equal to a few float32 units in the last
 place (how many depends on the CPU's vector kernels). W stays the readable templates: frozen, or fine-tuned (``learn_dictionary``:
-kept nonnegative and of unit sum per template as W = exp(log_W) / its sum).
+kept nonnegative and of unit sum per template as W = exp(log_W) / its sum). With
+``untie_layers`` each layer has a dictionary W_l of its own (deep NMF's untied layers, Le
+Roux et al. 2015): W_l = W * exp(c_l) rescaled so that each template keeps its sum, with a
+learned log-change c_l of zero at the start (so W_l is W to the last bit there), each
+template still its key's; the start takes W_1, and the reconstruction and the transcribed
+activations pair with the last layer's, which is the model's W.
 
 Two heads read the final activations on a log scale, per key (templates summed onto
 their keys): the *note* logit a_k * log(H_k + floor) + b_k and the *onset* logit
@@ -53,15 +58,17 @@ PRIOR_PROBABILITY = 0.02
 def unrolled_activations(numerics, V, W, beta: float, log_scale, log_exponent, start=None,
                          log_bin_gain=None) -> torch.Tensor:
     """The activations H after len(log_scale) unrolled layers (see the module docstring);
-    ``start`` defaults to the family's ``init_activations``; ``log_bin_gain`` (layers x
-    bins), the bin gains, none by default."""
-    activations = start if start is not None else numerics.init_activations(V, W)
+    ``W`` one dictionary for every layer, or a sequence of one per layer (untied);
+    ``start`` defaults to the family's ``init_activations`` (with the first layer's W);
+    ``log_bin_gain`` (layers x bins), the bin gains, none by default."""
+    layer_W = W if isinstance(W, (list, tuple)) else [W] * len(log_scale)
+    activations = start if start is not None else numerics.init_activations(V, layer_W[0] if layer_W else W)
     H, gamma = activations["H"], mu_exponent(beta)
     for layer, (scale, exponent) in enumerate(zip(log_scale, log_exponent)):
-        V_seen, W_seen = V, W
+        V_seen, W_seen = V, layer_W[layer]
         if log_bin_gain is not None:  # (bins, 1) broadcasts over V's frames and W's templates
             gain = log_bin_gain[layer].exp()[:, None]
-            V_seen, W_seen = V * gain, W * gain
+            V_seen, W_seen = V * gain, W_seen * gain
         numerator, denominator = numerics.activation_terms(V_seen, W_seen, {"H": H}, beta)
         # a ratio of 0 (a silent frame) is floored far below anything MU keeps, so that
         # its power has a finite gradient and the step still gives plain MU's eps
@@ -70,22 +77,29 @@ def unrolled_activations(numerics, V, W, beta: float, log_scale, log_exponent, s
     return H
 
 
+def unit_sum(W: torch.Tensor) -> torch.Tensor:
+    """W with each template (last axis) scaled to unit sum over its other axes."""
+    return W / W.reshape(-1, W.shape[-1]).sum(dim=0)
+
+
 class UnrolledMU(nn.Module):
     """W (frozen or learned) and L unrolled MU layers with note and onset heads."""
 
     def __init__(self, numerics, W: torch.Tensor, template_keys, beta: float, layers: int, floor: float,
-                 learn_dictionary: bool = False, learn_bin_gains: bool = False):
+                 learn_dictionary: bool = False, learn_bin_gains: bool = False, untie_layers: bool = False):
         super().__init__()
         self.numerics, self.beta, self.floor = numerics, float(beta), float(floor)
         K = W.shape[-1]
         self.config = {"layers": int(layers), "beta": float(beta), "floor": float(floor),
                        "learn_dictionary": bool(learn_dictionary), "learn_bin_gains": bool(learn_bin_gains),
-                       "n_templates": int(K)}
+                       "untie_layers": bool(untie_layers), "n_templates": int(K)}
         self.register_buffer("template_keys", torch.as_tensor(template_keys, dtype=torch.long))
         if learn_dictionary:
             self.log_W = nn.Parameter(torch.log(W.clamp_min(EPS)))
         else:
             self.register_buffer("W_fixed", W.clone())
+        if untie_layers:
+            self.log_W_change = nn.Parameter(torch.zeros(layers, *W.shape))
         self.log_scale = nn.Parameter(torch.zeros(layers, K))
         self.log_exponent = nn.Parameter(torch.zeros(layers))
         self.log_bin_gain = nn.Parameter(torch.zeros(layers, W.shape[-2])) if learn_bin_gains else None
@@ -100,15 +114,27 @@ class UnrolledMU(nn.Module):
 
     @property
     def W(self) -> torch.Tensor:
-        """The dictionary, each template of unit sum."""
+        """The dictionary the transcribed activations are of, each template of unit sum:
+        the last layer's when the layers are untied."""
+        if self.config.get("untie_layers"):
+            return self.layer_dictionaries()[-1]
         if not self.config["learn_dictionary"]:
             return self.W_fixed
-        W = self.log_W.exp()
-        return W / W.reshape(-1, W.shape[-1]).sum(dim=0)
+        return unit_sum(self.log_W.exp())
+
+    def layer_dictionaries(self) -> list[torch.Tensor]:
+        """Each layer's dictionary (untied layers), else W for every layer."""
+        if not self.config.get("untie_layers"):
+            return [self.W] * self.config["layers"]
+        W, flat = self.W_fixed, self.W_fixed.reshape(-1, self.W_fixed.shape[-1])
+        changed = [W * change.exp() for change in self.log_W_change]
+        # each template keeps its sum: at a change of zero the ratio is exactly 1
+        return [Wc / (Wc.reshape(flat.shape).sum(dim=0) / flat.sum(dim=0)) for Wc in changed]
 
     def activations(self, V: torch.Tensor) -> torch.Tensor:
         """Template activations (batch, K, frames) of features V (batch, bins, frames)."""
-        return unrolled_activations(self.numerics, V, self.W, self.beta, self.log_scale, self.log_exponent,
+        W = self.layer_dictionaries() if self.config.get("untie_layers") else self.W
+        return unrolled_activations(self.numerics, V, W, self.beta, self.log_scale, self.log_exponent,
                                     log_bin_gain=self.log_bin_gain)
 
     def key_activations(self, H: torch.Tensor) -> torch.Tensor:

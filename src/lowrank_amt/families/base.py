@@ -192,6 +192,11 @@ class Family:
     def dictionary(self, arrays: dict, spec: dict) -> tuple[np.ndarray, np.ndarray] | None:
         return None
 
+    def layer_dictionaries(self, arrays: dict, spec: dict) -> list[np.ndarray] | None:
+        """Spectral templates (bins x K) of each layer, for a model whose layers have
+        dictionaries of their own (labelled as ``dictionary``'s); None otherwise."""
+        return None
+
     def separator(self, arrays: dict, spec: dict, device):
         """A function separating a track into one stem per class, or None."""
         return None

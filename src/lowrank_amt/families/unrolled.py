@@ -32,6 +32,7 @@ from ..epoch_scoring import note_f_scorer
 from ..epochs import fingerprint, fit_epochs
 from ..errors import LowrankAmtError
 from ..factorization.activations import class_outputs
+from ..factorization.core import EPS
 from ..factorization.unrolled_mu import UnrolledMU
 from ..spectrogram import read_index
 from ..augment import augmentation
@@ -39,6 +40,11 @@ from ..loader import FrameBatches
 from .base import Family, Trained
 from ..param import Param
 from .schema import AUGMENT, DEVICE, TEACHER
+
+
+def learns_dictionaries(spec) -> bool:
+    """Whether the model learns its dictionary (one, or one per layer)."""
+    return spec["learn_dictionary"] or spec["untie_layers"]
 
 
 def learned_names(model: UnrolledMU) -> list[str]:
@@ -70,6 +76,9 @@ class Unrolled(Family):
         Param("learn_bin_gains", False, type="boolean",
               meaning="Learn a gain per layer and frequency bin through which the layer sees the features and W: "
                       "MU for the divergence weighted per bin (which bins each layer trusts)."),
+        Param("untie_layers", False, type="boolean",
+              meaning="Each layer learns a dictionary of its own, started from the templates (deep NMF's untied "
+                      "layers); every template stays its key's, each layer's interpretability is reported."),
         Param("instrument_templates", False, type="boolean",
               meaning="The base dictionary has templates per instrument class and key (the base supervised model's "
                       "instrument_templates): transcription names each note's instrument and separates stems from "
@@ -94,6 +103,12 @@ class Unrolled(Family):
         TEACHER,
     )
 
+    def skip(self, spec):
+        if spec["untie_layers"] and spec["learn_dictionary"]:
+            return True, ("model keys 'untie_layers' and 'learn_dictionary' exclude each other (untied layers "
+                          "learn a dictionary each)")
+        return False, ""
+
     def base(self, spec):
         """(the base low-rank family, the spec of its supervised model)."""
         from . import resolve
@@ -117,8 +132,8 @@ class Unrolled(Family):
         torch.manual_seed(spec["seed"])
         model = UnrolledMU(base.numerics, torch.from_numpy(templates["W"]), templates["template_keys"],
                            spec["beta"], spec["layers"], floor=float(first.mean()),
-                           learn_dictionary=spec["learn_dictionary"],
-                           learn_bin_gains=spec["learn_bin_gains"]).to(run.device)
+                           learn_dictionary=spec["learn_dictionary"], learn_bin_gains=spec["learn_bin_gains"],
+                           untie_layers=spec["untie_layers"]).to(run.device)
 
         def loss(model, features, roll):
             note, onset, reconstruction = model.outputs(features)
@@ -136,7 +151,7 @@ class Unrolled(Family):
         model.load_state_dict(state["best"])
         log(f"best validation loss {state['best_loss']:.4f} at epoch {state['best_epoch']}")
         info = {"train_seconds": state["seconds"], "train_cpu_seconds": state["cpu_seconds"],
-                "n_parameters": n_parameters(model) + (0 if spec["learn_dictionary"] else int(templates["W"].size)),
+                "n_parameters": n_parameters(model) + (0 if learns_dictionaries(spec) else int(templates["W"].size)),
                 "epochs": state["epoch"], "best_epoch": state["best_epoch"], "best_validation_loss": state["best_loss"],
                 "stopped_early": state["stopped_early"], "n_training_frames": batches.n_frames}
         classes = {"template_classes": templates["template_classes"]} if "template_classes" in templates else {}
@@ -145,7 +160,9 @@ class Unrolled(Family):
     def arrays_of(self, model: UnrolledMU, spec) -> dict:
         with torch.no_grad():
             W = model.W.cpu().numpy().astype(np.float32)
-        return {"W": W, "template_keys": model.template_keys.cpu().numpy(),
+        # untied layers: W is the last layer's dictionary, W_templates the one they change
+        templates = {"W_templates": model.W_fixed.cpu().numpy()} if model.config["untie_layers"] else {}
+        return {"W": W, "template_keys": model.template_keys.cpu().numpy(), **templates,
                 **{WEIGHTS + name: getattr(model, name).detach().cpu().numpy() for name in learned_names(model)},
                 "config": json.dumps({**model.config, "base": spec["base"]})}
 
@@ -153,9 +170,11 @@ class Unrolled(Family):
         """The trained model of a model's arrays, in eval mode on ``device``."""
         config = json.loads(str(arrays["config"]))
         base, _ = self.base(spec)
-        model = UnrolledMU(base.numerics, torch.from_numpy(np.asarray(arrays["W"], dtype=np.float32)),
+        W = arrays.get("W_templates", arrays["W"])
+        model = UnrolledMU(base.numerics, torch.from_numpy(np.asarray(W, dtype=np.float32)),
                            np.asarray(arrays["template_keys"]), config["beta"], config["layers"], config["floor"],
-                           learn_bin_gains=config.get("learn_bin_gains", False))
+                           learn_bin_gains=config.get("learn_bin_gains", False),
+                           untie_layers=config.get("untie_layers", False))
         with torch.no_grad():
             for name in learned_names(model):
                 getattr(model, name).copy_(torch.from_numpy(np.asarray(arrays[WEIGHTS + name])))
@@ -198,19 +217,32 @@ class Unrolled(Family):
         templates = base.numerics.spectral_templates(np.asarray(arrays["W"], dtype=float))
         return templates, MIDI_MIN + np.asarray(arrays["template_keys"], dtype=float)
 
+    def layer_dictionaries(self, arrays, spec):
+        if "W_templates" not in arrays:
+            return None
+        base, _ = self.base(spec)
+        model = self.load(arrays, spec, "cpu")
+        with torch.no_grad():
+            return [base.numerics.spectral_templates(W.numpy().astype(float)) for W in model.layer_dictionaries()]
+
     def steer(self, arrays, spec, steering):
         keep = steering.restrict_templates(arrays["template_keys"])
         if not keep.any():
             raise LowrankAmtError("the model has no template for any of the allowed keys")
-        scale = WEIGHTS + "log_scale"
+        per_template = [WEIGHTS + "log_scale", WEIGHTS + "log_W_change", "W_templates"]
         return {**arrays, "W": arrays["W"][..., keep], "template_keys": arrays["template_keys"][keep],
-                scale: np.asarray(arrays[scale])[:, keep],
+                **{name: np.asarray(arrays[name])[..., keep] for name in per_template if name in arrays},
                 **({"template_classes": arrays["template_classes"][keep]} if "template_classes" in arrays else {})}
 
     def adapt(self, arrays, spec, features, roll, device, iterations):
-        """The base family's adaptation of the dictionary; the learned layers are kept."""
+        """The base family's adaptation of the dictionary; the learned layers are kept.
+        Untied layers' dictionaries each take the change W takes, entry by entry."""
         base, base_spec = self.base(spec)
-        return {**arrays, **base.adapt(arrays, base_spec, features, roll, device, iterations)}
+        adapted = base.adapt(arrays, base_spec, features, roll, device, iterations)
+        if "W_templates" in arrays:
+            ratio = np.maximum(adapted["W"], EPS) / np.maximum(arrays["W"], EPS)
+            adapted["W_templates"] = (np.asarray(arrays["W_templates"]) * ratio).astype(np.float32)
+        return {**arrays, **adapted}
 
 
 @torch.no_grad()

@@ -14,7 +14,7 @@ import pandas as pd
 
 from ..decode import decoding_grid, mean_note_f
 from ..errors import LowrankAmtError
-from ..interpretability import dictionary_scores, load_dictionary, template_table
+from ..interpretability import dictionary_scores, load_dictionary, load_layer_dictionaries, template_table
 from ..io import atomic_path, read_csv, read_json, write_json, write_text
 from ..constants import PEDAL_EXTENDED_REFERENCES
 from ..instruments import is_instrument_aware, read_class_notes
@@ -88,6 +88,11 @@ def assess(model_path, index_path, out_path, templates_path, log=print) -> dict:
     played = np.concatenate([read_midi_notes(r.midi_path)[1] for r in read_index(index_path, "test").itertuples()]
                             or [np.zeros(0, dtype=int)])
     scores = dictionary_scores(templates, played)
+    layers = load_layer_dictionaries(model_path)
+    if layers:  # untied layers: each layer's dictionary scored as the model's is
+        scores["layer_interpretability"] = [dictionary_scores(template_table(W, freqs, labels), played)
+                                            ["interpretability"] for W in layers]
+        log("interpretability per layer: " + ", ".join(f"{s:.3f}" for s in scores["layer_interpretability"]))
     with atomic_path(templates_path) as tmp:
         templates.to_csv(tmp, index=False)
     write_json(out_path, {k: None if isinstance(v, float) and np.isnan(v) else v for k, v in scores.items()})
