@@ -8,7 +8,7 @@ relative to the track's peak activation. Per key:
 * **Onsets** (``onset``):
   ``"threshold"`` — where the activation rises through ``threshold``;
   ``"peaks"`` — at local peaks of the activation that reach ``threshold`` and rise
-  above the lowest activation since the previous onset by ``1 / ONSET_DIP`` (so a
+  above the lowest activation since the previous onset by ``1 / onset_dip`` (so a
   re-struck key starts a new note even when its activation never falls below the
   threshold);
   ``"adaptive"`` — the same peak picking on the activation minus its average over the
@@ -19,6 +19,13 @@ relative to the track's peak activation. Per key:
   (``attack``, e.g. a low-rank model's attack templates), each relative to its own
   peak: the attack of a re-struck key is a new peak there even where the note's
   activation never falls.
+  ``"states"`` — each key's on/off path by Viterbi under a two-state note model
+  (``note_states.py``): evidence ``state_slope * ln(h / threshold)`` per frame,
+  transition probabilities ``state_p_on`` and ``state_p_off`` fitted on the validation
+  split's reference notes; a note is a run of "on" (ending there, or earlier by the
+  offset rules below), split where an ``"adaptive"`` peak onset re-strikes the key
+  inside it. At p_on = p_off = 0.5 and ``onset_dip`` 0 (no re-strike) it is the
+  ``"threshold"`` rule.
   Peak onsets are placed at the first frame of the rise that reaches half the peak:
   the middle of a rise smeared by the analysis window.
 * **Offsets**: with ``offset_fraction`` f, a note ends at the first frame after its
@@ -55,12 +62,14 @@ import numpy as np
 
 from .constants import MIDI_MIN, OFFSET_RATIO, ONSET_TOLERANCE
 from .metrics import note_metrics
+from .note_states import fit_transitions, notes_roll, viterbi_on
 from .velocity import fit_curve, matched_velocities, note_velocities
 
-ONSET_METHODS = ("threshold", "peaks", "adaptive", "attack")
+ONSET_METHODS = ("threshold", "peaks", "adaptive", "attack", "states")
 
 #: A peak starts a new note only if the activation dipped to this share of the peak
-#: since the previous onset (hysteresis against ripples on a decaying activation).
+#: since the previous onset (hysteresis against ripples on a decaying activation); the
+#: decoder's default ``onset_dip``, which a grid (``onset_dips``) may search.
 ONSET_DIP = 0.7
 
 #: An activation must stay under the offset level this long (s) to end a note, so that
@@ -68,8 +77,13 @@ ONSET_DIP = 0.7
 OFFSET_HOLD_SECONDS = 0.1
 
 #: Default decoding parameters; ``tune_decoding`` searches a grid around them.
-DEFAULTS = {"threshold": 0.1, "onset": "threshold", "offset_fraction": None,
-            "min_note_seconds": 0.05, "adaptive_seconds": 0.25, "release_slope": None}
+DEFAULTS = {"threshold": 0.1, "onset": "threshold", "offset_fraction": None, "min_note_seconds": 0.05,
+            "adaptive_seconds": 0.25, "onset_dip": ONSET_DIP, "release_slope": None, "state_slope": 1.0}
+#: Parameters of some onset rules only: searched with those rules alone.
+RULE_PARAMS = (("adaptive_seconds", ("adaptive", "states")), ("state_slope", ("states",)),
+               ("onset_dip", ("peaks", "adaptive", "attack", "states")))
+#: Parameters fitted, not searched: the note-state model's transitions (neutral: 0.5).
+FITTED = {"state_p_on": 0.5, "state_p_off": 0.5}
 #: The decoding parameters that place offsets, chosen in the second stage of tuning.
 OFFSET_PARAMS = ("offset_fraction", "release_slope")
 
@@ -89,15 +103,16 @@ def _threshold_onsets(h: np.ndarray, threshold: float) -> np.ndarray:
     return np.nonzero(above & ~np.concatenate([[False], above[:-1]]))[0]
 
 
-def _peak_onsets(h: np.ndarray, novelty: np.ndarray, threshold: float) -> np.ndarray:
+def _peak_onsets(h: np.ndarray, novelty: np.ndarray, threshold: float, dip: float = ONSET_DIP) -> np.ndarray:
     """Onset frames at peaks of ``novelty`` that reach ``threshold``, with hysteresis on
-    ``h``, each moved back to the first frame of its rise at half the peak."""
+    ``h`` (a new note only after a dip to ``dip`` times the peak), each moved back to the
+    first frame of its rise at half the peak."""
     previous = np.concatenate([[-np.inf], novelty[:-1]])
     following = np.concatenate([novelty[1:], [-np.inf]])
     peaks = np.nonzero((novelty > previous) & (novelty >= following) & (novelty >= threshold))[0]
     onsets, last_peak = [], None
     for p in peaks:
-        if last_peak is not None and h[last_peak:p + 1].min() > ONSET_DIP * h[p]:
+        if last_peak is not None and h[last_peak:p + 1].min() >= dip * h[p]:
             continue  # a ripple on the same note
         start = p
         while start > 0 and h[start - 1] < h[start] and h[start - 1] >= 0.5 * h[p]:
@@ -107,6 +122,18 @@ def _peak_onsets(h: np.ndarray, novelty: np.ndarray, threshold: float) -> np.nda
         onsets.append(start)
         last_peak = p
     return np.array(onsets, dtype=int)
+
+
+def _state_notes(on: np.ndarray, restrikes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(onsets, ends) of one key's notes from its on/off path: a note per run of "on",
+    split where a re-strike (an ``"adaptive"`` peak onset) falls inside the run."""
+    edges = np.diff(np.concatenate([[0], on.astype(int), [0]]))
+    onsets, ends = [], []
+    for start, end in zip(np.nonzero(edges == 1)[0], np.nonzero(edges == -1)[0]):
+        starts = [start, *restrikes[(restrikes > start + 1) & (restrikes < end)]]
+        onsets += starts
+        ends += starts[1:] + [end]
+    return np.array(onsets, dtype=int), np.array(ends, dtype=int)
 
 
 def _first_lasting_run(below: np.ndarray, hold: int) -> int:
@@ -133,15 +160,17 @@ def _release(h: np.ndarray, drop_db: float, frames: int) -> int:
     return int(hits[0]) + 1 if len(hits) else len(h)
 
 
-def _key_notes(h, onsets, threshold, offset_fraction, min_frames, hold_frames=1, release_db=None):
+def _key_notes(h, onsets, threshold, offset_fraction, min_frames, hold_frames=1, release_db=None, ends=None):
     """(start, end, peak) frames of one key's notes, given its onset frames;
-    ``release_db``: the fall over ``hold_frames`` that ends a note (None: none)."""
+    ``release_db``: the fall over ``hold_frames`` that ends a note (None: none);
+    ``ends``: where each note must end at the latest (a note-state path's end of "on";
+    default: the next onset), and ends without an offset fraction."""
     notes = []
-    bounds = list(onsets[1:]) + [len(h)]
+    bounds = list(onsets[1:]) + [len(h)] if ends is None else list(ends)
     for start, limit in zip(onsets, bounds):
         segment = h[start:limit]
         if offset_fraction is None:
-            below = np.nonzero(segment < threshold)[0]
+            below = np.nonzero(segment < threshold)[0] if ends is None else []
             end = start + (below[0] if len(below) else len(segment))
             peak = float(h[start:end].max()) if end > start else 0.0
         else:
@@ -163,20 +192,23 @@ def activations_to_notes(H: np.ndarray, frame_rate: float, threshold: float,
                          min_note_seconds: float = 0.05, onset: str = "threshold",
                          offset_fraction: float | None = None, adaptive_seconds: float = 0.25,
                          peak: float | None = None, attack: np.ndarray | None = None,
-                         release_slope: float | None = None, velocity_curve: dict | None = None):
+                         release_slope: float | None = None, velocity_curve: dict | None = None, **states):
     """Return (intervals, pitches, velocities) decoded from activations ``H`` (88 x
     frames, nonnegative); see the module docstring for the rules. ``peak``: the track's
     largest activation when ``H`` is a piece of it (default: H's own). ``attack``: onset
     activations (as H), which onset method ``"attack"`` needs. ``velocity_curve``: the
-    calibration of ``velocity.py`` (default: 127 times the note's relative peak)."""
+    calibration of ``velocity.py`` (default: 127 times the note's relative peak).
+    ``states``: the ``"states"`` rule's ``state_slope``, ``state_p_on``, ``state_p_off``."""
     intervals, pitches, peaks = note_peaks(H, frame_rate, threshold, min_note_seconds, onset, offset_fraction,
-                                           adaptive_seconds, peak, attack, release_slope)
+                                           adaptive_seconds, peak, attack, release_slope, **states)
     return intervals, pitches, note_velocities(peaks, pitches, velocity_curve)
 
 
 def note_peaks(H: np.ndarray, frame_rate: float, threshold: float, min_note_seconds: float = 0.05,
                onset: str = "threshold", offset_fraction: float | None = None, adaptive_seconds: float = 0.25,
-               peak: float | None = None, attack: np.ndarray | None = None, release_slope: float | None = None):
+               peak: float | None = None, attack: np.ndarray | None = None, release_slope: float | None = None,
+               state_slope: float = 1.0, state_p_on: float = 0.5, state_p_off: float = 0.5,
+               onset_dip: float = ONSET_DIP):
     """(intervals, pitches, peaks) of ``activations_to_notes``' notes, each note's peak
     relative to the track's largest activation."""
     H = np.asarray(H, dtype=np.float64)
@@ -200,7 +232,7 @@ def note_peaks(H: np.ndarray, frame_rate: float, threshold: float, min_note_seco
     min_frames = max(1, int(round(min_note_seconds * frame_rate)))
     hold_frames = max(1, int(round(OFFSET_HOLD_SECONDS * frame_rate)))
     release_db = None if release_slope is None else release_slope * hold_frames / frame_rate
-    if onset == "adaptive":
+    if onset in ("adaptive", "states"):
         novelty = H - _trailing_average(H, max(1, int(round(adaptive_seconds * frame_rate))))
     elif onset == "attack":
         if attack is None or np.shape(attack) != H.shape:
@@ -209,18 +241,24 @@ def note_peaks(H: np.ndarray, frame_rate: float, threshold: float, min_note_seco
         novelty = novelty / novelty.max() if novelty.max() > 0 else novelty
     rows = []
     searched = novelty if onset == "attack" else H
-    for key in np.nonzero(searched.max(axis=1) >= (0 if onset == "adaptive" else threshold))[0]:
-        h = H[key]
-        if onset == "threshold":
+    keys = np.nonzero(searched.max(axis=1) >= (0 if onset == "adaptive" else threshold))[0]
+    if onset == "states":
+        on = viterbi_on(H, threshold, state_slope, state_p_on, state_p_off)
+        keys = np.nonzero(on.any(axis=1))[0]
+    for key in keys:
+        h, ends = H[key], None
+        if onset == "states":
+            onsets, ends = _state_notes(on[key], _peak_onsets(h, novelty[key], threshold, onset_dip))
+        elif onset == "threshold":
             onsets = _threshold_onsets(h, threshold)
         elif onset == "peaks":
-            onsets = _peak_onsets(h, h, threshold)
+            onsets = _peak_onsets(h, h, threshold, onset_dip)
         elif onset == "adaptive":
-            onsets = _peak_onsets(h, novelty[key], threshold)
+            onsets = _peak_onsets(h, novelty[key], threshold, onset_dip)
         else:  # attack: peaks of the onset activations, with hysteresis on them too
-            onsets = _peak_onsets(novelty[key], novelty[key], threshold)
+            onsets = _peak_onsets(novelty[key], novelty[key], threshold, onset_dip)
         for start, end, note_peak in _key_notes(h, onsets, threshold, offset_fraction, min_frames, hold_frames,
-                                                release_db):
+                                                release_db, ends):
             rows.append((start / frame_rate, end / frame_rate, MIDI_MIN + key, note_peak))
     if not rows:
         return empty
@@ -329,11 +367,12 @@ def tune_decoding(tracks, grid: dict, frame_rate: float, onset_tolerance: float 
                          "needs a model with onset activations)")
     trials = []
     onset_names = [n for n in DEFAULTS if n not in OFFSET_PARAMS]
+    fitted = fitted_params(tracks, frame_rate) if "states" in candidates["onset"] else {}
     best, best_score = None, -np.inf
     for values in itertools.product(*(candidates[n] for n in onset_names)):
-        params = {**dict(zip(onset_names, values)), **{n: candidates[n][0] for n in OFFSET_PARAMS}}
-        if params["onset"] == "adaptive" or len(candidates["adaptive_seconds"]) == 1 or \
-                params["adaptive_seconds"] == candidates["adaptive_seconds"][0]:
+        params = {**dict(zip(onset_names, values)), **{n: candidates[n][0] for n in OFFSET_PARAMS}, **fitted}
+        # a parameter of one onset rule is searched with that rule only
+        if all(params["onset"] in rules or params[name] == candidates[name][0] for name, rules in RULE_PARAMS):
             score = mean_note_f(tracks, frame_rate, params, "note_onset_f", onset_tolerance, offset_ratio)
             trials.append({**params, "stage": "onset", "metric": "note_onset_f", "score": score})
             if score > best_score:
@@ -349,6 +388,14 @@ def tune_decoding(tracks, grid: dict, frame_rate: float, onset_tolerance: float 
     return best, trials
 
 
+def fitted_params(tracks, frame_rate: float) -> dict:
+    """The note-state model's transitions (``FITTED``) fitted on the reference notes of
+    ``tracks`` (outputs, ref_intervals, ref_pitches)."""
+    rolls = [notes_roll(intervals, pitches, np.shape(H["note"] if isinstance(H, dict) else H)[1], frame_rate)
+             for H, intervals, pitches in tracks]
+    return dict(zip(FITTED, fit_transitions(rolls)))
+
+
 def tune_threshold(tracks, thresholds, frame_rate: float, min_note_seconds: float,
                    onset_tolerance: float = ONSET_TOLERANCE):
     """The threshold with the best mean note-onset F over ``tracks`` (plain thresholding
@@ -362,7 +409,7 @@ def tune_threshold(tracks, thresholds, frame_rate: float, min_note_seconds: floa
 
 #: ``decoding`` config keys -> ``activations_to_notes`` parameters (each a grid).
 GRID_KEYS = {"thresholds": "threshold", "onsets": "onset", "offset_fractions": "offset_fraction",
-             "release_slopes": "release_slope",
+             "release_slopes": "release_slope", "state_slopes": "state_slope", "onset_dips": "onset_dip",
              "min_note_seconds": "min_note_seconds", "adaptive_seconds": "adaptive_seconds"}
 
 
