@@ -76,14 +76,19 @@ def test_empty_model_table_is_refused(schema, default_config):
         validate_config(config, schema)
 
 
-def test_the_scaling_overlay_adds_a_model_to_the_scaling_study(repo, schema):
-    """config/scaling-long.yaml, given after config/scaling.yaml (Snakemake merges mappings
-    key by key), adds its model and keeps the study's."""
+@pytest.mark.parametrize("overlay, added", [
+    ("scaling-long", {"unrolled_nmfd_gains_long"}),
+    ("hybrid-parts", {"unrolled_nmfd_gains_long", "unrolled_nmfd_aug", "unrolled_nmfd_untied"})])
+def test_the_scaling_overlays_add_models_to_the_scaling_study(repo, schema, overlay, added):
+    """An overlay given after config/scaling.yaml (Snakemake merges mappings key by key)
+    adds its models and keeps the study's."""
     from snakemake.utils import update_config
     from lowrank_amt import families
     config = yaml.safe_load((repo / "config/scaling.yaml").read_text())
-    study_models = set(config["models"])
-    update_config(config, yaml.safe_load((repo / "config/scaling-long.yaml").read_text()))
+    study_models, study_thresholds = set(config["models"]), config["decoding"]["thresholds"]
+    update_config(config, yaml.safe_load((repo / f"config/{overlay}.yaml").read_text()))
     config = validate_config(config, schema)
-    assert set(config["models"]) == study_models | {"unrolled_nmfd_gains_long"}
+    assert set(config["models"]) == study_models | added and config["decoding"]["thresholds"] == study_thresholds
     assert families.resolve(config["models"]["unrolled_nmfd_gains_long"])[1]["learn_bin_gains"]
+    for name in added:
+        assert not families.resolve(config["models"][name])[0].skip(families.resolve(config["models"][name])[1])[0]
