@@ -78,7 +78,7 @@ def test_empty_model_table_is_refused(schema, default_config):
 
 @pytest.mark.parametrize("overlay, added", [
     ("scaling-long", {"unrolled_nmfd_gains_long"}),
-    ("hybrid-parts", {"unrolled_nmfd_gains_long", "unrolled_nmfd_aug", "unrolled_nmfd_untied"})])
+    ("hybrid-parts", {"unrolled_nmfd_gains_long", "unrolled_nmfd_aug", "unrolled_nmfd_untied", "unrolled_nmfd_adapt"})])
 def test_the_scaling_overlays_add_models_to_the_scaling_study(repo, schema, overlay, added):
     """An overlay given after config/scaling.yaml (Snakemake merges mappings key by key)
     adds its models and keeps the study's."""

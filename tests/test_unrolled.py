@@ -108,7 +108,8 @@ AUGMENTED = {"steps_per_epoch": 2, "augment": {"gain_db": 6, "eq_db": 6, "reverb
 
 
 @pytest.mark.parametrize("parts", [{}, {"learn_bin_gains": True, "steps_per_epoch": 2}, AUGMENTED,
-                                   {"untie_layers": True, "steps_per_epoch": 2}])
+                                   {"untie_layers": True, "steps_per_epoch": 2},
+                                   {"adapt_recording": True, "steps_per_epoch": 2}])
 def test_resuming_from_a_checkpoint_reproduces_the_uninterrupted_run(lowrank_cache, tmp_path, parts):
     index = lowrank_cache[0] / "index.csv"
     spec = {**SPEC, "epochs": 3, **parts}
@@ -123,6 +124,9 @@ def test_resuming_from_a_checkpoint_reproduces_the_uninterrupted_run(lowrank_cac
     resumed = train(index, tmp_path / "b", spec)
     timing = ["frames_per_second"]  # the speed of each epoch differs between runs, nothing else
     pd.testing.assert_frame_equal(resumed.drop(columns=timing), uninterrupted.drop(columns=timing))
+    if "adapt_recording" in parts:  # the adaptation's steps are learned, from zero
+        with np.load(tmp_path / "a" / "model.npz") as a:
+            assert a["weights/adapt_step"].shape == (5,) and np.abs(a["weights/adapt_step"]).max() > 0
     if "augment" in parts:  # it trains on other features than the same schedule without it
         plain = train(index, tmp_path / "plain", {**spec, "augment": {}})
         assert not np.allclose(plain["loss"], uninterrupted["loss"])
@@ -227,3 +231,37 @@ def test_untied_layers_train_each_their_dictionary_and_are_assessed_per_layer(lo
     np.testing.assert_allclose(moved[0], moved[-1], atol=1e-4)
     assert np.abs(moved[0]).max() > 1e-3
     assert family.skip({**resolved, "learn_dictionary": True})[0]
+
+
+@pytest.mark.parametrize("numerics, beta", [(nmf, 1.0), (nmf, 0.5), (nmfd, 1.0)])
+def test_recording_adaptation_at_its_start_is_plain_mu(numerics, beta):
+    model, V, plain = unrolled_and_plain(numerics, beta)
+    adapting = UnrolledMU(numerics, model.W, np.arange(88), beta, layers=7, floor=1e-3, adapt_recording=True)
+    torch.testing.assert_close(adapting.activations(V[None])[0], plain, rtol=RTOL, atol=ATOL)
+    _, gain = adapting.activations(V[None], with_gain=True)
+    assert torch.equal(gain, torch.ones_like(gain))  # a step of zero leaves it 1, exactly
+
+
+@pytest.mark.parametrize("numerics", [nmf, nmfd])
+def test_recording_adaptation_fits_an_unheard_pianos_equaliser_and_lowers_the_reconstruction_loss(numerics):
+    """A recording made of the templates under a smooth tilt of 18 dB across the bins
+    (another piano's spectral envelope): with MU steps on the recording's gain the model
+    reconstructs it better, and the gain it finds follows the tilt. (A step of 0.5: the
+    smoothed step is not plain MU's, and a full one overshoots after some 10 layers.)"""
+    gen = torch.Generator().manual_seed(1)
+    bins = 120
+    W = torch.rand(*((4,) if numerics is nmfd else ()), bins, 88, generator=gen) ** 4
+    W /= W.reshape(-1, 88).sum(dim=0)
+    H_true = torch.rand(88, 200, generator=gen) * (torch.rand(88, 200, generator=gen) < 0.05)
+    tilt = 10 ** (torch.linspace(-9, 9, bins) / 20)[:, None]
+    V = tilt * numerics.reconstruct(W, {"H": H_true}) + 1e-4
+    models = {}
+    for step in (0.0, 0.5):
+        model = UnrolledMU(numerics, W, np.arange(88), 1.0, layers=20, floor=1e-3, adapt_recording=True,
+                           adapt_smoothing=9)
+        with torch.no_grad():
+            model.adapt_step.fill_(step)
+            models[step] = model(V[None]), model.outputs(V[None])[2].item(), model.activations(V[None], True)[1]
+    assert models[0.5][1] < 0.5 * models[0.0][1]
+    found = torch.log(models[0.5][2][0, :, 0])
+    assert np.corrcoef(found.numpy(), torch.log(tilt[:, 0]).numpy())[0, 1] > 0.9

@@ -23,7 +23,11 @@ kept nonnegative and of unit sum per template as W = exp(log_W) / its sum). With
 Roux et al. 2015): W_l = W * exp(c_l) rescaled so that each template keeps its sum, with a
 learned log-change c_l of zero at the start (so W_l is W to the last bit there), each
 template still its key's; the start takes W_1, and the reconstruction and the transcribed
-activations pair with the last layer's, which is the model's W.
+activations pair with the last layer's, which is the model's W. With ``adapt_recording``
+the layers also adapt to the recording they transcribe: a gain per bin c, one per
+recording (batch item), models it as V ~ c * (W * H); each layer sees V / c and then takes
+an MU step on c (``recording_gain``: smoothed over ``adapt_smoothing`` bins, an equaliser)
+to the power of its learned step a_l, zero at the start (c stays 1: the model without it).
 
 Two heads read the final activations on a log scale, per key (templates summed onto
 their keys): the *note* logit a_k * log(H_k + floor) + b_k and the *onset* logit
@@ -46,7 +50,7 @@ import torch
 from torch import nn
 
 from ..constants import N_KEYS
-from .core import EPS, beta_divergence, mu_exponent
+from .core import EPS, beta_divergence, mu_exponent, ratio_terms
 
 #: Floor of an MU ratio before its power (under float32's smallest normal number * 1e8).
 TINY = 1e-30
@@ -55,26 +59,50 @@ TINY = 1e-30
 PRIOR_PROBABILITY = 0.02
 
 
+def recording_gain(numerics, V, W, H, beta: float, gain, step, smoothing: int) -> torch.Tensor:
+    """One adaptation step of the recording's gain per bin c (batch, bins, 1) in the model
+    V ~ c * (W * H): the MU step of the beta-divergence on c, its log smoothed over
+    ``smoothing`` bins (a moving average: an equaliser, not a per-bin fit of the noise),
+    taken to the power ``step`` (0: no change, exactly)."""
+    Lam = numerics.reconstruct(W, {"H": H}).clamp_min(EPS)
+    num_term, den_term = ratio_terms(V, gain * Lam, beta)
+    numerator = (num_term * Lam).sum(dim=-1, keepdim=True)
+    denominator = (Lam if den_term is None else den_term * Lam).sum(dim=-1, keepdim=True)
+    log_ratio = torch.log(numerator.clamp_min(TINY) / denominator.clamp_min(TINY))
+    kernel = torch.full((1, 1, smoothing), 1.0 / smoothing, dtype=V.dtype, device=V.device)
+    pad = smoothing // 2
+    smoothed = torch.nn.functional.conv1d(
+        torch.nn.functional.pad(log_ratio.transpose(-1, -2), (pad, smoothing - 1 - pad), mode="replicate"), kernel)
+    return gain * torch.exp(mu_exponent(beta) * step * smoothed.transpose(-1, -2))
+
+
 def unrolled_activations(numerics, V, W, beta: float, log_scale, log_exponent, start=None,
-                         log_bin_gain=None) -> torch.Tensor:
+                         log_bin_gain=None, adapt_step=None, adapt_smoothing: int = 36,
+                         with_gain: bool = False):
     """The activations H after len(log_scale) unrolled layers (see the module docstring);
     ``W`` one dictionary for every layer, or a sequence of one per layer (untied);
     ``start`` defaults to the family's ``init_activations`` (with the first layer's W);
-    ``log_bin_gain`` (layers x bins), the bin gains, none by default."""
+    ``log_bin_gain`` (layers x bins), the bin gains, none by default; ``adapt_step``
+    (layers,), each layer's step of the recording's gain (``recording_gain``), none by
+    default. ``with_gain``: return (H, the recording's gain per bin, or None)."""
     layer_W = W if isinstance(W, (list, tuple)) else [W] * len(log_scale)
     activations = start if start is not None else numerics.init_activations(V, layer_W[0] if layer_W else W)
     H, gamma = activations["H"], mu_exponent(beta)
+    recording = None if adapt_step is None else torch.ones((*V.shape[:-1], 1), dtype=V.dtype, device=V.device)
     for layer, (scale, exponent) in enumerate(zip(log_scale, log_exponent)):
-        V_seen, W_seen = V, layer_W[layer]
+        V_seen, W_seen = (V if recording is None else V / recording), layer_W[layer]
         if log_bin_gain is not None:  # (bins, 1) broadcasts over V's frames and W's templates
             gain = log_bin_gain[layer].exp()[:, None]
-            V_seen, W_seen = V * gain, W_seen * gain
+            V_seen, W_seen = V_seen * gain, W_seen * gain
         numerator, denominator = numerics.activation_terms(V_seen, W_seen, {"H": H}, beta)
         # a ratio of 0 (a silent frame) is floored far below anything MU keeps, so that
         # its power has a finite gradient and the step still gives plain MU's eps
         ratio = (numerator / denominator.clamp_min(EPS) * scale.exp()[:, None]).clamp_min(TINY)
         H = (H * ratio ** (gamma * exponent.exp())).clamp_min(EPS)
-    return H
+        if recording is not None:
+            recording = recording_gain(numerics, V, layer_W[layer], H, beta, recording, adapt_step[layer],
+                                       adapt_smoothing)
+    return (H, recording) if with_gain else H
 
 
 def unit_sum(W: torch.Tensor) -> torch.Tensor:
@@ -86,13 +114,15 @@ class UnrolledMU(nn.Module):
     """W (frozen or learned) and L unrolled MU layers with note and onset heads."""
 
     def __init__(self, numerics, W: torch.Tensor, template_keys, beta: float, layers: int, floor: float,
-                 learn_dictionary: bool = False, learn_bin_gains: bool = False, untie_layers: bool = False):
+                 learn_dictionary: bool = False, learn_bin_gains: bool = False, untie_layers: bool = False,
+                 adapt_recording: bool = False, adapt_smoothing: int = 36):
         super().__init__()
         self.numerics, self.beta, self.floor = numerics, float(beta), float(floor)
         K = W.shape[-1]
         self.config = {"layers": int(layers), "beta": float(beta), "floor": float(floor),
                        "learn_dictionary": bool(learn_dictionary), "learn_bin_gains": bool(learn_bin_gains),
-                       "untie_layers": bool(untie_layers), "n_templates": int(K)}
+                       "untie_layers": bool(untie_layers), "adapt_recording": bool(adapt_recording),
+                       "adapt_smoothing": int(adapt_smoothing), "n_templates": int(K)}
         self.register_buffer("template_keys", torch.as_tensor(template_keys, dtype=torch.long))
         if learn_dictionary:
             self.log_W = nn.Parameter(torch.log(W.clamp_min(EPS)))
@@ -103,6 +133,7 @@ class UnrolledMU(nn.Module):
         self.log_scale = nn.Parameter(torch.zeros(layers, K))
         self.log_exponent = nn.Parameter(torch.zeros(layers))
         self.log_bin_gain = nn.Parameter(torch.zeros(layers, W.shape[-2])) if learn_bin_gains else None
+        self.adapt_step = nn.Parameter(torch.zeros(layers)) if adapt_recording else None
         prior = math.log(PRIOR_PROBABILITY / (1 - PRIOR_PROBABILITY))
         self.note_gain = nn.Parameter(torch.ones(N_KEYS))
         self.note_bias = nn.Parameter(torch.full((N_KEYS,), prior))
@@ -131,11 +162,14 @@ class UnrolledMU(nn.Module):
         # each template keeps its sum: at a change of zero the ratio is exactly 1
         return [Wc / (Wc.reshape(flat.shape).sum(dim=0) / flat.sum(dim=0)) for Wc in changed]
 
-    def activations(self, V: torch.Tensor) -> torch.Tensor:
-        """Template activations (batch, K, frames) of features V (batch, bins, frames)."""
+    def activations(self, V: torch.Tensor, with_gain: bool = False):
+        """Template activations (batch, K, frames) of features V (batch, bins, frames);
+        ``with_gain``: and the recording's gain per bin (batch, bins, 1; None without
+        ``adapt_recording``)."""
         W = self.layer_dictionaries() if self.config.get("untie_layers") else self.W
         return unrolled_activations(self.numerics, V, W, self.beta, self.log_scale, self.log_exponent,
-                                    log_bin_gain=self.log_bin_gain)
+                                    log_bin_gain=self.log_bin_gain, adapt_step=self.adapt_step,
+                                    adapt_smoothing=self.config.get("adapt_smoothing", 36), with_gain=with_gain)
 
     def key_activations(self, H: torch.Tensor) -> torch.Tensor:
         """(batch, K, frames) -> (batch, 88, frames): each key's templates summed."""
@@ -163,8 +197,9 @@ class UnrolledMU(nn.Module):
         """(note logits, onset logits, reconstruction loss): the loss is the
         beta-divergence of V from W H per entry over V's mean to the power beta (the
         divergence's degree of homogeneity), so that it does not depend on the level."""
-        H = self.activations(V)
+        H, gain = self.activations(V, with_gain=True)
         V_hat = self.numerics.reconstruct(self.W, {"H": H})
+        V_hat = V_hat if gain is None else V_hat * gain
         level = V.mean().clamp_min(EPS) ** self.beta
         reconstruction = beta_divergence(V, V_hat, self.beta) / (V.numel() * level)
         note, onset = self.heads(H)

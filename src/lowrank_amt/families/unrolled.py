@@ -79,6 +79,12 @@ class Unrolled(Family):
         Param("untie_layers", False, type="boolean",
               meaning="Each layer learns a dictionary of its own, started from the templates (deep NMF's untied "
                       "layers); every template stays its key's, each layer's interpretability is reported."),
+        Param("adapt_recording", False, type="boolean",
+              meaning="The layers also adapt to the recording they transcribe: a gain per frequency bin (an "
+                      "equaliser, smoothed over adapt_smoothing bins), one per recording, updated by an MU step of "
+                      "learned size in each layer (zero at the start: no adaptation)."),
+        Param("adapt_smoothing", 36, type="integer", minimum=1, maximum=1000,
+              meaning="Bins over which the recording's gain is smoothed (36: an octave of 3 bins per semitone)."),
         Param("instrument_templates", False, type="boolean",
               meaning="The base dictionary has templates per instrument class and key (the base supervised model's "
                       "instrument_templates): transcription names each note's instrument and separates stems from "
@@ -133,7 +139,8 @@ class Unrolled(Family):
         model = UnrolledMU(base.numerics, torch.from_numpy(templates["W"]), templates["template_keys"],
                            spec["beta"], spec["layers"], floor=float(first.mean()),
                            learn_dictionary=spec["learn_dictionary"], learn_bin_gains=spec["learn_bin_gains"],
-                           untie_layers=spec["untie_layers"]).to(run.device)
+                           untie_layers=spec["untie_layers"], adapt_recording=spec["adapt_recording"],
+                           adapt_smoothing=spec["adapt_smoothing"]).to(run.device)
 
         def loss(model, features, roll):
             note, onset, reconstruction = model.outputs(features)
@@ -174,7 +181,9 @@ class Unrolled(Family):
         model = UnrolledMU(base.numerics, torch.from_numpy(np.asarray(W, dtype=np.float32)),
                            np.asarray(arrays["template_keys"]), config["beta"], config["layers"], config["floor"],
                            learn_bin_gains=config.get("learn_bin_gains", False),
-                           untie_layers=config.get("untie_layers", False))
+                           untie_layers=config.get("untie_layers", False),
+                           adapt_recording=config.get("adapt_recording", False),
+                           adapt_smoothing=config.get("adapt_smoothing", 36))
         with torch.no_grad():
             for name in learned_names(model):
                 getattr(model, name).copy_(torch.from_numpy(np.asarray(arrays[WEIGHTS + name])))
