@@ -217,6 +217,7 @@ def test_untied_layers_train_each_their_dictionary_and_are_assessed_per_layer(lo
     scores = evaluation.assess(tmp_path / "untied" / "model.npz", index, tmp_path / "interp.json",
                                tmp_path / "templates.csv", log=QUIET)
     assert len(scores["layer_interpretability"]) == 5
+    assert scores["layer_interpretability_min"] == min(scores["layer_interpretability"])
     assert min(scores["layer_interpretability"]) > 0.8 and scores["interpretability"] > 0.8
     # steering slices every layer's dictionary; adaptation moves every layer's as it moves W
     steered = family.steer(arrays, resolved, Steering.from_options(("C4", "C5"), None, None, None, 0.5, None, 0.2, 0.3))

@@ -36,7 +36,7 @@ from .pitch import estimate_template_pitches, harmonic_energy_share
 
 #: Dictionary-level columns of the results table, NaN for models without a dictionary.
 SUMMARY_NAMES = ("interpretability", "valid_pitch_share", "harmonicity", "label_agreement",
-                 "coverage", "hoyer_sparsity", "n_templates")
+                 "coverage", "hoyer_sparsity", "n_templates", "layer_interpretability_min")
 
 
 def hoyer_sparsity(W) -> np.ndarray:

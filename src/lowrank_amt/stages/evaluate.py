@@ -92,6 +92,7 @@ def assess(model_path, index_path, out_path, templates_path, log=print) -> dict:
     if layers:  # untied layers: each layer's dictionary scored as the model's is
         scores["layer_interpretability"] = [dictionary_scores(template_table(W, freqs, labels), played)
                                             ["interpretability"] for W in layers]
+        scores["layer_interpretability_min"] = min(scores["layer_interpretability"])
         log("interpretability per layer: " + ", ".join(f"{s:.3f}" for s in scores["layer_interpretability"]))
     with atomic_path(templates_path) as tmp:
         templates.to_csv(tmp, index=False)
