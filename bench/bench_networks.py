@@ -16,10 +16,10 @@ process CPU time (all threads).
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
 from tables import write_table
+from timing import time_training_steps
 
 from lowrank_amt.deep.harmonic_net import n_parameters
 from lowrank_amt.deep.learner import segment_loss
@@ -47,16 +47,7 @@ def time_steps(model, device, steps: int) -> tuple[float, float]:
         loss.backward()
         optimizer.step()
 
-    for _ in range(2):
-        step()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    wall, cpu = time.perf_counter(), time.process_time()
-    for _ in range(steps):
-        step()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return (time.perf_counter() - wall) / steps, (time.process_time() - cpu) / steps
+    return time_training_steps(step, device, steps)
 
 
 def main() -> None:
