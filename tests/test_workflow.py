@@ -153,7 +153,8 @@ def open_category(page, report, category) -> list[str]:
 def test_the_report_renders_in_a_browser(tiny_study):
     """The HTML report as people read it, in headless Chromium: every file of every
     category opened as a reader would, each figure shown as an image the browser decoded,
-    the ranked results table (summary.html) with a row per run, and no console error."""
+    the ranked results table and the error analysis (summary.html) with a row per run, and
+    no console error."""
     from browser import Page, find_chromium, frame_nodes
     binary = find_chromium()
     missing = "no headless Chromium here (Debian: apt-get install chromium-headless-shell; make test installs it " \
@@ -192,7 +193,8 @@ def test_the_report_renders_in_a_browser(tiny_study):
     assert {f"results/tiny/plots/{kind}.svg" for kind in ("tradeoff", "scaling", "losses", "velocity")} <= set(figures)
     assert all(width > 100 for width in figures.values()), figures
     runs = len(pd.read_csv(study / "summary/summary.csv"))
-    assert shown["results/tiny/summary/summary.html"] == 1 + runs  # a header and a row per run
+    # the ranked table and the error analysis: a header and a row per run each
+    assert shown["results/tiny/summary/summary.html"] == 2 * (1 + runs)
     assert errors == [], errors
 
 
