@@ -19,7 +19,7 @@ import argparse
 
 import torch
 from tables import write_table
-from timing import time_training_steps
+from timing import time_adam_steps
 
 from lowrank_amt.deep.harmonic_net import n_parameters
 from lowrank_amt.deep.learner import segment_loss
@@ -34,20 +34,8 @@ SIZES = [("harmonic_net", 8, 96), ("harmonic_net", 16, 96), ("onsets_frames", 8,
 
 def time_steps(model, device, steps: int) -> tuple[float, float]:
     """(wall, CPU) seconds per training step on a batch of 8 x 128 frames."""
-    model = model.to(device).train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    features = torch.rand(8, 264, 128, device=device)
-    roll = (torch.rand(8, 88, 128, device=device) < 0.05).to(torch.uint8)
-    mixed = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
-
-    def step():
-        with mixed:
-            loss = segment_loss(model, features, roll)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-
-    return time_training_steps(step, device, steps)
+    return time_adam_steps(model, segment_loss, device, steps, lr=1e-3, segments=8, frames=128,
+                           bfloat16_on_cuda=True)
 
 
 def main() -> None:

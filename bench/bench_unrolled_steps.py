@@ -21,7 +21,7 @@ import argparse
 import numpy as np
 import torch
 from tables import write_table
-from timing import time_training_steps
+from timing import time_adam_steps
 
 from lowrank_amt.deep.harmonic_net import n_parameters, transcription_loss
 from lowrank_amt.factorization import nmfd
@@ -38,21 +38,15 @@ def model_of(parts: dict) -> UnrolledMU:
     return UnrolledMU(nmfd, W, np.arange(88), 1.0, layers=10, floor=1e-3, learn_bin_gains=True, **parts)
 
 
+def hybrid_loss(model, features, roll):
+    """The training loss of ``families/unrolled.py``."""
+    note, onset, reconstruction = model.outputs(features)
+    return transcription_loss(note, onset, roll, True) + 0.1 * reconstruction
+
+
 def time_steps(model, device, steps: int) -> tuple[float, float]:
     """(wall, CPU) seconds per training step on a batch of 16 x 64 frames."""
-    model = model.to(device).train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
-    features = torch.rand(16, 264, 64, device=device)
-    roll = (torch.rand(16, 88, 64, device=device) < 0.05).to(torch.uint8)
-
-    def step():
-        note, onset, reconstruction = model.outputs(features)
-        loss = transcription_loss(note, onset, roll, True) + 0.1 * reconstruction
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-
-    return time_training_steps(step, device, steps)
+    return time_adam_steps(model, hybrid_loss, device, steps, lr=0.01, segments=16, frames=64)
 
 
 def main() -> None:

@@ -241,10 +241,11 @@ def note_peaks(H: np.ndarray, frame_rate: float, threshold: float, min_note_seco
         novelty = novelty / novelty.max() if novelty.max() > 0 else novelty
     rows = []
     searched = novelty if onset == "attack" else H
-    keys = np.nonzero(searched.max(axis=1) >= (0 if onset == "adaptive" else threshold))[0]
     if onset == "states":
         on = viterbi_on(H, threshold, state_slope, state_p_on, state_p_off)
         keys = np.nonzero(on.any(axis=1))[0]
+    else:
+        keys = np.nonzero(searched.max(axis=1) >= (0 if onset == "adaptive" else threshold))[0]
     for key in keys:
         h, ends = H[key], None
         if onset == "states":

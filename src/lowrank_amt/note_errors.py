@@ -25,6 +25,7 @@ import mir_eval
 import numpy as np
 
 from .constants import ONSET_TOLERANCE
+from .metrics import midi_hz
 
 FALSE_CLASSES = ("same_key", "semitone", "tone", "fifth", "octave", "other", "silent")
 #: distance (semitones) -> false-note class; any other distance is "other"
@@ -43,9 +44,9 @@ ERROR_NAMES = (tuple(f"false_{c}" for c in FALSE_CLASSES)
 def _onset_matches(ref_intervals, ref_pitches, est_intervals, est_pitches, onset_tolerance):
     if len(ref_intervals) == 0 or len(est_intervals) == 0:
         return []
-    hz = lambda p: mir_eval.util.midi_to_hz(np.asarray(p, dtype=float))  # noqa: E731
-    return mir_eval.transcription.match_notes(ref_intervals, hz(ref_pitches), est_intervals, hz(est_pitches),
-                                              onset_tolerance=onset_tolerance, offset_ratio=None)
+    return mir_eval.transcription.match_notes(ref_intervals, midi_hz(ref_pitches), est_intervals,
+                                              midi_hz(est_pitches), onset_tolerance=onset_tolerance,
+                                              offset_ratio=None)
 
 
 def sounding(ref_intervals, time: float, onset_tolerance: float = ONSET_TOLERANCE) -> np.ndarray:
