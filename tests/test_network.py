@@ -269,3 +269,22 @@ def test_a_batch_with_a_non_finite_loss_moves_nothing_and_is_counted():
     loss = learner.train_epoch(0)
     assert learner.skipped_steps == 1 and np.isfinite(loss)
     assert torch.isfinite(model.weight).all() and not torch.equal(model.weight, before)  # the finite ones moved it
+
+
+def test_steps_per_epoch_fixes_the_budget_whatever_the_training_size(cache, tmp_path):
+    # batches of one 64-frame segment: each 172-frame track gives 2 or 3 segments an epoch
+    spec = {**SPEC, "batch_segments": 1, "epochs": 3}
+    one_track = 4.0 / 3600 * 0.5
+    steps = {}
+    for name, hours, per_epoch in [("all", None, 0), ("all_fixed", None, 2), ("one_fixed", one_track, 2)]:
+        losses = train_sized(cache, tmp_path / name, {**spec, "steps_per_epoch": per_epoch}, hours)
+        steps[name] = losses[losses["split"] == "validation"]["steps"].tolist()
+    assert steps["all_fixed"] == steps["one_fixed"] == [2, 4, 6]
+    every_segment = steps["all"][0]
+    assert every_segment >= 6 and steps["all"] == [every_segment, 2 * every_segment, 3 * every_segment]
+
+
+def train_sized(index, out, spec, train_hours):
+    training.train(spec, index, out / "model.npz", out / "loss.csv", out / "train.json", train_hours=train_hours,
+                   log=QUIET)
+    return pd.read_csv(out / "loss.csv")

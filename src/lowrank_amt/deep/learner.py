@@ -57,14 +57,16 @@ class NetworkLearner:
     always ``validation_loss``; ``score(model)``, when given, the validation note F logged
     beside it; the learning rate is multiplied by ``lr_decay`` after every epoch. A batch
     whose loss or gradient is not finite (an overflow) moves nothing; the epoch's count of
-    such batches is logged as ``skipped_steps``."""
+    such batches is logged as ``skipped_steps``; ``steps``, logged after every epoch, counts
+    the optimizer steps taken so far (the training budget the validation curves are read
+    against)."""
 
     def __init__(self, model, optimizer, batches, validation: pd.DataFrame, device, loss=segment_loss,
                  score=None, lr_decay: float = 1.0, target: str = "roll"):
         self.model, self.optimizer, self.batches = model, optimizer, batches
         self.validation, self.device, self.loss, self.score = validation, device, loss, score
         self.schedule = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=lr_decay)
-        self.skipped_steps = 0
+        self.skipped_steps, self.steps = 0, 0
         self.target = target  # the validation loss's targets
 
     @property
@@ -90,6 +92,7 @@ class NetworkLearner:
                 self.skipped_steps += 1
                 continue
             self.optimizer.step()
+            self.steps += 1
             loss_sum, n_segments = loss_sum + loss.item() * len(features), n_segments + len(features)
         self.frames_per_second = frames / (time.perf_counter() - start)
         return loss_sum / max(1, n_segments)
@@ -104,16 +107,17 @@ class NetworkLearner:
         if self.score is not None:
             scores["validation_note_f"] = self.score(self.model)
         skipped = {"skipped_steps": self.skipped_steps} if self.skipped_steps else {}
-        return {**scores, "frames_per_second": self.frames_per_second, **skipped}
+        return {**scores, "steps": self.steps, "frames_per_second": self.frames_per_second, **skipped}
 
     def snapshot(self) -> dict:
         return {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
 
     def state_dict(self) -> dict:
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "schedule": self.schedule.state_dict()}
+                "schedule": self.schedule.state_dict(), "steps": self.steps}
 
     def load_state_dict(self, state) -> None:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.schedule.load_state_dict(state["schedule"])
+        self.steps = state.get("steps", 0)  # (0: a checkpoint from before steps were counted)

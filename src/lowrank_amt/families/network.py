@@ -2,7 +2,8 @@
 the parameter-matched baseline), onsets_frames or harmonic_attention (``deep/onsets_frames.py``).
 
 Training is epoch-based over segments of the train split (``loader.FrameBatches`` with
-``segment_frames``), with Adam, through the shared epoch loop (``epochs.fit_epochs``):
+``segment_frames``; ``steps_per_epoch`` makes an epoch that many batches of random
+segments, so that a size's cost does not grow with the data), with Adam, through the shared epoch loop (``epochs.fit_epochs``):
 the validation loss over whole validation tracks after every epoch, early stopping on
 it, the weights of the best validation epoch kept, a checkpoint every epoch and exact
 resume. Its output is the note posteriorgram (sigmoid of the note head, 88 x frames at
@@ -33,7 +34,7 @@ from ..augment import augmentation
 from ..loader import FrameBatches
 from .base import Family, Trained
 from ..param import Param
-from .schema import AUGMENT, DEVICE, TEACHER
+from .schema import AUGMENT, DEVICE, STEPS_PER_EPOCH, TEACHER
 
 def build_model(params: dict, spec: dict, n_classes: int = 1) -> torch.nn.Module:
     """The network of a model spec (its ``architecture``) for a CQT feature set (its
@@ -75,6 +76,7 @@ class Network(Family):
         Param("patience", 5, type="integer", minimum=1, maximum=1000,
               meaning="Stop after this many epochs without a lower validation loss; the best epoch's weights are "
                       "kept."),
+        STEPS_PER_EPOCH,
         Param("batch_segments", 8, type="integer", minimum=1, maximum=4096, meaning="Segments per mini-batch."),
         Param("segment_frames", 128, type="integer", minimum=8, maximum=10000,
               meaning="Frames per training segment (128 is about 3 s)."),
@@ -111,7 +113,8 @@ class Network(Family):
         target = "class_roll" if classes else "roll"
         batches = FrameBatches(run.index_path, "train", spec["batch_segments"] * spec["segment_frames"],
                                spec["seed"], segment_frames=spec["segment_frames"], shuffle=True,
-                               train_hours=run.train_hours, target=target, augment=augmentation(spec["augment"]))
+                               train_hours=run.train_hours, target=target, max_batches=spec["steps_per_epoch"] or None,
+                               augment=augmentation(spec["augment"]))
         torch.manual_seed(spec["seed"])
         model = build_model(params, spec, max(1, len(classes))).to(run.device)
         # eval mode: batch-norm running statistics, no dropout

@@ -18,6 +18,12 @@ TEACHER = Param("teacher", None, type=["string", "null"],
                         "decoded as its validation split chose, are the targets; validation and test keep their "
                         "MIDI. null = learn from the MIDI.")
 
+STEPS_PER_EPOCH = Param("steps_per_epoch", 0, type="integer", minimum=0,
+                        meaning="Mini-batches per epoch, each of random segments (0: every training frame once per "
+                                "epoch; a split of fewer segments gives fewer). A fixed number keeps an epoch's cost "
+                                "flat as the training data grows: at most epochs x steps_per_epoch batches at "
+                                "any size.")
+
 AUGMENT = Param("augment", {}, type="object", additionalProperties=False, properties=properties(augment.PARAMS),
                 meaning="Training-time augmentation of the features (augment.py), a random gain, equaliser, room "
                         "and noise per training segment, seeded; {} (the default): none. Keys: " + " ".join(

@@ -39,7 +39,7 @@ from ..augment import augmentation
 from ..loader import FrameBatches
 from .base import Family, Trained
 from ..param import Param
-from .schema import AUGMENT, DEVICE, TEACHER
+from .schema import AUGMENT, DEVICE, STEPS_PER_EPOCH, TEACHER
 
 
 def learns_dictionaries(spec) -> bool:
@@ -96,9 +96,7 @@ class Unrolled(Family):
         Param("patience", 3, type="integer", minimum=1, maximum=1000,
               meaning="Stop after this many epochs without a lower validation loss; the best epoch's parameters are "
                       "kept."),
-        Param("steps_per_epoch", 0, type="integer", minimum=0,
-              meaning="Mini-batches per epoch, each of random segments (0: every training frame once per epoch). "
-                      "A fixed number keeps an epoch's cost flat as the training data grows."),
+        STEPS_PER_EPOCH,
         Param("batch_segments", 16, type="integer", minimum=1, maximum=4096, meaning="Segments per mini-batch."),
         Param("segment_frames", 64, type="integer", minimum=2, maximum=10000, meaning="Frames per training segment."),
         Param("learning_rate", 0.01, type="number", exclusiveMinimum=0, meaning="Adam learning rate."),
