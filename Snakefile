@@ -33,6 +33,7 @@ localrules:
     plot_tradeoff_largest,
     plot_scaling,
     plot_cost_scaling,
+    plot_compute,
     scaling_tables,
 
 

@@ -61,6 +61,15 @@ def test_scaling_and_cost_plots(tmp_path):
     render(plots.tradeoff_largest_plot, tmp_path, "tradeoff_largest", table)
 
 
+def test_equal_compute_plot_draws_the_front_and_the_pretrained_reference(tmp_path):
+    table = summary().assign(train_cpu_seconds=lambda t: 2 * t["train_seconds"], n_parameters=1000)
+    table = pd.concat([table, pd.DataFrame([{"model": "basic_pitch", "family": "basic_pitch", "dataset": "synth",
+                                             "test_dataset": "synth", "train_hours": np.nan,
+                                             "note_onset_f_mean": 0.8, "n_parameters": 17000}])])
+    text = render(plots.compute_plot, tmp_path, "compute", table)
+    assert "Pareto front" in text and "basic_pitch (no training CPU s)" in text and "parameters (log scale)" in text
+
+
 def test_loss_curves(tmp_path):
     epochs = pd.DataFrame([{"model": "nmfd_unsup", "epoch": e, "split": s, "loss": 100 / (e + 1) + (5 if s == "validation" else 0)}
                            for e in range(20) for s in ("train", "validation")])

@@ -121,7 +121,7 @@ def test_every_job_went_through_sbatch(runs):
     on_cluster = Counter({rule: n for rule, n in finished_rules(log).items() if rule not in local_rules(log)})
     assert {"prepare_dataset", "extract_features", "train_model", "activations", "evaluate"} <= set(on_cluster)
     assert local_rules(log) <= {"aggregate", "plot_losses", "plot_velocity", "plot_tradeoff", "plot_tradeoff_largest",
-                                "plot_scaling", "plot_cost_scaling", "scaling_tables"}
+                                "plot_scaling", "plot_cost_scaling", "plot_compute", "scaling_tables"}
     assert len(submitted) == sum(on_cluster.values()) > 0
 
     seen = squeue(list(submitted))

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from lowrank_amt.constants import SUMMARY_FIGURES
 from lowrank_amt.metrics import note_metrics
 from lowrank_amt.notes import read_midi_notes
 
@@ -573,7 +574,7 @@ def command_cases(repo, study, out):
         ("assess-dictionary", ["--model", str(model), "--index", str(index), "--out", f"{out}/interp.json",
                                "--templates", f"{out}/templates.csv"], 0),
         *[("plot", [kind, "--summary", str(summary_csv), "--out", f"{out}/{kind}.svg"], 0)
-          for kind in ("tradeoff", "tradeoff-largest", "scaling", "cost-scaling")],
+          for kind in SUMMARY_FIGURES],
         ("scaling-tables", ["--summary", str(summary_csv), "--out", "-"], 0),
         ("scaling-tables", ["--summary", str(summary_csv), "--out", f"{out}/tables.md", "--memory-limit-mb", "512"], 0),
         ("plot-losses", ["--loss", f"sup={model / 'loss.csv'}", "--out", f"{out}/losses.svg"], 0),

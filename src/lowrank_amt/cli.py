@@ -13,6 +13,7 @@ import os
 import sys
 from pathlib import Path
 
+from .constants import SUMMARY_FIGURES
 from .errors import LowrankAmtError
 from .io import read_text, write_text
 from .kernels import pin_kernels
@@ -115,8 +116,8 @@ COMMANDS = {
     "aggregate": ("tidy results table and ranked summary",
                   [("--runs", JL), ("--config-hash", P), ("--results", P), ("--summary", P), ("--markdown", P),
                    ("--html", O), ("--errors", O)]),
-    "plot": ("a summary figure: tradeoff, tradeoff-largest, scaling or cost-scaling",
-             [("kind", {"choices": ["tradeoff", "tradeoff-largest", "scaling", "cost-scaling"]}),
+    "plot": ("a summary figure: " + ", ".join(SUMMARY_FIGURES),
+             [("kind", {"choices": SUMMARY_FIGURES}),
               ("--summary", P), ("--out", P)]),
     "scaling-tables": ("the scaling study's tables (note F per size, costs, memory) as markdown",
                        [("--summary", P), ("--out", {"required": True, "help": "a file, or - for standard output"}),

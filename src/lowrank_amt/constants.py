@@ -20,6 +20,9 @@ PEDAL_EXTENDED_REFERENCES = True
 #: Time step (s) of the grid on which frame-level metrics sample both piano rolls.
 FRAME_METRIC_HOP = 0.01
 
+#: The figures of a study's summary table (``lowrank-amt plot KIND``, ``stages/report.py``).
+SUMMARY_FIGURES = ("tradeoff", "tradeoff-largest", "scaling", "cost-scaling", "compute")
+
 #: Manifest columns every dataset preparation writes.
 MANIFEST_COLUMNS = ("track_id", "split", "audio_path", "midi_path", "duration", "instrument")
 SPLITS = ("train", "validation", "test", "isolated")

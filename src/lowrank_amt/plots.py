@@ -231,6 +231,45 @@ def cost_scaling_plot(summary: pd.DataFrame, out_path, memory_limit_mb: float | 
     _save(fig, out_path, layout=False)
 
 
+def compute_plot(summary: pd.DataFrame, out_path) -> None:
+    """Test note F against training CPU seconds and against parameters (log), a panel each
+    (``equal_compute.COSTS``): a line per model through its sizes, the Pareto front of the
+    panel's cost as a black step line; a run without that cost (a pretrained model's CPU
+    seconds) as a dashed horizontal line."""
+    from .equal_compute import COSTS, QUALITY, runs_with_fronts
+
+    _require(summary, ["model", "family", "train_hours", QUALITY], "equal-compute plot")
+    _theme()
+    runs = runs_with_fronts(summary)
+    colours, markers = _model_styles(runs)
+    fig, axes = plt.subplots(1, len(COSTS), figsize=(13, 5), sharey=True)
+    for ax, (cost, label) in zip(axes, COSTS):
+        known = runs.dropna(subset=[cost, QUALITY])
+        for model, rows in known.sort_values("train_hours").groupby("model", sort=False):
+            ax.plot(rows[cost], rows[QUALITY], color=colours[model], lw=1.2, marker=markers[rows["family"].iloc[0]],
+                    markersize=6, label=model)
+        front = known[known[f"front_{cost}"]].sort_values(cost)
+        if not front.empty:
+            ax.step(front[cost], front[QUALITY], where="post", color="black", lw=1, ls="-", zorder=0,
+                    label="Pareto front")
+        for row in runs[runs[cost].isna()].dropna(subset=[QUALITY]).to_dict("records"):
+            ax.axhline(row[QUALITY], ls="--", lw=1, color=colours[row["model"]], zorder=0,
+                       label=f"{row['model']} (no {label})")
+        if not known.empty:
+            ax.set_xscale("log")
+            ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # decades only: no overlapping labels
+        ax.set_xlabel(f"{label} (log scale)")
+        ax.set_ylim(0, 1.02)
+    axes[0].set_ylabel("note F, onset only (test mean)")
+    handles = {}
+    for ax in axes:  # one legend entry per name across the panels
+        handles.update(zip(*reversed(ax.get_legend_handles_labels())))
+    fig.legend(list(handles.values()), list(handles), loc="center right", fontsize=8, frameon=False)
+    fig.suptitle("Note F at equal compute: against training CPU seconds and against parameters")
+    fig.tight_layout(rect=(0, 0, 0.8, 1))
+    _save(fig, out_path, layout=False)
+
+
 def velocity_curves_plot(curves: dict, out_path) -> None:
     """The velocity calibration of each model (``velocity.py``), ``{model name: curve or
     None}``: MIDI velocity against the note's activation peak in dB below the track's

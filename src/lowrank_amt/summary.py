@@ -9,6 +9,7 @@ import math
 import numpy as np
 import pandas as pd
 
+from .equal_compute import compute_markdown
 from .errors import LowrankAmtError
 from .interpretability import SUMMARY_NAMES
 from .io import read_csv, read_json
@@ -289,7 +290,7 @@ def scaling_markdown(summary: pd.DataFrame, memory_limit_mb: float) -> str:
                  _fmt(last.get("train_peak_memory_mb", math.nan) / first.get("train_peak_memory_mb", math.nan), ".2f"),
                  _fmt(reach, ".0f"), pair("interpretability", ".2f")]
         lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines + ["", *projected_cost_markdown(own)]) + "\n"
+    return "\n".join(lines + ["", *projected_cost_markdown(own), "", *compute_markdown(summary)]) + "\n"
 
 
 # MAESTRO v3's training split is 159.2 h (config/maestro.yaml's sizes).

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from lowrank_amt import run_lock
+from lowrank_amt.constants import SUMMARY_FIGURES
 from lowrank_amt.config import check_study, config_hash, load_schema, model_config_hash
 from lowrank_amt.errors import LowrankAmtError
 
@@ -323,10 +324,7 @@ def final_outputs():
     return [
         rules.aggregate.output.results,
         rules.aggregate.output.markdown,
-        *(
-            f"{RESULTS}/plots/{kind}.svg"
-            for kind in ("tradeoff", "tradeoff-largest", "scaling", "cost-scaling")
-        ),
+        *(f"{RESULTS}/plots/{kind}.svg" for kind in SUMMARY_FIGURES),
         rules.scaling_tables.output[0],
         rules.plot_losses.output[0],
         *([rules.plot_velocity.output[0]] if velocity_files() else []),

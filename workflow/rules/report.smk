@@ -2,7 +2,7 @@
 # read in it.
 
 
-for summary_plot in ("tradeoff", "tradeoff-largest", "scaling", "cost-scaling"):
+for summary_plot in SUMMARY_FIGURES:
 
     rule:
         name:

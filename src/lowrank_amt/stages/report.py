@@ -18,7 +18,8 @@ from ..summary import scaling_markdown
 
 #: ``lowrank-amt plot KIND`` -> the figure of the summary table it draws
 SUMMARY_FIGURES = {"tradeoff": plots.tradeoff_plot, "tradeoff-largest": plots.tradeoff_largest_plot,
-                   "scaling": plots.scaling_plot, "cost-scaling": plots.cost_scaling_plot}
+                   "scaling": plots.scaling_plot, "cost-scaling": plots.cost_scaling_plot,
+                   "compute": plots.compute_plot}
 
 
 def plot(kind: str, summary_path, out_path) -> None:
