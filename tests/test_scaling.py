@@ -32,6 +32,10 @@ def summary():
                      "train_hours": h,
                      "note_onset_f_mean": f - 0.1, "train_seconds": 50 * h, "train_peak_memory_mb": 500 + 800 * h,
                      "interpretability": 0.7})
+    for h, cpu in ((0.1, 300), (1.0, 700), (10.0, 720)):
+        rows.append({"model": "harmonic_net", "family": "network", "form": "", "train_hours": h,
+                     "note_onset_f_mean": 0.6, "train_seconds": cpu / 2, "train_peak_memory_mb": 600,
+                     "train_cpu_seconds": cpu, "steps_per_epoch": 64})
     own = pd.DataFrame(rows).assign(dataset="synth", test_dataset="synth")
     other = own.assign(test_dataset="timgm", note_onset_f_mean=own["note_onset_f_mean"] + 0.1)
     return pd.concat([own, other], ignore_index=True)
@@ -52,6 +56,8 @@ def test_scaling_tables_give_note_f_per_size_and_costs():
     assert "nmf_sup_kl" not in costs  # trained once: no costs against hours
     # 36 CPU s per training hour: 1.6 CPU h at MAESTRO's 159.2 h
     assert "| nmf_semi_online | 10 | 36 | 0.0 | 0.1 | 1.0 | 1.6 |" in lines
+    # a fixed budget of 720 CPU s at 10 h stays 0.2 CPU h at any size
+    assert "| harmonic_net | 10 | fixed budget of 64 steps an epoch | 0.2 | 0.2 | 0.2 | 0.2 |" in lines
 
 
 def test_scaling_tables_name_missing_columns():

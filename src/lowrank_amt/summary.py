@@ -54,6 +54,7 @@ def run_columns(run: dict) -> dict:
         "seconds_per_audio_minute": activations_info["seconds_per_audio_minute"],
         "device": train_info.get("device", ""),
         "memory_grows_with_data": bool(train_info.get("memory_grows_with_data", False)),
+        "steps_per_epoch": train_info.get("steps_per_epoch", 0),
         # where and when it was trained (versions.run_provenance)
         **{k: train_info.get("run", {}).get(k, "") for k in PROVENANCE_NAMES},
         "transcribe_device": activations_info.get("device", ""),
@@ -301,16 +302,22 @@ def projected_cost_markdown(grown: pd.DataFrame, hours=PROJECTED_HOURS) -> list[
     """Training CPU hours projected to larger training sets: each model's CPU seconds per
     hour of training audio at its largest size (train.json's train_cpu_seconds), times
     ``hours``. Linear in the data, as an epoch is; with the same epochs (early stopping may
-    stop sooner). Lines of a markdown table."""
+    stop sooner). A model on a fixed budget (``steps_per_epoch``) costs at most what it
+    cost at its largest size, at any size. Lines of a markdown table."""
     if "train_cpu_seconds" not in grown:
         return []
     header = ["model", "measured at (h)", "CPU s per training hour", *[f"CPU h at {h:g} h" for h in hours]]
-    lines = ["Training CPU hours projected linearly from each model's largest size:", "",
-             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines = ["Training CPU hours projected from each model's largest size (linearly, but flat on a fixed budget):",
+             "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for model, runs in grown.sort_values("train_hours").groupby("model", sort=False):
         last = runs.iloc[-1]
         rate = last["train_cpu_seconds"] / last["train_hours"]
-        cells = [model, f"{last['train_hours']:g}", _fmt(rate, ".0f"), *[_fmt(rate * h / 3600, ".1f") for h in hours]]
+        if last.get("steps_per_epoch", 0) > 0:
+            rate_cell, projected = f"fixed budget of {last['steps_per_epoch']:g} steps an epoch", [
+                last["train_cpu_seconds"] / 3600] * len(hours)
+        else:
+            rate_cell, projected = _fmt(rate, ".0f"), [rate * h / 3600 for h in hours]
+        cells = [model, f"{last['train_hours']:g}", rate_cell, *[_fmt(p, ".1f") for p in projected]]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 
