@@ -578,6 +578,7 @@ def command_cases(repo, study, out):
         ("scaling-tables", ["--summary", str(summary_csv), "--out", "-"], 0),
         ("scaling-tables", ["--summary", str(summary_csv), "--out", f"{out}/tables.md", "--memory-limit-mb", "512"], 0),
         ("plot-losses", ["--loss", f"sup={model / 'loss.csv'}", "--out", f"{out}/losses.svg"], 0),
+        ("plot-validation", ["--loss", f"sup={model / 'loss.csv'}", "--out", f"{out}/validation.svg"], 2),  # no validation F
         ("plot-velocity", ["--decoding", f"sup={model / 'decoding.json'}", "--out", f"{out}/velocity.svg"], 0),
         ("plot-dictionary", ["--model", str(model), "--index", str(index), "--out", f"{out}/dict.png", "--title", "W"], 0),
         ("plot-excerpt", ["--activations", str(act / "activations.npz"), "--index", str(index), "--out",

@@ -125,6 +125,8 @@ COMMANDS = {
                                                "help": "memory full batch must fit in (default: this machine's)"})]),
     "plot-losses": ("loss curves of several models",
                     [("--loss", {"nargs": "+", "required": True, "metavar": "NAME=PATH"}), ("--out", P)]),
+    "plot-validation": ("validation note F against optimizer steps of several runs (from their loss.csv)",
+                        [("--loss", {"nargs": "+", "required": True, "metavar": "NAME=PATH"}), ("--out", P)]),
     "plot-velocity": ("the velocity curves chosen on validation of several models",
                       [("--decoding", {"nargs": "+", "required": True, "metavar": "NAME=PATH"}), ("--out", P)]),
     "plot-dictionary": ("a model's templates with their estimated pitches",
@@ -273,6 +275,11 @@ def _plot_losses(a):
     plot_losses(_named_paths(a.loss, "--loss"), a.out)
 
 
+def _plot_validation(a):
+    from .stages.report import plot_validation
+    plot_validation(_named_paths(a.loss, "--loss"), a.out)
+
+
 def _plot_velocity(a):
     from .stages.report import plot_velocity
     plot_velocity(_named_paths(a.decoding, "--decoding"), a.out)
@@ -300,7 +307,8 @@ HANDLERS = {
     "extract-features": _extract_features, "train": _train, "activations": _activations, "teach": _teach,
     "decode": _decode, "transcribe": _transcribe, "evaluate": _evaluate, "assess-dictionary": _assess_dictionary,
     "aggregate": _aggregate, "plot": _plot, "scaling-tables": _scaling_tables, "page-table": _page_table,
-    "ship": _ship, "plot-losses": _plot_losses, "plot-velocity": _plot_velocity, "plot-dictionary": _plot_dictionary,
+    "ship": _ship, "plot-losses": _plot_losses, "plot-validation": _plot_validation,
+    "plot-velocity": _plot_velocity, "plot-dictionary": _plot_dictionary,
     "plot-excerpt": _plot_excerpt, "plot-stems": _plot_stems,
 }
 

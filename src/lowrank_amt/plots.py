@@ -336,6 +336,28 @@ def loss_curves_plot(losses: pd.DataFrame, out_path) -> None:
     _save(fig, out_path)
 
 
+def validation_curves_plot(losses: pd.DataFrame, out_path) -> None:
+    """Validation note F against optimizer steps, a line per run: the curves a training
+    budget is chosen from. ``losses`` is tidy: ``model`` (a run's label), ``steps`` and
+    ``validation_note_f`` (loss.csv's validation rows; other rows are left out)."""
+    _require(losses, ["model", "steps", "validation_note_f"], "validation curves")
+    data = losses.dropna(subset=["steps", "validation_note_f"])
+    if data.empty:
+        raise LowrankAmtError("validation curves: no row has both steps and validation_note_f "
+                              "(loss.csv of a model trained with per-epoch validation scoring)")
+    _theme()
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    sns.lineplot(data=data, x="steps", y="validation_note_f", hue="model", marker="o", markersize=4, ax=ax)
+    best = data.loc[data.groupby("model")["validation_note_f"].idxmax()]
+    ax.scatter(best["steps"], best["validation_note_f"], s=90, facecolors="none", edgecolors="black",
+               label="best epoch", zorder=3)
+    ax.set_xlabel("optimizer steps")
+    ax.set_ylabel("validation note F (onset)")
+    ax.legend(fontsize=8)
+    ax.set_title("Validation note F against training steps")
+    _save(fig, out_path)
+
+
 def _pitch_axis(ax, lowest_midi: float, highest_midi: float, position, axis: str = "y") -> None:
     """Label a MIDI-pitch axis at the C's, as note names."""
     cs = [m for m in range(int(math.ceil(lowest_midi)), int(highest_midi) + 1) if m % 12 == 0]

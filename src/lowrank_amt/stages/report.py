@@ -42,6 +42,11 @@ def plot_losses(loss_paths: dict, out_path) -> None:
     plots.loss_curves_plot(loss_table(loss_paths), out_path)
 
 
+def plot_validation(loss_paths: dict, out_path) -> None:
+    """``plots.validation_curves_plot`` of several runs, ``{label: loss.csv path}``."""
+    plots.validation_curves_plot(loss_table(loss_paths), out_path)
+
+
 def plot_velocity(decoding_paths: dict, out_path) -> None:
     """``plots.velocity_curves_plot`` of the curves in ``{model name: decoding.json}``."""
     curves = {model: read_json(path).get("params", {}).get("velocity_curve") for model, path in decoding_paths.items()}
