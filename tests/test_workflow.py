@@ -371,6 +371,26 @@ def test_a_size_cap_trains_a_model_only_at_the_sizes_up_to_it(tmp_path, repo):
         assert done.returncode != 0 and message in done.stdout + done.stderr
 
 
+def test_only_models_runs_a_part_of_the_study_with_its_teachers(tmp_path, repo):
+    import yaml
+    config = yaml.safe_load((repo / "config/tiny.yaml").read_text())
+    config["datasets"]["tiny_piano"].update(n_train=2)
+    config["models"]["nmf_semi_teacher"] = {"family": "nmf", "supervision": "semi_supervised",
+                                            "teacher": "nmf_sup_kl"}
+    config["models"]["nmf_semi"] = {"family": "nmf", "supervision": "semi_supervised"}
+    config["only_models"] = ["nmf_semi_teacher"]
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    done = snakemake(repo, tmp_path, "--configfile", str(tmp_path / "config.yaml"), "-n", "-p")
+    assert done.returncode == 0, done.stderr[-3000:]
+    trained = {line.split("--model ")[1].split("/")[5] for line in done.stdout.splitlines()
+               if "lowrank-amt train " in line}
+    assert trained == {"nmf_semi_teacher", "nmf_sup_kl"}  # its teacher too, not nmf_semi
+    config["only_models"] = ["nowhere"]
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    done = snakemake(repo, tmp_path, "--configfile", str(tmp_path / "config.yaml"), "-n")
+    assert done.returncode != 0 and "'only_models' names no model of the config ('nowhere')" in done.stdout + done.stderr
+
+
 #: The model the kill tests train: a mini-batch NMF that checkpoints every epoch.
 KILLED_MODEL = "results/tiny/models/tiny_piano/cqt/nmf_semi/all/model.npz"
 

@@ -128,6 +128,9 @@ def _check_references(config: dict, written: dict) -> dict:
     for name in config["max_training_hours"]:
         if name not in specs:
             raise LowrankAmtError(f"config key 'max_training_hours.{name}' names no model of the config")
+    for name in config.get("only_models") or []:
+        if name not in specs:
+            raise LowrankAmtError(f"config key 'only_models' names no model of the config ({name!r})")
     return specs
 
 

@@ -49,7 +49,13 @@ DATASETS = list(config["datasets"])
 TRAINING_DATASETS = [d for d in DATASETS if config["datasets"][d]["role"] != "test"]
 TEST_ONLY = [d for d in DATASETS if config["datasets"][d]["role"] == "test"]
 FEATURES = list(config["features"])
-MODELS = list(config["models"])
+# `only_models`: a part of the study, with the teachers its models learn from
+SELECTED = config["only_models"] or list(config["models"])
+MODELS = [
+    m
+    for m in config["models"]
+    if m in SELECTED or any(SPEC[s][1].get("teacher") == m for s in SELECTED)
+]
 FAMILY = {name: family for name, (family, _) in SPEC.items()}
 # What each family declares (families/base.py) decides which rules apply to a model.
 WITH_DICTIONARY = [m for m in MODELS if FAMILY[m].has_dictionary]
@@ -57,7 +63,7 @@ WITH_DICTIONARY = [m for m in MODELS if FAMILY[m].has_dictionary]
 ON_FEATURES = [m for m in MODELS if FAMILY[m].reads_features()]
 LEARNING = [m for m in MODELS if FAMILY[m].training_data(SPEC[m][1]) is not None]
 # Models whose transcription of the training audio other models learn from.
-TEACHERS = sorted({s["teacher"] for _, s in SPEC.values() if s.get("teacher")})
+TEACHERS = sorted({SPEC[m][1]["teacher"] for m in MODELS if SPEC[m][1].get("teacher")})
 # One run = one model variant trained at one size on one feature set of one dataset.
 RUN = "{dataset}/{features}/{model}/{size}"
 STUDY_CONFIG_HASH = config_hash(config)
