@@ -215,6 +215,7 @@ def all_runs():
             "family": FAMILY[m].name,
             "supervision": SPEC[m][1].get("supervision", ""),
             "form": SPEC[m][1].get("form", ""),
+            "steps_per_epoch": SPEC[m][1].get("steps_per_epoch") or 0,
         }
         for d in TRAINING_DATASETS
         for f in FEATURES

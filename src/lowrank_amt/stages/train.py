@@ -74,8 +74,7 @@ def train(spec: dict, index_path, model_path, loss_path, info_path, log=print, *
     write_json(info_path, {"train_seconds": wall, "train_cpu_seconds": cpu, "device": str(device),
                            "train_hours": train_hours, "peak_rss_mb": peak_rss_mb(), "run": run_provenance(),
                            "memory_grows_with_data": family.memory_grows_with_data(spec),
-                           # a fixed budget: its cost stops growing with the data
-                           "steps_per_epoch": spec.get("steps_per_epoch") or 0, **trained.info})
+                           **trained.info})
     # a hand-made cache (tests, benchmarks) may have no params.json: such a model
     # transcribes that cache only, never new audio
     has_params = (Path(index_path).parent / "params.json").exists()
