@@ -79,12 +79,12 @@ def test_loss_curves(tmp_path):
     assert "nmfd_unsup" in text and "nmf_sup_kl" in text and "validation" in text  # both models, both splits
 
 
-def test_validation_curves_mark_each_run_s_best_epoch(tmp_path):
+def test_validation_curves_ring_each_run_s_highest_point(tmp_path):
     curves = pd.DataFrame([{"model": f"net@{h} h", "split": split, "steps": 64 * e,
                             "validation_note_f": (0.5 + 0.01 * e * h - 0.001 * e * e) if split == "validation" else None,
                             "loss": 1.0} for h in (1, 10) for e in range(1, 21) for split in ("train", "validation")])
     text = render(plots.validation_curves_plot, tmp_path, "validation_curves", curves)
-    assert "net@1 h" in text and "net@10 h" in text and "best epoch" in text and "optimizer steps" in text
+    assert "net@1 h" in text and "net@10 h" in text and "highest validation note F" in text and "optimizer steps" in text
     with pytest.raises(LowrankAmtError, match="no row has both"):
         plots.validation_curves_plot(curves.assign(steps=None), tmp_path / "none.svg")
 

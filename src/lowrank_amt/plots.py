@@ -337,8 +337,8 @@ def loss_curves_plot(losses: pd.DataFrame, out_path) -> None:
 
 
 def validation_curves_plot(losses: pd.DataFrame, out_path) -> None:
-    """Validation note F against optimizer steps, a line per run: the curves a training
-    budget is chosen from. ``losses`` is tidy: ``model`` (a run's label), ``steps`` and
+    """Validation note F against optimizer steps, a line per run (its highest point ringed):
+    the curves a training budget is chosen from. ``losses`` is tidy: ``model`` (a run's label), ``steps`` and
     ``validation_note_f`` (loss.csv's validation rows; other rows are left out)."""
     _require(losses, ["model", "steps", "validation_note_f"], "validation curves")
     data = losses.dropna(subset=["steps", "validation_note_f"])
@@ -350,7 +350,7 @@ def validation_curves_plot(losses: pd.DataFrame, out_path) -> None:
     sns.lineplot(data=data, x="steps", y="validation_note_f", hue="model", marker="o", markersize=4, ax=ax)
     best = data.loc[data.groupby("model")["validation_note_f"].idxmax()]
     ax.scatter(best["steps"], best["validation_note_f"], s=90, facecolors="none", edgecolors="black",
-               label="best epoch", zorder=3)
+               label="highest validation note F", zorder=3)
     ax.set_xlabel("optimizer steps")
     ax.set_ylabel("validation note F (onset)")
     ax.legend(fontsize=8)
