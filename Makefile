@@ -22,7 +22,7 @@ REPORT ?= results/report.html
 STAMP := $(VENV)/.installed
 export PATH := $(BIN):$(PATH)
 
-.PHONY: help setup system-deps study check-readme readme-tables learning pianos multi guitar ship-piano scaling report readme-figures scaling-figures test slurm-profile clean
+.PHONY: help setup system-deps study check-readme readme-tables learning pianos multi guitar ship-piano scaling scaling-networks report readme-figures scaling-figures test slurm-profile clean
 
 help:
 	@echo "make study   set up, run the default study (config/config.yaml), build $(REPORT)"
@@ -34,6 +34,7 @@ help:
 	@echo "make guitar     the guitar study (config/guitar.yaml): solo guitar on unheard guitars"
 	@echo "make ship-piano   retrain the shipped model (transcribe --model piano) from config/pianos.yaml"
 	@echo "make scaling    the scaling study (config/scaling.yaml, about 2 h): every family at 0.03-10 h"
+	@echo "make scaling-networks   its networks at every size beside the references, NMF and the hybrid (about 1 h 30 min)"
 	@echo "make readme-figures   copy the default study's figures into docs/figures/ (for the README)"
 	@echo "make test    set up, run the test suite"
 	@echo "make slurm-profile   link profiles/slurm so that 'snakemake --profile slurm' works"
@@ -156,6 +157,23 @@ scaling: setup
 	$(BIN)/snakemake --configfile config/scaling.yaml --report results/scaling-report.html
 	@date -u +"scaling study finished %FT%TZ" | tee -a results/scaling-runs.log
 	@echo "scaling study done: results in results/scaling/, table in results/scaling/summary/summary.md"
+
+# The networks at every size beside the fixed references, online NMF and the convolutive
+# hybrid (docs/scaling.md, "Networks at every size"): a part of the scaling study, its
+# summary and figures holding these models alone (a later `make scaling` writes them anew);
+# about 1 h 30 min on 2 cores from nothing, not run by CI. The validation curves of the
+# networks at 1 and 10 h go into docs/figures/scaling/ with its figures.
+SCALING_NETWORKS := nmf_sup_kl,basic_pitch,nmf_semi_online,unrolled_nmfd_gains,harmonic_net,onsets_frames
+NETWORK_RUNS := $(foreach m,harmonic_net onsets_frames,$(foreach s,1h 10h,$(m)@$(s)=results/scaling/models/synth_pianos/cqt/$(m)/$(s)/loss.csv))
+scaling-networks: setup
+	$(call unlock,--configfile config/scaling.yaml)
+	$(BIN)/snakemake --configfile config/scaling.yaml --config 'only_models=[$(SCALING_NETWORKS)]' \
+		--cores $(CORES) --rerun-incomplete -- results/scaling/summary/scaling.md \
+		$(foreach f,scaling compute,results/scaling/plots/$(f).svg)
+	@mkdir -p docs/figures/scaling
+	cp results/scaling/plots/scaling.svg docs/figures/scaling/networks-scaling.svg
+	cp results/scaling/plots/compute.svg docs/figures/scaling/compute.svg
+	$(BIN)/lowrank-amt plot-validation --loss $(NETWORK_RUNS) --out docs/figures/scaling/network-validation.svg
 
 # Maintainers: the README's figures come from the default study (tracked, so a plain
 # `make study` leaves a clone as it was).
