@@ -91,7 +91,7 @@ system-deps:
 
 # A killed run leaves Snakemake's lock behind: each study lifts it first, and the Snakefile
 # refuses that, in one line, while a run of the folder or one beside it lives
-# (src/lowrank_amt/run_lock.py). $(1): the study's snakemake options.
+# (src/lowrank_amt/runtime/run_lock.py). $(1): the study's snakemake options.
 define unlock
 @out=$$($(BIN)/snakemake $(1) --unlock 2>&1) || { echo "$$out" >&2; exit 1; }
 endef

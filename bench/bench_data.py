@@ -68,9 +68,9 @@ def bench_synthesis(folder: Path, hours: float) -> dict:
 
 
 def bench_features(manifest: Path, folder: Path) -> dict:
-    from lowrank_amt.audio import load_audio
+    from lowrank_amt.signal.audio import load_audio
     from lowrank_amt.datasets.manifest import read_manifest
-    from lowrank_amt.spectrogram import compute_features
+    from lowrank_amt.signal.spectrogram import compute_features
     from lowrank_amt.stages.features import extract_dataset
     out = {}
     audio_seconds = read_manifest(manifest)["duration"].sum()
@@ -118,8 +118,8 @@ def loader_child(index_path: str, mode: str) -> dict:
     """One epoch (or the in-memory peer) in this process: frame rate, resident memory
     after the imports, and the peak resident memory during the epoch (the peak is reset
     after the imports through /proc/self/clear_refs)."""
-    from lowrank_amt.spectrogram import read_index
-    from lowrank_amt.loader import FrameBatches
+    from lowrank_amt.signal.feature_cache import read_index
+    from lowrank_amt.learning.loader import FrameBatches
     Path("/proc/self/clear_refs").write_text("5")
     baseline = _status_mb("VmRSS")
     start, frames, checksum = time.perf_counter(), 0, 0.0

@@ -38,7 +38,7 @@ import lowrank_amt  # noqa: F401  (before torch: sets its allocator's huge-page 
 import torch
 from lowrank_amt.factorization import nmf, ntd
 from lowrank_amt.factorization.core import beta_divergence, generator, update_H
-from lowrank_amt.epochs import fit_epochs
+from lowrank_amt.learning.epochs import fit_epochs
 from lowrank_amt.factorization.training import DictionaryLearner, OnlineMU, fit_full_batch, solve_activations
 
 from batches import ArrayBatches

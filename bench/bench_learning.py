@@ -36,7 +36,7 @@ from lowrank_amt.factorization import nmf
 from lowrank_amt.factorization.core import generator
 from lowrank_amt.factorization.training import DictionaryLearner, OnlineMU
 from lowrank_amt.families import resolve
-from lowrank_amt.spectrogram import load_track, read_index
+from lowrank_amt.signal.feature_cache import load_track, read_index
 from lowrank_amt.stages.features import extract_dataset
 
 sys.path.insert(0, str(Path(__file__).parent))

@@ -16,7 +16,7 @@ from pathlib import Path
 import yaml
 from tables import write_table
 
-from lowrank_amt.io import read_json
+from lowrank_amt.runtime.io import read_json
 from lowrank_amt.stages import evaluate, train, transcribe
 
 EVALUATION = {"onset_tolerance": 0.05, "offset_ratio": 0.2, "pedal_extension": True}  # the schema's defaults

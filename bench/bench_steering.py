@@ -26,9 +26,9 @@ import pandas as pd
 import pretty_midi
 import yaml
 
-from lowrank_amt.metrics import note_metrics
-from lowrank_amt.notes import read_midi_notes, write_midi_notes
-from lowrank_amt.steering import Steering
+from lowrank_amt.decoding.steering import Steering
+from lowrank_amt.evaluation.metrics import note_metrics
+from lowrank_amt.evaluation.notes import read_midi_notes, write_midi_notes
 from lowrank_amt.recordings import transcribe_files
 
 QUIET = dict(log=lambda m: None)
@@ -47,7 +47,7 @@ def perturbed(intervals, pitches, rng, jitter=0.1, share=0.1):
 
 def calibration_recording(config: dict, folder: Path) -> tuple[Path, Path]:
     """Every third key of the dataset's range on its test piano, 0.6 s each, and its MIDI."""
-    from lowrank_amt.datasets.synth import find_soundfont, render
+    from lowrank_amt.datasets.rendering import find_soundfont, render
     dataset = next(iter(config["datasets"].values()))
     low, high = dataset.get("pitch_range", [21, 108])
     midi = pretty_midi.PrettyMIDI(initial_tempo=120.0)

@@ -33,7 +33,7 @@ from tables import write_table
 STUDY = Path("results/default")
 TRANSCRIBE_ONE = """
 import sys
-from lowrank_amt.memory import peak_rss_mb
+from lowrank_amt.runtime.memory import peak_rss_mb
 from lowrank_amt.recordings import transcribe_files
 transcribe_files(sys.argv[1], [sys.argv[2]], sys.argv[3], log=lambda m: None)
 print(peak_rss_mb())

@@ -31,7 +31,7 @@ import torch
 from tables import write_table
 
 from lowrank_amt.factorization import nmfd
-from lowrank_amt.io import read_json
+from lowrank_amt.runtime.io import read_json
 from lowrank_amt.stages.train import train
 
 INDEX = "results/pianos/features/synth_pianos/cqt/index.csv"

@@ -15,7 +15,7 @@ import types
 import zipfile
 from pathlib import Path
 
-from lowrank_amt.kernels import pin_kernels
+from lowrank_amt.runtime.kernels import pin_kernels
 
 # The CLI's kernels (kernels.py) from the suite's first torch kernel on, not only once a
 # test has called a command in-process: a learning test must not pass or fail by test order.
@@ -27,9 +27,9 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from lowrank_amt.constants import MIDI_MIN, N_KEYS  # noqa: E402
-from lowrank_amt.targets import frame_targets
-from lowrank_amt.notes import write_midi_notes
-from lowrank_amt.spectrogram import record_checksums
+from lowrank_amt.signal.targets import frame_targets
+from lowrank_amt.evaluation.notes import write_midi_notes
+from lowrank_amt.signal.feature_cache import record_checksums
 
 REPO = Path(__file__).resolve().parents[1]
 FRAME_RATE = 22050 / 512

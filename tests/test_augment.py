@@ -4,9 +4,9 @@ it claims, reproducible from its seed, the targets and batches untouched."""
 import numpy as np
 import pytest
 
-from lowrank_amt.augment import augment_batch, augment_segment, augmentation
+from lowrank_amt.learning.augment import augment_batch, augment_segment, augmentation
 from lowrank_amt.errors import LowrankAmtError
-from lowrank_amt.loader import FrameBatches
+from lowrank_amt.learning.loader import FrameBatches
 
 from test_loader import index_path  # noqa: F401  (the loader's hand-made cache)
 

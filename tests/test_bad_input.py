@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 
-from lowrank_amt.audio import load_audio
+from lowrank_amt.signal.audio import load_audio
 from lowrank_amt.cli import main
 from lowrank_amt.errors import LowrankAmtError
-from lowrank_amt.io import atomic_path
-from lowrank_amt.notes import read_midi_notes
+from lowrank_amt.runtime.io import atomic_path
+from lowrank_amt.evaluation.notes import read_midi_notes
 
 
 def test_corrupt_audio_is_named(tmp_path):
@@ -94,7 +94,7 @@ def _mir_eval_scores(ref, est):
 
 
 def _ours(ref, est):
-    from lowrank_amt.metrics import transcription_metrics
+    from lowrank_amt.evaluation.metrics import transcription_metrics
     scores = transcription_metrics(ref, est)
     return tuple(scores[f"{name}_{m}"] for name in ("note_onset", "note_offset", "note_offset_velocity")
                  for m in "prf")
@@ -102,8 +102,8 @@ def _ours(ref, est):
 
 def test_a_reference_with_pedal_but_no_notes_scores_zero_and_is_refused_for_targets(tmp_path):
     import pretty_midi
-    from lowrank_amt.notes import read_reference
-    from lowrank_amt.targets import read_annotation
+    from lowrank_amt.evaluation.notes import read_reference
+    from lowrank_amt.signal.targets import read_annotation
     midi = pretty_midi.PrettyMIDI()
     piano = pretty_midi.Instrument(0)
     piano.control_changes = [pretty_midi.ControlChange(64, 127, 0.5), pretty_midi.ControlChange(64, 0, 2.0)]

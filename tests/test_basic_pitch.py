@@ -8,15 +8,18 @@ import pandas as pd
 import pytest
 
 from lowrank_amt import families
-from lowrank_amt.audio import load_audio
+from lowrank_amt.datasets.composition import random_piece
 from lowrank_amt.datasets.manifest import write_manifest
-from lowrank_amt.datasets.synth import find_soundfont, random_piece, render
+from lowrank_amt.datasets.rendering import find_soundfont, render
 from lowrank_amt.deep import basic_pitch_onnx as bp
 from lowrank_amt.errors import LowrankAmtError
-from lowrank_amt.io import read_json
-from lowrank_amt.metrics import note_metrics
-from lowrank_amt.notes import read_midi_notes
-from lowrank_amt.stages import evaluate as evaluation, train as training, transcribe as transcription
+from lowrank_amt.evaluation.metrics import note_metrics
+from lowrank_amt.evaluation.notes import read_midi_notes
+from lowrank_amt.runtime.io import read_json
+from lowrank_amt.signal.audio import load_audio
+from lowrank_amt.stages import evaluate as evaluation
+from lowrank_amt.stages import train as training
+from lowrank_amt.stages import transcribe as transcription
 
 SAMPLE_RATE = 22050
 SPEC = {"family": "basic_pitch", "onset_thresholds": [0.4, 0.6], "frame_thresholds": [0.3], "min_note_ms": [127.7]}

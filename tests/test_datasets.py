@@ -18,14 +18,12 @@ import pytest
 import soundfile
 import yaml
 
-from lowrank_amt.datasets import PREPARERS
-from lowrank_amt.stages.data import prepare_dataset
-from lowrank_amt.datasets import maestro, maps
-from lowrank_amt.datasets.ensemble import stem_paths
+from lowrank_amt.datasets import PREPARERS, maestro, maps
 from lowrank_amt.datasets.guitarset import read_jams_notes
-from lowrank_amt.datasets.manifest import read_manifest
+from lowrank_amt.datasets.manifest import read_manifest, stem_paths
 from lowrank_amt.errors import LowrankAmtError
-from lowrank_amt.notes import read_midi_notes
+from lowrank_amt.evaluation.notes import read_midi_notes
+from lowrank_amt.stages.data import prepare_dataset
 
 RATE = 8000
 TICK = 1 / 440  # pretty_midi's default time step (220 ticks per beat at 120 bpm)
@@ -119,7 +117,7 @@ def test_maestro_checks_the_official_checksum_by_default(tmp_path, local_server,
 
 def test_maestro_midi_only_mode_renders_the_first_pieces_of_each_split(tmp_path, local_server, sha256, archives):
     try:
-        from lowrank_amt.datasets.synth import find_fluidsynth, find_soundfont
+        from lowrank_amt.datasets.rendering import find_fluidsynth, find_soundfont
         find_fluidsynth(), find_soundfont("auto")
     except LowrankAmtError as exc:
         pytest.skip(f"fluidsynth or a soundfont is missing: {exc}")

@@ -4,9 +4,10 @@ import mir_eval
 import numpy as np
 import pytest
 
-from lowrank_amt.decode import activations_to_notes, tune_threshold
-from lowrank_amt.metrics import frame_metrics, note_metrics, transcription_metrics
-from lowrank_amt.targets import frame_targets
+from lowrank_amt.decoding.decode import activations_to_notes
+from lowrank_amt.decoding.tuning import tune_threshold
+from lowrank_amt.evaluation.metrics import frame_metrics, note_metrics, transcription_metrics
+from lowrank_amt.signal.targets import frame_targets
 
 FRAME_RATE = 22050 / 512
 
@@ -109,8 +110,8 @@ def test_threshold_is_tuned_on_the_given_tracks_only():
 
 # --- peak-picking onsets, offsets at a fraction of the note's peak, pooling ---------
 
-from lowrank_amt.decode import tune_decoding  # noqa: E402
-from lowrank_amt.metrics import pooled_metrics  # noqa: E402
+from lowrank_amt.decoding.tuning import tune_decoding  # noqa: E402
+from lowrank_amt.evaluation.metrics import pooled_metrics  # noqa: E402
 
 
 def decaying_note(n_frames, start, end, peak, rate=0.03, release=0.5):

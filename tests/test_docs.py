@@ -22,10 +22,11 @@ def test_the_readme_is_short_and_every_local_link_resolves(repo):
 def test_every_generated_table_of_the_docs_names_its_study_and_parses(repo):
     """A page's generated table (README, docs/) names the summary.md its study writes, and
     `page-table --check` can read it: a re-run of that study checks the page."""
-    from lowrank_amt import summary
-    pages = [p for p in [repo / "README.md", *sorted((repo / "docs").glob("*.md"))] if summary.TABLE_BEGIN in p.read_text()]
-    assert {p.name for p in pages} >= {"README.md", "tests.md", "guitar.md"}
-    for page in pages:
-        source, table = summary.generated_table(page.read_text())
+    from lowrank_amt.report import pages
+    with_tables = [p for p in [repo / "README.md", *sorted((repo / "docs").glob("*.md"))]
+                   if pages.TABLE_BEGIN in p.read_text()]
+    assert {p.name for p in with_tables} >= {"README.md", "tests.md", "guitar.md"}
+    for page in with_tables:
+        source, table = pages.generated_table(page.read_text())
         assert re.fullmatch(r"results/[a-z-]+/summary/summary\.md", source), (page.name, source)
-        assert summary.ranked_rows(table), page.name
+        assert pages.ranked_rows(table), page.name

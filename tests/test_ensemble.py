@@ -12,11 +12,12 @@ import soundfile
 
 from lowrank_amt import families
 from lowrank_amt.datasets import ensemble
+from lowrank_amt.datasets.manifest import stem_paths
 from lowrank_amt.errors import LowrankAmtError
 from lowrank_amt.instruments import (CLASS_PROGRAMS, instrument_class, is_instrument_aware, read_class_notes,
                                      track_class, write_class_tracks)
-from lowrank_amt.metrics import instrument_metrics, note_metrics
-from lowrank_amt.separation import oracle_stems, read_stems, stem_scores
+from lowrank_amt.evaluation.metrics import instrument_metrics, note_metrics
+from lowrank_amt.evaluation.separation import oracle_stems, read_stems, stem_scores
 
 SR = 22050
 #: one FluidR3 GM timbre per class and split: a small corpus renders in seconds
@@ -34,7 +35,7 @@ def _md5(path) -> str:
 
 @pytest.fixture(scope="module")
 def band(tmp_path_factory):
-    pytest.importorskip("lowrank_amt.datasets.synth").find_fluidsynth()
+    pytest.importorskip("lowrank_amt.datasets.rendering").find_fluidsynth()
     folder = tmp_path_factory.mktemp("band")
     ensemble.prepare(BAND, folder / "manifest.csv", SR, jobs=2, log=lambda m: None)
     return folder
@@ -58,7 +59,7 @@ def trained_on_band(spec: dict, index, folder):
     """(the model ``spec`` trains on the band's cache, the first test track's features,
     the model's outputs on them)."""
     from lowrank_amt.model_file import load_model
-    from lowrank_amt.spectrogram import load_track, read_index
+    from lowrank_amt.signal.feature_cache import load_track, read_index
     from lowrank_amt.stages import train as training
     training.train(spec, index, folder / "model.npz", folder / "loss.csv", folder / "train.json", log=lambda m: None)
     loaded = load_model(folder / "model.npz")
@@ -73,7 +74,7 @@ def test_instrument_classes_follow_general_midi_families():
 
 def test_band_mixture_is_the_sum_of_its_stems_and_each_part_keeps_its_class_and_range(band):
     mix, rate = soundfile.read(band / "audio" / "test_00000.wav")
-    stems = ensemble.stem_paths(band / "audio" / "test_00000.wav")
+    stems = stem_paths(band / "audio" / "test_00000.wav")
     assert sorted(stems) == ["bass", "drums", "piano", "reed", "strings"]
     audio = {name: soundfile.read(path)[0] for name, path in stems.items()}
     assert rate == SR and {len(a) for a in audio.values()} == {len(mix)}
@@ -189,7 +190,7 @@ def test_a_stem_of_another_length_or_rate_is_refused_naming_it(tmp_path):
 
 
 def test_a_drum_only_track_has_no_class_and_no_notes_to_learn(tmp_path):
-    from lowrank_amt.targets import read_annotation
+    from lowrank_amt.signal.targets import read_annotation
     midi = pretty_midi.PrettyMIDI()
     kit = pretty_midi.Instrument(0, is_drum=True)
     kit.notes.append(pretty_midi.Note(90, 36, 0.0, 0.1))
@@ -206,8 +207,8 @@ def test_instrument_templates_name_instruments_and_separate_the_band(band, band_
     the key activations of the classes sum to the model's; each test note is written
     in its class's track; the stems are scored against the rendered ones, and the
     model's beat leaving the mixture whole (SI-SDR of the mixture as every stem)."""
-    from lowrank_amt.audio import load_audio
-    from lowrank_amt.io import read_json
+    from lowrank_amt.signal.audio import load_audio
+    from lowrank_amt.runtime.io import read_json
     from lowrank_amt.stages import evaluate as evaluation, transcribe as transcription
     index, model = band_model
     out = model.parent
@@ -229,7 +230,7 @@ def test_instrument_templates_name_instruments_and_separate_the_band(band, band_
     assert 0 < table["instrument_note_onset_f"].iloc[0] <= table["note_onset_f"].iloc[0]
     separation = read_json(out / "activations.json")["separation"]
     mix = load_audio(band / "audio" / "test_00000.wav", SR)
-    references = read_stems({k: v for k, v in ensemble.stem_paths(band / "audio" / "test_00000.wav").items()
+    references = read_stems({k: v for k, v in stem_paths(band / "audio" / "test_00000.wav").items()
                              if k != "drums"}, SR, len(mix))
     whole = np.mean([s["si_sdr"] for s in stem_scores(references, {k: mix for k in references}).values()])
     assert separation["si_sdr"] > whole
@@ -240,7 +241,7 @@ def test_instrument_templates_name_instruments_and_separate_the_band(band, band_
 def test_transcribe_writes_a_track_per_instrument_and_the_stems(band, band_model, tmp_path):
     """``lowrank-amt transcribe --stems`` with a model of instrument templates: one MIDI
     track per class, an instrument column, and stems that sum to about the mixture."""
-    from lowrank_amt.audio import load_audio
+    from lowrank_amt.signal.audio import load_audio
     from lowrank_amt.recordings import transcribe_files
     _, model = band_model
     mix = band / "audio" / "test_00000.wav"
@@ -269,7 +270,7 @@ def test_semi_supervised_instrument_templates_learn_each_class_where_it_plays(ba
     the layout is the dataset's classes x 88 keys, the validation loss falls, and the
     class rolls in the cache are the MIDI's, class by class."""
     from lowrank_amt.instruments import class_roll
-    from lowrank_amt.spectrogram import read_index
+    from lowrank_amt.signal.feature_cache import read_index
     from lowrank_amt.stages import train as training
     index, _ = band_model
     row = read_index(index, "train").iloc[0]
@@ -314,8 +315,9 @@ def test_plot_stems_shows_each_rendered_stem_beside_the_separated_one(band, band
 def test_the_unrolled_hybrid_on_instrument_templates_names_instruments_and_separates(band, band_model, tmp_path):
     """Learned MU layers on the class-labelled dictionary: the class outputs sum to its key
     activations, and its stems share the mixture out."""
-    from lowrank_amt.audio import load_audio
-    from lowrank_amt.spectrogram import bin_frequencies, cache_params
+    from lowrank_amt.signal.audio import load_audio
+    from lowrank_amt.signal.feature_cache import cache_params
+    from lowrank_amt.signal.spectrogram import bin_frequencies
     index, _ = band_model
     spec = {"family": "unrolled", "base": "nmf", "instrument_templates": True, "train_iterations": 20, "layers": 3,
             "epochs": 2, "patience": 2, "steps_per_epoch": 2, "batch_segments": 4, "segment_frames": 32}

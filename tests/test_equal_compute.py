@@ -3,7 +3,7 @@
 import numpy as np
 import pandas as pd
 
-from lowrank_amt.equal_compute import compute_markdown, pareto_front, runs_with_fronts
+from lowrank_amt.report.equal_compute import compute_markdown, pareto_front, runs_with_fronts
 
 
 def dominated(i, cost, quality):

@@ -8,14 +8,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lowrank_amt import families, summary
+from lowrank_amt import families
+from lowrank_amt.report import pages, summary
 from lowrank_amt.model_file import save_model
 from lowrank_amt.constants import MIDI_MIN, N_KEYS
-from lowrank_amt.io import read_json, write_json
-from lowrank_amt.note_errors import ERROR_NAMES
-from lowrank_amt.notes import write_midi_notes
+from lowrank_amt.runtime.io import read_json, write_json
+from lowrank_amt.evaluation.note_errors import ERROR_NAMES
+from lowrank_amt.evaluation.notes import write_midi_notes
 from lowrank_amt.stages import evaluate as evaluation, transcribe as transcription
-from lowrank_amt.spectrogram import record_checksums
+from lowrank_amt.signal.feature_cache import record_checksums
 
 FRAME_RATE = 22050 / 512
 DECODING = {"thresholds": [0.05, 0.2, 0.4], "onsets": ["threshold", "peaks", "adaptive"],
@@ -207,7 +208,7 @@ def test_every_results_row_says_where_and_when_its_model_was_trained(tmp_path):
 
 def test_run_provenance_names_this_checkouts_commit_and_torchs_kernels(repo):
     import torch
-    from lowrank_amt.versions import run_provenance
+    from lowrank_amt.runtime.versions import run_provenance
     made = run_provenance()
     head = (repo / ".git/HEAD").read_text().strip()
     if head.startswith("ref: "):  # a branch: its commit, loose or packed
@@ -223,9 +224,9 @@ def test_run_provenance_names_this_checkouts_commit_and_torchs_kernels(repo):
 
 def test_a_fresh_table_may_differ_from_the_readme_only_where_the_cpu_decides(repo):
     readme = (repo / "README.md").read_text()
-    rows = summary.ranked_rows(readme)
+    rows = pages.ranked_rows(readme)
     assert len(rows) >= 20 and {"network", "nmf", "basic_pitch"} <= {family for family, _ in rows.values()}
-    assert summary.table_differences(readme, readme) == []
+    assert pages.table_differences(readme, readme) == []
     lines = readme.splitlines()
     network = next(i for i, line in enumerate(lines) if "| harmonic_net | network |" in line)
     lowrank = next(i for i, line in enumerate(lines) if "| nmf_sup_kl | nmf |" in line)
@@ -236,20 +237,20 @@ def test_a_fresh_table_may_differ_from_the_readme_only_where_the_cpu_decides(rep
         cells[6] = f"{float(f) + change:.3f} {std}"
         return "\n".join(lines[:index] + [" | ".join(cells)] + lines[index + 1:])
 
-    assert summary.table_differences(readme, with_cell(network, 0.05)) == []  # within the networks' 0.1
-    assert len(summary.table_differences(readme, with_cell(network, 0.15))) == 1
-    assert len(summary.table_differences(readme, with_cell(lowrank, 0.001))) == 1  # low-rank: exact
+    assert pages.table_differences(readme, with_cell(network, 0.05)) == []  # within the networks' 0.1
+    assert len(pages.table_differences(readme, with_cell(network, 0.15))) == 1
+    assert len(pages.table_differences(readme, with_cell(lowrank, 0.001))) == 1  # low-rank: exact
     # the gradient form (summary.csv says which model has it) within its 0.02, and only it
     gradient = next(i for i, line in enumerate(lines) if "| nmf_unsup_gradient | nmf |" in line)
     specs = {"nmf_unsup_gradient": {"supervision": "unsupervised", "form": "gradient"},
              "nmf_sup_kl": {"supervision": "supervised", "form": "full_batch"}}
-    by_form = lambda family, model: summary.cpu_tolerance(family, model, specs)  # noqa: E731
-    assert summary.table_differences(readme, with_cell(gradient, 0.015), by_form) == []
-    assert len(summary.table_differences(readme, with_cell(gradient, 0.025), by_form)) == 1
-    assert len(summary.table_differences(readme, with_cell(lowrank, 0.001), by_form)) == 1
+    by_form = lambda family, model: pages.cpu_tolerance(family, model, specs)  # noqa: E731
+    assert pages.table_differences(readme, with_cell(gradient, 0.015), by_form) == []
+    assert len(pages.table_differences(readme, with_cell(gradient, 0.025), by_form)) == 1
+    assert len(pages.table_differences(readme, with_cell(lowrank, 0.001), by_form)) == 1
     # both ways: a row the fresh table has and the page lacks is a difference too
     shorter = "\n".join(lines[:lowrank] + lines[lowrank + 1:])
-    assert summary.table_differences(shorter, readme) == [
+    assert pages.table_differences(shorter, readme) == [
         "nmf_sup_kl / synth_piano / synth_piano_timgm / –: in the fresh table, not in the page"]
 
 
@@ -261,8 +262,8 @@ def test_a_pages_generated_table_is_copied_from_its_study_and_checked(tmp_path, 
     study = tmp_path / "results/s/summary"
     evaluation.aggregate(runs, "abc", study / "results.csv", study / "summary.csv", study / "summary.md")
     page = tmp_path / "page.md"
-    page.write_text(f"# A study\n\n{summary.TABLE_BEGIN}results/s/summary/summary.md -->\nold\n"
-                    f"{summary.TABLE_END}\n\nText after.\n")
+    page.write_text(f"# A study\n\n{pages.TABLE_BEGIN}results/s/summary/summary.md -->\nold\n"
+                    f"{pages.TABLE_END}\n\nText after.\n")
     monkeypatch.chdir(tmp_path)
     assert main(["page-table", "page.md"]) == 0
     text = page.read_text()
@@ -307,7 +308,7 @@ def test_a_pedal_lengthens_only_its_own_tracks_notes(tmp_path):
     class-aware reading alike."""
     import pretty_midi
     from lowrank_amt.instruments import read_class_notes
-    from lowrank_amt.notes import read_midi_notes
+    from lowrank_amt.evaluation.notes import read_midi_notes
     piece = pretty_midi.PrettyMIDI()
     piano, bass = pretty_midi.Instrument(0), pretty_midi.Instrument(33)
     piano.notes = [pretty_midi.Note(80, 60, 0.0, 0.5)]

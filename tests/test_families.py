@@ -13,8 +13,8 @@ from lowrank_amt import families
 from lowrank_amt.errors import LowrankAmtError
 from lowrank_amt.factorization import nmf
 from lowrank_amt.families.lowrank import NMF
-from lowrank_amt.metrics import note_metrics
-from lowrank_amt.notes import read_midi_notes
+from lowrank_amt.evaluation.metrics import note_metrics
+from lowrank_amt.evaluation.notes import read_midi_notes
 from lowrank_amt.stages import evaluate as evaluation, train as training, transcribe as transcription
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -13,8 +13,8 @@ import sys
 import pytest
 
 from lowrank_amt.cli import main
-from lowrank_amt.epochs import fit_epochs
-from lowrank_amt.io import write_json
+from lowrank_amt.learning.epochs import fit_epochs
+from lowrank_amt.runtime.io import write_json
 from test_scaling import summary
 
 #: A command that writes one file given on its command line.
@@ -241,7 +241,7 @@ def test_a_feature_cache_without_recorded_checksums_is_refused(tmp_path, written
 def test_the_temporary_file_of_a_killed_writer_is_removed_by_the_next_write(tmp_path):
     """SIGKILL runs no cleanup: the next write of the same file removes what a dead
     writer left, and keeps what a live one is writing."""
-    from lowrank_amt.io import write_text
+    from lowrank_amt.runtime.io import write_text
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     orphan = tmp_path / f".tables.md.{dead.stdout.strip()}.x1y2z3w4.md"  # as mkstemp names them
     live = tmp_path / f".tables.md.{os.getpid()}.a1b2c3d4.md"
@@ -256,7 +256,7 @@ def test_the_temporary_file_of_a_killed_writer_is_removed_by_the_next_write(tmp_
 #: its temporary file half written. Prints the best dictionary's hash and the history.
 CHECKPOINTED_TRAINING = """
 import hashlib, os, sys, torch
-from lowrank_amt.epochs import fit_epochs
+from lowrank_amt.learning.epochs import fit_epochs
 
 class Learner:
     learning_rate = None
@@ -313,7 +313,7 @@ def test_the_run_lock_refuses_a_second_run_and_an_unlock_but_not_a_dry_run(tmp_p
     goes on with a note."""
     import errno
     import fcntl
-    from lowrank_amt import run_lock
+    from lowrank_amt.runtime import run_lock
     results = tmp_path / "results" / "study"
     results.mkdir(parents=True)
     with open(results / run_lock.LOCK_NAME, "w") as held:

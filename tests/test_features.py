@@ -9,11 +9,12 @@ import pytest
 import soundfile
 
 from lowrank_amt.errors import LowrankAmtError
-from lowrank_amt.spectrogram import bin_frequencies, compute_features, load_track, log_filterbank, read_index
-from lowrank_amt.notes import extend_with_pedal, pedal_intervals
-from lowrank_amt.targets import frame_targets
+from lowrank_amt.signal.feature_cache import load_track, read_index
+from lowrank_amt.signal.spectrogram import bin_frequencies, compute_features, log_filterbank
+from lowrank_amt.evaluation.notes import extend_with_pedal, pedal_intervals
+from lowrank_amt.signal.targets import frame_targets
 from lowrank_amt.stages.features import extract_dataset
-from lowrank_amt.io import read_json, write_json
+from lowrank_amt.runtime.io import read_json, write_json
 
 SR = 16000
 CQT = {"kind": "cqt", "hop_length": 256, "bins_per_semitone": 3, "fmin_midi": 21, "n_semitones": 88}

@@ -17,12 +17,12 @@ import soundfile
 import yaml
 from hypothesis import HealthCheck, event, given, settings, strategies as st
 
-from lowrank_amt.audio import load_audio
+from lowrank_amt.signal.audio import load_audio
 from lowrank_amt.cli import COMMANDS, main
 from lowrank_amt.config import check_study, load_schema
 from lowrank_amt.errors import LowrankAmtError
-from lowrank_amt.notes import write_midi_notes
-from lowrank_amt.targets import read_annotation
+from lowrank_amt.evaluation.notes import write_midi_notes
+from lowrank_amt.signal.targets import read_annotation
 
 REPO = Path(__file__).resolve().parents[1]
 #: Fixed cases (derandomize), no example database written into the checkout.

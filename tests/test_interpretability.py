@@ -9,11 +9,11 @@ import pytest
 
 from lowrank_amt import families
 from lowrank_amt.errors import LowrankAmtError
-from lowrank_amt.spectrogram import bin_frequencies
-from lowrank_amt.interpretability import (dictionary_scores, hoyer_sparsity,
+from lowrank_amt.signal.spectrogram import bin_frequencies
+from lowrank_amt.evaluation.interpretability import (dictionary_scores, hoyer_sparsity,
                                           load_dictionary, template_table)
 from lowrank_amt.model_file import save_model
-from lowrank_amt.notes import write_midi_notes
+from lowrank_amt.evaluation.notes import write_midi_notes
 from lowrank_amt.stages import evaluate as evaluation
 
 SPEC = {"bins_per_semitone": 3, "n_semitones": 88, "fmin_midi": 21}

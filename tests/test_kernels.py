@@ -5,7 +5,7 @@ import os
 import subprocess
 import sys
 
-from lowrank_amt.kernels import PINNED_KERNELS, pin_kernels
+from lowrank_amt.runtime.kernels import PINNED_KERNELS, pin_kernels
 
 
 def test_pinned_on_x86_64_unless_already_set_and_never_elsewhere():

@@ -27,3 +27,35 @@ def test_a_rule_file_runs_the_functions_of_its_stage_module():
             assert f"from .stages.{rule_file.stem} import" in handler, (rule_file.name, command)
             seen += 1
     assert seen >= 12  # every rule that runs a command
+
+
+PACKAGE = REPO / "src" / "lowrank_amt"
+#: the folders in the pipeline's order; the top level keeps the entry points and a few
+#: shared helpers
+PIPELINE = ("datasets", "signal", "families", "learning", "factorization", "deep", "decoding", "evaluation",
+            "report", "stages", "runtime")
+TOP_LEVEL_LIMIT, MODULE_LINES, FUNCTION_LINES, CLASS_LINES = 10, 400, 60, 150
+
+
+def test_the_folders_show_the_pipeline_and_the_top_level_stays_small():
+    folders = {p.name for p in PACKAGE.iterdir() if (p / "__init__.py").exists()}
+    assert set(PIPELINE) <= folders
+    top = sorted(p.stem for p in PACKAGE.glob("*.py") if p.stem != "__init__")
+    assert len(top) <= TOP_LEVEL_LIMIT, top
+
+
+def test_each_module_reads_in_one_sitting():
+    import ast
+    too_long = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        text = path.read_text()
+        name = path.relative_to(PACKAGE)
+        if len(text.splitlines()) > MODULE_LINES:
+            too_long.append(f"{name}: {len(text.splitlines())} lines")
+        for node in ast.walk(ast.parse(text)):
+            lines = getattr(node, "end_lineno", 0) - getattr(node, "lineno", 0) + 1
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and lines > FUNCTION_LINES:
+                too_long.append(f"{name}: function {node.name}, {lines} lines")
+            if isinstance(node, ast.ClassDef) and lines > CLASS_LINES:
+                too_long.append(f"{name}: class {node.name}, {lines} lines")
+    assert too_long == []

@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 
 from lowrank_amt.errors import LowrankAmtError
-from lowrank_amt.loader import FrameBatches, select_training_tracks
-from lowrank_amt.spectrogram import record_checksums
+from lowrank_amt.learning.loader import FrameBatches, select_training_tracks
+from lowrank_amt.signal.feature_cache import record_checksums
 
 N_BINS = 5
 FRAME_RATE = 10.0

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from lowrank_amt.epochs import fit_epochs
+from lowrank_amt.learning.epochs import fit_epochs
 from lowrank_amt.factorization import nmf, nmfd
 from lowrank_amt.factorization.core import beta_divergence, generator
 from lowrank_amt.factorization.training import (DictionaryLearner, GradientStep, OnlineMU, fit_full_batch,

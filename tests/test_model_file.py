@@ -9,7 +9,7 @@ import pytest
 
 
 from lowrank_amt.errors import LowrankAmtError
-from lowrank_amt.io import read_json
+from lowrank_amt.runtime.io import read_json
 from lowrank_amt.model_file import load_model
 from lowrank_amt.stages import train as training, transcribe as transcription
 

@@ -10,15 +10,15 @@ import torch
 
 
 from lowrank_amt.constants import MIDI_MIN, N_KEYS
-from lowrank_amt.decode import activations_to_notes
+from lowrank_amt.decoding.decode import activations_to_notes
 from lowrank_amt.deep.harmonic_net import HarmonicNet, harmonic_stack, n_parameters, track_logits
 from lowrank_amt.errors import LowrankAmtError
-from lowrank_amt.io import read_json, write_json
-from lowrank_amt.metrics import note_metrics
-from lowrank_amt.targets import frame_targets
-from lowrank_amt.notes import read_midi_notes, write_midi_notes
+from lowrank_amt.runtime.io import read_json, write_json
+from lowrank_amt.evaluation.metrics import note_metrics
+from lowrank_amt.signal.targets import frame_targets
+from lowrank_amt.evaluation.notes import read_midi_notes, write_midi_notes
 from lowrank_amt.stages import evaluate as evaluation, train as training, transcribe as transcription
-from lowrank_amt.spectrogram import record_checksums
+from lowrank_amt.signal.feature_cache import record_checksums
 
 FRAME_RATE = 22050 / 512
 BINS_PER_SEMITONE = 1  # one bin per semitone from A0 keeps the tests fast

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lowrank_amt.note_errors import ERROR_NAMES, false_class, note_errors, pooled_error_shares
+from lowrank_amt.evaluation.note_errors import ERROR_NAMES, false_class, note_errors, pooled_error_shares
 
 
 def notes(rows):
@@ -46,7 +46,7 @@ def test_false_class_of_a_distance(distance, name):
 def test_the_missed_and_false_counts_agree_with_the_onset_metric():
     """Missed notes are the reference less the onset matches, false notes the
     transcription less them: the same matching as note_metrics."""
-    from lowrank_amt.metrics import note_metrics
+    from lowrank_amt.evaluation.metrics import note_metrics
     rng = np.random.default_rng(0)
     onsets = np.sort(rng.uniform(0, 20, 60))
     reference = notes([(t, t + rng.uniform(0.1, 1), rng.integers(21, 109), rng.integers(1, 128)) for t in onsets])

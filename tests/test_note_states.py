@@ -3,8 +3,9 @@
 import numpy as np
 import pytest
 
-from lowrank_amt.decode import activations_to_notes, tune_decoding
-from lowrank_amt.note_states import fit_transitions, notes_roll, viterbi_on
+from lowrank_amt.decoding.decode import activations_to_notes
+from lowrank_amt.decoding.tuning import tune_decoding
+from lowrank_amt.decoding.note_states import fit_transitions, notes_roll, viterbi_on
 
 FRAME_RATE = 43.0
 

@@ -18,10 +18,11 @@ import soundfile
 from lowrank_amt import families
 from lowrank_amt.cli import main
 from lowrank_amt.instruments import CLASSES
-from lowrank_amt.io import write_json
+from lowrank_amt.runtime.io import write_json
 from lowrank_amt.model_file import save_model
-from lowrank_amt.notes import write_midi_notes
-from lowrank_amt.spectrogram import feature_params, params_hash
+from lowrank_amt.evaluation.notes import write_midi_notes
+from lowrank_amt.signal.feature_cache import params_hash
+from lowrank_amt.signal.spectrogram import feature_params
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 RATE = 22050

@@ -4,8 +4,8 @@ fundamentals, noise and input checks."""
 import numpy as np
 import pytest
 
-from lowrank_amt.spectrogram import bin_frequencies
-from lowrank_amt.pitch import estimate_template_pitches, harmonic_energy_share
+from lowrank_amt.signal.spectrogram import bin_frequencies
+from lowrank_amt.signal.pitch import estimate_template_pitches, harmonic_energy_share
 
 SPEC = {"bins_per_semitone": 3, "n_semitones": 88, "fmin_midi": 21}
 FREQS = bin_frequencies(SPEC)

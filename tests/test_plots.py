@@ -7,10 +7,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lowrank_amt import plots
 from lowrank_amt.constants import N_KEYS
 from lowrank_amt.errors import LowrankAmtError
-from lowrank_amt.spectrogram import bin_frequencies
+from lowrank_amt.report import plots, run_plots
+from lowrank_amt.signal.spectrogram import bin_frequencies
 
 # Set LOWRANK_AMT_PLOT_DIR to keep PNG copies of the figures for a visual check.
 LOOK_DIR = os.environ.get("LOWRANK_AMT_PLOT_DIR")
@@ -75,7 +75,7 @@ def test_loss_curves(tmp_path):
                            for e in range(20) for s in ("train", "validation")])
     iterations = pd.DataFrame([{"model": "nmf_sup_kl", "template": k, "iteration": i, "loss": 10 * (k + 1) / (i + 1)}
                                for k in range(3) for i in range(50)])
-    text = render(plots.loss_curves_plot, tmp_path, "loss_curves", pd.concat([epochs, iterations], ignore_index=True))
+    text = render(run_plots.loss_curves_plot, tmp_path, "loss_curves", pd.concat([epochs, iterations], ignore_index=True))
     assert "nmfd_unsup" in text and "nmf_sup_kl" in text and "validation" in text  # both models, both splits
 
 
@@ -83,10 +83,10 @@ def test_validation_curves_ring_each_run_s_highest_point(tmp_path):
     curves = pd.DataFrame([{"model": f"net@{h} h", "split": split, "steps": 64 * e,
                             "validation_note_f": (0.5 + 0.01 * e * h - 0.001 * e * e) if split == "validation" else None,
                             "loss": 1.0} for h in (1, 10) for e in range(1, 21) for split in ("train", "validation")])
-    text = render(plots.validation_curves_plot, tmp_path, "validation_curves", curves)
+    text = render(run_plots.validation_curves_plot, tmp_path, "validation_curves", curves)
     assert "net@1 h" in text and "net@10 h" in text and "highest validation note F" in text and "optimizer steps" in text
     with pytest.raises(LowrankAmtError, match="no row has both"):
-        plots.validation_curves_plot(curves.assign(steps=None), tmp_path / "none.svg")
+        run_plots.validation_curves_plot(curves.assign(steps=None), tmp_path / "none.svg")
 
 
 def test_dictionary_and_excerpt(tmp_path):
@@ -95,9 +95,9 @@ def test_dictionary_and_excerpt(tmp_path):
     pitches = np.r_[np.arange(21, 109, 2), np.nan].astype(float)
     W = np.stack([sum(np.exp(-0.5 * ((midi - p - 12 * np.log2(h)) / 0.2) ** 2) / h for h in range(1, 9))
                   if np.isfinite(p) else np.random.default_rng(0).random(len(freqs)) for p in pitches], axis=1)
-    text = render(plots.dictionary_plot, tmp_path, "dictionary", W, freqs, pitches)
+    text = render(run_plots.dictionary_plot, tmp_path, "dictionary", W, freqs, pitches)
     assert "estimated pitch (f0)" in text and "C4" in text  # templates drawn on a note-named axis
-    render(plots.dictionary_plot, tmp_path, "dictionary_by_key", W, freqs, pitches,  # two templates per key
+    render(run_plots.dictionary_plot, tmp_path, "dictionary_by_key", W, freqs, pitches,  # two templates per key
            labels=np.repeat(np.arange(21, 21 + len(pitches) // 2 + 1), 2)[:len(pitches)])
     rng = np.random.default_rng(1)
     roll = np.zeros((N_KEYS, 400))
@@ -105,7 +105,7 @@ def test_dictionary_and_excerpt(tmp_path):
         key, start = rng.integers(15, 75), rng.integers(0, 380)
         roll[key, start:start + rng.integers(5, 40)] = 1
     H = np.clip(np.roll(roll, 1, axis=1) * rng.uniform(0.3, 1.0, (N_KEYS, 1)) + 0.05 * rng.random(roll.shape), 0, None)
-    text = render(plots.excerpt_plot, tmp_path, "excerpt", H, roll, 43.07, seconds=8.0)
+    text = render(run_plots.excerpt_plot, tmp_path, "excerpt", H, roll, 43.07, seconds=8.0)
     assert text.count("<image") == 2  # the activations and the piano roll, one image each
 
 

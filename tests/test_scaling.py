@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from lowrank_amt.errors import LowrankAmtError
-from lowrank_amt.summary import memory_limit_hours, scaling_markdown
+from lowrank_amt.report.summary import memory_limit_hours, scaling_markdown
 
 
 def test_memory_limit_is_where_the_fitted_line_reaches_it():

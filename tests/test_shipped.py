@@ -8,7 +8,7 @@ import pytest
 
 from lowrank_amt import shipped
 from lowrank_amt.errors import LowrankAmtError
-from lowrank_amt.io import read_json, write_json
+from lowrank_amt.runtime.io import read_json, write_json
 from lowrank_amt.model_file import save_model
 
 REPO = Path(__file__).resolve().parents[1]

@@ -21,7 +21,7 @@ import pandas as pd
 import pytest
 
 from lowrank_amt.constants import N_KEYS
-from lowrank_amt.spectrogram import record_checksums
+from lowrank_amt.signal.feature_cache import record_checksums
 
 REPO = Path(__file__).resolve().parents[1]
 PROFILE = REPO / ".ci/slurm/profile"

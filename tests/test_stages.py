@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 from lowrank_amt.constants import N_KEYS
-from lowrank_amt.io import read_json
-from lowrank_amt.notes import write_midi_notes
+from lowrank_amt.runtime.io import read_json
+from lowrank_amt.evaluation.notes import write_midi_notes
 from lowrank_amt.stages import evaluate as evaluation, train as training, transcribe as transcription
 
 
@@ -48,8 +48,8 @@ def test_planted_templates_are_recovered(cache):
 def test_transcription_beats_trivial_transcribers(cache, random_piece):
     folder, _ = cache
     _, table = run_pipeline(folder, "run")
-    from lowrank_amt.metrics import note_metrics
-    from lowrank_amt.notes import read_midi_notes
+    from lowrank_amt.evaluation.metrics import note_metrics
+    from lowrank_amt.evaluation.notes import read_midi_notes
     rng = np.random.default_rng(1)
     index = pd.read_csv(folder / "index.csv")
     random_f = []

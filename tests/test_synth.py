@@ -5,10 +5,10 @@ import pandas as pd
 import pytest
 import soundfile
 
+from lowrank_amt.datasets.composition import MAJOR, MINOR, compose_piece, isolated_notes, random_piece
 from lowrank_amt.datasets.manifest import read_manifest
-from lowrank_amt.datasets.synth import (MAJOR, MINOR, compose_piece, find_soundfont, full_spec, isolated_notes,
-                                    n_train_pieces, parse_timbre, plan_tracks, prepare, random_piece, render,
-                                    select_bank)
+from lowrank_amt.datasets.rendering import find_soundfont, parse_timbre, render, select_bank
+from lowrank_amt.datasets.synth import full_spec, n_train_pieces, plan_tracks, prepare
 from lowrank_amt.errors import LowrankAmtError
 
 SPEC = {"kind": "synthetic", "seed": 3, "n_train": 1, "n_validation": 1, "n_test": 1,

@@ -12,8 +12,8 @@ import pytest
 
 
 from lowrank_amt.errors import LowrankAmtError
-from lowrank_amt.spectrogram import read_index
-from lowrank_amt.io import read_json
+from lowrank_amt.signal.feature_cache import read_index
+from lowrank_amt.runtime.io import read_json
 from lowrank_amt.model_file import load_model
 from lowrank_amt.stages.train import teach
 from lowrank_amt.stages import evaluate as evaluation, train as training, transcribe as transcription

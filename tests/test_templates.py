@@ -9,15 +9,15 @@ import torch
 
 
 from lowrank_amt.constants import MIDI_MIN, N_KEYS
-from lowrank_amt.decode import activations_to_notes
+from lowrank_amt.decoding.decode import activations_to_notes
 from lowrank_amt.errors import LowrankAmtError
 from lowrank_amt.factorization.training import solve_activations
 from lowrank_amt.families import get as get_family, resolve
 from lowrank_amt.families.lowrank import template_layout
-from lowrank_amt.targets import frame_targets
-from lowrank_amt.loader import FrameBatches, attack_rows
+from lowrank_amt.signal.targets import frame_targets
+from lowrank_amt.learning.loader import FrameBatches, attack_rows
 from lowrank_amt.stages import train as training
-from lowrank_amt.spectrogram import record_checksums
+from lowrank_amt.signal.feature_cache import record_checksums
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 FRAME_RATE = 22050 / 512

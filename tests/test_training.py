@@ -14,7 +14,7 @@ from lowrank_amt.factorization import nmf, nmfd, ntd
 from lowrank_amt.factorization.core import generator
 from lowrank_amt.factorization.training import fit_full_batch
 from lowrank_amt.factorization.activations import template_keys, to_keys
-from lowrank_amt.io import read_json
+from lowrank_amt.runtime.io import read_json
 from lowrank_amt.stages import train as training, transcribe as transcription
 
 OPTIONS = {"time_extent": 3, "time_rank": 2, "segment_rank": 3}

@@ -13,12 +13,13 @@ import soundfile
 
 from lowrank_amt import families, recordings
 from lowrank_amt.cli import main
-from lowrank_amt.spectrogram import bin_frequencies, feature_params, params_hash
-from lowrank_amt.io import write_json
-from lowrank_amt.metrics import note_metrics
+from lowrank_amt.signal.feature_cache import params_hash
+from lowrank_amt.signal.spectrogram import bin_frequencies, feature_params
+from lowrank_amt.runtime.io import write_json
+from lowrank_amt.evaluation.metrics import note_metrics
 from lowrank_amt.model_file import save_model
-from lowrank_amt.notes import read_midi_notes
-from lowrank_amt.steering import Steering, parse_key, scale_keys
+from lowrank_amt.evaluation.notes import read_midi_notes
+from lowrank_amt.decoding.steering import Steering, parse_key, scale_keys
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 RATE = 22050
@@ -146,7 +147,7 @@ def perturbed_score(notes, rng, jitter=0.1, share=0.1):
 
 
 def test_a_perturbed_score_beats_plain_transcription(model, tmp_path):
-    from lowrank_amt.notes import write_midi_notes
+    from lowrank_amt.evaluation.notes import write_midi_notes
     rng = np.random.default_rng(4)
     audio, notes = piece(rng, 10.0, 24)
     soundfile.write(tmp_path / "x.wav", audio, RATE)
@@ -169,9 +170,9 @@ def test_a_perturbed_score_beats_plain_transcription(model, tmp_path):
 def test_a_dictionary_adapts_to_another_piano(model, tmp_path):
     import torch
     from lowrank_amt.factorization.activations import track_activations
-    from lowrank_amt.spectrogram import compute_features
+    from lowrank_amt.signal.spectrogram import compute_features
     from lowrank_amt.model_file import load_model
-    from lowrank_amt.notes import write_midi_notes
+    from lowrank_amt.evaluation.notes import write_midi_notes
     # a scale on the other piano, with its MIDI: the adaptation recording
     keys = np.arange(40, 85, 2)
     scale = np.concatenate([0.2 * tone(k, 0.5, profile=OTHER_PIANO) for k in keys])
@@ -210,7 +211,7 @@ def test_a_score_informed_transcription_gives_every_note_the_decoders_velocity(m
     audio, notes = piece(rng, 6.0, 10)
     soundfile.write(tmp_path / "p.wav", audio, RATE)
     score = perturbed_score(notes, rng)
-    from lowrank_amt.notes import write_midi_notes
+    from lowrank_amt.evaluation.notes import write_midi_notes
     write_midi_notes(tmp_path / "score.mid", np.array([n[:2] for n in score]), [n[2] for n in score])
     recordings.transcribe_files(folder, [tmp_path / "p.wav"], tmp_path / "out", **QUIET,
                                 steering=Steering.from_options(score=tmp_path / "score.mid"))
@@ -219,7 +220,7 @@ def test_a_score_informed_transcription_gives_every_note_the_decoders_velocity(m
 
 
 def test_score_notes_are_aligned_to_the_activations_or_left_out():
-    from lowrank_amt.decode import score_aligned_notes
+    from lowrank_amt.decoding.decode import score_aligned_notes
     rate = 50.0
     H = np.zeros((88, 200))
     H[60 - 21, 55:80] = np.linspace(1.0, 0.2, 25)  # played at 1.1 s
@@ -262,7 +263,7 @@ def test_bad_input_is_one_line_naming_it(model, tmp_path, capsys, problem):
         args += ["--pitch-range", "C9", "C4"]
         culprit = "key 'C9' .MIDI 120. is not a piano key"
     elif problem == "empty score":
-        from lowrank_amt.notes import write_midi_notes
+        from lowrank_amt.evaluation.notes import write_midi_notes
         soundfile.write(tmp_path / "in" / "x.wav", piece(np.random.default_rng(3), 3.0, 3)[0], RATE)
         write_midi_notes(tmp_path / "empty.mid", np.zeros((0, 2)), [])
         args += ["--score", str(tmp_path / "empty.mid")]

@@ -14,14 +14,17 @@ import torch
 
 from lowrank_amt import families
 from lowrank_amt.cli import main
+from lowrank_amt.datasets.composition import random_piece
 from lowrank_amt.datasets.manifest import write_manifest
-from lowrank_amt.datasets.synth import find_soundfont, random_piece, render
-from lowrank_amt.decode import pedal_spans
+from lowrank_amt.datasets.rendering import find_soundfont, render
+from lowrank_amt.decoding.decode import pedal_spans
 from lowrank_amt.deep import transkun_pretrained as tk
-from lowrank_amt.io import read_json
-from lowrank_amt.metrics import note_metrics
-from lowrank_amt.notes import pedal_intervals, read_midi_notes
-from lowrank_amt.stages import evaluate as evaluation, train as training, transcribe as transcription
+from lowrank_amt.evaluation.metrics import note_metrics
+from lowrank_amt.evaluation.notes import pedal_intervals, read_midi_notes
+from lowrank_amt.runtime.io import read_json
+from lowrank_amt.stages import evaluate as evaluation
+from lowrank_amt.stages import train as training
+from lowrank_amt.stages import transcribe as transcription
 
 EVALUATION = {"onset_tolerance": 0.05, "offset_ratio": 0.2}
 QUIET = lambda message: None  # noqa: E731
@@ -85,8 +88,8 @@ def pieces(tmp_path_factory):
 
 def basic_pitch_note_f(pieces):
     """Basic Pitch's note F on the test piece with its own default thresholds."""
-    from lowrank_amt.audio import load_audio
     from lowrank_amt.deep import basic_pitch_onnx as bp
+    from lowrank_amt.signal.audio import load_audio
     outputs = bp.posteriorgrams(load_audio(pieces / "test_0.wav", 22050), bp.load_model())
     est = bp.posteriorgram_notes(outputs["note"], outputs["onset"], 0.5, 0.3)
     ref = read_midi_notes(pieces / "test_0.mid")

@@ -15,8 +15,8 @@ from lowrank_amt.factorization import nmf, nmfd
 from lowrank_amt.factorization.core import mu_exponent
 from lowrank_amt.factorization.training import solve_activations
 from lowrank_amt.factorization.unrolled_mu import UnrolledMU
-from lowrank_amt.io import read_json
-from lowrank_amt.steering import Steering
+from lowrank_amt.runtime.io import read_json
+from lowrank_amt.decoding.steering import Steering
 from lowrank_amt.stages import evaluate as evaluation, train as training, transcribe as transcription
 
 SPEC = {"family": "unrolled", "train_iterations": 30, "layers": 5, "epochs": 4, "patience": 10,

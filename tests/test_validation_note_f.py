@@ -7,18 +7,20 @@ import pandas as pd
 import pytest
 import torch
 
-from lowrank_amt import families, plots
-from lowrank_amt.decode import activations_to_notes
+from lowrank_amt import families
+from lowrank_amt.decoding.decode import activations_to_notes
 from lowrank_amt.errors import LowrankAmtError
+from lowrank_amt.evaluation.metrics import note_metrics
+from lowrank_amt.evaluation.notes import read_midi_notes
 from lowrank_amt.factorization import nmf
+from lowrank_amt.factorization.activations import track_activations
 from lowrank_amt.factorization.core import generator
 from lowrank_amt.factorization.training import DictionaryLearner, OnlineMU
-from lowrank_amt.factorization.activations import track_activations
-from lowrank_amt.spectrogram import load_track, read_index
-from lowrank_amt.metrics import note_metrics
-from lowrank_amt.notes import read_midi_notes
-from lowrank_amt.epoch_scoring import VALIDATION_THRESHOLDS
-from lowrank_amt.stages import report, train as training
+from lowrank_amt.learning.epoch_scoring import VALIDATION_THRESHOLDS
+from lowrank_amt.report import run_plots
+from lowrank_amt.signal.feature_cache import load_track, read_index
+from lowrank_amt.stages import report
+from lowrank_amt.stages import train as training
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -68,7 +70,7 @@ def test_logged_note_f_is_the_saved_dictionarys_and_rises(lowrank_cache, semi, t
     saved_epoch = int(validation["loss"].idxmin())
     assert independent_note_f(folder, tmp_path / "model.npz", semi) == pytest.approx(scores[saved_epoch], abs=1e-12)
     # the loss curves still plot from a loss.csv with the extra column
-    plots.loss_curves_plot(report.loss_table({"semi": tmp_path / "loss.csv"}), tmp_path / "loss.svg")
+    run_plots.loss_curves_plot(report.loss_table({"semi": tmp_path / "loss.csv"}), tmp_path / "loss.svg")
     assert (tmp_path / "loss.svg").stat().st_size > 0
 
 

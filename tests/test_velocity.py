@@ -4,9 +4,9 @@ chosen by hand."""
 import numpy as np
 import pytest
 
-from lowrank_amt.decode import GridDecoder
-from lowrank_amt.metrics import note_metrics
-from lowrank_amt.velocity import KEY_PRIOR_NOTES, fit_curve, levels_db, note_velocities
+from lowrank_amt.decoding.tuning import GridDecoder
+from lowrank_amt.evaluation.metrics import note_metrics
+from lowrank_amt.decoding.velocity import KEY_PRIOR_NOTES, fit_curve, levels_db, note_velocities
 
 FRAME_RATE = 50.0
 

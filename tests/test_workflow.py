@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 
 from lowrank_amt.constants import SUMMARY_FIGURES
-from lowrank_amt.metrics import note_metrics
-from lowrank_amt.notes import read_midi_notes
+from lowrank_amt.evaluation.metrics import note_metrics
+from lowrank_amt.evaluation.notes import read_midi_notes
 
 pytestmark = pytest.mark.workflow
 
@@ -74,12 +74,12 @@ def test_the_tiny_studys_table_in_the_docs_is_what_the_study_gives(tiny_study):
     docs/tests.md` copies it from a run); a fresh run must give it again. Tolerance 0.02:
     on another CPU, matrix kernels that round otherwise may flip a note, which moves a
     3-track mean F by about 0.01 (README, Reproducibility)."""
-    from lowrank_amt import summary
+    from lowrank_amt.report import pages
     repo, _, study = tiny_study
-    source, published = summary.generated_table((repo / "docs/tests.md").read_text())
-    assert source == "results/tiny/summary/summary.md" and summary.ranked_rows(published)
+    source, published = pages.generated_table((repo / "docs/tests.md").read_text())
+    assert source == "results/tiny/summary/summary.md" and pages.ranked_rows(published)
     fresh = (study / "summary/summary.md").read_text()
-    assert summary.table_differences(published, fresh, tolerance=lambda family, model: 0.02) == []
+    assert pages.table_differences(published, fresh, tolerance=lambda family, model: 0.02) == []
 
 
 def test_a_trained_model_transcribes_recordings_from_the_command_line(tiny_study, tmp_path):
@@ -108,7 +108,7 @@ def test_the_shipped_piano_model_transcribes_and_comes_from_the_committed_config
     velocities, and the config hash it records is the one config/pianos.yaml gives it now."""
     from lowrank_amt import shipped
     from lowrank_amt.cli import main
-    from lowrank_amt.io import read_json
+    from lowrank_amt.runtime.io import read_json
     from lowrank_amt.model_file import load_model
     repo, _, study = tiny_study
     folder = shipped.folder("piano")
@@ -279,7 +279,7 @@ def test_a_test_only_folder_dataset_is_evaluated_with_models_trained_elsewhere(t
     import soundfile
     import yaml
 
-    from lowrank_amt.notes import write_midi_notes
+    from lowrank_amt.evaluation.notes import write_midi_notes
     mine = tmp_path / "my_recordings"
     mine.mkdir()
     rng = np.random.default_rng(0)

@@ -15,8 +15,8 @@ from pathlib import Path
 
 from .constants import SUMMARY_FIGURES
 from .errors import LowrankAmtError
-from .io import read_text, write_text
-from .kernels import pin_kernels
+from .runtime.io import read_text, write_text
+from .runtime.kernels import pin_kernels
 
 
 def _log(message: str) -> None:
@@ -207,7 +207,7 @@ def _decode(a):
 
 
 def _transcribe(a):
-    from .steering import Steering
+    from .decoding.steering import Steering
     from .recordings import transcribe_files
     steering = Steering.from_options(a.pitch_range, a.keys, a.drop_keys, a.scale, a.scale_weight,
                                      a.score, a.score_tolerance, a.score_weight)
@@ -237,24 +237,9 @@ def _plot(a):
 
 
 def _page_table(a):
-    from . import summary
-    page = Path(a.page)
-    text = read_text(page, "page")
-    source, published = summary.generated_table(text)
-    if not Path(source).is_file():
-        raise LowrankAmtError(f"{a.page}'s table comes from {source}, which is not there: run its study first")
-    fresh = Path(source).read_text()
-    if not a.check:
-        write_text(page, summary.embed_table(text, fresh))
-        return _log(f"{a.page}: table copied from {source}")
-    specs_path = Path(source).with_suffix(".csv")  # the summary.csv beside it: each model's form
-    specs = summary.model_specs(specs_path) if specs_path.is_file() else {}
-    differences = summary.table_differences(
-        published, fresh, lambda family, model: summary.cpu_tolerance(family, model, specs))
-    if differences:
-        raise LowrankAmtError(f"{len(differences)} differences between {a.page} and {source}:\n" + "\n".join(differences))
-    print(f"{source} agrees with the {len(summary.ranked_rows(published))} rows of {a.page} "
-          "(to the printed digits; a family's cpu_tolerance where it has one)")
+    from .report.pages import update_page
+    message = update_page(a.page, a.check)
+    print(message) if a.check else _log(message)
 
 
 def _scaling_tables(a):

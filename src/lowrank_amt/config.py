@@ -17,7 +17,7 @@ import jsonschema
 import yaml
 
 from .errors import LowrankAmtError
-from .io import read_text
+from .runtime.io import read_text
 
 
 def _extend_with_defaults(validator_class):
@@ -42,7 +42,7 @@ def load_schema(path: str | Path) -> dict:
     feature sets and the registered families."""
     from .datasets import with_dataset_definitions
     from .families.schema import with_model_definitions
-    from .spectrogram import definition as features_definition
+    from .signal.spectrogram import definition as features_definition
     schema = read_yaml(path, "schema")
     if not isinstance(schema.get("definitions"), dict):
         raise LowrankAmtError(f"{path} is not the config schema (it has no definitions)")

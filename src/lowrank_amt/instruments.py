@@ -18,8 +18,8 @@ import pretty_midi
 
 from .constants import N_KEYS
 from .errors import LowrankAmtError
-from .io import atomic_path
-from .notes import pooled_notes, read_midi, track_notes
+from .evaluation.notes import pooled_notes, read_midi, track_notes
+from .runtime.io import atomic_path
 
 #: class name -> its General MIDI programs (eight per family; strings: sixteen).
 CLASS_PROGRAMS = {
@@ -105,7 +105,7 @@ def class_roll(midi_path, classes: list[str], n_frames: int, frame_rate: float,
                pedal_extension: bool = False) -> np.ndarray:
     """(len(classes) * 88) x n_frames uint8, class-major: each class's key roll as
     ``targets.frame_targets`` lays it out (zero for a class the file lacks)."""
-    from .targets import frame_targets
+    from .signal.targets import frame_targets
     notes = read_class_notes(midi_path, pedal_extension)
     rolls = [frame_targets(*notes[name][:2], n_frames, frame_rate)["roll"] if name in notes
              else np.zeros((N_KEYS, n_frames), dtype=np.uint8) for name in classes]
@@ -115,7 +115,7 @@ def class_roll(midi_path, classes: list[str], n_frames: int, frame_rate: float,
 def index_classes(index_path) -> list[str]:
     """The instrument classes of a feature cache (its index's ``classes``: those of the
     dataset's notes, in ``CLASSES`` order, the class-major order of its ``class_roll``)."""
-    from .spectrogram import read_index
+    from .signal.feature_cache import read_index
     index = read_index(index_path)
     if "classes" not in index.columns:
         raise LowrankAmtError(f"feature index {index_path} has no instrument classes; extract the features again")

@@ -25,7 +25,7 @@ import numpy as np
 
 from . import families
 from .errors import LowrankAmtError
-from .io import atomic_path, read_json, read_npz
+from .runtime.io import atomic_path, read_json, read_npz
 
 #: Array names the file itself uses; a family's arrays take any other name.
 RESERVED = ("family", "spec", "features", "provenance")

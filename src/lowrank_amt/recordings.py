@@ -31,18 +31,18 @@ import pandas as pd
 import soundfile
 
 from . import families, shipped
-from .audio import audio_length, load_audio, read_span
 from .constants import N_KEYS, OFFSET_RATIO, ONSET_TOLERANCE
-from .decode import pedal_spans, score_aligned_notes
-from .device import pick_device
+from .decoding.decode import pedal_spans, score_aligned_notes
+from .decoding.steering import Steering
 from .errors import LowrankAmtError
+from .evaluation.notes import write_midi_notes
 from .instruments import CLASSES, write_class_tracks
-from .io import atomic_path
 from .model_file import Model, load_model
-from .notes import write_midi_notes
-from .spectrogram import bin_frequencies, compute_features
-from .steering import Steering
-from .targets import frame_targets, read_annotation
+from .runtime.device import pick_device
+from .runtime.io import atomic_path
+from .signal.audio import audio_length, load_audio, read_span
+from .signal.spectrogram import bin_frequencies, compute_features
+from .signal.targets import frame_targets, read_annotation
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
 CHUNK_SECONDS = 60.0
@@ -320,13 +320,7 @@ def transcribe_files(model_name, inputs, out_dir, *, plot: bool = False, device:
         log(f"dictionary adapted to {adapt[0]} ({adapt_iterations} iterations)")
     transcribe = model.family.transcriber(arrays, model.spec, device)
     separator = stem_separator(model, arrays, device) if stems else None
-    decoder = model.family.make_decoder(model.spec, {}, {"onset_tolerance": ONSET_TOLERANCE,
-                                                          "offset_ratio": OFFSET_RATIO})
-    params = model.decoding
-    if params is None:
-        params = decoder.default_params()
-        log(f"note: {model.path or model_name} has no decoding.json (chosen on a validation split); "
-            f"decoding with the defaults {params}")
+    decoder, params = model_decoder(model, model_name, log)
     rate, hop = model.family.frame_grid(model.features)
     written = []
     for audio_path, stem in files:
@@ -348,9 +342,7 @@ def transcribe_files(model_name, inputs, out_dir, *, plot: bool = False, device:
             by_class = None if store.classes is None else class_notes(notes_of, store, rate / hop)
             write_notes(draft, notes, pedal_spans(store.read(0, store.n_frames, only=("pedal",)), rate / hop), by_class)
             if plot:
-                from .plots import transcription_plot
-                shown = store.read(0, min(store.n_frames, int(PLOT_SECONDS * rate / hop)))
-                transcription_plot(shown["note"], rate / hop, notes, draft.with_suffix(".png"),
+                plot_transcription(store, rate / hop, notes, draft.with_suffix(".png"),
                                    f"{audio_path.name}: {model.family.name}")
             if stems:
                 names = [p.name for p in write_stems(model, separator, audio_path, draft)]
@@ -360,6 +352,26 @@ def transcribe_files(model_name, inputs, out_dir, *, plot: bool = False, device:
             f"({time.perf_counter() - wall:.1f} s for {seconds:.1f} s of audio)")
         written.append(out_stem.with_suffix(".mid"))
     return written
+
+
+def model_decoder(model, model_name, log=print):
+    """(decoder, its parameters) of a model: the parameters its decoding.json holds (chosen
+    on a validation split), else the decoder's defaults, which are then said once."""
+    decoder = model.family.make_decoder(model.spec, {}, {"onset_tolerance": ONSET_TOLERANCE,
+                                                          "offset_ratio": OFFSET_RATIO})
+    params = model.decoding
+    if params is None:
+        params = decoder.default_params()
+        log(f"note: {model.path or model_name} has no decoding.json (chosen on a validation split); "
+            f"decoding with the defaults {params}")
+    return decoder, params
+
+
+def plot_transcription(store, frame_rate: float, notes, out_path: Path, title: str) -> None:
+    """The first ``PLOT_SECONDS`` of a recording's activations with its notes outlined."""
+    from .report.run_plots import transcription_plot
+    shown = store.read(0, min(store.n_frames, int(PLOT_SECONDS * frame_rate)))
+    transcription_plot(shown["note"], frame_rate, notes, out_path, title)
 
 
 def move_outputs(draft: Path, out: Path) -> None:

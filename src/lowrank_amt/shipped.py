@@ -19,8 +19,8 @@ from pathlib import Path
 
 from .config import load_schema, model_config_hash, read_yaml, validate_config
 from .errors import LowrankAmtError
-from .io import read_json, write_json
 from .model_file import DECODING_FILE, MODEL_FILE, load_model
+from .runtime.io import read_json, write_json
 
 #: name -> what it is; its folder is ``shipped_models/<name>/``.
 SHIPPED = {"piano": "the best interpretable model of the pianos study (config/pianos.yaml): unrolled_nmfd at 1 h"}

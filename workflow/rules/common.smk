@@ -8,7 +8,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from lowrank_amt import run_lock
+from lowrank_amt.runtime import run_lock
 from lowrank_amt.constants import SUMMARY_FIGURES
 from lowrank_amt.config import check_study, config_hash, load_schema, model_config_hash
 from lowrank_amt.errors import LowrankAmtError
@@ -39,7 +39,7 @@ if not shutil.which("lowrank-amt"):
         f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
     )
 RESULTS = f"{config['results']}/{config['study']}"
-# One run per results folder (lowrank_amt/run_lock.py): a second stops here with one line.
+# One run per results folder (lowrank_amt/runtime/run_lock.py): a second stops here with one line.
 if workflow.is_main_process:
     refusal = run_lock.refusal(RESULTS, sys.argv)
     if refusal:

@@ -18,7 +18,7 @@ draws one timbre per part from its split's pools.
 
 Files beside the manifest: ``midi/<id>.mid`` (every part, one track per part with its
 program), ``audio/<id>.wav`` (the mixture) and ``audio/<id>.stems/<class>.wav`` with
-``<class>.mid`` (``stem_paths``), all at one sample rate and one length, the mixture
+``<class>.mid`` (``manifest.stem_paths``), all at one sample rate and one length, the mixture
 being their sum. Isolated notes of every key in each class's range are rendered per
 training timbre and velocity (split ``isolated``), for templates per class and key.
 Sizes nest and the same spec gives the same bytes, as for the piano corpus.
@@ -35,13 +35,23 @@ import soundfile
 
 from ..errors import LowrankAmtError
 from ..instruments import CLASS_PROGRAMS, instrument_class
-from ..io import atomic_path
 from ..param import Param
+from ..runtime.io import atomic_path
 from . import options
-from .manifest import write_manifest
-from .synth import (ISOLATED_HOLD_SECONDS, ISOLATED_SPACING_SECONDS, MAJOR, MINOR, PROGRESSIONS, _chord,
-                    _degree_pitch, _font_key, _limit_polyphony, _Writer, find_soundfont, n_train_pieces,
-                    parse_timbre, render, select_bank)
+from .composition import (
+    ISOLATED_HOLD_SECONDS,
+    ISOLATED_SPACING_SECONDS,
+    MAJOR,
+    MINOR,
+    PROGRESSIONS,
+    NoteWriter,
+    chord_pitches,
+    degree_pitch,
+    limit_polyphony,
+)
+from .manifest import stem_folder, write_manifest
+from .rendering import find_soundfont, font_key, parse_timbre, render, select_bank
+from .synth import n_train_pieces
 
 #: arrangement -> its parts' classes, each with its pitch range (MIDI, inclusive) and polyphony.
 PARTS = {
@@ -127,28 +137,21 @@ def full_spec(spec: dict) -> dict:
 
 def _timbre_key(timbre: str) -> tuple:
     font, bank, program = parse_timbre(timbre)
-    return _font_key(font), bank, program
-
-
-def stem_paths(audio_path: str | Path) -> dict[str, Path]:
-    """class -> stem recording of a mixture (``<mixture>.stems/<class>.wav`` or ``.flac``,
-    as this corpus and Slakh's ``audio: stems`` write them), empty if none."""
-    folder = Path(audio_path).with_suffix(".stems")
-    return {p.stem: p for p in sorted(folder.iterdir()) if p.suffix in (".wav", ".flac")} if folder.is_dir() else {}
+    return font_key(font), bank, program
 
 
 # --- composition -------------------------------------------------------------------
 
-def _part(rng, name, arrangement) -> _Writer:
+def _part(rng, name, arrangement) -> NoteWriter:
     low, high, _ = PARTS[arrangement][name]
-    return _Writer(rng, low, high)
+    return NoteWriter(rng, low, high)
 
 
 def _bass_bar(w, t0, beat, root, scale, degree, velocity):
     rng = w.rng
     pattern = int(rng.integers(4))
-    fifth = _degree_pitch(root, scale, degree + 4)
-    tonic = _degree_pitch(root, scale, degree)
+    fifth = degree_pitch(root, scale, degree + 4)
+    tonic = degree_pitch(root, scale, degree)
     if pattern == 0:  # one held root
         w.add(tonic, t0, 3.8 * beat, velocity)
     elif pattern == 1:  # root, fifth
@@ -159,13 +162,13 @@ def _bass_bar(w, t0, beat, root, scale, degree, velocity):
             w.add(p, t0 + k * beat, 0.85 * beat, velocity - 5 * (k % 2))
     else:  # walking eighths on the scale
         for k in range(8):
-            w.add(_degree_pitch(root, scale, degree + (k if k < 5 else 8 - k)), t0 + k * beat / 2, 0.45 * beat,
+            w.add(degree_pitch(root, scale, degree + (k if k < 5 else 8 - k)), t0 + k * beat / 2, 0.45 * beat,
                   velocity - 4 * (k % 2))
 
 
 def _comp_bar(w, t0, beat, root, scale, degree, velocity, size):
     rng = w.rng
-    chord = _chord(root, scale, degree, size)
+    chord = chord_pitches(root, scale, degree, size)
     hits = ((0, 4), (0, 2, 2, 2), (0, 1, 1, 1, 2, 1, 3, 1), (0, 1.5, 1.5, 1, 2.5, 1.5))[int(rng.integers(4))]
     for start, length in zip(hits[::2], hits[1::2]):
         for p in chord:
@@ -178,7 +181,7 @@ def _lead_bar(w, t0, beat, root, scale, degree, velocity, state):
     while t < t0 + 4 * beat - 1e-6:
         length = min(float(rng.choice([0.5, 0.5, 1.0, 1.0, 1.5, 2.0])) * beat, t0 + 4 * beat - t)
         if rng.random() > 0.15:  # a rest now and then
-            w.add(_degree_pitch(root, scale, state["degree"]), t, 0.92 * length, velocity)
+            w.add(degree_pitch(root, scale, state["degree"]), t, 0.92 * length, velocity)
         state["degree"] += int(rng.choice([-2, -1, -1, 1, 1, 2, 0, 3, -3]))
         state["degree"] = int(np.clip(state["degree"], degree + 3, degree + 16))
         t += length
@@ -206,14 +209,14 @@ def compose_band(rng, seconds: float, programs: dict[str, int], drums: bool = Fa
             if playing["lead"]:
                 _lead_bar(parts["reed"], t, beat, tonic + 60, scale, degree, velocity + 5, lead_state)
             if playing["pad"]:
-                for p in _chord(tonic + 55, scale, degree, 3):
+                for p in chord_pitches(tonic + 55, scale, degree, 3):
                     parts["strings"].add(p, t, 3.95 * beat, velocity - 20)
             hits += [(t + k * beat / 2, (36, 42, 38, 42)[k % 4]) for k in range(8)]
             t, bar = t + 4 * beat, bar + 1
     midi = pretty_midi.PrettyMIDI(initial_tempo=120.0)
     for name, writer in parts.items():
         inst = pretty_midi.Instrument(program=programs[name], name=name)
-        inst.notes = _limit_polyphony(writer.notes, PARTS["band"][name][2], seconds)
+        inst.notes = limit_polyphony(writer.notes, PARTS["band"][name][2], seconds)
         midi.instruments.append(inst)
     if drums:
         kit = pretty_midi.Instrument(program=0, is_drum=True, name="drums")
@@ -271,7 +274,7 @@ def compose_guitar(rng, seconds: float, program: int) -> pretty_midi.PrettyMIDI:
             t, bar = t + 4 * beat, bar + 1
     midi = pretty_midi.PrettyMIDI(initial_tempo=120.0)
     inst = pretty_midi.Instrument(program=program, name="guitar")
-    inst.notes = _limit_polyphony(w.notes, PARTS["guitar"]["guitar"][2], seconds)
+    inst.notes = limit_polyphony(w.notes, PARTS["guitar"]["guitar"][2], seconds)
     midi.instruments.append(inst)
     return midi
 
@@ -344,7 +347,7 @@ def render_track(track: dict, out_dir: Path, sample_rate: int) -> dict:
     track_id = track["track_id"]
     midi = track["make"]()
     midi_path, mix_path = out_dir / "midi" / f"{track_id}.mid", out_dir / "audio" / f"{track_id}.wav"
-    stems_dir = mix_path.with_suffix(".stems")
+    stems_dir = stem_folder(mix_path)
     stems_dir.mkdir(parents=True, exist_ok=True)
     with atomic_path(midi_path) as tmp:
         midi.write(str(tmp))

@@ -15,13 +15,11 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import soundfile
-
 from ..constants import SPLITS
 from ..errors import LowrankAmtError
 from ..param import Param
 from . import options
-from .manifest import write_manifest
+from .manifest import audio_duration, write_manifest
 
 SPLIT_FROM_FOLDERS = "folders"
 DESCRIPTION = "Your own recordings, audio files beside same-named MIDI files."
@@ -34,14 +32,6 @@ PARAMS = (
           meaning="File endings that count as audio."),
 )
 MIDI_SUFFIXES = (".mid", ".midi", ".MID", ".MIDI")
-
-
-def audio_duration(path: str | Path) -> float:
-    """Duration in seconds (4 decimals) from the file's header, or an error naming the file."""
-    try:
-        return round(soundfile.info(str(path)).duration, 4)
-    except Exception as exc:  # soundfile raises RuntimeError, LibsndfileError, TypeError...
-        raise LowrankAmtError(f"audio file {path} cannot be read ({exc})") from exc
 
 
 def find_pairs(root: Path, extensions: list[str]) -> list[tuple[Path, Path | None]]:

@@ -18,12 +18,11 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import LowrankAmtError
-from ..notes import write_midi_notes
+from ..evaluation.notes import write_midi_notes
 from ..param import Param
 from . import options
 from .download import download_dir, download_params, fetch_archive, manifest_path_of, remote
-from .folder import audio_duration
-from .manifest import write_manifest
+from .manifest import audio_duration, write_manifest
 
 BASE_URL = "https://zenodo.org/records/3371780/files"
 #: archive -> checksum published on the Zenodo record (also pinned by mirdata's loader).

@@ -21,10 +21,9 @@ import pandas as pd
 
 from ..errors import LowrankAmtError
 from ..param import Param
-from . import options, synth
+from . import options, rendering
 from .download import download_dir, download_params, fetch_archive, manifest_path_of, remote
-from .folder import audio_duration
-from .manifest import write_manifest
+from .manifest import audio_duration, write_manifest
 
 BASE_URL = "https://storage.googleapis.com/magentadata/datasets/maestro/v3.0.0"
 ROOT = "maestro-v3.0.0"  # top folder of both archives
@@ -105,7 +104,7 @@ def prepare(spec: dict, manifest_path: str | Path, sample_rate: int, jobs: int =
     table = select(read_metadata(root), opts["max_pieces_per_split"], opts["max_hours_per_split"])
     soundfont = None
     if mode == "rendered":
-        soundfont = synth.find_soundfont(opts["soundfont"])
+        soundfont = rendering.find_soundfont(opts["soundfont"])
         (out_dir / "audio").mkdir(parents=True, exist_ok=True)
 
     def make(row) -> dict:
@@ -120,7 +119,7 @@ def prepare(spec: dict, manifest_path: str | Path, sample_rate: int, jobs: int =
             duration, instrument = audio_duration(audio), "piano:recorded"
         else:
             audio = out_dir / "audio" / f"{track_id}.wav"
-            duration = synth.render(midi, audio, soundfont, sample_rate)
+            duration = rendering.render(midi, audio, soundfont, sample_rate)
             instrument = f"piano:{soundfont.stem}"
         return {"track_id": track_id, "split": row.split, "audio_path": manifest_path_of(audio, out_dir),
                 "midi_path": manifest_path_of(midi, out_dir), "duration": round(duration, 4), "instrument": instrument}

@@ -21,11 +21,10 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import LowrankAmtError
-from ..notes import write_midi_notes
+from ..evaluation.notes import write_midi_notes
 from ..param import Param
 from . import options
-from .folder import audio_duration
-from .manifest import write_manifest
+from .manifest import audio_duration, write_manifest
 
 SYNTHESIZED_PIANOS = ("AkPnBcht", "AkPnBsdf", "AkPnCGdD", "AkPnStgb", "SptkBGAm", "SptkBGCl", "StbgTGd2")
 RECORDED_PIANOS = ("ENSTDkAm", "ENSTDkCl")

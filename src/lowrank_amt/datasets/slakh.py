@@ -25,12 +25,11 @@ import yaml
 from ..constants import SPLITS
 from ..errors import LowrankAmtError
 from ..instruments import instrument_class
-from ..io import atomic_path
 from ..param import Param
+from ..runtime.io import atomic_path
 from . import options
 from .download import download_dir, download_params, fetch_archive, manifest_path_of, remote
-from .folder import audio_duration
-from .manifest import write_manifest
+from .manifest import audio_duration, stem_folder, write_manifest
 
 #: version -> (archive, checksum published on its Zenodo record, official folder).
 VERSIONS = {
@@ -144,7 +143,7 @@ def prepare(spec: dict, manifest_path: str | Path, sample_rate: int, jobs: int =
             for name, stem in stems:
                 by_class.setdefault(instrument_class(stem.get("program_num", 0)), []).append(folder / "stems" / name)
             for name, paths in by_class.items():
-                _sum_stems(paths, audio.with_suffix(".stems") / f"{name}.flac", length)
+                _sum_stems(paths, stem_folder(audio) / f"{name}.flac", length)
         return {"track_id": track_id, "split": split, "audio_path": manifest_path_of(audio, out_dir),
                 "midi_path": f"midi/{track_id}.mid", "duration": audio_duration(audio),
                 "instrument": "+".join(sorted({str(stem.get("inst_class")) for _, stem in stems}))}

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import LowrankAmtError
-from ..metrics import note_metrics
+from ..evaluation.metrics import note_metrics
 
 INSTALL_HINT = ("install it without TensorFlow: pip install --no-deps 'basic-pitch==0.4.0' && "
                 "pip install onnxruntime 'resampy>=0.4.3'")
@@ -39,8 +39,8 @@ def _basic_pitch():
     # basic_pitch/__init__ logs a warning per absent backend (TensorFlow, CoreML, TFLite).
     logging.disable(logging.WARNING)
     try:
-        from basic_pitch import constants, inference, note_creation
         import onnxruntime  # noqa: F401
+        from basic_pitch import constants, inference, note_creation
     except ImportError as exc:
         raise LowrankAmtError(f"Basic Pitch needs the basic-pitch package and onnxruntime ({exc}); {INSTALL_HINT}") from exc
     finally:
@@ -178,7 +178,7 @@ def posteriorgram_notes(note: np.ndarray, onset: np.ndarray, onset_threshold: fl
 
 
 class NoteCreation:
-    """Basic Pitch's note creation as a decoder (the contract of ``decode.GridDecoder``):
+    """Basic Pitch's note creation as a decoder (the contract of ``tuning.GridDecoder``):
     its onset threshold, frame threshold and minimum note length are chosen on the
     validation split from the spec's grid; ties go to the first in grid order."""
 

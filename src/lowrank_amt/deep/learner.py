@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..spectrogram import load_cached, load_track
+from ..signal.feature_cache import load_cached, load_track
 from .harmonic_net import offset_loss, track_logits, transcription_loss
 
 #: Prefix of a network's weights among a model's arrays.

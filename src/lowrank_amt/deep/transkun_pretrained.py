@@ -35,7 +35,7 @@ import torch
 
 from ..constants import MIDI_MIN, N_KEYS
 from ..errors import LowrankAmtError
-from ..io import check_zip
+from ..runtime.io import check_zip
 
 #: The model's audio rate (its config's ``fs``; a test holds them equal).
 SAMPLE_RATE = 44100
@@ -162,6 +162,7 @@ def count_parameters(model) -> int:
 
 
 def versions() -> dict:
-    import transkun
     from importlib.metadata import version
+
+    import transkun
     return {f"{transkun.__name__}_version": version(transkun.__name__)}

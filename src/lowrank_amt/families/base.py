@@ -130,12 +130,12 @@ class Family:
         """What its transcriber reads of a track (a row of a feature index, with
         ``audio_path`` from the dataset's manifest for a family that reads audio)."""
         if self.reads_features():
-            from ..spectrogram import load_track
+            from ..signal.feature_cache import load_track
             return load_track(row)[0]
         if not hasattr(row, "audio_path"):
             from ..errors import LowrankAmtError
             raise LowrankAmtError(f"family '{self.name}' transcribes the audio: give the dataset's manifest")
-        from ..audio import load_audio
+        from ..signal.audio import load_audio
         return load_audio(row.audio_path, self.sample_rate)
 
     def frame_grid(self, features: dict | None) -> tuple[int, int]:
@@ -220,6 +220,6 @@ class Family:
         return str(device)
 
     def make_decoder(self, spec: dict, decoding: dict, evaluation: dict):
-        """The decoder of this family's outputs (``decode.GridDecoder`` by default)."""
-        from ..decode import GridDecoder
+        """The decoder of this family's outputs (``tuning.GridDecoder`` by default)."""
+        from ..decoding.tuning import GridDecoder
         return GridDecoder(decoding, evaluation)

@@ -40,16 +40,17 @@ import torch
 from ..constants import MIDI_MIN, N_KEYS
 from ..errors import LowrankAmtError
 from ..factorization import nmf, nmfd, ntd
-from ..instruments import CLASSES, index_classes
 from ..factorization.activations import template_keys, track_activations
 from ..factorization.core import generator
 from ..factorization.training import fit_full_batch
-from ..spectrogram import bin_frequencies, cache_params
-from . import lowrank_fit
-from .base import Family, Trained
-from .lowrank_fit import normalized_templates, template_layout
+from ..instruments import CLASSES, index_classes
+from ..learning.augment import augmentation
 from ..param import Param
-from ..augment import augmentation
+from ..signal.feature_cache import cache_params
+from ..signal.spectrogram import bin_frequencies
+from . import lowrank_fit
+from .base import Family
+from .lowrank_fit import template_layout
 from .schema import AUGMENT, DEVICE, TEACHER
 from .supervision import SUPERVISIONS, Supervision
 
@@ -237,24 +238,7 @@ class LowRankFamily(Family):
         return mask
 
     def fit(self, spec, run, log=print):
-        if spec["instrument_templates"] and self.supervision(spec).training_data == "isolated":
-            W, losses, extra = lowrank_fit.fit_class_templates(self, spec, run, log)
-        elif self.supervision(spec).training_data == "isolated":
-            log(f"learning {self.n_templates(spec)} templates (beta={spec['beta']}, {spec['train_iterations']} iterations) "
-                f"on {run.device}")
-            W, losses, extra = lowrank_fit.fit_supervised(self, spec, run, log)
-        elif spec["form"] == "full_batch":
-            W, losses, extra = lowrank_fit.fit_full_batch_form(self, spec, run, log)
-        else:
-            W, losses, extra = lowrank_fit.fit_epochs_form(self, spec, run, log)
-        keys = self.assign_template_keys(spec, W, run.index_path)
-        _, attack, classes = self.layout(spec, run.index_path) if self.supervision(spec).keyed else \
-            (None, np.zeros(len(keys)), np.zeros(len(keys), dtype=np.int64))
-        W, keys, attack, classes = normalized_templates(W, keys, attack, classes)
-        info = {"n_parameters": int(W.size), "n_templates_with_key": int((keys >= 0).sum()), **extra}
-        arrays = {"W": W, "template_keys": keys, **({"template_attack": attack} if spec["attack_frames"] else {}),
-                  **({"template_classes": classes.astype(np.int64)} if spec["instrument_templates"] else {})}
-        return Trained(arrays, losses, info)
+        return lowrank_fit.fit(self, spec, run, log)
 
     def learn_key_template(self, V, spec, seed, rank=1):
         """One key's ``rank`` templates (bins x rank) from its isolated frames V (bins x
@@ -267,7 +251,7 @@ class LowRankFamily(Family):
         the estimated pitch for unsupervised ones."""
         if self.supervision(spec).keyed:
             return self.layout(spec, index_path)[0]
-        from ..pitch import estimate_template_pitches
+        from ..signal.pitch import estimate_template_pitches
         frequencies = bin_frequencies(cache_params(index_path))
         return template_keys(estimate_template_pitches(self.numerics.spectral_templates(W), frequencies))
 
@@ -279,7 +263,7 @@ class LowRankFamily(Family):
     def separator(self, arrays, spec, device):
         if "template_classes" not in arrays:
             return None
-        from ..separation import class_reconstructions, separate
+        from ..evaluation.separation import class_reconstructions, separate
         return lambda features, mixture, sample_rate, hop, bin_hz: separate(
             class_reconstructions(self, arrays, spec, features, device), mixture, sample_rate, hop, bin_hz)
 
@@ -292,29 +276,7 @@ class LowRankFamily(Family):
                 "W": arrays["W"][..., keep]}
 
     def adapt(self, arrays, spec, features, roll, device, iterations):
-        """``iterations`` full-batch MU steps on the dictionary from the trained one (the
-        prior: templates move only as far as these few steps take them). With a roll, each
-        template is active only where its key sounds, and templates of keys that never
-        sound keep their trained values; without one (adapting on the recording to be
-        transcribed), every template moves."""
-        if self.segmented:
-            raise LowrankAmtError(f"family '{self.name}' cannot adapt its dictionary (a Tucker core would have "
-                                  "to be re-learned too)")
-        W0 = torch.from_numpy(np.asarray(arrays["W"], dtype=np.float32)).to(device)
-        keys = np.asarray(arrays["template_keys"])
-        V = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32)).to(device)
-        mask, heard = None, np.ones(len(keys), dtype=bool)
-        if roll is not None:
-            rows = np.where(keys[:, None] >= 0, np.asarray(roll)[np.maximum(keys, 0), : V.shape[1]], 0)
-            heard = rows.any(axis=1)
-            mask = torch.from_numpy(np.ascontiguousarray(rows, dtype=np.float32)).to(device)
-        with torch.no_grad():
-            W, _, _ = fit_full_batch(self.numerics, V, W0.clone(), beta=spec["beta"], n_iter=iterations, l1=spec["sparsity"],
-                                     mask=mask, seed=spec["seed"], options=self.options(spec))
-        W = W.cpu().numpy()
-        W[..., ~heard] = arrays["W"][..., ~heard]
-        totals = W.reshape(-1, W.shape[-1]).sum(axis=0)
-        return {**arrays, "W": (W / np.maximum(totals, 1e-12)).astype(np.float32)}
+        return lowrank_fit.adapt_dictionary(self, arrays, spec, features, roll, device, iterations)
 
     def dictionary(self, arrays, spec):
         templates = self.numerics.spectral_templates(np.asarray(arrays["W"], dtype=float))

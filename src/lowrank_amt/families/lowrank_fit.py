@@ -12,17 +12,18 @@ import pandas as pd
 import torch
 
 from ..constants import N_KEYS
-from ..epoch_scoring import note_f_scorer
-from ..epochs import fingerprint, fit_epochs
 from ..errors import LowrankAmtError
-from ..instruments import index_classes, track_class
 from ..factorization import nmf
 from ..factorization.activations import track_activations
 from ..factorization.core import generator
 from ..factorization.training import DictionaryLearner, GradientStep, OnlineMU, fit_full_batch
-from ..spectrogram import load_cached, load_track, read_index
-from ..augment import augmentation
-from ..loader import FrameBatches, attack_rows, select_training_tracks
+from ..instruments import index_classes, track_class
+from ..learning.augment import augmentation
+from ..learning.epoch_scoring import note_f_scorer
+from ..learning.epochs import fingerprint, fit_epochs
+from ..learning.loader import FrameBatches, attack_rows, select_training_tracks
+from ..signal.feature_cache import load_cached, load_track, read_index
+from .base import Trained
 
 
 def start_dictionary(family, spec, run, n_bins, scale, like, log):
@@ -207,3 +208,52 @@ def normalized_templates(W: np.ndarray, *labels: np.ndarray) -> tuple[np.ndarray
     totals = W.reshape(-1, W.shape[-1]).sum(axis=0)
     alive = totals > 1e-6 * totals.max()
     return ((W[..., alive] / totals[alive]).astype(np.float32), *(np.asarray(a)[alive] for a in labels))
+
+
+def fit(family, spec, run, log=print):
+    """The family's ``fit``: its supervision and form choose how (the module's functions);
+    the templates normalised, each with its key, attack flag and class."""
+    if spec["instrument_templates"] and family.supervision(spec).training_data == "isolated":
+        W, losses, extra = fit_class_templates(family, spec, run, log)
+    elif family.supervision(spec).training_data == "isolated":
+        log(f"learning {family.n_templates(spec)} templates (beta={spec['beta']}, {spec['train_iterations']} iterations) "
+            f"on {run.device}")
+        W, losses, extra = fit_supervised(family, spec, run, log)
+    elif spec["form"] == "full_batch":
+        W, losses, extra = fit_full_batch_form(family, spec, run, log)
+    else:
+        W, losses, extra = fit_epochs_form(family, spec, run, log)
+    keys = family.assign_template_keys(spec, W, run.index_path)
+    _, attack, classes = family.layout(spec, run.index_path) if family.supervision(spec).keyed else \
+        (None, np.zeros(len(keys)), np.zeros(len(keys), dtype=np.int64))
+    W, keys, attack, classes = normalized_templates(W, keys, attack, classes)
+    info = {"n_parameters": int(W.size), "n_templates_with_key": int((keys >= 0).sum()), **extra}
+    arrays = {"W": W, "template_keys": keys, **({"template_attack": attack} if spec["attack_frames"] else {}),
+              **({"template_classes": classes.astype(np.int64)} if spec["instrument_templates"] else {})}
+    return Trained(arrays, losses, info)
+
+
+def adapt_dictionary(family, arrays, spec, features, roll, device, iterations):
+    """``iterations`` full-batch MU steps on the dictionary from the trained one (the
+    prior: templates move only as far as these few steps take them). With a roll, each
+    template is active only where its key sounds, and templates of keys that never
+    sound keep their trained values; without one (adapting on the recording to be
+    transcribed), every template moves."""
+    if family.segmented:
+        raise LowrankAmtError(f"family '{family.name}' cannot adapt its dictionary (a Tucker core would have "
+                              "to be re-learned too)")
+    W0 = torch.from_numpy(np.asarray(arrays["W"], dtype=np.float32)).to(device)
+    keys = np.asarray(arrays["template_keys"])
+    V = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32)).to(device)
+    mask, heard = None, np.ones(len(keys), dtype=bool)
+    if roll is not None:
+        rows = np.where(keys[:, None] >= 0, np.asarray(roll)[np.maximum(keys, 0), : V.shape[1]], 0)
+        heard = rows.any(axis=1)
+        mask = torch.from_numpy(np.ascontiguousarray(rows, dtype=np.float32)).to(device)
+    with torch.no_grad():
+        W, _, _ = fit_full_batch(family.numerics, V, W0.clone(), beta=spec["beta"], n_iter=iterations, l1=spec["sparsity"],
+                                 mask=mask, seed=spec["seed"], options=family.options(spec))
+    W = W.cpu().numpy()
+    W[..., ~heard] = arrays["W"][..., ~heard]
+    totals = W.reshape(-1, W.shape[-1]).sum(axis=0)
+    return {**arrays, "W": (W / np.maximum(totals, 1e-12)).astype(np.float32)}

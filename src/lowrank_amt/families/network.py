@@ -21,20 +21,21 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..constants import N_KEYS
 from ..deep.harmonic_net import DEFAULT_HARMONICS, HarmonicNet, n_parameters, track_logits
 from ..deep.learner import WEIGHTS, NetworkLearner
 from ..deep.onsets_frames import OnsetsAndFrames
-from ..epoch_scoring import note_f_scorer
-from ..epochs import fingerprint, fit_epochs
-from ..constants import N_KEYS
 from ..errors import LowrankAmtError
 from ..instruments import CLASSES, index_classes
-from ..spectrogram import cache_params, read_index
-from ..augment import augmentation
-from ..loader import FrameBatches
-from .base import Family, Trained
+from ..learning.augment import augmentation
+from ..learning.epoch_scoring import note_f_scorer
+from ..learning.epochs import fingerprint, fit_epochs
+from ..learning.loader import FrameBatches
 from ..param import Param
+from ..signal.feature_cache import cache_params, read_index
+from .base import Family, Trained
 from .schema import AUGMENT, DEVICE, STEPS_PER_EPOCH, TEACHER
+
 
 def build_model(params: dict, spec: dict, n_classes: int = 1) -> torch.nn.Module:
     """The network of a model spec (its ``architecture``) for a CQT feature set (its

@@ -6,7 +6,7 @@ checks that span several keys.
 
 from __future__ import annotations
 
-from .. import augment
+from ..learning import augment
 from ..param import Param, properties
 
 #: Keys several families share, declared once.

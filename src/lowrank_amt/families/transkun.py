@@ -47,7 +47,7 @@ class Transkun(Family):
 
 
 class NotesAsWritten:
-    """The decoder of Transkun's outputs (the contract of ``decode.GridDecoder``): its
+    """The decoder of Transkun's outputs (the contract of ``tuning.GridDecoder``): its
     notes read back from the grid they were written on; there is nothing to choose, and
     ``tune`` only scores them on the validation tracks."""
 
@@ -60,7 +60,7 @@ class NotesAsWritten:
 
     def tune(self, tracks, frame_rate: float):
         """(no parameters, the one trial, its mean validation note-onset F)."""
-        from ..metrics import note_metrics
+        from ..evaluation.metrics import note_metrics
         score = float(np.mean([note_metrics(ref_intervals, ref_pitches, *self.notes(outputs, frame_rate, {})[:2],
                                             onset_tolerance=self.onset_tolerance)["note_onset_f"]
                                for outputs, (ref_intervals, ref_pitches, _) in tracks]))

@@ -28,17 +28,17 @@ import torch
 from ..constants import MIDI_MIN
 from ..deep.harmonic_net import n_parameters, transcription_loss
 from ..deep.learner import WEIGHTS, NetworkLearner
-from ..epoch_scoring import note_f_scorer
-from ..epochs import fingerprint, fit_epochs
 from ..errors import LowrankAmtError
 from ..factorization.activations import class_outputs
 from ..factorization.core import EPS
 from ..factorization.unrolled_mu import UnrolledMU
-from ..spectrogram import read_index
-from ..augment import augmentation
-from ..loader import FrameBatches
-from .base import Family, Trained
+from ..learning.augment import augmentation
+from ..learning.epoch_scoring import note_f_scorer
+from ..learning.epochs import fingerprint, fit_epochs
+from ..learning.loader import FrameBatches
 from ..param import Param
+from ..signal.feature_cache import read_index
+from .base import Family, Trained
 from .schema import AUGMENT, DEVICE, STEPS_PER_EPOCH, TEACHER
 
 
@@ -53,59 +53,73 @@ def learned_names(model: UnrolledMU) -> list[str]:
     return [name for name, _ in model.named_parameters() if name != "log_W"]
 
 
+def new_model(numerics, templates: dict, spec: dict, floor: float) -> UnrolledMU:
+    """The untrained layers on the base model's ``templates`` (every learned parameter at
+    its neutral start), seeded by the spec; ``floor``: the features' mean level."""
+    torch.manual_seed(spec["seed"])
+    return UnrolledMU(numerics, torch.from_numpy(templates["W"]), templates["template_keys"], spec["beta"],
+                      spec["layers"], floor=floor, learn_dictionary=spec["learn_dictionary"],
+                      learn_bin_gains=spec["learn_bin_gains"], untie_layers=spec["untie_layers"],
+                      adapt_recording=spec["adapt_recording"], adapt_smoothing=spec["adapt_smoothing"])
+
+
+#: The family's model keys.
+PARAMS = (
+    Param("base", "nmf", type="string", enum=["nmf", "nmfd"],
+          meaning="The low-rank family whose dictionary (its supervised model's, from the isolated notes) and "
+                  "MU steps are unrolled."),
+    Param("beta", 1.0, type="number", minimum=0, maximum=3,
+          meaning="Beta of the beta-divergence of the MU steps and the reconstruction term."),
+    Param("time_extent", 5, type="integer", minimum=1, maximum=200,
+          meaning="Base nmfd: frames of time extent of each template."),
+    Param("train_iterations", 100, type="integer", minimum=1, maximum=100000,
+          meaning="MU iterations per template when learning the dictionary from the isolated notes."),
+    Param("layers", 10, type="integer", minimum=0, maximum=1000,
+          meaning="Unrolled MU layers (with every learned parameter at zero, this many plain MU iterations, to "
+                  "float rounding)."),
+    Param("learn_dictionary", False, type="boolean",
+          meaning="Fine-tune the dictionary W with the layers (else W stays the isolated-note templates)."),
+    Param("learn_bin_gains", False, type="boolean",
+          meaning="Learn a gain per layer and frequency bin through which the layer sees the features and W: "
+                  "MU for the divergence weighted per bin (which bins each layer trusts)."),
+    Param("untie_layers", False, type="boolean",
+          meaning="Each layer learns a dictionary of its own, started from the templates (deep NMF's untied "
+                  "layers); every template stays its key's, each layer's interpretability is reported."),
+    Param("adapt_recording", False, type="boolean",
+          meaning="The layers also adapt to the recording they transcribe: a gain per frequency bin (an "
+                  "equaliser, smoothed over adapt_smoothing bins), one per recording, updated by an MU step of "
+                  "learned size in each layer (zero at the start: no adaptation)."),
+    Param("adapt_smoothing", 36, type="integer", minimum=1, maximum=1000,
+          meaning="Bins over which the recording's gain is smoothed (36: an octave of 3 bins per semitone)."),
+    Param("instrument_templates", False, type="boolean",
+          meaning="The base dictionary has templates per instrument class and key (the base supervised model's "
+                  "instrument_templates): transcription names each note's instrument and separates stems from "
+                  "the learned layers' activations; training reads the instrument-agnostic roll."),
+    Param("reconstruction_weight", 0.1, type="number", minimum=0,
+          meaning="Weight of the reconstruction term (beta-divergence per entry relative to the features' "
+                  "level) beside the note and onset cross-entropies."),
+    Param("epochs", 20, type="integer", minimum=1, maximum=10000, meaning="Maximum training epochs."),
+    Param("patience", 3, type="integer", minimum=1, maximum=1000,
+          meaning="Stop after this many epochs without a lower validation loss; the best epoch's parameters are "
+                  "kept."),
+    STEPS_PER_EPOCH,
+    Param("batch_segments", 16, type="integer", minimum=1, maximum=4096, meaning="Segments per mini-batch."),
+    Param("segment_frames", 64, type="integer", minimum=2, maximum=10000, meaning="Frames per training segment."),
+    Param("learning_rate", 0.01, type="number", exclusiveMinimum=0, meaning="Adam learning rate."),
+    Param("seed", 0, type="integer", minimum=0,
+          meaning="Seed of the dictionary's initialisation and of the batch order."),
+    AUGMENT,
+    DEVICE,
+    TEACHER,
+)
+
+
 class Unrolled(Family):
     name = "unrolled"
     description = "deep-unfolded MU: learned MU layers on a dictionary of isolated-note templates"
     schema_definition = "model_unrolled"
     has_dictionary = True
-    params = (
-        Param("base", "nmf", type="string", enum=["nmf", "nmfd"],
-              meaning="The low-rank family whose dictionary (its supervised model's, from the isolated notes) and "
-                      "MU steps are unrolled."),
-        Param("beta", 1.0, type="number", minimum=0, maximum=3,
-              meaning="Beta of the beta-divergence of the MU steps and the reconstruction term."),
-        Param("time_extent", 5, type="integer", minimum=1, maximum=200,
-              meaning="Base nmfd: frames of time extent of each template."),
-        Param("train_iterations", 100, type="integer", minimum=1, maximum=100000,
-              meaning="MU iterations per template when learning the dictionary from the isolated notes."),
-        Param("layers", 10, type="integer", minimum=0, maximum=1000,
-              meaning="Unrolled MU layers (with every learned parameter at zero, this many plain MU iterations, to "
-                      "float rounding)."),
-        Param("learn_dictionary", False, type="boolean",
-              meaning="Fine-tune the dictionary W with the layers (else W stays the isolated-note templates)."),
-        Param("learn_bin_gains", False, type="boolean",
-              meaning="Learn a gain per layer and frequency bin through which the layer sees the features and W: "
-                      "MU for the divergence weighted per bin (which bins each layer trusts)."),
-        Param("untie_layers", False, type="boolean",
-              meaning="Each layer learns a dictionary of its own, started from the templates (deep NMF's untied "
-                      "layers); every template stays its key's, each layer's interpretability is reported."),
-        Param("adapt_recording", False, type="boolean",
-              meaning="The layers also adapt to the recording they transcribe: a gain per frequency bin (an "
-                      "equaliser, smoothed over adapt_smoothing bins), one per recording, updated by an MU step of "
-                      "learned size in each layer (zero at the start: no adaptation)."),
-        Param("adapt_smoothing", 36, type="integer", minimum=1, maximum=1000,
-              meaning="Bins over which the recording's gain is smoothed (36: an octave of 3 bins per semitone)."),
-        Param("instrument_templates", False, type="boolean",
-              meaning="The base dictionary has templates per instrument class and key (the base supervised model's "
-                      "instrument_templates): transcription names each note's instrument and separates stems from "
-                      "the learned layers' activations; training reads the instrument-agnostic roll."),
-        Param("reconstruction_weight", 0.1, type="number", minimum=0,
-              meaning="Weight of the reconstruction term (beta-divergence per entry relative to the features' "
-                      "level) beside the note and onset cross-entropies."),
-        Param("epochs", 20, type="integer", minimum=1, maximum=10000, meaning="Maximum training epochs."),
-        Param("patience", 3, type="integer", minimum=1, maximum=1000,
-              meaning="Stop after this many epochs without a lower validation loss; the best epoch's parameters are "
-                      "kept."),
-        STEPS_PER_EPOCH,
-        Param("batch_segments", 16, type="integer", minimum=1, maximum=4096, meaning="Segments per mini-batch."),
-        Param("segment_frames", 64, type="integer", minimum=2, maximum=10000, meaning="Frames per training segment."),
-        Param("learning_rate", 0.01, type="number", exclusiveMinimum=0, meaning="Adam learning rate."),
-        Param("seed", 0, type="integer", minimum=0,
-              meaning="Seed of the dictionary's initialisation and of the batch order."),
-        AUGMENT,
-        DEVICE,
-        TEACHER,
-    )
+    params = PARAMS
 
     def skip(self, spec):
         if spec["untie_layers"] and spec["learn_dictionary"]:
@@ -133,12 +147,7 @@ class Unrolled(Family):
                                train_hours=run.train_hours, max_batches=spec["steps_per_epoch"] or None,
                                augment=augmentation(spec["augment"]))
         first, _ = next(iter(batches.epoch(0)))
-        torch.manual_seed(spec["seed"])
-        model = UnrolledMU(base.numerics, torch.from_numpy(templates["W"]), templates["template_keys"],
-                           spec["beta"], spec["layers"], floor=float(first.mean()),
-                           learn_dictionary=spec["learn_dictionary"], learn_bin_gains=spec["learn_bin_gains"],
-                           untie_layers=spec["untie_layers"], adapt_recording=spec["adapt_recording"],
-                           adapt_smoothing=spec["adapt_smoothing"]).to(run.device)
+        model = new_model(base.numerics, templates, spec, floor=float(first.mean())).to(run.device)
 
         def loss(model, features, roll):
             note, onset, reconstruction = model.outputs(features)
@@ -209,7 +218,7 @@ class Unrolled(Family):
     def separator(self, arrays, spec, device):
         if "template_classes" not in arrays:
             return None
-        from ..separation import class_parts, separate
+        from ..evaluation.separation import class_parts, separate
         model, (base, _) = self.load(arrays, spec, device), self.base(spec)
 
         @torch.no_grad()

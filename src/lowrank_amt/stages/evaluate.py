@@ -12,18 +12,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..decode import decoding_grid, mean_note_f
-from ..errors import LowrankAmtError
-from ..interpretability import dictionary_scores, load_dictionary, load_layer_dictionaries, template_table
-from ..io import atomic_path, read_csv, read_json, write_json, write_text
 from ..constants import PEDAL_EXTENDED_REFERENCES
+from ..decoding.tuning import decoding_grid, mean_note_f
+from ..errors import LowrankAmtError
+from ..evaluation.interpretability import dictionary_scores, load_dictionary, load_layer_dictionaries, template_table
+from ..evaluation.metrics import instrument_metrics, transcription_metrics
+from ..evaluation.note_errors import note_errors
+from ..evaluation.notes import read_midi_notes, read_reference
 from ..instruments import is_instrument_aware, read_class_notes
-from ..metrics import instrument_metrics, transcription_metrics
-from ..note_errors import note_errors
-from ..notes import read_midi_notes, read_reference
-from ..spectrogram import bin_frequencies, cache_params, read_index
-from ..summary import errors_markdown, run_columns, summarize, summary_html, summary_markdown
-from ..versions import software_versions
+from ..report.summary import errors_markdown, run_columns, summarize, summary_html, summary_markdown
+from ..runtime.io import atomic_path, read_csv, read_json, write_json, write_text
+from ..runtime.versions import software_versions
+from ..signal.feature_cache import cache_params, read_index
+from ..signal.spectrogram import bin_frequencies
 from .transcribe import load_activations, track_outputs
 
 

@@ -1,6 +1,6 @@
 """The features stage (``features.smk``), from files to files: the features
 (``spectrogram.py``) and frame targets (``targets.py``) of every track of a dataset's
-manifest, in the cache format ``spectrogram.py`` describes, with the instrument-aware
+manifest, written to the feature cache (``feature_cache.py``), with the instrument-aware
 ``class_roll`` (``instruments.class_roll``) over the dataset's classes (the index's
 ``classes`` column).
 
@@ -16,13 +16,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..audio import load_audio
-from ..datasets.manifest import read_manifest
-from ..io import atomic_path, save_array, write_json
-from ..spectrogram import CHECKSUMS, compute_features, feature_params, full_spec, params_hash
 from ..constants import N_KEYS
+from ..datasets.manifest import read_manifest
 from ..instruments import class_roll, present_classes
-from ..targets import frame_targets, read_annotation
+from ..signal.audio import load_audio
+from ..signal.feature_cache import params_hash, write_index, write_track
+from ..signal.spectrogram import compute_features, feature_params, full_spec
+from ..signal.targets import frame_targets, read_annotation
 
 
 def extract_dataset(manifest_path: str | Path, spec: dict, sample_rate: int,
@@ -50,20 +50,12 @@ def extract_dataset(manifest_path: str | Path, spec: dict, sample_rate: int,
         targets["class_roll"] = class_roll(track.midi_path, classes, features.shape[1], frame_rate,
                                            spec["pedal_extension"]) if track.midi_path else \
             np.zeros((len(classes) * N_KEYS, features.shape[1]), dtype=np.uint8)
-        paths = {"features_path": f"{track.track_id}.npy",
-                 **{f"{name}_path": f"{track.track_id}.{name}.npy" for name in targets}}
-        checksums[paths["features_path"]] = save_array(out_dir / paths["features_path"], features)
-        for name in targets:
-            checksums[paths[f"{name}_path"]] = save_array(out_dir / paths[f"{name}_path"], targets[name])
+        paths, records = write_track(out_dir, track.track_id, features, targets)
+        checksums.update(records)
         rows.append({"track_id": track.track_id, "split": track.split, **paths,
                      "midi_path": track.midi_path, "n_frames": features.shape[1],
                      "frame_rate": frame_rate, "duration": len(audio) / sample_rate,
                      "instrument": track.instrument, "annotated": bool(track.midi_path),
                      "classes": ";".join(classes), "params_hash": digest})
         log(f"[{n}/{len(manifest)}] {track.track_id}: {features.shape[0]} bins x {features.shape[1]} frames")
-    write_json(out_dir / CHECKSUMS, checksums)
-    write_json(out_dir / "params.json", {**params, "params_hash": digest})
-    index = pd.DataFrame(rows)
-    with atomic_path(index_path) as tmp:
-        index.to_csv(tmp, index=False)
-    return index
+    return write_index(index_path, rows, params, checksums)

@@ -1,5 +1,6 @@
 """The report stage (``report.smk``), from files to files: the study's figures
-(``plots.py``) and the scaling study's tables (``summary.py``) from the stages' outputs."""
+(``report/plots.py``), each run's (``report/run_plots.py``) and the scaling study's
+tables (``report/summary.py``) from the stages' outputs."""
 
 from __future__ import annotations
 
@@ -7,14 +8,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from .. import plots
 from ..errors import LowrankAmtError
-from ..interpretability import load_dictionary
-from ..io import read_csv, read_json, read_npz, write_text
-from ..memory import machine_memory_mb
-from ..pitch import estimate_template_pitches
-from ..spectrogram import bin_frequencies, cache_params, load_track, read_index
-from ..summary import scaling_markdown
+from ..evaluation.interpretability import load_dictionary
+from ..report import plots, run_plots
+from ..report.summary import scaling_markdown
+from ..runtime.io import read_csv, read_json, read_npz, write_text
+from ..runtime.memory import machine_memory_mb
+from ..signal.feature_cache import cache_params, load_track, read_index
+from ..signal.pitch import estimate_template_pitches
+from ..signal.spectrogram import bin_frequencies
 
 #: ``lowrank-amt plot KIND`` -> the figure of the summary table it draws
 SUMMARY_FIGURES = {"tradeoff": plots.tradeoff_plot, "tradeoff-largest": plots.tradeoff_largest_plot,
@@ -39,18 +41,18 @@ def scaling_tables(summary_path, out_path, memory_limit_mb: float | None = None)
 
 def plot_losses(loss_paths: dict, out_path) -> None:
     """Loss curves of several models, ``{model name: loss.csv path}``."""
-    plots.loss_curves_plot(loss_table(loss_paths), out_path)
+    run_plots.loss_curves_plot(loss_table(loss_paths), out_path)
 
 
 def plot_validation(loss_paths: dict, out_path) -> None:
-    """``plots.validation_curves_plot`` of several runs, ``{label: loss.csv path}``."""
-    plots.validation_curves_plot(loss_table(loss_paths), out_path)
+    """``run_plots.validation_curves_plot`` of several runs, ``{label: loss.csv path}``."""
+    run_plots.validation_curves_plot(loss_table(loss_paths), out_path)
 
 
 def plot_velocity(decoding_paths: dict, out_path) -> None:
-    """``plots.velocity_curves_plot`` of the curves in ``{model name: decoding.json}``."""
+    """``run_plots.velocity_curves_plot`` of the curves in ``{model name: decoding.json}``."""
     curves = {model: read_json(path).get("params", {}).get("velocity_curve") for model, path in decoding_paths.items()}
-    plots.velocity_curves_plot(curves, out_path)
+    run_plots.velocity_curves_plot(curves, out_path)
 
 
 def loss_table(loss_paths: dict) -> pd.DataFrame:
@@ -60,17 +62,17 @@ def loss_table(loss_paths: dict) -> pd.DataFrame:
 
 
 def plot_dictionary(model_path, index_path, out_path, title: str | None = None) -> None:
-    """``plots.dictionary_plot`` of a model.npz, on the bins of the feature set beside
+    """``run_plots.dictionary_plot`` of a model.npz, on the bins of the feature set beside
     ``index_path`` (its params.json), with pitches estimated by ``pitch.py``."""
     freqs = bin_frequencies(cache_params(index_path))
     W, labels = load_dictionary(model_path, len(freqs))
-    plots.dictionary_plot(W, freqs, estimate_template_pitches(W, freqs), out_path,
+    run_plots.dictionary_plot(W, freqs, estimate_template_pitches(W, freqs), out_path,
                     title or f"dictionary of {Path(model_path).parent.name}", labels)
 
 
 def plot_excerpt(activations_path, index_path, out_path, track_id: str | None = None,
                             start_seconds: float = 0.0, seconds: float = 10.0, title: str | None = None) -> None:
-    """``plots.excerpt_plot`` of one test track (the first in the index by default)."""
+    """``run_plots.excerpt_plot`` of one test track (the first in the index by default)."""
     index = read_index(index_path, "test")
     if index.empty:
         raise LowrankAmtError(f"{index_path} has no test tracks")
@@ -83,7 +85,7 @@ def plot_excerpt(activations_path, index_path, out_path, track_id: str | None = 
     if key not in arrays:
         raise LowrankAmtError(f"{activations_path} lacks activations of test track {row.track_id}")
     _, roll = load_track(row)
-    plots.excerpt_plot(arrays[key], roll, float(row.frame_rate), out_path, start_seconds, seconds,
+    run_plots.excerpt_plot(arrays[key], roll, float(row.frame_rate), out_path, start_seconds, seconds,
                  title or f"{Path(activations_path).parent.name}: test track {row.track_id}")
 
 
@@ -91,13 +93,13 @@ def plot_stems(model_name, mixture_path, out_path, seconds: float = 10.0, title:
     """The stems a model with instrument templates separates from the first ``seconds``
     of a mixture, beside the rendered ones (``<mixture>.stems/``), as a figure; returns
     their scores (``separation.stem_scores``)."""
-    from ..audio import load_audio
-    from ..datasets.ensemble import stem_paths
-    from ..device import pick_device
+    from ..datasets.manifest import stem_paths
+    from ..evaluation.separation import read_stems, stem_scores
     from ..instruments import CLASSES
     from ..recordings import resolve_model, stem_separator
-    from ..separation import read_stems, stem_scores
-    from ..spectrogram import compute_features
+    from ..runtime.device import pick_device
+    from ..signal.audio import load_audio
+    from ..signal.spectrogram import compute_features
     model = resolve_model(model_name)
     rate, hop = model.family.frame_grid(model.features)
     paths = {name: path for name, path in stem_paths(mixture_path).items() if name in CLASSES}
@@ -110,7 +112,7 @@ def plot_stems(model_name, mixture_path, out_path, seconds: float = 10.0, title:
     estimates = separator(compute_features(mixture, model.features, rate), mixture, rate, hop,
                           bin_frequencies(model.features))
     scores = stem_scores(references, estimates)
-    plots.stems_plot(references, estimates, rate, hop, out_path, scores,
+    run_plots.stems_plot(references, estimates, rate, hop, out_path, scores,
                      title or f"{Path(mixture_path).stem}: {Path(model_name).parent.name}/{Path(model_name).name} "
                      f"(first {seconds:g} s)")
     return scores

@@ -33,18 +33,18 @@ import pandas as pd
 
 from .. import families
 from ..constants import OFFSET_RATIO, ONSET_TOLERANCE
-from ..device import pick_device
-from ..epochs import checkpoint_file
 from ..errors import LowrankAmtError
-from ..io import atomic_path, save_array, write_json
-from ..loader import select_training_tracks
-from ..memory import peak_rss_mb
-from ..metrics import precision_recall_f
+from ..evaluation.metrics import precision_recall_f
+from ..evaluation.notes import write_midi_notes
+from ..learning.epochs import checkpoint_file
+from ..learning.loader import select_training_tracks
 from ..model_file import load_model, save_model
-from ..notes import write_midi_notes
-from ..spectrogram import CHECKSUMS, cache_params, load_cached, read_index
-from ..targets import frame_targets
-from ..versions import run_provenance, software_versions
+from ..runtime.device import pick_device
+from ..runtime.io import atomic_path, save_array, write_json
+from ..runtime.memory import peak_rss_mb
+from ..runtime.versions import run_provenance, software_versions
+from ..signal.feature_cache import CHECKSUMS, cache_params, load_cached, read_index
+from ..signal.targets import frame_targets
 from .transcribe import check_features, model_inputs
 
 #: Folder of the teacher's targets beside the index it writes.

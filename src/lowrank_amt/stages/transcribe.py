@@ -13,14 +13,15 @@ import numpy as np
 import pandas as pd
 
 from ..datasets.manifest import read_manifest
-from ..decode import pedal_spans
-from ..device import pick_device
+from ..decoding.decode import pedal_spans
 from ..errors import LowrankAmtError
+from ..evaluation.notes import read_reference, write_midi_notes
 from ..instruments import CLASSES, write_class_tracks
-from ..io import atomic_path, read_npz, write_json
 from ..model_file import load_model
-from ..notes import read_reference, write_midi_notes
-from ..spectrogram import bin_frequencies, cache_params, compute_features, load_track, read_index
+from ..runtime.device import pick_device
+from ..runtime.io import atomic_path, read_npz, write_json
+from ..signal.feature_cache import cache_params, load_track, read_index
+from ..signal.spectrogram import bin_frequencies, compute_features
 
 F16_MAX = float(np.finfo(np.float16).max)
 
@@ -102,8 +103,8 @@ def activations(model_path, index_path, activations_path, info_path, log=print, 
 def test_separation(separator, index_path, manifest_path, log=print) -> dict:
     """The separation scores (``separation.separation_scores``) of a model's stems of the
     test tracks that have rendered stems ({} when none has)."""
-    from ..datasets.ensemble import stem_paths
-    from ..separation import separation_scores
+    from ..datasets.manifest import stem_paths
+    from ..evaluation.separation import separation_scores
     params = cache_params(index_path)
     sample_rate, hop, bin_hz = int(params["sample_rate"]), int(params["hop_length"]), bin_frequencies(params)
     tracks = ({"track_id": row.track_id, "audio_path": row.audio_path, "stems": stems, "features": load_track(row)[0]}

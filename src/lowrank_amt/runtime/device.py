@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .errors import LowrankAmtError
+from ..errors import LowrankAmtError
 
 
 def pick_device(setting: str = "auto") -> torch.device:

@@ -10,12 +10,12 @@ curve follows the model rather than one threshold that suits it.
 
 from __future__ import annotations
 
-from .constants import ONSET_TOLERANCE
-from .decode import DEFAULTS as DECODING_DEFAULTS
-from .decode import tune_threshold
-from .errors import LowrankAmtError
-from .spectrogram import load_track, read_index
-from .notes import read_midi_notes
+from ..constants import ONSET_TOLERANCE
+from ..decoding.decode import DEFAULTS as DECODING_DEFAULTS
+from ..decoding.tuning import tune_threshold
+from ..errors import LowrankAmtError
+from ..evaluation.notes import read_midi_notes
+from ..signal.feature_cache import load_track, read_index
 
 VALIDATION_THRESHOLDS = (0.05, 0.1, 0.2, 0.3)
 

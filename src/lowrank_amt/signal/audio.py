@@ -8,7 +8,7 @@ import librosa
 import numpy as np
 import soundfile
 
-from .errors import LowrankAmtError
+from ..errors import LowrankAmtError
 
 #: Share of samples at full scale above which a recording is reported as clipped.
 CLIPPED_SHARE = 1e-3

@@ -1,5 +1,5 @@
-"""Pitch activations (88 x frames) -> notes: the same decoder for every model, and the
-choice of its parameters on the validation split.
+"""Pitch activations (88 x frames) -> notes: the same decoder for every model (its
+parameters are chosen on the validation split by ``tuning.py``).
 
 Conventions. ``H`` holds one row per piano key (row k is MIDI 21 + k), one column per
 frame at ``frame_rate``; it is divided by its largest value, so ``threshold`` is
@@ -56,14 +56,11 @@ the slope then finds its release wherever the level it was released at.
 
 from __future__ import annotations
 
-import itertools
-
 import numpy as np
 
-from .constants import MIDI_MIN, OFFSET_RATIO, ONSET_TOLERANCE
-from .metrics import note_metrics
-from .note_states import fit_transitions, notes_roll, viterbi_on
-from .velocity import fit_curve, matched_velocities, note_velocities
+from ..constants import MIDI_MIN
+from .note_states import viterbi_on
+from .velocity import note_velocities
 
 ONSET_METHODS = ("threshold", "peaks", "adaptive", "attack", "states")
 
@@ -204,14 +201,7 @@ def activations_to_notes(H: np.ndarray, frame_rate: float, threshold: float,
     return intervals, pitches, note_velocities(peaks, pitches, velocity_curve)
 
 
-def note_peaks(H: np.ndarray, frame_rate: float, threshold: float, min_note_seconds: float = 0.05,
-               onset: str = "threshold", offset_fraction: float | None = None, adaptive_seconds: float = 0.25,
-               peak: float | None = None, attack: np.ndarray | None = None, release_slope: float | None = None,
-               state_slope: float = 1.0, state_p_on: float = 0.5, state_p_off: float = 0.5,
-               onset_dip: float = ONSET_DIP):
-    """(intervals, pitches, peaks) of ``activations_to_notes``' notes, each note's peak
-    relative to the track's largest activation."""
-    H = np.asarray(H, dtype=np.float64)
+def _check_decoding(H, frame_rate, threshold, onset, offset_fraction, release_slope) -> None:
     if H.ndim != 2:
         raise ValueError(f"activations must be 2-D (keys x frames), got shape {H.shape}")
     if onset not in ONSET_METHODS:
@@ -224,6 +214,17 @@ def note_peaks(H: np.ndarray, frame_rate: float, threshold: float, min_note_seco
         raise ValueError(f"frame_rate must be positive, got {frame_rate}")
     if release_slope is not None and not release_slope > 0:
         raise ValueError(f"release_slope must be positive (dB/s) or None, got {release_slope}")
+
+
+def note_peaks(H: np.ndarray, frame_rate: float, threshold: float, min_note_seconds: float = 0.05,
+               onset: str = "threshold", offset_fraction: float | None = None, adaptive_seconds: float = 0.25,
+               peak: float | None = None, attack: np.ndarray | None = None, release_slope: float | None = None,
+               state_slope: float = 1.0, state_p_on: float = 0.5, state_p_off: float = 0.5,
+               onset_dip: float = ONSET_DIP):
+    """(intervals, pitches, peaks) of ``activations_to_notes``' notes, each note's peak
+    relative to the track's largest activation."""
+    H = np.asarray(H, dtype=np.float64)
+    _check_decoding(H, frame_rate, threshold, onset, offset_fraction, release_slope)
     empty = np.zeros((0, 2)), np.zeros(0, dtype=int), np.zeros(0)
     peak = (float(H.max()) if H.size else 0.0) if peak is None else float(peak)
     if not np.isfinite(peak) or peak <= 0:
@@ -326,146 +327,3 @@ def score_aligned_notes(H: np.ndarray, frame_rate: float, score_intervals, score
     table = np.array(sorted(rows, key=lambda r: (r[0], r[2])), dtype=float)
     pitches = table[:, 2].astype(int)
     return table[:, :2], pitches, note_velocities(table[:, 3], pitches, velocity_curve)
-
-
-def mean_note_f(tracks, frame_rate: float, params: dict, metric: str = "note_onset_f",
-                onset_tolerance: float = ONSET_TOLERANCE, offset_ratio: float = OFFSET_RATIO) -> float:
-    """Mean ``metric`` over ``tracks`` (list of (H, ref_intervals, ref_pitches); H may be
-    a model's outputs {"note": ..., "onset": ...}) decoded with ``params`` (keyword
-    arguments of ``activations_to_notes``)."""
-    scores = []
-    for H, ref_intervals, ref_pitches in tracks:
-        H, attack = (H["note"], H.get("onset")) if isinstance(H, dict) else (H, None)
-        est = activations_to_notes(H, frame_rate, **params, attack=attack)
-        scores.append(note_metrics(ref_intervals, ref_pitches, est[0], est[1],
-                                   onset_tolerance=onset_tolerance, offset_ratio=offset_ratio)[metric])
-    return float(np.mean(scores)) if scores else 0.0
-
-
-def tune_decoding(tracks, grid: dict, frame_rate: float, onset_tolerance: float = ONSET_TOLERANCE,
-                  offset_ratio: float = OFFSET_RATIO):
-    """Choose decoding parameters on ``tracks`` (the validation split), in two stages.
-
-    ``grid`` maps parameter names of ``activations_to_notes`` to lists of candidates
-    (``threshold``, ``onset``, ``offset_fraction``, ``min_note_seconds``,
-    ``adaptive_seconds``, ``release_slope``); a missing name keeps its default. Stage 1
-    picks the combination of every parameter but the offsets' (``OFFSET_PARAMS``) with
-    the best mean note-onset F (offsets by their first candidates); stage 2 picks the
-    offsets' combination with the best mean note-with-offset F. Ties go to the earlier
-    candidate in grid order, so the result depends on ``tracks`` and ``grid`` only.
-
-    Returns (params, trials): the chosen keyword arguments and one dict per evaluated
-    combination with its parameters, ``stage`` and validation ``score``.
-    """
-    unknown = set(grid) - set(DEFAULTS)
-    if unknown:
-        raise ValueError(f"unknown decoding parameters {sorted(unknown)}; known: {sorted(DEFAULTS)}")
-    candidates = {name: list(grid.get(name, [DEFAULTS[name]])) for name in DEFAULTS}
-    if not all(isinstance(H, dict) and H.get("onset") is not None for H, *_ in tracks):
-        candidates["onset"] = [o for o in candidates["onset"] if o != "attack"]  # no onset activations
-    if any(len(values) == 0 for values in candidates.values()):
-        raise ValueError("every decoding grid entry needs at least one candidate (onset 'attack' "
-                         "needs a model with onset activations)")
-    trials = []
-    onset_names = [n for n in DEFAULTS if n not in OFFSET_PARAMS]
-    fitted = fitted_params(tracks, frame_rate) if "states" in candidates["onset"] else {}
-    best, best_score = None, -np.inf
-    for values in itertools.product(*(candidates[n] for n in onset_names)):
-        params = {**dict(zip(onset_names, values)), **{n: candidates[n][0] for n in OFFSET_PARAMS}, **fitted}
-        # a parameter of one onset rule is searched with that rule only
-        if all(params["onset"] in rules or params[name] == candidates[name][0] for name, rules in RULE_PARAMS):
-            score = mean_note_f(tracks, frame_rate, params, "note_onset_f", onset_tolerance, offset_ratio)
-            trials.append({**params, "stage": "onset", "metric": "note_onset_f", "score": score})
-            if score > best_score:
-                best, best_score = params, score
-    best_score = -np.inf
-    chosen = best
-    for values in itertools.product(*(candidates[n] for n in OFFSET_PARAMS)):
-        params = {**chosen, **dict(zip(OFFSET_PARAMS, values))}
-        score = mean_note_f(tracks, frame_rate, params, "note_offset_f", onset_tolerance, offset_ratio)
-        trials.append({**params, "stage": "offset", "metric": "note_offset_f", "score": score})
-        if score > best_score:
-            best, best_score = params, score
-    return best, trials
-
-
-def fitted_params(tracks, frame_rate: float) -> dict:
-    """The note-state model's transitions (``FITTED``) fitted on the reference notes of
-    ``tracks`` (outputs, ref_intervals, ref_pitches)."""
-    rolls = [notes_roll(intervals, pitches, np.shape(H["note"] if isinstance(H, dict) else H)[1], frame_rate)
-             for H, intervals, pitches in tracks]
-    return dict(zip(FITTED, fit_transitions(rolls)))
-
-
-def tune_threshold(tracks, thresholds, frame_rate: float, min_note_seconds: float,
-                   onset_tolerance: float = ONSET_TOLERANCE):
-    """The threshold with the best mean note-onset F over ``tracks`` (plain thresholding
-    decoder). Returns (best threshold, list of (threshold, mean F)); ties go to the lower
-    threshold."""
-    scores = [(t, mean_note_f(tracks, frame_rate, {"threshold": t, "min_note_seconds": min_note_seconds},
-                              "note_onset_f", onset_tolerance))
-              for t in sorted(thresholds)]
-    return max(scores, key=lambda s: s[1])[0], scores
-
-
-#: ``decoding`` config keys -> ``activations_to_notes`` parameters (each a grid).
-GRID_KEYS = {"thresholds": "threshold", "onsets": "onset", "offset_fractions": "offset_fraction",
-             "release_slopes": "release_slope", "state_slopes": "state_slope", "onset_dips": "onset_dip",
-             "min_note_seconds": "min_note_seconds", "adaptive_seconds": "adaptive_seconds"}
-
-
-def decoding_grid(decoding: dict) -> dict:
-    """The parameter grid of a ``decoding`` config section; a scalar is a one-value grid
-    and a missing key keeps the decoder's default."""
-    grid = {}
-    for key, name in GRID_KEYS.items():
-        value = decoding.get(key, DEFAULTS[name])
-        grid[name] = list(value) if isinstance(value, (list, tuple)) else [value]
-    return grid
-
-
-class GridDecoder:
-    """The shared decoder as the decode stage drives every family's: ``tune`` chooses
-    its parameters from the ``decoding`` grid on validation tracks (``tune_decoding``),
-    ``notes`` decodes one track's outputs with them. A family with its own note
-    creation gives an object with the same methods."""
-
-    def __init__(self, decoding: dict, evaluation: dict):
-        self.grid = decoding_grid(decoding)
-        self.onset_tolerance, self.offset_ratio = evaluation["onset_tolerance"], evaluation["offset_ratio"]
-
-    def tune(self, tracks, frame_rate: float):
-        """(params, trials, best validation note-onset F) over ``tracks``, a list of
-        (outputs, reference notes): the grid's choice and the velocity curve fitted on
-        the notes it decodes (``velocity_curve``, None where none can be fitted)."""
-        tracks = [({"note": outputs["note"], "onset": outputs.get("onset")}, ref[0], ref[1], ref[2])
-                  for outputs, ref in tracks]
-        params, trials = tune_decoding([t[:3] for t in tracks], self.grid, frame_rate, self.onset_tolerance,
-                                       self.offset_ratio)
-        params["velocity_curve"] = self.fit_velocity_curve(tracks, frame_rate, params)
-        return params, trials, max(t["score"] for t in trials if t["stage"] == "onset")
-
-    def fit_velocity_curve(self, tracks, frame_rate: float, params: dict) -> dict | None:
-        """``velocity.fit_curve`` on the notes that ``params`` decode from ``tracks``
-        (outputs, ref_intervals, ref_pitches, ref_velocities) and match a reference."""
-        peaks, pitches, velocities = [], [], []
-        for outputs, *ref in tracks:
-            intervals, est_pitches, est_peaks = note_peaks(outputs["note"], frame_rate, **params,
-                                                           attack=outputs.get("onset"))
-            matched, ref_velocities = matched_velocities(ref, intervals, est_pitches, self.onset_tolerance)
-            peaks.append(est_peaks[matched])
-            pitches.append(est_pitches[matched])
-            velocities.append(ref_velocities)
-        return fit_curve(np.concatenate(peaks), np.concatenate(pitches), np.concatenate(velocities))
-
-    def notes(self, outputs: dict, frame_rate: float, params: dict, peak: float | None = None):
-        """(intervals, pitches, velocities) of one track's outputs; ``peak``: the track's
-        largest activation when ``outputs`` are a piece of it."""
-        return activations_to_notes(outputs["note"], frame_rate, **params, peak=peak, attack=outputs.get("onset"))
-
-    def default_params(self) -> dict:
-        """The parameters of a model whose own were never chosen on a validation split."""
-        return dict(DEFAULTS)
-
-    def info(self, params: dict) -> dict:
-        return {"threshold": params["threshold"]}

@@ -20,8 +20,8 @@ from __future__ import annotations
 import mir_eval
 import numpy as np
 
-from .constants import MIDI_MIN, N_KEYS
-from .metrics import midi_hz
+from ..constants import MIDI_MIN, N_KEYS
+from ..evaluation.metrics import midi_hz
 
 #: Pseudo-notes on the line that shrink each key's offset (see the module doc).
 KEY_PRIOR_NOTES = 20

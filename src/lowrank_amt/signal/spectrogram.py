@@ -1,4 +1,4 @@
-"""Per-track features (spectrograms) and their on-disk cache, memory-mappable .npy files.
+"""Per-track features (spectrograms): their parameters and their computation.
 
 A feature set is one ``features`` entry of the config (``spec``), its keys declared in
 ``PARAMS``. Kinds (all magnitudes, bins x frames, frames every ``hop_length`` samples,
@@ -12,35 +12,19 @@ frame ``f`` centred on sample ``f * hop_length``):
 - ``stft``: the linear-frequency STFT magnitude (``n_fft // 2 + 1`` bins), for models
   that want it.
 
-The cache folder (written by ``stages/features.py``) holds per track ``<id>.npy``
-(features, float16 or float32 by ``dtype``) and its frame targets (``targets.py``)
-``<id>.roll.npy``, ``<id>.onsets.npy``, ``<id>.offsets.npy``, and ``<id>.class_roll.npy``
-(each instrument class's roll, ``instruments.class_roll``); ``checksums.json`` (each
-array file's size and SHA-256, recorded as it was written); ``params.json`` (every
-parameter that shaped them and their hash) and ``index.csv`` (written last, one row per
-track, with the hash). ``read_index`` refuses a cache whose hash does not match its
-parameters, or, when given a spec, a cache made with other parameters; ``load_cached``
-checks a file against its recorded size and SHA-256 the first time a process reads it
-(again if it changes), so a truncated or damaged file is an error naming it, never data.
+The on-disk cache of these arrays is ``feature_cache.py``.
 """
 
 from __future__ import annotations
 
-import functools
-import hashlib
-import json
 import warnings
-import os
-from pathlib import Path
 
 import librosa
 import numpy as np
-import pandas as pd
 
-from .constants import HOP_LENGTH, MIDI_MIN, N_KEYS, SAMPLE_RATE
-from .errors import LowrankAmtError
-from .io import file_record, read_csv, read_json, write_json
-from .param import Param, complete, defaults, properties
+from ..constants import HOP_LENGTH, MIDI_MIN, N_KEYS, SAMPLE_RATE
+from ..errors import LowrankAmtError
+from ..param import Param, complete, defaults, properties
 
 PARAMS = (
     Param("kind", None, type="string", enum=["cqt", "logstft", "stft"], required=True,
@@ -63,8 +47,6 @@ DEFAULTS = {name: value for name, value in defaults(PARAMS).items() if name != "
 FORMAT_VERSION = 2
 
 
-#: The file of a cache folder recording its array files' ``io.file_record``s.
-CHECKSUMS = "checksums.json"
 #: What a cache's params.json records besides the spec's keys (``feature_params``).
 RECORDED = ("sample_rate", "format_version", "params_hash")
 
@@ -91,10 +73,6 @@ def feature_params(spec: dict, sample_rate: int) -> dict:
     keys += ["n_fft"] if spec["kind"] != "cqt" else []
     return {"sample_rate": int(sample_rate), "format_version": FORMAT_VERSION,
             **{k: spec[k] for k in sorted(keys)}}
-
-
-def params_hash(params: dict) -> str:
-    return hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def cqt_bins(spec: dict) -> tuple[int, int, float]:
@@ -191,104 +169,3 @@ def compute_features(audio: np.ndarray, spec: dict, sample_rate: int) -> np.ndar
         cqt = librosa.cqt(audio, sr=sample_rate, hop_length=hop, fmin=fmin,
                           n_bins=n_bins, bins_per_octave=bins_per_octave)
     return np.abs(cqt).astype(np.float32)
-
-
-def read_index(index_path: str | Path, split: str | None = None, spec: dict | None = None,
-               sample_rate: int | None = None) -> pd.DataFrame:
-    """The feature index with absolute paths, optionally one split.
-
-    When the index records a ``params_hash``, ``params.json`` beside it must hold the same
-    hash and parameters that hash to it; with ``spec`` and ``sample_rate`` the cache must
-    have been made with them. Otherwise an error names the file and says to re-extract.
-    """
-    index_path = Path(index_path)
-    if not index_path.exists():
-        raise LowrankAmtError(f"feature index {index_path} does not exist; extract features first")
-    index = read_csv(index_path, "feature index", ("track_id", "split", "features_path"),
-                     dtype={"track_id": str, "split": str})
-    if "params_hash" in index.columns or spec is not None:
-        _check_params(index_path, index, spec, sample_rate)
-    for column in [c for c in index.columns if c.endswith("_path") and c != "midi_path"]:
-        index[column] = [os.path.normpath(index_path.parent / p) for p in index[column]]
-    if split is not None:
-        index = index[index["split"] == split].reset_index(drop=True)
-    return index
-
-
-def _check_params(index_path: Path, index: pd.DataFrame, spec, sample_rate) -> None:
-    params_path = index_path.parent / "params.json"
-    stale = f"; delete {index_path.parent} and extract the features again"
-    if not params_path.exists():
-        raise LowrankAmtError(f"feature cache {index_path.parent} has no params.json{stale}")
-    recorded = read_json(params_path)
-    digest = recorded.pop("params_hash", None)
-    if digest != params_hash(recorded) or set(index.get("params_hash", [digest])) != {digest}:
-        raise LowrankAmtError(f"feature cache {index_path}: parameters in {params_path} do not match "
-                              f"the hash its features were made with{stale}")
-    if spec is not None:
-        wanted = feature_params(spec, sample_rate if sample_rate is not None else recorded["sample_rate"])
-        if params_hash(wanted) != digest:
-            changed = sorted(k for k in set(wanted) | set(recorded) if wanted.get(k) != recorded.get(k))
-            raise LowrankAmtError(f"feature cache {index_path} was made with other parameters "
-                                  f"(differ: {', '.join(changed)}){stale}")
-
-
-def load_cached(path) -> np.ndarray:
-    """Memory-map one array of a feature cache, checked against its recorded size and
-    SHA-256; a missing, truncated or damaged file (as a killed copy or a full disk
-    leaves it) is one error naming it, never used."""
-    path = Path(path)
-    advice = f"delete {path.parent} and extract the features again"
-    try:
-        _check_recorded(path, advice)
-        return np.load(path, mmap_mode="r", allow_pickle=False)
-    except (OSError, ValueError, EOFError) as exc:
-        raise LowrankAmtError(f"feature cache file {path} is truncated or corrupt ({exc}); {advice}") from exc
-
-
-#: (path, size, mtime) of the files this process has checked: a batch loader reads each often.
-_checked: set[tuple] = set()
-
-
-def _check_recorded(path: Path, advice: str) -> None:
-    stat = path.stat()
-    key = (path, stat.st_size, stat.st_mtime_ns)
-    if key in _checked:
-        return
-    checksums = path.parent / CHECKSUMS
-    if not checksums.exists():
-        raise LowrankAmtError(f"feature cache {path.parent} has no {CHECKSUMS} (it was made by an older "
-                              f"version or its extraction did not finish); {advice}")
-    recorded = _read_checksums(checksums, checksums.stat().st_mtime_ns).get(path.name)
-    if recorded is None:
-        raise LowrankAmtError(f"feature cache file {path} is not listed in {checksums}; {advice}")
-    if stat.st_size != recorded["bytes"] or file_record(path)["sha256"] != recorded["sha256"]:
-        raise LowrankAmtError(f"feature cache file {path} is damaged: its size or SHA-256 differs from those "
-                              f"recorded in {CHECKSUMS} when it was written; {advice}")
-    _checked.add(key)
-
-
-def record_checksums(folder) -> None:
-    """Record the size and SHA-256 of every .npy file in ``folder``: for a cache whose
-    arrays were written by other means than the features stage (which records each file
-    as it writes it)."""
-    folder = Path(folder)
-    write_json(folder / CHECKSUMS, {path.name: file_record(path) for path in sorted(folder.glob("*.npy"))})
-
-
-@functools.lru_cache(maxsize=64)
-def _read_checksums(path: Path, mtime_ns: int) -> dict:
-    return read_json(path)
-
-
-def load_track(row) -> tuple[np.ndarray, np.ndarray]:
-    """Memory-map one track's features and key-activity roll."""
-    return load_cached(row.features_path), load_cached(row.roll_path)
-
-
-def cache_params(index_path: str | Path) -> dict:
-    """The parameters of a feature cache (``params.json`` beside its index)."""
-    params_path = Path(index_path).parent / "params.json"
-    if not params_path.exists():
-        raise LowrankAmtError(f"{params_path} is missing; extract the features again")
-    return read_json(params_path)

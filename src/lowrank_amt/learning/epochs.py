@@ -33,8 +33,8 @@ from pathlib import Path
 
 import torch
 
-from .errors import LowrankAmtError
-from .io import atomic_path, check_zip
+from ..errors import LowrankAmtError
+from ..runtime.io import atomic_path, check_zip
 
 #: Name of the checkpoint file inside a run's checkpoint folder.
 CHECKPOINT_NAME = "last.pt"

@@ -27,7 +27,7 @@ import warnings
 import mir_eval
 import numpy as np
 
-from .constants import FRAME_METRIC_HOP, OFFSET_RATIO, ONSET_TOLERANCE
+from ..constants import FRAME_METRIC_HOP, OFFSET_RATIO, ONSET_TOLERANCE
 
 METRIC_NAMES = ("note_onset_p", "note_onset_r", "note_onset_f",
                 "note_offset_p", "note_offset_r", "note_offset_f",

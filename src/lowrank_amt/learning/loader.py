@@ -32,11 +32,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..constants import N_KEYS
+from ..errors import LowrankAmtError
+from ..signal.feature_cache import load_cached, read_index
 from .augment import augment_batch
-from .constants import N_KEYS
-from .errors import LowrankAmtError
-from .spectrogram import load_cached, read_index
-
 
 #: the augmentation's generator per epoch is seeded [seed, epoch, AUGMENT_STREAM]
 AUGMENT_STREAM = 1

@@ -7,7 +7,7 @@ import platform
 import subprocess
 from pathlib import Path
 
-from . import __version__
+from .. import __version__
 
 #: Distributions whose versions every results row carries (basic-pitch's library has
 #: moved on from its paper, so its version matters for the comparison).

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .param import Param, complete
+from ..param import Param, complete
 
 PARAMS = (
     Param("gain_db", 0.0, type="number", minimum=0, maximum=40, meaning="Largest random gain in dB, up or down."),

@@ -30,9 +30,9 @@ import dataclasses
 
 import numpy as np
 
-from .constants import MIDI_MAX, MIDI_MIN, N_KEYS
-from .errors import LowrankAmtError
-from .notes import read_midi_notes
+from ..constants import MIDI_MAX, MIDI_MIN, N_KEYS
+from ..errors import LowrankAmtError
+from ..evaluation.notes import read_midi_notes
 
 PITCH_CLASSES = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}
 #: Semitones above the tonic of each mode's degrees.

@@ -9,13 +9,13 @@ import math
 import numpy as np
 import pandas as pd
 
+from ..errors import LowrankAmtError
+from ..evaluation.interpretability import SUMMARY_NAMES
+from ..evaluation.metrics import COUNT_NAMES, METRIC_NAMES, pooled_metrics
+from ..evaluation.note_errors import ERROR_NAMES, FALSE_CLASSES, MISSED_BINS, pooled_error_shares
+from ..runtime.io import read_csv, read_json
+from ..runtime.versions import PROVENANCE_NAMES
 from .equal_compute import compute_markdown
-from .errors import LowrankAmtError
-from .interpretability import SUMMARY_NAMES
-from .io import read_csv, read_json
-from .metrics import COUNT_NAMES, METRIC_NAMES, pooled_metrics
-from .note_errors import ERROR_NAMES, FALSE_CLASSES, MISSED_BINS, pooled_error_shares
-from .versions import PROVENANCE_NAMES
 
 
 def read_benchmark(path) -> dict:
@@ -333,82 +333,3 @@ def _require_columns(table: pd.DataFrame, columns) -> None:
     missing = [c for c in columns if c not in table]
     if missing:
         raise LowrankAmtError(f"the summary lacks columns {missing}")
-
-
-TABLE_METRICS = ("note F (onset)", "note F (onset+offset)", "note F (onset+offset+velocity)", "frame F",
-                 "note F pooled", "interpretability")
-
-
-def ranked_rows(markdown: str) -> dict:
-    """(model, dataset, test set, train h) -> (family, {metric: value or None}) of the
-    first ranked table (``summary_markdown``'s format) in a markdown text."""
-    lines = markdown.splitlines()
-    start = next((i for i, line in enumerate(lines) if line.startswith("| rank | model |")), None)
-    if start is None:
-        raise LowrankAmtError("no ranked results table ('| rank | model | ...') in the text")
-    header = [c.strip() for c in lines[start].strip("|").split("|")]
-    rows = {}
-    for line in lines[start + 2:]:
-        if not line.startswith("|"):
-            break
-        cells = dict(zip(header, (c.strip() for c in line.strip("|").split("|"))))
-        value = lambda text: None if text == "–" else float(text.split()[0])  # noqa: E731
-        key = (cells["model"], cells["dataset"], cells["test set"], cells["train h"])
-        rows[key] = cells["family"], {m: value(cells.get(m, "–")) for m in TABLE_METRICS}
-    return rows
-
-
-def cpu_tolerance(family: str, model: str = "", specs: dict | None = None) -> float:
-    """How far a row of ``family`` may move between CPUs' float kernels: the family's
-    ``cpu_tolerance_of`` the model's spec (``specs``: model -> its summary row, where the
-    form is; 0, to the printed digits, for a family not registered here)."""
-    from . import families
-    if family not in families.names():
-        return 0.0
-    return families.get(family).cpu_tolerance_of((specs or {}).get(model, {}))
-
-
-def model_specs(summary_csv) -> dict:
-    """model -> the spec keys a summary.csv keeps of it (supervision, form), for ``cpu_tolerance``."""
-    table = read_csv(summary_csv, "summary", ("model",))
-    keep = [c for c in ("supervision", "form") if c in table]
-    return {row["model"]: {k: row[k] for k in keep if isinstance(row[k], str)} for row in table.to_dict("records")}
-
-
-def table_differences(published: str, fresh: str, tolerance=cpu_tolerance) -> list[str]:
-    """One line per row of the ranked table in ``published`` that ``fresh`` lacks or the
-    other way round, or whose metrics (absolute, every metric column) differ by more than
-    ``tolerance(family, model)``."""
-    ours, theirs = ranked_rows(fresh), ranked_rows(published)
-    lines = [f"{' / '.join(key)}: in the fresh table, not in the page" for key in ours if key not in theirs]
-    for key, (family, metrics) in theirs.items():
-        if key not in ours:
-            lines.append(f"{' / '.join(key)}: not in the fresh table")
-            continue
-        allowed = tolerance(family, key[0]) + 1e-9
-        for name, value in metrics.items():
-            other = ours[key][1][name]
-            if (value is None) != (other is None) or (value is not None and abs(value - other) > allowed):
-                lines.append(f"{' / '.join(key)}: {name} {value} published, {other} now")
-    return lines
-
-
-#: Markers of a generated table in a page (README.md, docs/): the begin marker names the
-#: summary.md it is copied from, relative to the repository root.
-TABLE_BEGIN, TABLE_END = "<!-- begin generated table: ", "<!-- end generated table -->"
-
-
-def generated_table(page: str) -> tuple[str, str]:
-    """(the summary.md a page's generated table comes from, the table as the page has it)."""
-    if TABLE_BEGIN not in page or TABLE_END not in page:
-        raise LowrankAmtError(f"no generated table ({TABLE_BEGIN}PATH -->, {TABLE_END}) in the page")
-    source, rest = page.split(TABLE_BEGIN, 1)[1].split(" -->", 1)
-    return source.strip(), rest.split(TABLE_END, 1)[0].strip("\n") + "\n"
-
-
-def embed_table(page: str, table: str) -> str:
-    """``page`` with its generated table replaced by ``table`` (a summary.md's text)."""
-    source, _ = generated_table(page)
-    head, rest = page.split(TABLE_BEGIN, 1)
-    tail = rest.split(TABLE_END, 1)[1]
-    return f"{head}{TABLE_BEGIN}{source} -->\n{table.strip()}\n{TABLE_END}{tail}"

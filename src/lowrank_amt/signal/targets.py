@@ -12,9 +12,10 @@ the file.
 from __future__ import annotations
 
 import numpy as np
-from .constants import MIDI_MAX, MIDI_MIN, N_KEYS
-from .errors import LowrankAmtError
-from .notes import read_midi_notes
+
+from ..constants import MIDI_MAX, MIDI_MIN, N_KEYS
+from ..errors import LowrankAmtError
+from ..evaluation.notes import read_midi_notes
 
 NAMES = ("roll", "onsets", "offsets")
 #: Notes ending this little after the audio are not reported as clipped (s).

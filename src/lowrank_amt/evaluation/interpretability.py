@@ -30,9 +30,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .errors import LowrankAmtError
-from .model_file import load_model
-from .pitch import estimate_template_pitches, harmonic_energy_share
+from ..errors import LowrankAmtError
+from ..model_file import load_model
+from ..signal.pitch import estimate_template_pitches, harmonic_energy_share
 
 #: Dictionary-level columns of the results table, NaN for models without a dictionary.
 SUMMARY_NAMES = ("interpretability", "valid_pitch_share", "harmonicity", "label_agreement",

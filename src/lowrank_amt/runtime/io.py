@@ -20,7 +20,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from .errors import LowrankAmtError
+from ..errors import LowrankAmtError
 
 #: Why a write fails for want of room or rights, not because of the data written.
 WRITE_ERRORS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS, errno.EIO}

@@ -24,7 +24,7 @@ from __future__ import annotations
 import mir_eval
 import numpy as np
 
-from .constants import ONSET_TOLERANCE
+from ..constants import ONSET_TOLERANCE
 from .metrics import midi_hz
 
 FALSE_CLASSES = ("same_key", "semitone", "tone", "fifth", "octave", "other", "silent")

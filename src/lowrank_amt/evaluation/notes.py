@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 import pretty_midi
 
-from .constants import PEDAL_EXTENDED_REFERENCES
-from .errors import LowrankAmtError
-from .io import atomic_path
+from ..constants import PEDAL_EXTENDED_REFERENCES
+from ..errors import LowrankAmtError
+from ..runtime.io import atomic_path
 
 
 def read_midi(path: str | Path) -> pretty_midi.PrettyMIDI:

@@ -25,10 +25,10 @@ import numpy as np
 import soundfile
 import torch
 
-from .audio import load_audio
-from .errors import LowrankAmtError
-from .factorization.activations import template_activations
-from .instruments import CLASSES
+from ..errors import LowrankAmtError
+from ..factorization.activations import template_activations
+from ..instruments import CLASSES
+from ..signal.audio import load_audio
 
 EPS = 1e-9
 #: Templates per stem of the oracle dictionary, and its MU iterations.
@@ -98,8 +98,8 @@ def oracle_stems(references: dict[str, np.ndarray], mixture: np.ndarray, hop: in
 def oracle_template_stems(references: dict[str, np.ndarray], mixture: np.ndarray, features_of, sample_rate: int,
                           hop: int, bin_hz: np.ndarray) -> dict[str, np.ndarray]:
     """Stems by templates fitted to the true stems (``features_of``: audio -> features)."""
-    from .factorization import nmf
-    from .factorization.training import solve_activations
+    from ..factorization import nmf
+    from ..factorization.training import solve_activations
     templates, classes = [], []
     for name, audio in references.items():
         W, _, _ = nmf.nmf(torch.from_numpy(features_of(audio).astype(np.float32)), ORACLE_RANK, 1.0, ORACLE_ITERATIONS)
