@@ -33,7 +33,7 @@ help:
 	@echo "make multi      the multi-instrument study (config/multi.yaml): band stems, instrument templates, separation"
 	@echo "make guitar     the guitar study (config/guitar.yaml): solo guitar on unheard guitars"
 	@echo "make ship-piano   retrain the shipped model (transcribe --model piano) from config/pianos.yaml"
-	@echo "make scaling    the scaling study (config/scaling.yaml, about 2 h): every family at 0.03-10 h"
+	@echo "make scaling    the scaling study (config/scaling.yaml, about 2 h 40 min): every family at 0.03-10 h"
 	@echo "make scaling-networks   its networks at every size beside the references, NMF and the hybrid (about 1 h 30 min)"
 	@echo "make readme-figures   copy the default study's figures into docs/figures/ (for the README)"
 	@echo "make test    set up, run the test suite"
@@ -148,8 +148,8 @@ ship-piano: setup
 		--schema workflow/schemas/config.schema.yaml
 
 # The scaling study (config/scaling.yaml): every family from 0.03 to 10 h of training
-# audio; about an hour on 2 cores, not run by CI. Killed, it resumes where it stopped
-# (finished jobs are kept, training resumes from its last finished epoch).
+# audio; about 2 h 40 min on 2 cores (docs/scaling.md), not run by CI. Killed, it resumes
+# where it stopped (finished jobs are kept, training resumes from its last finished epoch).
 scaling: setup
 	@date -u +"scaling study started %FT%TZ" | tee -a results/scaling-runs.log
 	$(call unlock,--configfile config/scaling.yaml)
