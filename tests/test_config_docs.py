@@ -52,7 +52,7 @@ def test_every_schema_property_has_a_description(schema):
 
 
 def test_generated_reference_is_up_to_date(schema, readme):
-    from lowrank_amt.config import embed_reference
+    from lowrank_amt.report.config_docs import embed_reference
     assert embed_reference(readme, schema) == readme, (
         "config/README.md is out of date: run `lowrank-amt config-docs --schema "
         "workflow/schemas/config.schema.yaml --readme config/README.md`")
@@ -61,7 +61,8 @@ def test_generated_reference_is_up_to_date(schema, readme):
 def test_a_key_added_to_a_dataset_kind_needs_no_schema_or_docs_edit(repo, monkeypatch):
     """The schema's dataset part and its README tables come from the dataset modules'
     tables: a key added to one (one line) is documented, filled in and checked."""
-    from lowrank_amt.config import schema_reference, validate_config
+    from lowrank_amt.config import validate_config
+    from lowrank_amt.report.config_docs import schema_reference
     from lowrank_amt.datasets import folder, options
     from lowrank_amt.errors import LowrankAmtError
     from lowrank_amt.param import Param

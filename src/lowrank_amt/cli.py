@@ -11,11 +11,9 @@ import argparse
 import json
 import os
 import sys
-from pathlib import Path
 
 from .constants import SUMMARY_FIGURES
 from .errors import LowrankAmtError
-from .runtime.io import read_text, write_text
 from .runtime.kernels import pin_kernels
 
 
@@ -164,14 +162,8 @@ def _ship(a):
 
 
 def _config_docs(a):
-    from .config import embed_reference, load_schema
-    readme = Path(a.readme)
-    text = read_text(readme, "README")
-    updated = embed_reference(text, load_schema(a.schema))
-    if a.check and updated != text:
-        raise LowrankAmtError(f"{readme} is out of date: run lowrank-amt config-docs without --check")
-    if not a.check:
-        write_text(readme, updated)
+    from .report.config_docs import update_readme
+    update_readme(a.readme, a.schema, a.check)
 
 
 def _prepare_dataset(a):
