@@ -175,26 +175,17 @@ scaling-networks: setup
 	cp results/scaling/plots/compute.svg docs/figures/scaling/compute.svg
 	$(BIN)/lowrank-amt plot-validation --loss $(NETWORK_RUNS) --out docs/figures/scaling/network-validation.svg
 
-# Onsets and Frames at 10 h on a budget 4x the scaling study's (120 epochs of 64 steps,
-# patience 10), on the scaling study's feature cache (after `make scaling-networks`), by the
-# rules' own commands, into results/scaling-extra/ (docs/scaling.md; about 20 CPU minutes).
-LONG := results/scaling-extra/onsets_frames_long/10h
-SCALING_FEATURES := results/scaling/features/synth_pianos/cqt/index.csv
-LONG_SPEC := {"family": "network", "architecture": "onsets_frames", "channels": 8, "hidden": 96, "learning_rate": 0.003, "steps_per_epoch": 64, "epochs": 120, "patience": 10}
-SCALING_GRID := {"offset_fractions": [0.02, 0.05, 0.1, 0.2, 0.3], "onsets": ["threshold", "peaks", "adaptive"], "release_slopes": [null, 60, 100, 150], "thresholds": [0.02, 0.04, 0.06, 0.08, 0.1, 0.13, 0.16, 0.2, 0.25, 0.3, 0.4], "min_note_seconds": 0.05}
-EVALUATION := {"offset_ratio": 0.2, "onset_tolerance": 0.05, "oracle": true, "pedal_extension": true}
+# Onsets and Frames at 10 h on a budget 4x the scaling study's (config/onsets-frames-long.yaml),
+# by the study's own rules on its feature cache, and its validation curve beside the study's
+# budget's (docs/scaling.md; about 20 CPU minutes after `make scaling-networks`).
+SCALING_MODELS := results/scaling/models/synth_pianos/cqt
 onsets-frames-long: setup
-	@mkdir -p $(LONG)
-	$(BIN)/lowrank-amt train --spec '$(LONG_SPEC)' --index $(SCALING_FEATURES) --train-hours 10 \
-		--checkpoint-dir $(LONG)/checkpoints --model $(LONG)/model.npz --loss $(LONG)/loss.csv --info $(LONG)/train.json
-	$(BIN)/lowrank-amt activations --model $(LONG)/model.npz --index $(SCALING_FEATURES) \
-		--manifest results/scaling/data/synth_pianos/manifest.csv --activations $(LONG)/activations.npz --info $(LONG)/activations.json
-	$(BIN)/lowrank-amt decode --model $(LONG)/model.npz --decoding '$(SCALING_GRID)' --evaluation '$(EVALUATION)' \
-		--activations $(LONG)/activations.npz --index $(SCALING_FEATURES) --midi-dir $(LONG)/midi --info $(LONG)/decoding.json
-	$(BIN)/lowrank-amt evaluate --evaluation '$(EVALUATION)' --midi-dir $(LONG)/midi --index $(SCALING_FEATURES) \
-		--out $(LONG)/per_track.csv
-	$(BIN)/lowrank-amt plot-validation --loss onsets_frames@10h=results/scaling/models/synth_pianos/cqt/onsets_frames/10h/loss.csv \
-		onsets_frames_long@10h=$(LONG)/loss.csv --out docs/figures/scaling/onsets-frames-long.svg
+	$(call unlock,--configfile config/scaling.yaml config/onsets-frames-long.yaml)
+	$(BIN)/snakemake --configfile config/scaling.yaml config/onsets-frames-long.yaml --cores $(CORES) \
+		--rerun-incomplete -- results/scaling/metrics/synth_pianos/cqt/onsets_frames_long/10h/per_track.csv
+	@mkdir -p docs/figures/scaling
+	$(BIN)/lowrank-amt plot-validation --loss onsets_frames@10h=$(SCALING_MODELS)/onsets_frames/10h/loss.csv \
+		onsets_frames_long@10h=$(SCALING_MODELS)/onsets_frames_long/10h/loss.csv --out docs/figures/scaling/onsets-frames-long.svg
 
 # Maintainers: the README's figures come from the default study (tracked, so a plain
 # `make study` leaves a clone as it was).

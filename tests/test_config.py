@@ -92,3 +92,16 @@ def test_the_scaling_overlays_add_models_to_the_scaling_study(repo, schema, over
     assert families.resolve(config["models"]["unrolled_nmfd_gains_long"])[1]["learn_bin_gains"]
     for name in added:
         assert not families.resolve(config["models"][name])[0].skip(families.resolve(config["models"][name])[1])[0]
+
+
+def test_the_long_onsets_and_frames_overlay_keeps_the_study_s_network_but_its_budget(repo, schema):
+    """config/onsets-frames-long.yaml (make onsets-frames-long) adds Onsets and Frames as the
+    scaling study has it, with four times the epochs and a longer patience."""
+    from snakemake.utils import update_config
+    config = yaml.safe_load((repo / "config/scaling.yaml").read_text())
+    update_config(config, yaml.safe_load((repo / "config/onsets-frames-long.yaml").read_text()))
+    models = validate_config(config, schema)["models"]
+    study, long = models["onsets_frames"], models["onsets_frames_long"]
+    assert {k: v for k, v in long.items() if k not in ("epochs", "patience")} == \
+        {k: v for k, v in study.items() if k not in ("epochs", "patience")}
+    assert long["epochs"] == 4 * study["epochs"] and long["patience"] > study["patience"]
