@@ -231,7 +231,10 @@ def _plot(a):
 def _page_table(a):
     from .report.pages import update_page
     message = update_page(a.page, a.check)
-    print(message) if a.check else _log(message)
+    if a.check:
+        print(message)  # a check's verdict is its output
+    else:
+        _log(message)
 
 
 def _scaling_tables(a):

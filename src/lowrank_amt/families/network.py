@@ -3,7 +3,8 @@ the parameter-matched baseline), onsets_frames or harmonic_attention (``deep/ons
 
 Training is epoch-based over segments of the train split (``loader.FrameBatches`` with
 ``segment_frames``; ``steps_per_epoch`` makes an epoch that many batches of random
-segments, so that a size's cost does not grow with the data), with Adam, through the shared epoch loop (``epochs.fit_epochs``):
+segments, so that a size's cost does not grow with the data), with Adam, through the
+shared epoch loop (``epochs.fit_epochs``):
 the validation loss over whole validation tracks after every epoch, early stopping on
 it, the weights of the best validation epoch kept, a checkpoint every epoch and exact
 resume. Its output is the note posteriorgram (sigmoid of the note head, 88 x frames at

@@ -312,11 +312,11 @@ def projected_cost_markdown(grown: pd.DataFrame, hours=PROJECTED_HOURS) -> list[
              "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for model, runs in grown.sort_values("train_hours").groupby("model", sort=False):
         last = runs.iloc[-1]
-        rate = last["train_cpu_seconds"] / last["train_hours"]
         if last.get("steps_per_epoch", 0) > 0:
-            rate_cell, projected = f"fixed budget of {last['steps_per_epoch']:g} steps an epoch", [
-                last["train_cpu_seconds"] / 3600] * len(hours)
+            rate_cell = f"fixed budget of {last['steps_per_epoch']:g} steps an epoch"
+            projected = [last["train_cpu_seconds"] / 3600] * len(hours)
         else:
+            rate = last["train_cpu_seconds"] / last["train_hours"]
             rate_cell, projected = _fmt(rate, ".0f"), [rate * h / 3600 for h in hours]
         cells = [model, f"{last['train_hours']:g}", rate_cell, *[_fmt(p, ".1f") for p in projected]]
         lines.append("| " + " | ".join(cells) + " |")
