@@ -23,6 +23,7 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from ..errors import LowrankAmtError  # noqa: E402
+from ..evaluation import registry  # noqa: E402
 from ..runtime.io import atomic_path  # noqa: E402
 
 FAMILY_MARKERS = ("o", "s", "D", "^", "v", "P", "X", "*")
@@ -61,28 +62,30 @@ def tradeoff_largest_plot(summary: pd.DataFrame, out_path) -> None:
     tradeoff_plot(largest_size(summary), out_path, title="Quality, cost and interpretability at each model's largest size")
 
 
-#: The trade-off figure's panels: the field's three note metrics (summary ``<name>_mean``).
-TRADEOFF_METRICS = (("note_onset_f", "note F, onset only"), ("note_offset_f", "note F, onset and offset"),
-                    ("note_offset_velocity_f", "note F, onset, offset, velocity"))
-
-
 def tradeoff_plot(summary: pd.DataFrame, out_path, title: str = "Transcription quality against training cost") -> None:
-    """Test note F against training time (log), a panel per metric of
-    ``TRADEOFF_METRICS``, one point per run: marker = family, colour = interpretability
-    score (hollow grey: no dictionary), bars = std; pretrained models as dashed lines."""
+    """Test scores against training time (log), a panel per registered metric
+    (``evaluation/registry.py``), one point per run: marker = family, colour =
+    interpretability score (hollow grey: no dictionary), bars = std; pretrained models as
+    dashed lines."""
     _require(summary, ["train_seconds", "note_onset_f_mean", "model", "family"], "trade-off plot")
     _theme()
-    fig, axes = plt.subplots(1, len(TRADEOFF_METRICS), figsize=(6.2 * len(TRADEOFF_METRICS), 4.8), sharey=True)
+    metrics = registry.METRICS
+    columns = min(len(metrics), 4)
+    rows = math.ceil(len(metrics) / columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(6.2 * columns, 4.8 * rows), sharey=True, squeeze=False)
     markers = _markers(summary["family"])
     norm, cmap = matplotlib.colors.Normalize(0, 1), plt.get_cmap("viridis")
-    for ax, (metric, label) in zip(axes, TRADEOFF_METRICS):
-        _tradeoff_panel(ax, summary, metric, markers, lambda score: cmap(norm(score)))
-        ax.set_ylabel(f"{label} (test mean)")
+    for ax, metric in zip(axes.flat, metrics):
+        _tradeoff_panel(ax, summary, metric.column, markers, lambda score: cmap(norm(score)))
+        ax.set_ylabel(f"{metric.label} (test mean)")
+    for ax in axes.flat[len(metrics):]:
+        ax.axis("off")
     handles = [plt.Line2D([], [], marker=m, ls="", color="black", markerfacecolor="white", label=f)
                for f, m in markers.items()]
-    axes[0].legend(handles=handles, title="family", loc="upper right", fontsize=8, title_fontsize=8)
+    axes.flat[0].legend(handles=handles, title="family", loc="upper right", fontsize=8, title_fontsize=8)
     fig.suptitle(title)
-    colorbar = fig.colorbar(matplotlib.cm.ScalarMappable(norm=norm, cmap=cmap), ax=axes, pad=0.01, fraction=0.02)
+    colorbar = fig.colorbar(matplotlib.cm.ScalarMappable(norm=norm, cmap=cmap), ax=axes.ravel().tolist(), pad=0.01,
+                            fraction=0.02)
     colorbar.set_label("interpretability score (hollow: no dictionary)")
     _save(fig, out_path, layout=False)
 
@@ -123,11 +126,11 @@ def _tradeoff_panel(ax, summary: pd.DataFrame, metric: str, markers: dict, colou
                     textcoords="offset points", xytext=(0, 3), fontsize=8, color="0.3")
 
 
-# The scaling figure's panels: a summary column (``<name>_mean`` and ``_std`` where the
-# summary has them) and its axis label.
-SCALING_PANELS = (("note_onset_f", "note F, onset only"), ("note_offset_f", "note F, onset and offset"),
-                  ("note_offset_velocity_f", "note F, onset, offset and velocity"),
-                  ("frame_f", "frame F"), ("interpretability", "interpretability score"))
+def scaling_panels() -> list[tuple[str, str]]:
+    """The scaling figure's panels: a summary column (``<name>_mean`` and ``_std`` where
+    the summary has them) and its axis label; every registered metric, then
+    interpretability."""
+    return [(m.column, m.label) for m in registry.METRICS] + [("interpretability", "interpretability score")]
 
 
 def _model_styles(summary: pd.DataFrame) -> tuple[dict, dict]:
@@ -144,16 +147,21 @@ def _hours_axis(ax, label: str) -> None:
 
 def scaling_plot(summary: pd.DataFrame, out_path) -> None:
     """Test metrics against hours of training audio (log), a panel per metric of
-    ``SCALING_PANELS``: a line per model trained at several sizes, bars = standard
+    ``scaling_panels``: a line per model trained at several sizes, bars = standard
     deviation over test tracks; models trained once (isolated-note templates, pretrained)
-    as dashed horizontal lines, the two fixed references."""
+    as dashed horizontal lines, the two fixed references. The panel after the last holds
+    the legend."""
     _require(summary, ["train_hours", "note_onset_f_mean", "model", "family"], "scaling plot")
     _theme()
     colours, markers = _model_styles(summary)
     grown = summary.dropna(subset=["train_hours"]).sort_values("train_hours")
     fixed = summary[summary["train_hours"].isna()]
-    fig, axes = plt.subplots(2, 3, figsize=(16, 8.5))
-    for ax, (name, label) in zip(axes.flat, SCALING_PANELS):
+    panels = scaling_panels()
+    rows = math.ceil((len(panels) + 1) / 3)
+    fig, axes = plt.subplots(rows, 3, figsize=(16, 4.25 * rows))
+    for ax in axes.flat[len(panels) + 1:]:
+        ax.axis("off")
+    for ax, (name, label) in zip(axes.flat, panels):
         mean = f"{name}_mean" if f"{name}_mean" in summary else name
         if mean not in summary or summary[mean].isna().all():
             ax.text(0.5, 0.5, f"no run records\n{label}", ha="center", va="center", transform=ax.transAxes)
@@ -168,7 +176,7 @@ def scaling_plot(summary: pd.DataFrame, out_path) -> None:
         if not grown.empty:
             _hours_axis(ax, label)
         ax.set_ylim(0, 1.02)
-    legend = axes.flat[len(SCALING_PANELS)]  # the panel left over holds the legend
+    legend = axes.flat[len(panels)]
     legend.axis("off")
     legend.legend(*axes.flat[0].get_legend_handles_labels(), loc="center", fontsize=8, frameon=False)
     fig.suptitle("Test metrics as training data grows (mean and standard deviation over test tracks)")

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import LowrankAmtError
+from ..evaluation import registry
 from ..evaluation.interpretability import SUMMARY_NAMES
 from ..evaluation.metrics import COUNT_NAMES, METRIC_NAMES, pooled_metrics
 from ..evaluation.note_errors import ERROR_NAMES, FALSE_CLASSES, MISSED_BINS, pooled_error_shares
@@ -90,14 +91,15 @@ def summarize(results: pd.DataFrame) -> pd.DataFrame:
     mean note-onset F (``rank`` 1 = best). Error counts (``note_errors.py``) pool into
     each false-note class's share and each bin's recall."""
     per_track = [c for c in results.columns if c.startswith(("instrument_", "class_"))]  # instrument-aware
-    per_track_counts = {*METRIC_NAMES, *COUNT_NAMES, *ERROR_NAMES, *per_track, "track_id", "duration"}
+    metrics = list(dict.fromkeys([*METRIC_NAMES, *registry.columns()]))
+    per_track_counts = {*metrics, *COUNT_NAMES, *ERROR_NAMES, *per_track, "track_id", "duration"}
     per_run = [c for c in results.columns
                if c not in RUN_KEYS and c not in per_track_counts and not c.startswith("oracle_")]
     rows = []
     for keys, group in results.groupby(RUN_KEYS, sort=False, dropna=False):
         row = dict(zip(RUN_KEYS, keys))
         row["n_tracks"] = len(group)
-        for m in METRIC_NAMES:  # a metric that older per-track tables lack is NaN
+        for m in metrics:  # a metric that older per-track tables lack is NaN
             values = group[m] if m in group else pd.Series(np.nan, index=group.index)
             row[f"{m}_mean"] = values.mean()
             row[f"{m}_std"] = values.std(ddof=1) if len(group) > 1 else 0.0
@@ -129,8 +131,8 @@ def summary_cells(summary: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
     """The ranked results table's header and rows of text: mean (standard deviation)
     over test tracks; the oracle column, when present, is labelled as such."""
     oracle = "oracle_note_onset_f_mean" in summary
-    header = ["rank", "model", "family", "dataset", "test set", "train h", "note F (onset)", "note F (onset+offset)",
-              "note F (onset+offset+velocity)", "frame F", "note F pooled", "interpretability", "train time (s)",
+    header = ["rank", "model", "family", "dataset", "test set", "train h", *(m.label for m in registry.METRICS),
+              "note F pooled", "interpretability", "train time (s)",
               "s per audio min", "peak memory (MB)", "parameters", "device"] + \
         (["oracle-threshold note F (not tuned)"] if oracle else [])
     rows = []
@@ -138,8 +140,7 @@ def summary_cells(summary: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
         memory = pd.Series([r.get("train_peak_memory_mb"), r.get("activations_peak_memory_mb")], dtype=float).max()
         cells = [str(r["rank"]), r["model"], r["family"], r["dataset"], test_set_label(r),
                  _fmt(r.get("train_hours"), "g"),
-                 *(f"{r[f'{m}_mean']:.3f} ({r[f'{m}_std']:.3f})"
-                   for m in ("note_onset_f", "note_offset_f", "note_offset_velocity_f", "frame_f")),
+                 *(f"{r[f'{m}_mean']:.3f} ({r[f'{m}_std']:.3f})" for m in registry.columns()),
                  _fmt(r.get("note_onset_f_pooled"), ".3f"), _fmt(r.get("interpretability"), ".2f"),
                  _fmt(r["train_seconds"], ".1f"), _fmt(r["seconds_per_audio_minute"], ".2f"),
                  _fmt(memory, ".0f"), _fmt(r.get("n_parameters"), ".0f"), str(r.get("device") or "–")]

@@ -1,5 +1,6 @@
 """The evaluation stage (``evaluate.smk``), from files to files: ``evaluate`` scores the
-test transcriptions against their references with mir_eval (``metrics.py``), per track,
+test transcriptions against their references with every registered metric
+(``evaluation/registry.py``) and the error analysis, per track,
 with the labelled oracle-threshold columns; ``assess`` scores a model's dictionary
 (``interpretability.py``); ``aggregate`` gathers every run's files into the results
 table and the ranked summary (``summary.py``).
@@ -16,7 +17,8 @@ from ..constants import PEDAL_EXTENDED_REFERENCES
 from ..decoding.tuning import decoding_grid, mean_note_f
 from ..errors import LowrankAmtError
 from ..evaluation.interpretability import dictionary_scores, load_dictionary, load_layer_dictionaries, template_table
-from ..evaluation.metrics import instrument_metrics, transcription_metrics
+from ..evaluation import registry
+from ..evaluation.metrics import instrument_metrics
 from ..evaluation.note_errors import note_errors
 from ..evaluation.notes import read_midi_notes, read_reference
 from ..instruments import is_instrument_aware, read_class_notes
@@ -60,16 +62,15 @@ def evaluate(midi_dir, index_path, evaluation: dict, out_path, log=print,
         # a transcription is read as the reference is: its own pedal (CC64, where the model
         # predicts one) lengthens its notes as the reference's pedal lengthens the reference's
         reference, transcription = read_reference(row.midi_path, evaluation), read_reference(est_path, evaluation)
-        scores = {**transcription_metrics(reference, transcription, evaluation["onset_tolerance"],
-                                          evaluation["offset_ratio"]),
+        scores = {**registry.score_track(reference, transcription, evaluation["onset_tolerance"],
+                                         evaluation["offset_ratio"]),
                   **note_errors(reference, transcription, evaluation["onset_tolerance"])}
         if is_instrument_aware(est_path):  # the transcription names its instruments
             pedal = evaluation.get("pedal_extension", PEDAL_EXTENDED_REFERENCES)
             scores.update(instrument_metrics(read_class_notes(row.midi_path, pedal), read_class_notes(est_path, pedal),
                                              evaluation["onset_tolerance"], evaluation["offset_ratio"]))
         rows.append({"track_id": row.track_id, "duration": row.duration, **scores})
-        log(f"{row.track_id}: note F {scores['note_onset_f']:.3f}, with offsets {scores['note_offset_f']:.3f}, "
-            f"with offsets and velocity {scores['note_offset_velocity_f']:.3f}, frame F {scores['frame_f']:.3f}")
+        log(f"{row.track_id}: {registry.log_line(scores)}")
     table = pd.DataFrame(rows)
     if activations_path is not None and decoding_path is not None and decoding is not None:
         params = read_json(decoding_path)["params"]
