@@ -145,9 +145,9 @@ def test_ctrl_c_is_one_line_and_leaves_no_partial_output(inputs, tmp_path, monke
         (tmp_path / "in" / f"{name}.wav").write_bytes((folder / "piece.wav").read_bytes())
     write_notes = recordings.write_notes
 
-    def interrupted_after_the_second_midi(out_stem, *args, **kwargs):
-        write_notes(out_stem, *args, **kwargs)  # its MIDI and CSV are on disk (in the draft folder)
-        if out_stem.name == "b":
+    def interrupted_after_the_second_midi(midi_path, *args, **kwargs):
+        write_notes(midi_path, *args, **kwargs)  # its MIDI and CSV are on disk (in the draft folder)
+        if midi_path.stem == "b":
             raise KeyboardInterrupt
     monkeypatch.setattr(recordings, "write_notes", interrupted_after_the_second_midi)
     status, err = run(["transcribe", "--model", models["lowrank"], str(tmp_path / "in"), "-o", str(tmp_path / "out"),

@@ -27,16 +27,15 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import soundfile
 
 from . import families, shipped
 from .constants import N_KEYS, OFFSET_RATIO, ONSET_TOLERANCE
 from .decoding.decode import pedal_spans, score_aligned_notes
+from .decoding.outputs import write_notes
 from .decoding.steering import Steering
 from .errors import LowrankAmtError
-from .evaluation.notes import write_midi_notes
-from .instruments import CLASSES, write_class_tracks
+from .instruments import CLASSES
 from .model_file import Model, load_model
 from .runtime.device import pick_device
 from .runtime.io import atomic_path
@@ -93,8 +92,8 @@ def input_files(inputs) -> list[tuple[Path, Path]]:
     return found
 
 
-class Outputs:
-    """A recording's outputs, frame ranges written in order to .npy files in ``folder``
+class OutputStore:
+    """A recording's ``TrackOutputs``, frame ranges written in order to .npy files in ``folder``
     and read back as ranges, so that none is held whole in memory."""
 
     def __init__(self, folder: Path):
@@ -130,7 +129,7 @@ def _progress(done: int, total: int, label: str, log) -> None:
         log(f"{label} [{bar:<20}] {done}/{total} chunks")
 
 
-def compute_outputs(model: Model, transcribe, audio_path, store: Outputs, steering: Steering, log=print) -> float:
+def compute_outputs(model: Model, transcribe, audio_path, store: OutputStore, steering: Steering, log=print) -> float:
     """The model's outputs of a whole recording, chunk by chunk and steered, into
     ``store``; returns the recording's length in seconds."""
     rate, hop = model.family.frame_grid(model.features)
@@ -166,7 +165,7 @@ def _frames(value, keep: slice) -> np.ndarray:
     return out
 
 
-def decode_outputs(notes_of, store: Outputs, frame_rate: float):
+def decode_outputs(notes_of, store: OutputStore, frame_rate: float):
     """Notes of a whole recording's outputs, ``DECODE_SECONDS`` at a time (see the module
     docstring); ``notes_of(outputs, first_frame, peak)`` decodes a piece starting at
     ``first_frame`` (peak None: the piece is the whole recording). Returns
@@ -187,10 +186,10 @@ def decode_outputs(notes_of, store: Outputs, frame_rate: float):
 
 
 class ClassOutputs:
-    """One instrument class's key activations in a recording's ``Outputs``, read as its
+    """One instrument class's key activations in a recording's ``OutputStore``, read as its
     ``note`` (for ``decode_outputs``)."""
 
-    def __init__(self, store: Outputs, number: int):
+    def __init__(self, store: OutputStore, number: int):
         self.store, self.rows = store, slice(number * N_KEYS, (number + 1) * N_KEYS)
         self.n_frames, self.peak = store.n_frames, store.peak
 
@@ -198,7 +197,7 @@ class ClassOutputs:
         return {"note": self.store.read(start, stop, only=("by_class",))["by_class"][self.rows]}
 
 
-def class_notes(notes_of, store: Outputs, frame_rate: float) -> dict:
+def class_notes(notes_of, store: OutputStore, frame_rate: float) -> dict:
     """class -> its notes, each class's activations decoded as the model's are (relative
     to the recording's peak)."""
     return {name: decode_outputs(lambda o, first, peak: notes_of(o, first, peak or store.peak),
@@ -277,23 +276,6 @@ def decoded_velocities(aligned, decoded, near: float) -> np.ndarray:
     return velocities
 
 
-def write_notes(out_stem: Path, notes, pedal=(), by_class: dict | None = None) -> None:
-    """The notes as MIDI and CSV; with ``by_class`` (class -> notes), one MIDI track per
-    class and an ``instrument`` column instead."""
-    if by_class is None:
-        intervals, pitches, velocities = notes
-        write_midi_notes(out_stem.with_suffix(".mid"), intervals, pitches, velocities, pedal=pedal)
-        table = pd.DataFrame({"onset_s": intervals[:, 0], "offset_s": intervals[:, 1], "pitch": pitches,
-                              "velocity": velocities})
-    else:
-        write_class_tracks(out_stem.with_suffix(".mid"), by_class)
-        table = pd.concat([pd.DataFrame({"onset_s": i[:, 0], "offset_s": i[:, 1], "pitch": p, "velocity": v,
-                                         "instrument": name}) for name, (i, p, v) in by_class.items()])
-        table = table.sort_values(["onset_s", "pitch"], kind="stable")
-    with atomic_path(out_stem.with_suffix(".csv")) as tmp:
-        table.to_csv(tmp, index=False, float_format="%.4f")
-
-
 def transcribe_files(model_name, inputs, out_dir, *, plot: bool = False, device: str | None = None,
                      steering: Steering | None = None, adapt=None, adapt_self: bool = False,
                      adapt_iterations: int = 20, stems: bool = False, log=print) -> list[Path]:
@@ -334,13 +316,14 @@ def transcribe_files(model_name, inputs, out_dir, *, plot: bool = False, device:
         # every output is written in a temporary folder first and moved into place at the end,
         # so that an error or Ctrl-C leaves a recording's outputs whole or absent
         with tempfile.TemporaryDirectory(prefix=".lowrank-amt-", dir=out_stem.parent) as folder:
-            store, draft = Outputs(folder), Path(folder) / "out" / out_stem.name
+            store, draft = OutputStore(folder), Path(folder) / "out" / out_stem.name
             draft.parent.mkdir()
             seconds = compute_outputs(model, transcribe, audio_path, store, steering, log)
             notes_of = note_decoder(model.family, decoder, params, rate / hop, steering)
             notes = decode_outputs(notes_of, store, rate / hop)
             by_class = None if store.classes is None else class_notes(notes_of, store, rate / hop)
-            write_notes(draft, notes, pedal_spans(store.read(0, store.n_frames, only=("pedal",)), rate / hop), by_class)
+            write_notes(draft.with_suffix(".mid"), notes, pedal_spans(store.read(0, store.n_frames, only=("pedal",)),
+                                                                      rate / hop), by_class, draft.with_suffix(".csv"))
             if plot:
                 plot_transcription(store, rate / hop, notes, draft.with_suffix(".png"),
                                    f"{audio_path.name}: {model.family.name}")

@@ -30,8 +30,9 @@ test a family's name. What a family declares:
 * ``fit(spec, run, log) -> Trained``: train a model; ``run`` (``TrainingRun``) says on
   which data, with which checkpoint, on which device.
 * ``transcriber(arrays, spec, device)``: a function from one track (features F x N, or
-  mono audio) to its outputs: ``{"note": 88 x frames}`` (pitch activations or a note
-  posteriorgram), optionally ``"onset"`` (88 x frames).
+  mono audio) to its ``decoding.outputs.TrackOutputs``: ``note`` (88 x frames, pitch
+  activations or a note posteriorgram) and what else the family predicts (``onset``,
+  ``pedal``, ``by_class`` with ``classes``).
 * ``decoder``: ``"grid"`` (the shared decoder of ``decode.py``, its parameters tuned
   on the validation split from the study's ``decoding`` grid) or a family's own note
   creation, given by ``make_decoder``.
@@ -49,13 +50,16 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import pandas as pd
 import torch
 
 from .. import param
+
+if TYPE_CHECKING:  # the outputs' type, for the annotations alone
+    from ..decoding.outputs import TrackOutputs
 
 
 @dataclasses.dataclass
@@ -186,7 +190,7 @@ class Family:
     def fit(self, spec: dict, run: TrainingRun, log=print) -> Trained:
         raise NotImplementedError
 
-    def transcriber(self, arrays: dict, spec: dict, device) -> Callable[..., dict]:
+    def transcriber(self, arrays: dict, spec: dict, device) -> Callable[..., TrackOutputs]:
         raise NotImplementedError
 
     def dictionary(self, arrays: dict, spec: dict) -> tuple[np.ndarray, np.ndarray] | None:

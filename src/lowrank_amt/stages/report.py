@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..errors import LowrankAmtError
+from ..decoding.outputs import unpack
 from ..evaluation.interpretability import load_dictionary
 from ..report import plots, run_plots
 from ..report.summary import scaling_markdown
@@ -81,11 +82,9 @@ def plot_excerpt(activations_path, index_path, out_path, track_id: str | None = 
         raise LowrankAmtError(f"{index_path} has no test track {track_id!r}")
     row = next(rows.itertuples())
     arrays = read_npz(activations_path, "activations", "delete it and run the activations stage again")
-    key = f"test__{row.track_id}"
-    if key not in arrays:
-        raise LowrankAmtError(f"{activations_path} lacks activations of test track {row.track_id}")
+    note = unpack(arrays, "test", row.track_id, activations_path)["note"]
     _, roll = load_track(row)
-    run_plots.excerpt_plot(arrays[key], roll, float(row.frame_rate), out_path, start_seconds, seconds,
+    run_plots.excerpt_plot(note, roll, float(row.frame_rate), out_path, start_seconds, seconds,
                  title or f"{Path(activations_path).parent.name}: test track {row.track_id}")
 
 

@@ -14,17 +14,15 @@ import pandas as pd
 
 from ..datasets.manifest import read_manifest
 from ..decoding.decode import pedal_spans
+from ..decoding.outputs import TrackOutputs, pack, unpack, write_notes
 from ..errors import LowrankAmtError
-from ..evaluation.notes import read_reference, write_midi_notes
-from ..instruments import CLASSES, write_class_tracks
+from ..evaluation.notes import read_reference
+from ..instruments import CLASSES
 from ..model_file import load_model
 from ..runtime.device import pick_device
 from ..runtime.io import atomic_path, read_npz, write_json
 from ..signal.feature_cache import cache_params, load_track, read_index
 from ..signal.spectrogram import bin_frequencies, compute_features
-
-F16_MAX = float(np.finfo(np.float16).max)
-
 
 def _tracks(index_path, manifest_path, split) -> pd.DataFrame:
     """The split's tracks of the feature index, with their audio from the manifest
@@ -65,11 +63,9 @@ def check_features(model, index_path) -> None:
 def activations(model_path, index_path, activations_path, info_path, log=print, *, manifest_path=None,
                 splits=("validation", "test")) -> None:
     """Outputs of a trained model on every track of ``splits`` (by default validation and
-    test: another dataset's test split needs only "test"), in the shared format: float16 arrays (clipped to float16's range) ``<split>__<track_id>`` (88 x
-    frames: activations or note posteriorgram), ``<split>__<track_id>__onset`` where the
-    family gives onsets, ``<split>__<track_id>__pedal`` (1 x frames) where it gives the
-    sustain pedal, and ``frame_rate`` where it is not the feature cache's;
-    ``info_path`` gets the time per minute of audio and the device. A family that reads
+    test: another dataset's test split needs only "test"), each track's ``TrackOutputs``
+    as ``decoding/outputs.py`` packs them, and ``frame_rate`` where it is not the feature
+    cache's; ``info_path`` gets the time per minute of audio and the device. A family that reads
     audio needs ``manifest_path``."""
     model = load_model(model_path)
     family = model.family
@@ -81,12 +77,7 @@ def activations(model_path, index_path, activations_path, info_path, log=print, 
         saved["frame_rate"] = np.float64(family.frame_rate())
     for split in splits:
         for row, track in model_inputs(model, index_path, manifest_path, split):
-            outputs = transcribe(track)
-            key = f"{split}__{row.track_id}"
-            for name, suffix in (("note", ""), ("onset", "__onset"), ("pedal", "__pedal"), ("by_class", "__by_class"),
-                                 ("classes", "__classes")):
-                if name in outputs:
-                    saved[key + suffix] = np.minimum(outputs[name], F16_MAX).astype(np.float16)
+            saved.update(pack(transcribe(track), split, row.track_id))
             audio_seconds += row.duration
             log(f"activations: {split}/{row.track_id}")
     seconds, cpu = time.perf_counter() - wall, time.process_time() - cpu
@@ -120,21 +111,9 @@ def load_activations(activations_path):
     return read_npz(activations_path, "activations", "delete it and run the activations stage again")
 
 
-def track_outputs(arrays, activations_path, split, track_id) -> dict:
-    """One track's outputs ({"note": 88 x frames[, "onset": ..., "pedal": 1 x frames]})
-    from ``load_activations``."""
-    key = f"{split}__{track_id}"
-    if key not in arrays:
-        raise LowrankAmtError(f"{activations_path} lacks activations of {split} track {track_id}")
-    outputs = {"note": arrays[key].astype(np.float32)}
-    if outputs["note"].ndim != 2:
-        raise LowrankAmtError(f"{activations_path}: {key} has shape {outputs['note'].shape}, expected (88, frames)")
-    for name in ("onset", "pedal", "by_class"):
-        if f"{key}__{name}" in arrays:
-            outputs[name] = arrays[f"{key}__{name}"].astype(np.float32)
-    if f"{key}__classes" in arrays:
-        outputs["classes"] = arrays[f"{key}__classes"].astype(np.int64)
-    return outputs
+def track_outputs(arrays, activations_path, split, track_id) -> TrackOutputs:
+    """One track's outputs from ``load_activations``."""
+    return unpack(arrays, split, track_id, activations_path)
 
 
 def frame_rate_of(arrays, index: pd.DataFrame) -> float:
@@ -183,7 +162,7 @@ def _write_test_notes(decoder, params, arrays, activations_path, index, frame_ra
         path = midi_dir / f"{row.track_id}.mid"
         if "by_class" in outputs:  # one track per instrument class, each decoded alike
             peak = float(outputs["note"].max())
-            write_class_tracks(path, {CLASSES[c]: decoder.notes({"note": h}, frame_rate, params, peak=peak)
-                                      for c, h in zip(outputs["classes"], outputs["by_class"])})
+            write_notes(path, by_class={CLASSES[c]: decoder.notes({"note": h}, frame_rate, params, peak=peak)
+                                        for c, h in zip(outputs["classes"], outputs["by_class"])})
         else:
-            write_midi_notes(path, *decoder.notes(outputs, frame_rate, params), pedal=pedal_spans(outputs, frame_rate))
+            write_notes(path, decoder.notes(outputs, frame_rate, params), pedal=pedal_spans(outputs, frame_rate))
