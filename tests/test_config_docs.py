@@ -77,3 +77,30 @@ def test_a_key_added_to_a_dataset_kind_needs_no_schema_or_docs_edit(repo, monkey
         validate_config(config, load_schema(path))
     with pytest.raises(LowrankAmtError, match="'datasets.<name>.gain_db': 3 is greater than the maximum of 0"):
         options(folder.PARAMS, {"kind": "folder", "path": "x", "gain_db": 3})
+
+
+@pytest.mark.parametrize("module, section, key", [("decoding.tuning", "decoding", "offset_holds"),
+                                                  ("evaluation.registry", "evaluation", "frame_hop")])
+def test_a_decoding_or_evaluation_key_is_declared_once(repo, monkeypatch, module, section, key):
+    """The schema's decoding and evaluation sections come from their modules' tables: a key
+    added to one (one line) is documented, filled in as a default and checked."""
+    import importlib
+    from lowrank_amt.config import validate_config
+    from lowrank_amt.errors import LowrankAmtError
+    from lowrank_amt.param import Param
+    from lowrank_amt.report.config_docs import schema_reference
+    table = importlib.import_module(f"lowrank_amt.{module}")
+    monkeypatch.setattr(table, "PARAMS", (*table.PARAMS, Param(key, 0.1, type="number", exclusiveMinimum=0,
+                                                                  meaning="A key of a test.")))
+    path = repo / "workflow/schemas/config.schema.yaml"
+    assert f"| `{key}` | number | `0.1` | > 0 | A key of a test. |" in schema_reference(load_schema(path))
+    config = yaml.safe_load((repo / "config/tiny.yaml").read_text())
+    assert validate_config(config, load_schema(path))[section][key] == 0.1
+    config[section] = {key: 0}
+    with pytest.raises(LowrankAmtError, match=f"{section}.{key}"):
+        validate_config(config, load_schema(path))
+
+
+def test_the_decoding_grid_reads_every_key_of_its_table():
+    from lowrank_amt.decoding import tuning
+    assert set(tuning.GRID_KEYS) == {p.name for p in tuning.PARAMS}

@@ -16,6 +16,7 @@ from pathlib import Path
 import jsonschema
 import yaml
 
+from . import param
 from .errors import LowrankAmtError
 from .runtime.io import read_text
 
@@ -37,17 +38,22 @@ _DefaultFillingValidator = _extend_with_defaults(jsonschema.Draft7Validator)
 
 
 def load_schema(path: str | Path) -> dict:
-    """The config schema at ``path``, with its dataset, feature and model definitions
-    generated from the parameter tables (``param.py``) of the dataset modules, the
-    feature sets and the registered families."""
+    """The config schema at ``path``, with its dataset, feature, model, decoding and
+    evaluation definitions generated from the parameter tables (``param.py``) of the
+    dataset modules, the feature sets, the registered families, the decoder's tuning and
+    the metrics' registry."""
     from .datasets import with_dataset_definitions
+    from .decoding import tuning
+    from .evaluation import registry
     from .families.schema import with_model_definitions
     from .signal.spectrogram import definition as features_definition
     schema = read_yaml(path, "schema")
     if not isinstance(schema.get("definitions"), dict):
         raise LowrankAmtError(f"{path} is not the config schema (it has no definitions)")
     schema = with_model_definitions(with_dataset_definitions(schema))
-    return {**schema, "definitions": {**schema["definitions"], "features": features_definition()}}
+    return {**schema, "definitions": {**schema["definitions"], "features": features_definition(),
+                                      "decoding": param.definition(tuning.PARAMS, tuning.DESCRIPTION),
+                                      "evaluation": param.definition(registry.PARAMS)}}
 
 
 def read_yaml(path: str | Path, what: str = "config") -> dict:

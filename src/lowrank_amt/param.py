@@ -43,6 +43,12 @@ def properties(params) -> dict:
     return {p.name: p.json_schema() for p in params}
 
 
+def definition(params, description: str | None = None) -> dict:
+    """The JSON Schema of a config section holding a table's keys and no others."""
+    return {"type": "object", "additionalProperties": False, **({"description": description} if description else {}),
+            "properties": properties(params)}
+
+
 def refusal(params, spec: dict) -> tuple[str, str] | None:
     """(key, why) of the first key of ``spec`` whose value its ``Param`` refuses, or None."""
     for param in params:

@@ -30,11 +30,12 @@ import numpy as np
 import soundfile
 
 from . import families, shipped
-from .constants import N_KEYS, OFFSET_RATIO, ONSET_TOLERANCE
+from .constants import N_KEYS
 from .decoding.decode import pedal_spans, score_aligned_notes
 from .decoding.outputs import write_notes
 from .decoding.steering import Steering
 from .errors import LowrankAmtError
+from .evaluation.registry import evaluation_defaults
 from .instruments import CLASSES
 from .model_file import Model, load_model
 from .runtime.device import pick_device
@@ -340,8 +341,7 @@ def transcribe_files(model_name, inputs, out_dir, *, plot: bool = False, device:
 def model_decoder(model, model_name, log=print):
     """(decoder, its parameters) of a model: the parameters its decoding.json holds (chosen
     on a validation split), else the decoder's defaults, which are then said once."""
-    decoder = model.family.make_decoder(model.spec, {}, {"onset_tolerance": ONSET_TOLERANCE,
-                                                          "offset_ratio": OFFSET_RATIO})
+    decoder = model.family.make_decoder(model.spec, {}, evaluation_defaults())
     params = model.decoding
     if params is None:
         params = decoder.default_params()

@@ -7,6 +7,7 @@ Conventions: ``tracks`` are lists of (outputs, ref_intervals, ref_pitches), outp
 88 x frames activation or a model's outputs {"note": ..., "onset": ...}; scores are
 mir_eval note F (``evaluation/metrics.py``) with the study's tolerances; ties go to the
 earlier candidate in grid order, so a choice depends on the tracks and the grid only.
+The config's ``decoding`` section is declared here (``PARAMS``), as a family's keys are.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ import numpy as np
 
 from ..constants import OFFSET_RATIO, ONSET_TOLERANCE
 from ..evaluation.metrics import note_metrics
-from .decode import DEFAULTS, FITTED, OFFSET_PARAMS, RULE_PARAMS, activations_to_notes, note_peaks
+from ..param import Param
+from .decode import DEFAULTS, FITTED, OFFSET_PARAMS, ONSET_METHODS, RULE_PARAMS, activations_to_notes, note_peaks
 from .note_states import fit_transitions, notes_roll
 from .velocity import fit_curve, matched_velocities
 
@@ -102,7 +104,50 @@ def tune_threshold(tracks, thresholds, frame_rate: float, min_note_seconds: floa
     return max(scores, key=lambda s: s[1])[0], scores
 
 
-#: ``decoding`` config keys -> ``activations_to_notes`` parameters (each a grid).
+#: The config's ``decoding`` section: each key a grid of one ``activations_to_notes``
+#: parameter (``GRID_KEYS``); a number where a list is allowed is a grid of one.
+DESCRIPTION = ("The decoder shared by every model. Each list is a grid; every combination is tried on the validation "
+               "split and the best (by mean note-onset F, then the offset fraction by note F with offsets) is applied "
+               "unchanged to the test split.")
+PARAMS = (
+    Param("thresholds", [0.02, 0.04, 0.06, 0.08, 0.1, 0.13, 0.16, 0.2, 0.25, 0.3, 0.4], type="array",
+          items={"type": "number", "exclusiveMinimum": 0, "maximum": 1}, minItems=1,
+          meaning="Activation thresholds relative to the track's largest activation; how high a note's activation "
+                  "(for `adaptive`, its rise) must be."),
+    Param("onsets", ["threshold", "peaks", "adaptive"], type="array", items={"type": "string", "enum": list(ONSET_METHODS)},
+          minItems=1,
+          meaning="Onset rules tried: `threshold` (the activation crosses the threshold), `peaks` (local peaks of the "
+                  "activation), `adaptive` (peaks of the activation minus its recent average), `attack` (peaks of a "
+                  "model's onset activations, e.g. attack templates; tried only for models that output them), "
+                  "`states` (each key's on/off path by Viterbi under a two-state note model whose transitions are "
+                  "fitted on the validation notes, note_states.py)."),
+    Param("offset_fractions", [0.02, 0.05, 0.1, 0.2, 0.3], type=["array", "null"],
+          items={"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1}, minItems=1,
+          meaning="A note ends when its activation stays below this fraction of its own peak for 0.1 s (or at the "
+                  "key's next onset); null ends it where it falls below the threshold."),
+    Param("release_slopes", [None, 60, 100, 150], type=["number", "array", "null"],
+          items={"type": ["number", "null"], "exclusiveMinimum": 0}, exclusiveMinimum=0,
+          meaning="A note also ends where its activation, after its peak, falls faster than this (dB/s) over 0.1 s: "
+                  "the key's release, far steeper than a piano's decay; null: no such rule; a list is a grid, chosen "
+                  "with `offset_fractions` on the note-with-offset F."),
+    Param("min_note_seconds", DEFAULTS["min_note_seconds"], type=["number", "array"],
+          items={"type": "number", "minimum": 0}, minimum=0,
+          meaning="Notes shorter than this (s) are dropped; a list is a grid."),
+    Param("adaptive_seconds", DEFAULTS["adaptive_seconds"], type=["number", "array"],
+          items={"type": "number", "exclusiveMinimum": 0}, exclusiveMinimum=0,
+          meaning="Length (s) of the trailing average of `adaptive` onsets; a list is a grid."),
+    Param("onset_dips", DEFAULTS["onset_dip"], type=["number", "array"],
+          items={"type": "number", "minimum": 0, "exclusiveMaximum": 1}, minimum=0, exclusiveMaximum=1,
+          meaning="`peaks`, `adaptive`, `attack` and `states` onsets: a key sounding since its last onset starts a new "
+                  "note only after its activation fell to this share of the new peak (hysteresis against ripples of a "
+                  "decaying note; 0: never within a note); a list is a grid."),
+    Param("state_slopes", DEFAULTS["state_slope"], type=["number", "array"],
+          items={"type": "number", "exclusiveMinimum": 0}, exclusiveMinimum=0,
+          meaning="`states` onsets: nats of evidence for a sounding note per factor e of the activation above the "
+                  "threshold (against the fitted transitions' cost of starting and ending notes); a list is a grid."),
+)
+#: ``decoding`` config keys -> ``activations_to_notes`` parameters, in the grid's order
+#: (which breaks ties between equal scores).
 GRID_KEYS = {"thresholds": "threshold", "onsets": "onset", "offset_fractions": "offset_fraction",
              "release_slopes": "release_slope", "state_slopes": "state_slope", "onset_dips": "onset_dip",
              "min_note_seconds": "min_note_seconds", "adaptive_seconds": "adaptive_seconds"}

@@ -12,6 +12,9 @@ entries runs once per track, and every column it returns goes into the per-track
 To add a metric: its function in a module of ``evaluation/`` and one line in
 ``METRICS`` (or ``register`` at run time, as a test does). The stages, ``summary.py``
 and ``plots.py`` read this list; none of them names a metric of it.
+
+The config's ``evaluation`` section, the tolerances every metric takes and the
+evaluation stage's options, is declared here too (``PARAMS``), as a family's keys are.
 """
 
 from __future__ import annotations
@@ -19,7 +22,36 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+from .. import param
+from ..constants import OFFSET_RATIO, ONSET_TOLERANCE, PEDAL_EXTENDED_REFERENCES
+from ..param import Param
 from .metrics import transcription_metrics
+
+DESCRIPTION = "Tolerances of the note metrics and options of the evaluation stage."
+PARAMS = (
+    Param("onset_tolerance", ONSET_TOLERANCE, type="number", exclusiveMinimum=0,
+          meaning="Onset tolerance (s) of note metrics (mir_eval)."),
+    Param("offset_ratio", OFFSET_RATIO, type="number", exclusiveMinimum=0,
+          meaning="Offset tolerance ratio of the note-with-offset metric (mir_eval)."),
+    Param("pedal_extension", PEDAL_EXTENDED_REFERENCES, type="boolean",
+          meaning="Notes released under the sustain pedal (CC64) last until pedal-up or the key's next strike, as "
+                  "MAESTRO's evaluations read them, in the references and in transcriptions that carry the pedal "
+                  "(Transkun's); affects the metrics with offsets, the frame metrics and the decoding's offset choice, "
+                  "not onset F."),
+    Param("oracle", True, type="boolean",
+          meaning="Also report the per-track oracle threshold (best on each test track), labelled as such and never "
+                  "used for decoding."),
+    Param("excerpt_seconds", 10, type="number", exclusiveMinimum=0,
+          meaning="Length (s) of the activations-versus-piano-roll excerpt figure."),
+    Param("excerpt_track", None, type=["string", "null"],
+          meaning="Test track shown in the excerpt figure (null = the first)."),
+)
+
+
+def evaluation_defaults() -> dict:
+    """The ``evaluation`` section with every default: what a transcription outside a
+    study (``lowrank-amt transcribe``, the shipped model's check) scores and decodes with."""
+    return param.defaults(PARAMS)
 
 
 @dataclass(frozen=True)

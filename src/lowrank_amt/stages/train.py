@@ -32,8 +32,8 @@ import numpy as np
 import pandas as pd
 
 from .. import families
-from ..constants import OFFSET_RATIO, ONSET_TOLERANCE
 from ..errors import LowrankAmtError
+from ..evaluation.registry import evaluation_defaults
 from ..evaluation.metrics import precision_recall_f
 from ..evaluation.notes import write_midi_notes
 from ..learning.epochs import checkpoint_file
@@ -105,7 +105,7 @@ def teach(model_path, index_path, out_index, info_path, log=print, *, manifest_p
     check_features(model, index_path)
     family, out_index = model.family, Path(out_index)
     transcribe = family.transcriber(model.arrays, model.spec, pick_device(model.spec.get("device", "cpu")))
-    decoder = family.make_decoder(model.spec, {}, {"onset_tolerance": ONSET_TOLERANCE, "offset_ratio": OFFSET_RATIO})
+    decoder = family.make_decoder(model.spec, {}, evaluation_defaults())
     index = read_index(index_path)
     rate = family.frame_rate(float(index["frame_rate"].iloc[0]))
     folder = out_index.parent / TARGETS_FOLDER
