@@ -17,7 +17,7 @@ where the model predicts it), ``x.csv`` (onset_s, offset_s, pitch, velocity) and
 ``plot``, ``x.png`` (the outputs of the first ``PLOT_SECONDS`` with the notes over them).
 A model with instrument templates writes one MIDI track per instrument class (each
 class's activations decoded alike, an ``instrument`` column in the CSV) and, with
-``stems``, ``x.stems/<class>.wav``: the recording separated at once (not in chunks).
+``stems``, ``x.stems/<class>.wav``: the recording separated in the same chunks.
 """
 
 from __future__ import annotations
@@ -39,7 +39,6 @@ from .evaluation.registry import evaluation_defaults
 from .instruments import CLASSES
 from .model_file import Model, load_model
 from .runtime.device import pick_device
-from .runtime.io import atomic_path
 from .signal.audio import audio_length, load_audio, read_span
 from .signal.spectrogram import bin_frequencies, compute_features
 from .signal.targets import frame_targets, read_annotation
@@ -215,18 +214,35 @@ def stem_separator(model: Model, arrays: dict, device):
     return separator
 
 
-def write_stems(model: Model, separator, audio_path, out_stem: Path) -> list[Path]:
+def write_stems(model: Model, separator, audio_path, out_stem: Path, log=print) -> list[Path]:
     """The recording separated into one stem per class (``separation.py``), written as
-    ``<out>.stems/<class>.wav``; the whole recording is separated at once."""
+    ``<out>.stems/<class>.wav``; in chunks as its outputs are computed (``CHUNK_SECONDS``
+    read with ``MARGIN_SECONDS`` of audio on both sides, each chunk's own samples kept), so
+    that memory does not grow with the recording."""
     rate, hop = model.family.frame_grid(model.features)
-    audio = load_audio(audio_path, rate)
-    stems = separator(compute_features(audio, model.features, rate), audio, rate, hop, bin_frequencies(model.features))
+    n_samples, bin_hz = audio_length(audio_path, rate), bin_frequencies(model.features)
+    chunk, margin = int(CHUNK_SECONDS * rate / hop) * hop, int(MARGIN_SECONDS * rate / hop) * hop  # whole frames
     folder = out_stem.with_suffix(".stems")
     folder.mkdir(parents=True, exist_ok=True)
-    for name, stem in stems.items():
-        with atomic_path(folder / f"{name}.wav") as tmp:
-            soundfile.write(str(tmp), np.clip(stem, -1, 32767 / 32768), rate, subtype="PCM_16", format="WAV")
-    return [folder / f"{name}.wav" for name in stems]
+    starts, files = range(0, max(n_samples, 1), chunk), {}
+    try:
+        for number, start in enumerate(starts, 1):
+            stop = min(start + chunk, n_samples)
+            if len(starts) == 1:  # all of it at once, as the evaluation separates a track
+                audio, first = load_audio(audio_path, rate), 0
+            else:
+                first = max(0, start - margin)
+                audio = read_span(audio_path, first, min(n_samples, stop + margin), rate)
+            stems = separator(compute_features(audio, model.features, rate), audio, rate, hop, bin_hz)
+            for name, stem in stems.items():
+                if name not in files:
+                    files[name] = soundfile.SoundFile(str(folder / f"{name}.wav"), "w", rate, 1, "PCM_16", format="WAV")
+                files[name].write(np.clip(stem[start - first:stop - first], -1, 32767 / 32768))
+            _progress(number, len(starts), f"{Path(audio_path).name} stems", log)
+    finally:
+        for file in files.values():
+            file.close()
+    return [folder / f"{name}.wav" for name in files]
 
 
 def adaptation_data(model: Model, audio_path, midi_path=None, seconds: float | None = None):
@@ -329,7 +345,7 @@ def transcribe_files(model_name, inputs, out_dir, *, plot: bool = False, device:
                 plot_transcription(store, rate / hop, notes, draft.with_suffix(".png"),
                                    f"{audio_path.name}: {model.family.name}")
             if stems:
-                names = [p.name for p in write_stems(model, separator, audio_path, draft)]
+                names = [p.name for p in write_stems(model, separator, audio_path, draft, log)]
                 log(f"{audio_path}: stems -> {out_stem.with_suffix('.stems')}/ ({', '.join(names)})")
             move_outputs(draft.parent, out_stem.parent)
         log(f"{audio_path}: {len(notes[1])} notes -> {out_stem.with_suffix('.mid')} "
