@@ -23,7 +23,8 @@ from .model_file import DECODING_FILE, MODEL_FILE, load_model
 from .runtime.io import read_json, write_json
 
 #: name -> what it is; its folder is ``shipped_models/<name>/``.
-SHIPPED = {"piano": "the best interpretable model of the pianos study (config/pianos.yaml): unrolled_nmfd at 1 h"}
+SHIPPED = {"piano": "the pianos study's convolutive hybrid (config/pianos.yaml: unrolled_nmfd) at the training size "
+                    "validation note F picks"}
 FOLDER = Path(__file__).parent / "shipped_models"
 #: The largest model file a wheel should carry (bytes).
 MAX_BYTES = 2_000_000
@@ -81,8 +82,10 @@ def ship(model_dirs, name: str, config_path, schema_path, log=print) -> Path:
     config = read_yaml(config_path)
     target = FOLDER / name
     target.mkdir(parents=True, exist_ok=True)
-    for file in (MODEL_FILE, DECODING_FILE):
-        shutil.copyfile(source / file, target / file)
+    shutil.copyfile(source / MODEL_FILE, target / MODEL_FILE)
+    # the decoder's parameters and validation figure; the grid's trials stay in the study
+    decoding = read_json(source / DECODING_FILE)
+    write_json(target / DECODING_FILE, {k: v for k, v in decoding.items() if k != "validation_trials"})
     commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
     train_info = read_json(source / "train.json") if (source / "train.json").exists() else {}
     write_json(target / "provenance.json", {
