@@ -17,7 +17,6 @@ is 127 times its peak over the track's.
 
 from __future__ import annotations
 
-import mir_eval
 import numpy as np
 
 from ..constants import MIDI_MIN, N_KEYS
@@ -69,6 +68,7 @@ def fit_curve(peaks, pitches, velocities) -> dict | None:
 def matched_velocities(ref_notes, est_intervals, est_pitches, onset_tolerance: float):
     """(estimate indices, reference velocities) of the estimated notes that match a
     reference note by onset and pitch (mir_eval's one-to-one matching)."""
+    import mir_eval  # on first use: it brings scipy.stats, which transcription never needs
     ref_intervals, ref_pitches, ref_velocities = (np.asarray(a) for a in ref_notes)
     if len(ref_pitches) == 0 or len(est_pitches) == 0:
         return np.zeros(0, dtype=int), np.zeros(0)

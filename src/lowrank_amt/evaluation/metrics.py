@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import warnings
 
-import mir_eval
 import numpy as np
 
 from ..constants import FRAME_METRIC_HOP, OFFSET_RATIO, ONSET_TOLERANCE
@@ -41,6 +40,7 @@ COUNT_NAMES = ("n_ref_notes", "n_est_notes", "note_onset_matches", "note_offset_
 
 def midi_hz(pitches) -> np.ndarray:
     """MIDI numbers in Hz, as mir_eval takes pitches."""
+    import mir_eval  # on first use: it brings scipy.stats, which transcription never needs
     return mir_eval.util.midi_to_hz(np.asarray(pitches, dtype=float))
 
 
@@ -55,6 +55,7 @@ def note_metrics(ref_intervals, ref_pitches, est_intervals, est_pitches,
     both velocity lists also with offsets and velocity (``note_offset_velocity_*``), and
     the match counts (``*_matches``, ``n_ref_notes``, ``n_est_notes``) that pooling
     over tracks needs. Matching is mir_eval's (one-to-one, pitch within 50 cents)."""
+    import mir_eval  # on first use: it brings scipy.stats, which transcription never needs
     ref_intervals = np.asarray(ref_intervals, dtype=float).reshape(-1, 2)
     est_intervals = np.asarray(est_intervals, dtype=float).reshape(-1, 2)
     n_ref, n_est = len(ref_intervals), len(est_intervals)
@@ -98,6 +99,7 @@ def frame_metrics(ref_intervals, ref_pitches, est_intervals, est_pitches,
                   hop: float = FRAME_METRIC_HOP) -> dict:
     """Frame P/R/F and accuracy (mir_eval.multipitch on a ``hop`` grid), with the counts
     ``frame_tp``, ``frame_n_ref``, ``frame_n_est`` (active pitch-frames) for pooling."""
+    import mir_eval  # on first use: it brings scipy.stats, which transcription never needs
     ref_intervals = np.asarray(ref_intervals, dtype=float).reshape(-1, 2)
     est_intervals = np.asarray(est_intervals, dtype=float).reshape(-1, 2)
     end = max([ref_intervals.max(initial=0.0), est_intervals.max(initial=0.0)])

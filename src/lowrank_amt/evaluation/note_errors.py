@@ -21,7 +21,6 @@ Every value is a count, so tracks pool by summing (``pooled_error_shares``).
 
 from __future__ import annotations
 
-import mir_eval
 import numpy as np
 
 from ..constants import ONSET_TOLERANCE
@@ -42,6 +41,7 @@ ERROR_NAMES = (tuple(f"false_{c}" for c in FALSE_CLASSES)
 
 
 def _onset_matches(ref_intervals, ref_pitches, est_intervals, est_pitches, onset_tolerance):
+    import mir_eval  # on first use: it brings scipy.stats, which transcription never needs
     if len(ref_intervals) == 0 or len(est_intervals) == 0:
         return []
     return mir_eval.transcription.match_notes(ref_intervals, midi_hz(ref_pitches), est_intervals,
