@@ -129,21 +129,30 @@ def _progress(done: int, total: int, label: str, log) -> None:
         log(f"{label} [{bar:<20}] {done}/{total} chunks")
 
 
-def compute_outputs(model: Model, transcribe, audio_path, store: OutputStore, steering: Steering, log=print) -> float:
-    """The model's outputs of a whole recording, chunk by chunk and steered, into
-    ``store``; returns the recording's length in seconds."""
-    rate, hop = model.family.frame_grid(model.features)
-    n_samples = audio_length(audio_path, rate)
+def audio_chunks(audio_path, rate: int, hop: int, n_samples: int):
+    """(number, count, audio, first, start, stop) of each chunk of a recording, in frames of
+    ``hop`` samples: the chunk's own frames ``start:stop`` (``CHUNK_SECONDS``), its audio
+    read from frame ``first`` with ``MARGIN_SECONDS`` on both sides; a recording of one
+    chunk is read whole, as the activations stage reads a track."""
     n_frames = 1 + n_samples // hop
     chunk, margin = int(CHUNK_SECONDS * rate / hop), int(MARGIN_SECONDS * rate / hop)
     starts = range(0, n_frames, chunk)
     for number, start in enumerate(starts, 1):
         stop = min(start + chunk, n_frames)
-        if len(starts) == 1:  # all of it at once, as the activations stage reads a track
+        if len(starts) == 1:
             audio, first = load_audio(audio_path, rate), 0
         else:
             first, last = max(0, start - margin), min(n_frames, stop + margin)
             audio = read_span(audio_path, first * hop, min(n_samples, last * hop), rate)
+        yield number, len(starts), audio, first, start, stop
+
+
+def compute_outputs(model: Model, transcribe, audio_path, store: OutputStore, steering: Steering, log=print) -> float:
+    """The model's outputs of a whole recording, chunk by chunk (``audio_chunks``) and
+    steered, into ``store``; returns the recording's length in seconds."""
+    rate, hop = model.family.frame_grid(model.features)
+    n_samples = audio_length(audio_path, rate)
+    for number, count, audio, first, start, stop in audio_chunks(audio_path, rate, hop, n_samples):
         x = compute_features(audio, model.features, rate) if model.family.reads_features() else audio
         outputs = transcribe(x)
         if "by_class" in outputs:  # classes x 88 x frames, stored as (classes * 88) x frames
@@ -152,7 +161,7 @@ def compute_outputs(model: Model, transcribe, audio_path, store: OutputStore, st
         keep = slice(start - first, stop - first)
         kept = {name: _frames(value, keep) for name, value in outputs.items()}
         store.append(steering.apply(kept, rate / hop, start))
-        _progress(number, len(starts), Path(audio_path).name, log)
+        _progress(number, count, Path(audio_path).name, log)
     return n_samples / rate
 
 
@@ -216,29 +225,22 @@ def stem_separator(model: Model, arrays: dict, device):
 
 def write_stems(model: Model, separator, audio_path, out_stem: Path, log=print) -> list[Path]:
     """The recording separated into one stem per class (``separation.py``), written as
-    ``<out>.stems/<class>.wav``; in chunks as its outputs are computed (``CHUNK_SECONDS``
-    read with ``MARGIN_SECONDS`` of audio on both sides, each chunk's own samples kept), so
-    that memory does not grow with the recording."""
+    ``<out>.stems/<class>.wav``; in the chunks of its outputs (``audio_chunks``), each
+    chunk's own samples kept, so that memory does not grow with the recording."""
     rate, hop = model.family.frame_grid(model.features)
     n_samples, bin_hz = audio_length(audio_path, rate), bin_frequencies(model.features)
-    chunk, margin = int(CHUNK_SECONDS * rate / hop) * hop, int(MARGIN_SECONDS * rate / hop) * hop  # whole frames
     folder = out_stem.with_suffix(".stems")
     folder.mkdir(parents=True, exist_ok=True)
-    starts, files = range(0, max(n_samples, 1), chunk), {}
+    files = {}
     try:
-        for number, start in enumerate(starts, 1):
-            stop = min(start + chunk, n_samples)
-            if len(starts) == 1:  # all of it at once, as the evaluation separates a track
-                audio, first = load_audio(audio_path, rate), 0
-            else:
-                first = max(0, start - margin)
-                audio = read_span(audio_path, first, min(n_samples, stop + margin), rate)
+        for number, count, audio, first, start, stop in audio_chunks(audio_path, rate, hop, n_samples):
             stems = separator(compute_features(audio, model.features, rate), audio, rate, hop, bin_hz)
+            own = slice((start - first) * hop, min(stop * hop, n_samples) - first * hop)
             for name, stem in stems.items():
                 if name not in files:
                     files[name] = soundfile.SoundFile(str(folder / f"{name}.wav"), "w", rate, 1, "PCM_16", format="WAV")
-                files[name].write(np.clip(stem[start - first:stop - first], -1, 32767 / 32768))
-            _progress(number, len(starts), f"{Path(audio_path).name} stems", log)
+                files[name].write(np.clip(stem[own], -1, 32767 / 32768))
+            _progress(number, count, f"{Path(audio_path).name} stems", log)
     finally:
         for file in files.values():
             file.close()
