@@ -39,7 +39,7 @@ def options(folder):
             "score": ["--score", str(folder / "piece.mid"), "--score-weight", "0.2"],
             "adapt": ["--adapt", str(folder / "piece.wav"), str(folder / "piece.mid")],
             "adapt_self": ["--adapt-self"], "adapt_iterations": ["--adapt-iterations", "3"], "stems": ["--stems"],
-            "device": ["--device", "cpu"]}
+            "device": ["--device", "cpu"], "musicxml": ["--musicxml", "--tempo", "90", "--split", "B3"]}
 
 
 def combinations(names, kind):
@@ -120,6 +120,7 @@ def test_every_option_combination_is_a_result_or_one_line(inputs, tmp_path, kind
         assert status == 0, (chosen, err)
         written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
         expected = ["piece.csv", "piece.mid"] + (["piece.png"] if "plot" in chosen else [])
+        expected += ["piece.musicxml"] if "musicxml" in chosen else []
         expected += [f"piece.stems/{c}.wav" for c in ("guitar", "piano")] if "stems" in chosen else []
         assert written == sorted(expected), (chosen, written)
         outcomes["result"] += 1
@@ -130,11 +131,13 @@ def test_every_option_combination_is_a_result_or_one_line(inputs, tmp_path, kind
 def test_a_recording_of_a_few_samples_is_transcribed_to_no_notes(inputs, tmp_path, kind):
     folder, models = inputs
     soundfile.write(tmp_path / "blip.wav", np.full(10, 0.1), RATE)
-    extra = {"instruments": ["--stems", "--adapt-self"], "lowrank": ["--adapt-self", "--score", str(folder / "piece.mid")]}
+    extra = {"instruments": ["--stems", "--adapt-self"], "lowrank": ["--adapt-self", "--score", str(folder / "piece.mid")],
+             "piano": ["--musicxml"]}
     status, err = run(["transcribe", "--model", models[kind], str(tmp_path / "blip.wav"), "-o", str(tmp_path / "out"),
                        "--plot", *extra.get(kind, [])])
     assert status == 0 and "Traceback" not in err, err
     assert (tmp_path / "out" / "blip.mid").is_file() and (tmp_path / "out" / "blip.png").is_file()
+    assert (tmp_path / "out" / "blip.musicxml").is_file() == (kind == "piano")  # a bar of rests
 
 
 def test_ctrl_c_is_one_line_and_leaves_no_partial_output(inputs, tmp_path, monkeypatch):

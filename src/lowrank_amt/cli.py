@@ -105,7 +105,13 @@ COMMANDS = {
                     ("--adapt-self", {"action": "store_true",
                                       "help": "adapt the dictionary to each recording itself (unsupervised)"}),
                     ("--adapt-iterations", {"type": int, "default": 20,
-                                            "help": "multiplicative updates from the trained templates"})]),
+                                            "help": "multiplicative updates from the trained templates"}),
+                    ("--musicxml", {"action": "store_true",
+                                    "help": "also a quantised two-staff piano score (<out>.musicxml)"}),
+                    ("--tempo", {"type": float, "default": None,
+                                 "help": "the score's tempo in BPM (default: the beats tracked in the notes)"}),
+                    ("--split", {"default": None,
+                                 "help": "lowest key of the score's upper staff (default C4)"})]),
     "evaluate": ("per-track metrics of test transcriptions (and the labelled oracle threshold)",
                  [("--evaluation", J), ("--midi-dir", P), ("--index", P), ("--out", P),
                   ("--activations", O), ("--decoding-info", O), ("--decoding", {"type": _json, "default": None})]),
@@ -199,12 +205,14 @@ def _decode(a):
 
 
 def _transcribe(a):
-    from .decoding.steering import Steering
+    from .decoding.steering import Steering, parse_key
     from .recordings import transcribe_files
     steering = Steering.from_options(a.pitch_range, a.keys, a.drop_keys, a.scale, a.scale_weight,
                                      a.score, a.score_tolerance, a.score_weight)
     transcribe_files(a.model, a.inputs, a.out_dir, plot=a.plot, device=a.device, steering=steering, adapt=a.adapt,
-                     adapt_self=a.adapt_self, adapt_iterations=a.adapt_iterations, stems=a.stems, log=_log)
+                     adapt_self=a.adapt_self, adapt_iterations=a.adapt_iterations, stems=a.stems,
+                     musicxml=a.musicxml, tempo=a.tempo, split=None if a.split is None else parse_key(a.split),
+                     log=_log)
 
 
 def _evaluate(a):

@@ -14,7 +14,8 @@ shorter than a chunk is processed whole, as the activations stage processes a tr
 
 Out, per input ``x``: ``x.mid`` (notes with velocities, and the sustain pedal as CC64
 where the model predicts it), ``x.csv`` (onset_s, offset_s, pitch, velocity) and, with
-``plot``, ``x.png`` (the outputs of the first ``PLOT_SECONDS`` with the notes over them).
+``plot``, ``x.png`` (the outputs of the first ``PLOT_SECONDS`` with the notes over them);
+with ``musicxml``, ``x.musicxml``: the notes as a piano score (``decoding/score.py``).
 A model with instrument templates writes one MIDI track per instrument class (each
 class's activations decoded alike, an ``instrument`` column in the CSV) and, with
 ``stems``, ``x.stems/<class>.wav``: the recording separated in the same chunks.
@@ -33,6 +34,7 @@ from . import families, shipped
 from .constants import N_KEYS
 from .decoding.decode import pedal_spans, score_aligned_notes
 from .decoding.outputs import write_notes
+from .decoding.score import DEFAULT_SPLIT, check_tempo, write_score
 from .decoding.steering import Steering
 from .errors import LowrankAmtError
 from .evaluation.registry import evaluation_defaults
@@ -297,7 +299,8 @@ def decoded_velocities(aligned, decoded, near: float) -> np.ndarray:
 
 def transcribe_files(model_name, inputs, out_dir, *, plot: bool = False, device: str | None = None,
                      steering: Steering | None = None, adapt=None, adapt_self: bool = False,
-                     adapt_iterations: int = 20, stems: bool = False, log=print) -> list[Path]:
+                     adapt_iterations: int = 20, stems: bool = False, musicxml: bool = False,
+                     tempo: float | None = None, split: int | None = None, log=print) -> list[Path]:
     """Transcribe every input (audio files or folders of them) with a model; write the
     MIDI and CSV (and PNG) of each into ``out_dir``; returns the MIDI paths.
 
@@ -310,10 +313,7 @@ def transcribe_files(model_name, inputs, out_dir, *, plot: bool = False, device:
     model = resolve_model(model_name)
     files = input_files(inputs)
     steering = steering or Steering()
-    if steering.score is not None and len(files) != 1:
-        raise LowrankAmtError(f"a score goes with one recording; {len(files)} were given")
-    if (adapt is not None or adapt_self) and not model.family.has_dictionary:
-        raise LowrankAmtError(f"--adapt and --adapt-self: family '{model.family.name}' has no dictionary to adapt")
+    check_options(model, files, steering, adapt is not None or adapt_self, musicxml, tempo, split)
     device = pick_device(device or model.spec.get("device", "auto"))
     arrays = model.family.steer(model.arrays, model.spec, steering) if steering.allowed else model.arrays
     if adapt is not None:
@@ -346,6 +346,9 @@ def transcribe_files(model_name, inputs, out_dir, *, plot: bool = False, device:
             if plot:
                 plot_transcription(store, rate / hop, notes, draft.with_suffix(".png"),
                                    f"{audio_path.name}: {model.family.name}")
+            if musicxml:
+                write_score(draft.with_suffix(".musicxml"), notes, tempo, DEFAULT_SPLIT if split is None else split,
+                            audio_path.stem, log)
             if stems:
                 names = [p.name for p in write_stems(model, separator, audio_path, draft, log)]
                 log(f"{audio_path}: stems -> {out_stem.with_suffix('.stems')}/ ({', '.join(names)})")
@@ -354,6 +357,17 @@ def transcribe_files(model_name, inputs, out_dir, *, plot: bool = False, device:
             f"({time.perf_counter() - wall:.1f} s for {seconds:.1f} s of audio)")
         written.append(out_stem.with_suffix(".mid"))
     return written
+
+
+def check_options(model: Model, files, steering: Steering, adapting: bool, musicxml: bool, tempo, split) -> None:
+    """Refuse, before any work, options that cannot go together."""
+    if steering.score is not None and len(files) != 1:
+        raise LowrankAmtError(f"a score goes with one recording; {len(files)} were given")
+    if (tempo is not None or split is not None) and not musicxml:
+        raise LowrankAmtError("--tempo and --split set the score: they go with --musicxml")
+    check_tempo(tempo)
+    if adapting and not model.family.has_dictionary:
+        raise LowrankAmtError(f"--adapt and --adapt-self: family '{model.family.name}' has no dictionary to adapt")
 
 
 def model_decoder(model, model_name, log=print):

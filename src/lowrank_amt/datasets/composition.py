@@ -23,6 +23,10 @@ MINOR = (0, 2, 3, 5, 7, 8, 11)  # harmonic minor: a leading tone for the dominan
 PROGRESSIONS = ((0, 3, 4, 0), (0, 5, 3, 4), (1, 4, 0, 0), (0, 4, 5, 3), (5, 3, 0, 4),
                 (0, 3, 1, 4), (0, 0, 3, 4), (3, 4, 2, 5))
 TEXTURES = ("chords", "scale", "arpeggio", "melody", "repeated", "wide", "narrow")
+#: Standard deviation of a humanised onset (s).
+TIMING_JITTER_SECONDS = 0.008
+#: Largest change of tempo between sections, as a fraction of the piece's base tempo.
+TEMPO_SPREAD = 0.2
 #: Shortest note kept when the polyphony limit shortens a note (s).
 MIN_NOTE_SECONDS = 0.05
 
@@ -37,14 +41,16 @@ def _fit(pitch: int, low: int, high: int) -> int:
 
 
 class NoteWriter:
-    """Collects notes of one piece with humanised timing, dynamics and range folding."""
+    """Collects notes of one piece with humanised timing (onsets moved by a normal draw of
+    ``jitter`` seconds' deviation), dynamics and range folding. The draws are taken with
+    ``jitter`` 0 too, so that the rest of the piece stays the same."""
 
-    def __init__(self, rng, low, high):
-        self.rng, self.low, self.high = rng, low, high
+    def __init__(self, rng, low, high, jitter: float = TIMING_JITTER_SECONDS):
+        self.rng, self.low, self.high, self.jitter = rng, low, high, jitter
         self.notes: list[pretty_midi.Note] = []
 
     def add(self, pitch, start, duration, velocity):
-        jitter = float(self.rng.normal(0.0, 0.008))
+        jitter = float(self.rng.normal(0.0, self.jitter))
         start = max(0.0, start + jitter)
         velocity = int(np.clip(round(velocity + self.rng.normal(0, 6)), 1, 127))
         self.notes.append(pretty_midi.Note(velocity, _fit(int(pitch), self.low, self.high),
@@ -193,26 +199,30 @@ def limit_polyphony(notes: list[pretty_midi.Note], max_polyphony: int, seconds: 
 
 def compose_piece(rng: np.random.Generator, seconds: float, max_polyphony: int = 8,
                   pitch_range: tuple[int, int] = (MIDI_MIN, MIDI_MAX), program: int = 0,
-                  pedal: bool = False) -> pretty_midi.PrettyMIDI:
+                  pedal: bool = False, tempo_spread: float = TEMPO_SPREAD,
+                  jitter: float = TIMING_JITTER_SECONDS) -> pretty_midi.PrettyMIDI:
     """A structured piano piece of ``seconds`` (its last note ends by then).
 
     Key and mode are drawn once; the piece is a run of sections of two bars, each with its
     own texture (one of ``TEXTURES``), register, tempo (base tempo 60-150 BPM, varied by
-    up to +-20 % per section), dynamic level and crescendo, over a chord progression.
-    With ``pedal``, CC64 is pressed after each chord change and released before the next.
+    up to ``tempo_spread`` per section), dynamic level and crescendo, over a chord
+    progression. With ``pedal``, CC64 is pressed after each chord change and released
+    before the next. With ``tempo_spread`` 0 the tempo is constant and written in the MIDI
+    file, and its first bar starts with its first note (a known score: with ``jitter`` 0
+    every onset lies on its beat's grid); the other arguments draw the same piece.
     """
     low, high = pitch_range
     tonic = int(rng.integers(0, 12))
     scale = MAJOR if rng.random() < 0.6 else MINOR
     base_bpm = float(rng.uniform(60, 150))
-    writer = NoteWriter(rng, low, high)
+    writer = NoteWriter(rng, low, high, jitter)
     pedal_changes: list[pretty_midi.ControlChange] = []
     t = float(rng.uniform(0.05, 0.3))
     progression = PROGRESSIONS[int(rng.integers(len(PROGRESSIONS)))]
     bar_index = 0
     while t < seconds - 0.2:
         texture = TEXTURES[int(rng.integers(len(TEXTURES)))]
-        beat = 60.0 / (base_bpm * float(rng.uniform(0.8, 1.2)))
+        beat = 60.0 / (base_bpm * float(rng.uniform(1 - tempo_spread, 1 + tempo_spread)))
         if texture == "wide":
             centre = int(rng.integers(low + 24, max(low + 25, high - 23)))
         else:
@@ -229,7 +239,7 @@ def compose_piece(rng: np.random.Generator, seconds: float, max_polyphony: int =
             bar_index += 1
             if bar_index % len(progression) == 0 and rng.random() < 0.5:
                 progression = PROGRESSIONS[int(rng.integers(len(PROGRESSIONS)))]
-    midi = pretty_midi.PrettyMIDI(initial_tempo=120.0)
+    midi = pretty_midi.PrettyMIDI(initial_tempo=120.0 if tempo_spread else base_bpm)
     piano = pretty_midi.Instrument(program=program, name="piano")
     piano.notes = limit_polyphony(writer.notes, max_polyphony, seconds)
     piano.control_changes = [c for c in pedal_changes if c.time < seconds]

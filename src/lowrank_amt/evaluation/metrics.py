@@ -18,11 +18,18 @@ Instrument-aware note metrics (``instrument_metrics``, the multi-instrument F of
 Gardner et al. 2022): a note matches only a reference note of its instrument class;
 ``instrument_note_onset_*`` count the matches of every class together,
 ``class_<name>_note_onset_f`` each class of the reference alone.
+
+Score agreement (``score_agreement``): notes of a quantised score (``decoding/score.py``)
+found at the same pitch and beat position as in a reference score, after the whole
+score is moved by the shift (of those allowed) that matches most, since a missed or
+spurious first note moves every position; positions are exact fractions of a beat, so a
+match is exact.
 """
 
 from __future__ import annotations
 
 import warnings
+from collections import Counter
 
 import numpy as np
 
@@ -157,3 +164,17 @@ def pooled_metrics(counts) -> dict:
     union = total["frame_n_ref"] + total["frame_n_est"] - total["frame_tp"]
     out["frame_accuracy"] = total["frame_tp"] / union if union else 0.0
     return out
+
+
+def score_agreement(reference, estimate, shifts=(0,)) -> dict:
+    """How many notes of a reference score an estimated score holds at the same pitch and
+    beat position, each estimated note counted once, with the estimate moved by the one
+    of ``shifts`` (beats) that matches most. ``reference`` and ``estimate`` are iterables
+    of (pitch, position) with exact positions (fractions of a beat)."""
+    reference, estimate = Counter(reference), list(estimate)
+    matched, shift = max((sum((reference & Counter((p, t + s) for p, t in estimate)).values()), -abs(s), s)
+                         for s in shifts)[::2]
+    n_reference, n_estimate = sum(reference.values()), len(estimate)
+    return {"n_reference": n_reference, "n_estimate": n_estimate, "matched": matched, "shift": shift,
+            "recall": matched / n_reference if n_reference else 0.0,
+            "precision": matched / n_estimate if n_estimate else 0.0}
