@@ -112,6 +112,20 @@ COMMANDS = {
                                  "help": "the score's tempo in BPM (default: the beats tracked in the notes)"}),
                     ("--split", {"default": None,
                                  "help": "lowest key of the score's upper staff (default C4)"})]),
+    "listen": ("transcribe audio as it arrives (raw PCM on standard input, a file, or a sound card): one CSV "
+               "line per note on standard output as it ends",
+               [("input", {"nargs": "?", "default": None, "help": "an audio file (default: raw PCM on stdin)"}),
+                ("--model", P), (("-o", "--midi"), {"default": None, "help": "a MIDI file rewritten as notes end"}),
+                ("--realtime", {"action": "store_true", "help": "play the file at its own pace"}),
+                ("--soundcard", {"action": "store_true", "help": "the default input of a sound card (PortAudio)"}),
+                ("--rate", {"type": int, "default": 44100, "help": "sample rate of the PCM on stdin"}),
+                ("--channels", {"type": int, "default": 1, "help": "channels of the PCM on stdin"}),
+                ("--format", {"choices": ["s16", "f32"], "default": "s16", "help": "samples of the PCM on stdin"}),
+                ("--block-ms", {"type": float, "default": 46.0, "help": "audio processed at a time"}),
+                ("--lookahead-ms", {"type": float, "default": 46.0, "help": "audio after a frame before it is used"}),
+                ("--delay-ms", {"type": float, "default": 116.0,
+                                "help": "frames the decoder waits before deciding an onset"}),
+                ("--device", {"choices": ["auto", "cpu", "cuda"], "default": None})]),
     "evaluate": ("per-track metrics of test transcriptions (and the labelled oracle threshold)",
                  [("--evaluation", J), ("--midi-dir", P), ("--index", P), ("--out", P),
                   ("--activations", O), ("--decoding-info", O), ("--decoding", {"type": _json, "default": None})]),
@@ -215,6 +229,15 @@ def _transcribe(a):
                      log=_log)
 
 
+def _listen(a):
+    from .live import listen
+    if a.rate <= 0 or a.channels <= 0:
+        raise LowrankAmtError(f"listen: --rate and --channels must be positive, got {a.rate} and {a.channels}")
+    listen(a.model, a.input, out_midi=a.midi, realtime=a.realtime, soundcard=a.soundcard, rate=a.rate,
+           channels=a.channels, sample_format=a.format, block=a.block_ms / 1000, lookahead=a.lookahead_ms / 1000,
+           delay=a.delay_ms / 1000, device=a.device, log=_log)
+
+
 def _evaluate(a):
     from .stages.evaluate import evaluate
     evaluate(a.midi_dir, a.index, a.evaluation, a.out, _log, activations_path=a.activations,
@@ -293,7 +316,7 @@ def _plot_excerpt(a):
 HANDLERS = {
     "validate-config": _validate_config, "config-docs": _config_docs, "prepare-dataset": _prepare_dataset,
     "extract-features": _extract_features, "train": _train, "activations": _activations, "teach": _teach,
-    "decode": _decode, "transcribe": _transcribe, "evaluate": _evaluate, "assess-dictionary": _assess_dictionary,
+    "decode": _decode, "transcribe": _transcribe, "listen": _listen, "evaluate": _evaluate, "assess-dictionary": _assess_dictionary,
     "aggregate": _aggregate, "plot": _plot, "scaling-tables": _scaling_tables, "page-table": _page_table,
     "ship": _ship, "plot-losses": _plot_losses, "plot-validation": _plot_validation,
     "plot-velocity": _plot_velocity, "plot-dictionary": _plot_dictionary,

@@ -100,7 +100,7 @@ def init_dictionary(n_bins: int, rank: int, scale: float, gen: torch.Generator,
     return positive_rand((n_bins, rank), scale, gen, like)
 
 
-def init_activations(V, W, gen=None, mask=None, start_floor: float = 1e-3, **_) -> dict:
+def init_activations(V, W, gen=None, mask=None, start_floor: float = 1e-3, mean=None, **_) -> dict:
     """Where H is free, the least-squares start H = (W^T W + ridge I)^-1 W^T V, floored
     at ``start_floor`` times the constant activation that reproduces V's mean (MU needs
     every entry positive, and lifts one from near zero only slowly): one matmul, and a
@@ -109,8 +109,9 @@ def init_activations(V, W, gen=None, mask=None, start_floor: float = 1e-3, **_) 
     diagonal) keeps near-collinear templates (octaves, neighbouring keys) from giving
     huge opposite-signed coefficients.
     With ``mask`` (activations confined to a piano roll), the constant start times the
-    mask: a least-squares fit that ignores the mask is no guide to one that obeys it."""
-    level = V.mean() / W.sum(dim=1).mean().clamp_min(EPS)
+    mask: a least-squares fit that ignores the mask is no guide to one that obeys it.
+    ``mean``: the mean of V that the floor assumes (default V's own)."""
+    level = (V.mean() if mean is None else mean) / W.sum(dim=1).mean().clamp_min(EPS)
     if mask is not None:
         return {"H": torch.full((W.shape[1], V.shape[-1]), float(level), dtype=V.dtype, device=V.device) * mask}
     gram = W.T @ W

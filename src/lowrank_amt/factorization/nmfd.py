@@ -109,9 +109,11 @@ def init_dictionary(n_bins: int, rank: int, scale: float, gen: torch.Generator,
     return positive_rand((time_extent, n_bins, rank), scale / np.sqrt(time_extent), gen, like)
 
 
-def init_activations(V, W, gen=None, mask=None, **_) -> dict:
-    """Constant H whose reconstruction has V's mean; zero outside ``mask``."""
-    level = V.mean() / W.sum(dim=(0, 2)).mean().clamp_min(EPS)
+def init_activations(V, W, gen=None, mask=None, mean=None, **_) -> dict:
+    """Constant H whose reconstruction has V's mean (or ``mean``: live transcription
+    gives the recent audio's, a short window's own being a poor guide); zero outside
+    ``mask``."""
+    level = (V.mean() if mean is None else mean) / W.sum(dim=(0, 2)).mean().clamp_min(EPS)
     shape = (*V.shape[:-2], W.shape[2], V.shape[-1])
     H = torch.full(shape, float(level.detach()), dtype=V.dtype, device=V.device)
     return {"H": H if mask is None else H * mask}

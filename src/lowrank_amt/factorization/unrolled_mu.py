@@ -78,15 +78,17 @@ def recording_gain(numerics, V, W, H, beta: float, gain, step, smoothing: int) -
 
 def unrolled_activations(numerics, V, W, beta: float, log_scale, log_exponent, start=None,
                          log_bin_gain=None, adapt_step=None, adapt_smoothing: int = 36,
-                         with_gain: bool = False):
+                         with_gain: bool = False, mean=None):
     """The activations H after len(log_scale) unrolled layers (see the module docstring);
     ``W`` one dictionary for every layer, or a sequence of one per layer (untied);
     ``start`` defaults to the family's ``init_activations`` (with the first layer's W);
     ``log_bin_gain`` (layers x bins), the bin gains, none by default; ``adapt_step``
     (layers,), each layer's step of the recording's gain (``recording_gain``), none by
-    default. ``with_gain``: return (H, the recording's gain per bin, or None)."""
+    default. ``with_gain``: return (H, the recording's gain per bin, or None). ``mean``:
+    the mean of V the start assumes (default V's own)."""
     layer_W = W if isinstance(W, (list, tuple)) else [W] * len(log_scale)
-    activations = start if start is not None else numerics.init_activations(V, layer_W[0] if layer_W else W)
+    activations = start if start is not None else numerics.init_activations(V, layer_W[0] if layer_W else W,
+                                                                            mean=mean)
     H, gamma = activations["H"], mu_exponent(beta)
     recording = None if adapt_step is None else torch.ones((*V.shape[:-1], 1), dtype=V.dtype, device=V.device)
     for layer, (scale, exponent) in enumerate(zip(log_scale, log_exponent)):
@@ -162,14 +164,15 @@ class UnrolledMU(nn.Module):
         # each template keeps its sum: at a change of zero the ratio is exactly 1
         return [Wc / (Wc.reshape(flat.shape).sum(dim=0) / flat.sum(dim=0)) for Wc in changed]
 
-    def activations(self, V: torch.Tensor, with_gain: bool = False):
+    def activations(self, V: torch.Tensor, with_gain: bool = False, mean=None):
         """Template activations (batch, K, frames) of features V (batch, bins, frames);
         ``with_gain``: and the recording's gain per bin (batch, bins, 1; None without
-        ``adapt_recording``)."""
+        ``adapt_recording``); ``mean``: the mean of V its start assumes (default V's own)."""
         W = self.layer_dictionaries() if self.config.get("untie_layers") else self.W
         return unrolled_activations(self.numerics, V, W, self.beta, self.log_scale, self.log_exponent,
                                     log_bin_gain=self.log_bin_gain, adapt_step=self.adapt_step,
-                                    adapt_smoothing=self.config.get("adapt_smoothing", 36), with_gain=with_gain)
+                                    adapt_smoothing=self.config.get("adapt_smoothing", 36), with_gain=with_gain,
+                                    mean=mean)
 
     def key_activations(self, H: torch.Tensor) -> torch.Tensor:
         """(batch, K, frames) -> (batch, 88, frames): each key's templates summed."""

@@ -191,6 +191,9 @@ class Family:
         raise NotImplementedError
 
     def transcriber(self, arrays: dict, spec: dict, device) -> Callable[..., TrackOutputs]:
+        """A function from a track's features (or audio) to its outputs; one whose start
+        depends on the features' mean may take ``mean=`` (live transcription passes the
+        mean heard so far, a short window's own being a poor guide)."""
         raise NotImplementedError
 
     def dictionary(self, arrays: dict, spec: dict) -> tuple[np.ndarray, np.ndarray] | None:

@@ -206,8 +206,8 @@ class Unrolled(Family):
         classes = arrays.get("template_classes")
 
         @torch.no_grad()
-        def transcribe(features) -> dict:
-            H_templates = template_activations(model, features, device)
+        def transcribe(features, mean=None) -> dict:
+            H_templates = template_activations(model, features, device, mean)
             H = model.key_activations(H_templates)
             outputs = {"note": H[0].cpu().numpy(), "onset": torch.sigmoid(model.heads_of_keys(H)[1])[0].cpu().numpy()}
             if classes is not None:
@@ -262,9 +262,10 @@ class Unrolled(Family):
 
 
 @torch.no_grad()
-def template_activations(model: UnrolledMU, features, device) -> torch.Tensor:
-    """A track's template activations through the learned layers, (1, K, frames) on ``device``."""
-    return model.activations(torch.from_numpy(np.array(features, dtype=np.float32)).to(device)[None])
+def template_activations(model: UnrolledMU, features, device, mean=None) -> torch.Tensor:
+    """A track's template activations through the learned layers, (1, K, frames) on
+    ``device``; ``mean``: the features' mean their start assumes (default their own)."""
+    return model.activations(torch.from_numpy(np.array(features, dtype=np.float32)).to(device)[None], mean=mean)
 
 
 @torch.no_grad()
