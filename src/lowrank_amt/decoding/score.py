@@ -50,6 +50,8 @@ SNAP_FRACTION = 0.1  # of a beat period: onsets this near a tracked beat place i
 SUBDIVISIONS = {1: 0.0, 2: 1.0, 3: 2.0, 4: 2.0}
 GRID_PENALTY = 0.004  # beats squared per unit of complexity (about 0.06 beat of rms error)
 BEATS_PER_BAR = 4
+#: An onset this close before a beat (in beats) belongs to that beat's grid.
+BEAT_LEAD = 0.125
 DEFAULT_SPLIT = 60  # C4
 #: Krumhansl & Kessler (1982) key profiles, from the tonic up.
 MAJOR_PROFILE = (6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88)
@@ -124,9 +126,9 @@ def beat_positions(times, beats) -> np.ndarray:
 
 def choose_subdivisions(positions) -> dict[int, int]:
     """Beat index -> cells per beat (``SUBDIVISIONS``) fitting the onsets in that beat
-    (those within an eighth of a beat before it belong to it too)."""
+    (those within ``BEAT_LEAD`` of a beat before it belong to it too)."""
     positions = np.asarray(positions, dtype=float)
-    beat_of = np.floor(positions + 0.125).astype(int)
+    beat_of = np.floor(positions + BEAT_LEAD).astype(int)
     chosen = {}
     for beat in np.unique(beat_of):
         inside = positions[beat_of == beat] - beat
@@ -148,7 +150,7 @@ def quantise(onsets, offsets, pitches, beats) -> list[ScoreNote]:
     cells = choose_subdivisions(on)
     notes = []
     for start, end, pitch in zip(on, off, pitches):
-        grid = cells[int(math.floor(start + 0.125))]
+        grid = cells[int(math.floor(start + BEAT_LEAD))]
         onset = _snap(start, grid)
         offset = max(_snap(end, cells.get(int(math.floor(end)), grid)), onset + Fraction(1, grid))
         notes.append(ScoreNote(int(pitch), onset, offset))
