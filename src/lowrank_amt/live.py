@@ -79,15 +79,15 @@ class Listener:
         if not model.family.reads_features():
             raise LowrankAmtError(f"listen: family '{model.family.name}' reads the audio itself; "
                                   "live transcription takes a model that reads features")
+        if not (0 < block <= 1 and 0 <= lookahead <= 1 and 0 <= delay <= 1):
+            raise LowrankAmtError(f"listen: --block-ms must be within (0, 1000], --lookahead-ms and --delay-ms "
+                                  f"within [0, 1000]; got {block * 1000:g}, {lookahead * 1000:g}, {delay * 1000:g}")
         self.model, self.on_note = model, on_note or (lambda *note: None)
         self.rate, self.hop = model.family.frame_grid(model.features)
         self.frame_rate = self.rate / self.hop
         self.block = max(1, int(round(block * self.frame_rate)))
         self.lookahead = max(0, int(round(lookahead * self.rate)))
         self.delay = max(0, int(round(delay * self.frame_rate)))
-        if not (0 < block <= 1 and 0 <= lookahead <= 1 and 0 <= delay <= 1):
-            raise LowrankAmtError(f"listen: --block-ms must be within (0, 1000], --lookahead-ms and --delay-ms "
-                                  f"within [0, 1000]; got {block * 1000:g}, {lookahead * 1000:g}, {delay * 1000:g}")
         self.transcribe = model.family.transcriber(model.arrays, model.spec, pick_device(device or "cpu"))
         self.takes_mean = "mean" in inspect.signature(self.transcribe).parameters
         self.feature_sum, self.feature_count = 0.0, 0
