@@ -19,6 +19,7 @@ from packaging.requirements import Requirement
 CONDA_ALIASES = {
     "torch": "pytorch",
     "soundfile": "pysoundfile",
+    "soxr": "soxr-python",
 }
 # Conda packages that have no counterpart in pyproject.toml, on purpose.
 CONDA_ONLY = {"python", "pip", "fluidsynth", "pytorch-gpu"}

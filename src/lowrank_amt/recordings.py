@@ -184,16 +184,16 @@ def decode_outputs(notes_of, store: OutputStore, frame_rate: float):
     piece, margin = int(DECODE_SECONDS * frame_rate), int(DECODE_MARGIN_SECONDS * frame_rate)
     if store.n_frames <= piece + 2 * margin:
         return notes_of(store.read(0, store.n_frames), 0, None)
-    notes = []
+    pieces = []
     for start in range(0, store.n_frames, piece):
         first = max(0, start - margin)
         intervals, pitches, velocities = notes_of(store.read(first, start + piece + margin), first, store.peak)
-        intervals = intervals + first / frame_rate
+        intervals = np.reshape(intervals, (-1, 2)) + first / frame_rate
         mine = (intervals[:, 0] >= start / frame_rate) & (intervals[:, 0] < (start + piece) / frame_rate)
-        notes += list(zip(intervals[mine], pitches[mine], velocities[mine]))
-    notes.sort(key=lambda n: (n[0][0], n[1]))
-    return (np.array([n[0] for n in notes]).reshape(-1, 2), np.array([n[1] for n in notes], dtype=int),
-            np.array([n[2] for n in notes], dtype=int))
+        pieces.append((intervals[mine], np.asarray(pitches, dtype=int)[mine], np.asarray(velocities, dtype=int)[mine]))
+    intervals, pitches, velocities = (np.concatenate(part) for part in zip(*pieces))
+    order = np.lexsort((pitches, intervals[:, 0]))  # by onset, then pitch
+    return intervals[order], pitches[order], velocities[order]
 
 
 class ClassOutputs:

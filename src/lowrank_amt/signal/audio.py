@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import librosa
 import numpy as np
 import soundfile
+import soxr
 
 from ..errors import LowrankAmtError
 
@@ -41,6 +41,14 @@ def audio_length(path: str | Path, sample_rate: int) -> int:
     return int(round(info.frames * sample_rate / info.samplerate))
 
 
+def resample(audio: np.ndarray, rate: int, target: int) -> np.ndarray:
+    """Mono ``audio`` from ``rate`` to ``target`` Hz, as ``librosa.resample`` does it by
+    default (soxr's high quality, the length ``ceil(n * target / rate)``)."""
+    out = soxr.resample(audio, rate, target, quality="soxr_hq")
+    size = int(np.ceil(len(audio) * target / rate))
+    return np.pad(out, (0, max(0, size - len(out))))[:size].astype(audio.dtype)
+
+
 def read_span(path: str | Path, start: int, stop: int, sample_rate: int) -> np.ndarray:
     """Samples ``start`` to ``stop`` of ``path`` at ``sample_rate`` (mono float32, exactly
     ``stop - start`` of them): only that span is read and resampled, so a long recording
@@ -49,7 +57,7 @@ def read_span(path: str | Path, start: int, stop: int, sample_rate: int) -> np.n
     first, last = (int(round(s * native / sample_rate)) for s in (start, stop))
     audio = _read(path, first, last)[0].mean(axis=1)
     if native != sample_rate and len(audio):
-        audio = librosa.resample(audio, orig_sr=native, target_sr=sample_rate)
+        audio = resample(audio, native, sample_rate)
     out = np.zeros(stop - start, dtype=np.float32)
     out[: min(len(audio), len(out))] = audio[: len(out)]
     return out
@@ -79,5 +87,5 @@ def load_audio(path: str | Path, sample_rate: int, log=None) -> np.ndarray:
             log(f"warning: audio file {path} looks clipped ({100 * full_scale:.2f} % of samples at full scale)")
     audio = audio.mean(axis=1)
     if rate != sample_rate:
-        audio = librosa.resample(audio, orig_sr=rate, target_sr=sample_rate)
+        audio = resample(audio, rate, sample_rate)
     return np.ascontiguousarray(audio, dtype=np.float32)

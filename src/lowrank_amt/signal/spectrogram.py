@@ -4,31 +4,32 @@ A feature set is one ``features`` entry of the config (``spec``), its keys decla
 ``PARAMS``. Kinds (all magnitudes, bins x frames, frames every ``hop_length`` samples,
 frame ``f`` centred on sample ``f * hop_length``):
 
-- ``cqt``: constant-Q transform (librosa), ``bins_per_semitone`` bins per semitone over
-  ``n_semitones`` from MIDI ``fmin_midi``.
+- ``cqt``: constant-Q transform (``cqt.py``: librosa's algorithm and values),
+  ``bins_per_semitone`` bins per semitone over ``n_semitones`` from MIDI ``fmin_midi``.
 - ``logstft``: an ``n_fft`` STFT mapped onto the same log-frequency bins by triangular
   filters (each bin a weighted mean of the STFT bins around its centre; where log bins
   are narrower than the STFT resolution, it interpolates).
 - ``stft``: the linear-frequency STFT magnitude (``n_fft // 2 + 1`` bins), for models
   that want it.
 
-The on-disk cache of these arrays is ``feature_cache.py``.
+The on-disk cache of these arrays is ``feature_cache.py``. librosa is imported only for the
+STFT kinds: the CQT, what transcription uses, starts faster without it.
 """
 
 from __future__ import annotations
 
 import warnings
 
-import librosa
 import numpy as np
 
 from ..constants import HOP_LENGTH, MIDI_MIN, N_KEYS, SAMPLE_RATE
 from ..errors import LowrankAmtError
 from ..param import Param, complete, defaults, properties
+from .cqt import cqt_magnitude, frequencies
 
 PARAMS = (
     Param("kind", None, type="string", enum=["cqt", "logstft", "stft"], required=True,
-          meaning="Feature kind: `cqt` constant-Q magnitude (librosa); `logstft` STFT magnitude pooled onto the "
+          meaning="Feature kind: `cqt` constant-Q magnitude (librosa's algorithm); `logstft` STFT magnitude pooled onto the "
                   "same log-frequency bins; `stft` linear STFT magnitude."),
     Param("hop_length", HOP_LENGTH, type="integer", minimum=64, maximum=8192,
           meaning="Hop between frames in samples; must be a multiple of 2**(octaves - 1) for the CQT."),
@@ -80,7 +81,7 @@ def cqt_bins(spec: dict) -> tuple[int, int, float]:
     spec = {**DEFAULTS, **spec}
     per_semitone = spec["bins_per_semitone"]
     return (spec["n_semitones"] * per_semitone, 12 * per_semitone,
-            float(librosa.midi_to_hz(spec["fmin_midi"])))
+            440.0 * 2.0 ** ((spec["fmin_midi"] - 69) / 12))
 
 
 def bin_frequencies(spec: dict, sample_rate: int | None = None) -> np.ndarray:
@@ -90,7 +91,7 @@ def bin_frequencies(spec: dict, sample_rate: int | None = None) -> np.ndarray:
         rate = sample_rate or spec.get("sample_rate", SAMPLE_RATE)
         return np.fft.rfftfreq({**DEFAULTS, **spec}["n_fft"], 1.0 / rate)
     n_bins, bins_per_octave, fmin = cqt_bins(spec)
-    return librosa.cqt_frequencies(n_bins=n_bins, fmin=fmin, bins_per_octave=bins_per_octave)
+    return frequencies(fmin, n_bins, bins_per_octave)
 
 
 def log_filterbank(spec: dict, sample_rate: int) -> np.ndarray:
@@ -118,54 +119,26 @@ def _check_nyquist(spec, sample_rate):
             "lower 'n_semitones' or 'fmin_midi', or raise 'sample_rate'")
 
 
-def _memoize_cqt_filters() -> None:
-    """Keep librosa's CQT filter bases in memory between calls.
-
-    librosa rebuilds the frequency-domain filters of every octave at each ``cqt`` call
-    (about half the time on a 15-s track); its own cache is on disk and only enabled by
-    an environment variable read at import. The wrapper returns copies because librosa
-    rescales the basis in place. Values are identical (tests/test_features.py checks).
-    """
-    from librosa.core import constantq
-    original = getattr(constantq, "__vqt_filter_fft", None)
-    if original is None or hasattr(original, "memo"):
-        return
-    memo: dict = {}
-
-    def cached(sr, freqs, filter_scale, norm, sparsity, hop_length=None, window="hann",
-               gamma=0.0, dtype=np.complex64, alpha=None):
-        key = (float(sr), np.asarray(freqs).tobytes(), filter_scale, norm, sparsity, hop_length, repr(window),
-               gamma, np.dtype(dtype).str, None if alpha is None else np.asarray(alpha).tobytes())
-        if key not in memo:
-            if len(memo) >= 128:
-                memo.clear()
-            memo[key] = original(sr, freqs, filter_scale, norm, sparsity, hop_length=hop_length,
-                                 window=window, gamma=gamma, dtype=dtype, alpha=alpha)
-        basis, n_fft, lengths = memo[key]
-        return basis.copy(), n_fft, np.copy(lengths)
-
-    cached.memo, cached.__wrapped__ = memo, original
-    setattr(constantq, "__vqt_filter_fft", cached)
-
-
 def compute_features(audio: np.ndarray, spec: dict, sample_rate: int) -> np.ndarray:
     """Magnitude features of mono ``audio``, bins x frames, float32 (see the module doc)."""
     spec = full_spec(spec)
     hop = spec["hop_length"]
+    if spec["kind"] != "stft":
+        _check_nyquist(spec, sample_rate)
+    if spec["kind"] != "cqt":
+        magnitude = _stft_magnitude(audio, spec["n_fft"], hop)
+        return magnitude if spec["kind"] == "stft" else log_filterbank(spec, sample_rate) @ magnitude
+    n_bins, bins_per_octave, fmin = cqt_bins(spec)
+    octaves = int(np.ceil(n_bins / bins_per_octave))
+    if hop % 2 ** (octaves - 1):
+        raise LowrankAmtError(f"features: 'hop_length' {hop} must be a multiple of "
+                              f"{2 ** (octaves - 1)} for a CQT over {octaves} octaves")
+    return cqt_magnitude(audio, sample_rate, hop, fmin, n_bins, bins_per_octave)
+
+
+def _stft_magnitude(audio: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
+    import librosa
+
     with warnings.catch_warnings():  # librosa warns on audio shorter than a window; it pads
         warnings.filterwarnings("ignore", message=".*too large for input signal.*")
-        if spec["kind"] == "stft":
-            return np.abs(librosa.stft(audio, n_fft=spec["n_fft"], hop_length=hop)).astype(np.float32)
-        _check_nyquist(spec, sample_rate)
-        if spec["kind"] == "logstft":
-            magnitude = np.abs(librosa.stft(audio, n_fft=spec["n_fft"], hop_length=hop)).astype(np.float32)
-            return log_filterbank(spec, sample_rate) @ magnitude
-        n_bins, bins_per_octave, fmin = cqt_bins(spec)
-        octaves = int(np.ceil(n_bins / bins_per_octave))
-        if hop % 2 ** (octaves - 1):
-            raise LowrankAmtError(f"features: 'hop_length' {hop} must be a multiple of "
-                                  f"{2 ** (octaves - 1)} for a CQT over {octaves} octaves")
-        _memoize_cqt_filters()
-        cqt = librosa.cqt(audio, sr=sample_rate, hop_length=hop, fmin=fmin,
-                          n_bins=n_bins, bins_per_octave=bins_per_octave)
-    return np.abs(cqt).astype(np.float32)
+        return np.abs(librosa.stft(audio, n_fft=n_fft, hop_length=hop)).astype(np.float32)
