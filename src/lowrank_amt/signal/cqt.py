@@ -26,12 +26,12 @@ import functools
 
 import numpy as np
 import scipy.fft
-import soxr
 from threadpoolctl import threadpool_limits
 
-#: librosa's defaults, which every model's features used.
+from .audio import resample
+
+#: librosa's default, which every model's features used (its resampling is audio.resample's).
 SPARSITY = 0.01
-RESAMPLING = "soxr_hq"
 #: Equivalent noise bandwidth of the Hann window in bins (librosa's ``window_bandwidth``).
 HANN_BANDWIDTH = 1.50018310546875
 
@@ -106,10 +106,7 @@ def _response(audio: np.ndarray, n_fft: int, hop: int, first: int, band: np.ndar
 def _downsample(audio: np.ndarray, factor: int = 2) -> np.ndarray:
     """``audio`` at its rate over ``factor``, its energy kept (librosa's
     ``resample(..., scale=True)``: the length rounded up, the amplitude times sqrt(factor))."""
-    out = soxr.resample(audio, factor, 1, quality=RESAMPLING)
-    size = int(np.ceil(len(audio) / factor))
-    out = np.pad(out, (0, max(0, size - len(out))))[:size]
-    return (out / np.sqrt(1 / factor)).astype(audio.dtype)
+    return (resample(audio, factor, 1) / np.sqrt(1 / factor)).astype(audio.dtype)
 
 
 def _early_halvings(nyquist: float, cutoff: float, hop: int, n_octaves: int) -> int:
