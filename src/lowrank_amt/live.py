@@ -6,9 +6,10 @@ Conventions, in frames of the model's hop (frame ``f`` centred on sample ``f * h
 
 * **Settled frames.** A frame is settled once ``lookahead`` seconds of audio after its
   centre have arrived; every ``block`` seconds, the new settled frames are processed.
-* **Features and outputs.** The features of the last ``CONTEXT_SECONDS`` of audio (more
-  than the lowest CQT filter's half length) are computed by the study's own function,
-  the audio after the newest sample missing. The model reads the settled frames with
+* **Features and outputs.** The features of the frames the model reads, as the study's
+  own function gives them for the audio received so far (zeros after it): for the CQT by
+  a stream that computes each octave's new samples and frames once they are final
+  (``signal/cqt_stream.py``), for other kinds again over a context. The model reads the settled frames with
   ``MODEL_CONTEXT_FRAMES`` before them and the look-ahead's after them; its start
   assumes the mean of the features heard so far (a short window's own mean is a poor
   guide). The outputs of the last frames are replaced by each newer estimate, which has
@@ -39,9 +40,8 @@ from .decoding.outputs import write_notes
 from .errors import LowrankAmtError
 from .recordings import model_decoder, resolve_model
 from .runtime.device import pick_device
-from .signal.spectrogram import compute_features
+from .signal.spectrogram import feature_stream
 
-CONTEXT_SECONDS = 2.0
 MODEL_CONTEXT_FRAMES = 16
 DECODE_SECONDS = 4.0
 #: Frames at a model window's start whose outputs lack the frames before them.
@@ -92,15 +92,14 @@ class Listener:
         self.takes_mean = "mean" in inspect.signature(self.transcribe).parameters
         self.feature_sum, self.feature_count = 0.0, 0
         self.decoder, self.params = model_decoder(model, model.path, log)
-        context = int(np.ceil(CONTEXT_SECONDS * self.rate / self.hop)) * self.hop
-        self.audio, self.audio_start, self.context = np.zeros(0, dtype=np.float32), 0, context
+        self.features = feature_stream(model.features, self.rate)
         self.history: dict = {}  # outputs (88 rows each) of frames history_start:
         self.history_start, self.next_frame, self.decided, self.peak = 0, 0, 0, 0.0
         self.notes, self.busy, self.last_onset, self.sound_from = LiveNotes(), 0.0, {}, None
 
     @property
     def received(self) -> int:
-        return self.audio_start + len(self.audio)
+        return self.features.received
 
     def latency(self) -> float:
         """Algorithmic latency of a note-on (s): look-ahead, block and the decoder's delay."""
@@ -108,7 +107,7 @@ class Listener:
 
     def feed(self, samples: np.ndarray) -> None:
         """Take the next samples (mono float32 at the model's rate); process every full block."""
-        self.audio = np.concatenate([self.audio, np.asarray(samples, dtype=np.float32)])
+        self.features.push(samples)
         while self._settled() - self.next_frame >= self.block:
             self._step(self.next_frame + self.block)
 
@@ -116,7 +115,7 @@ class Listener:
         """The audio has ended: process what remains as the offline transcription would
         (silence after the end) and end every sounding note."""
         last = self.received // self.hop + 1
-        self.audio = np.concatenate([self.audio, np.zeros(self.lookahead + self.hop, dtype=np.float32)])
+        self.features.push(np.zeros(self.lookahead + self.hop, dtype=np.float32))
         while self.next_frame < last:
             self._step(min(last, self.next_frame + self.block))
         self._decode(last, final=True)
@@ -128,14 +127,10 @@ class Listener:
     def _step(self, stop: int) -> None:
         """Outputs up to frame ``stop`` from the audio's context, then decode."""
         wall = time.process_time()
-        drop = max(0, (self.received - self.context) // self.hop * self.hop - self.audio_start)
-        self.audio, self.audio_start = self.audio[drop:], self.audio_start + drop
-        features = compute_features(self.audio, self.model.features, self.rate)
-        first = self.audio_start // self.hop
-        begin = max(first, self.next_frame - MODEL_CONTEXT_FRAMES)
-        new = features[:, self.next_frame - first:stop - first]
+        begin = max(0, self.next_frame - MODEL_CONTEXT_FRAMES)
+        window = self.features.frames(begin)  # the frames after ``stop`` too: the look-ahead
+        new = window[:, self.next_frame - begin:stop - begin]
         self.feature_sum, self.feature_count = self.feature_sum + float(new.sum()), self.feature_count + new.size
-        window = features[:, begin - first:]  # the frames after ``stop`` too: the look-ahead
         # a short window's own mean is a poor start for a model's layers: the mean so far
         outputs = self.transcribe(window, mean=self.feature_sum / self.feature_count) if self.takes_mean \
             else self.transcribe(window)

@@ -241,12 +241,13 @@ def note_peaks(H: np.ndarray, frame_rate: float, threshold: float, min_note_seco
         novelty = np.clip(np.asarray(attack, dtype=np.float64), 0.0, None)
         novelty = novelty / novelty.max() if novelty.max() > 0 else novelty
     rows = []
-    searched = novelty if onset == "attack" else H
     if onset == "states":
         on = viterbi_on(H, threshold, state_slope, state_p_on, state_p_off)
         keys = np.nonzero(on.any(axis=1))[0]
     else:
-        keys = np.nonzero(searched.max(axis=1) >= (0 if onset == "adaptive" else threshold))[0]
+        # onsets are where what is searched reaches the threshold: other keys have no note
+        searched = H if onset in ("threshold", "peaks") else novelty
+        keys = np.nonzero(searched.max(axis=1) >= threshold)[0]
     for key in keys:
         h, ends = H[key], None
         if onset == "states":

@@ -46,7 +46,9 @@ def resample(audio: np.ndarray, rate: int, target: int) -> np.ndarray:
     default (soxr's high quality, the length ``ceil(n * target / rate)``)."""
     out = soxr.resample(audio, rate, target, quality="soxr_hq")
     size = int(np.ceil(len(audio) * target / rate))
-    return np.pad(out, (0, max(0, size - len(out))))[:size].astype(audio.dtype)
+    if len(out) < size:
+        out = np.pad(out, (0, size - len(out)))
+    return out[:size].astype(audio.dtype, copy=False)
 
 
 def read_span(path: str | Path, start: int, stop: int, sample_rate: int) -> np.ndarray:

@@ -23,10 +23,11 @@ process and kept.
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 
 import numpy as np
 import scipy.fft
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from .audio import resample
 
@@ -93,17 +94,55 @@ def octave_filters(sample_rate: float, freqs: tuple, alpha: tuple) -> tuple[int,
     return n_fft, first, np.ascontiguousarray(spectra[:, first:last], dtype=np.complex64)
 
 
-def _response(audio: np.ndarray, n_fft: int, hop: int, first: int, band: np.ndarray) -> np.ndarray:
-    """Filters x frames complex response of one octave: frame ``t`` of ``n_fft`` samples
-    centred on sample ``t * hop`` (zeros outside the signal), its spectrum times the band."""
-    padded = np.pad(audio, n_fft // 2)
-    n_frames = 1 + (len(padded) - n_fft) // hop
-    frames = np.lib.stride_tricks.as_strided(padded, (n_frames, n_fft), (hop * padded.strides[0], padded.strides[0]))
-    spectrum = scipy.fft.rfft(frames, axis=1)[:, first:first + band.shape[1]]
-    return (spectrum @ band.T).T
+@dataclass(frozen=True)
+class Octave:
+    """One octave of the transform, as it runs: its filters at its rate, and where its
+    magnitudes go (rows ``bins`` of the output, lowest bin first)."""
+    bins: slice
+    #: Whether the signal is halved before this octave (the one above's rate over two).
+    halved: bool
+    hop: int
+    n_fft: int
+    first: int
+    band: np.ndarray
+    #: Magnitude scale: the rate's (``sqrt(first octave's rate / this rate)``) and each
+    #: row's filter length's (divided by its square root).
+    gain: float
+    root_lengths: np.ndarray
 
 
-def _downsample(audio: np.ndarray, factor: int = 2) -> np.ndarray:
+def plan(sample_rate: float, hop: int, fmin: float, n_bins: int, bins_per_octave: int) -> tuple[int, list[Octave]]:
+    """(halvings of the signal before the top octave, the octaves from the top) of a CQT."""
+    freqs = frequencies(fmin, n_bins, bins_per_octave)
+    alpha = relative_bandwidth(freqs)
+    _, cutoff = filter_lengths(freqs, alpha, sample_rate)
+    n_octaves = int(np.ceil(n_bins / bins_per_octave))
+    halvings = _early_halvings(sample_rate / 2, cutoff, hop, n_octaves)
+    rate, hop = float(sample_rate) / 2 ** halvings, hop // 2 ** halvings
+    root_lengths = np.sqrt(filter_lengths(freqs, alpha, rate)[0])
+    scale_rate, halved, octaves = rate, False, []
+    for octave in range(n_octaves):
+        top = n_bins - octave * bins_per_octave
+        bins = slice(max(0, top - bins_per_octave), top)
+        n_fft, first, band = octave_filters(rate, tuple(freqs[bins]), tuple(alpha[bins]))
+        octaves.append(Octave(bins, halved, hop, n_fft, first, band, np.sqrt(scale_rate / rate), root_lengths[bins]))
+        halved = hop % 2 == 0
+        if halved:
+            rate, hop = rate / 2, hop // 2
+    return halvings, octaves
+
+
+def magnitudes(padded: np.ndarray, n_frames: int, octave: Octave) -> np.ndarray:
+    """Rows ``octave.bins`` of the output for ``n_frames`` frames, frame ``t`` being
+    ``padded[t * hop : t * hop + n_fft]`` (float32)."""
+    frames = np.lib.stride_tricks.as_strided(padded, (n_frames, octave.n_fft),
+                                             (octave.hop * padded.strides[0], padded.strides[0]))
+    spectrum = scipy.fft.rfft(frames, axis=1)[:, octave.first:octave.first + octave.band.shape[1]]
+    response = np.abs((spectrum @ octave.band.T).T) * octave.gain
+    return (response / octave.root_lengths[:, None]).astype(np.float32)
+
+
+def downsample(audio: np.ndarray, factor: int = 2) -> np.ndarray:
     """``audio`` at its rate over ``factor``, its energy kept (librosa's
     ``resample(..., scale=True)``: the length rounded up, the amplitude times sqrt(factor))."""
     return (resample(audio, factor, 1) / np.sqrt(1 / factor)).astype(audio.dtype)
@@ -116,31 +155,31 @@ def _early_halvings(nyquist: float, cutoff: float, hop: int, n_octaves: int) -> 
     return min(by_band, max(0, twos - n_octaves + 1))
 
 
+@functools.cache
+def _blas_controller() -> ThreadpoolController:
+    # Built once: finding the loaded BLAS libraries reads /proc/self/maps, about 2 ms once
+    # torch is loaded, which ``listen`` would pay for every block.
+    return ThreadpoolController()
+
+
+def one_blas_thread():
+    """A context with numpy's BLAS on one thread: a second one halves no wall time on these
+    thin products, and its spinning afterwards doubled the CPU time of the transform."""
+    return _blas_controller().limit(limits=1, user_api="blas")
+
+
 def cqt_magnitude(audio: np.ndarray, sample_rate: float, hop: int, fmin: float, n_bins: int,
                   bins_per_octave: int) -> np.ndarray:
     """|CQT| of mono float32 ``audio``, bins x frames (lowest bin first), frame ``f``
     centred on sample ``f * hop``; as ``np.abs(librosa.cqt(...))`` with these arguments."""
     audio = np.asarray(audio, dtype=np.float32)
-    freqs = frequencies(fmin, n_bins, bins_per_octave)
-    alpha = relative_bandwidth(freqs)
-    _, cutoff = filter_lengths(freqs, alpha, sample_rate)
-    n_octaves = int(np.ceil(n_bins / bins_per_octave))
-    halvings = _early_halvings(sample_rate / 2, cutoff, hop, n_octaves)
-    rate = float(sample_rate)
+    halvings, octaves = plan(sample_rate, hop, fmin, n_bins, bins_per_octave)
     if halvings:
-        audio, rate, hop = _downsample(audio, 2 ** halvings), rate / 2 ** halvings, hop // 2 ** halvings
-    lengths = filter_lengths(freqs, alpha, rate)[0]
-    scale_rate, responses = rate, []
-    # One BLAS thread: a second one halves no wall time on these thin products, and its
-    # spinning afterwards doubled the CPU time of the transform.
-    with threadpool_limits(1, user_api="blas"):
-        for octave in range(n_octaves):
-            top = n_bins - octave * bins_per_octave
-            bins = slice(max(0, top - bins_per_octave), top)
-            n_fft, first, band = octave_filters(rate, tuple(freqs[bins]), tuple(alpha[bins]))
-            responses.append(np.abs(_response(audio, n_fft, hop, first, band)) * np.sqrt(scale_rate / rate))
-            if hop % 2 == 0:
-                audio, rate, hop = _downsample(audio), rate / 2, hop // 2
-    n_frames = min(r.shape[1] for r in responses)
-    out = np.concatenate([r[:, :n_frames] for r in reversed(responses)], axis=0)
-    return (out / np.sqrt(lengths)[:, None]).astype(np.float32)
+        audio = downsample(audio, 2 ** halvings)
+    rows = []
+    with one_blas_thread():
+        for octave in octaves:
+            audio = downsample(audio) if octave.halved else audio
+            rows.append(magnitudes(np.pad(audio, octave.n_fft // 2), 1 + len(audio) // octave.hop, octave))
+    n_frames = min(r.shape[1] for r in rows)
+    return np.concatenate([r[:, :n_frames] for r in reversed(rows)], axis=0)

@@ -12,6 +12,7 @@ frame ``f`` centred on sample ``f * hop_length``):
 - ``stft``: the linear-frequency STFT magnitude (``n_fft // 2 + 1`` bins), for models
   that want it.
 
+``feature_stream`` gives the same features of audio that arrives in pieces (``listen``).
 The on-disk cache of these arrays is ``feature_cache.py``. librosa is imported only for the
 STFT kinds: the CQT, what transcription uses, starts faster without it.
 """
@@ -26,6 +27,7 @@ from ..constants import HOP_LENGTH, MIDI_MIN, N_KEYS, SAMPLE_RATE
 from ..errors import LowrankAmtError
 from ..param import Param, complete, defaults, properties
 from .cqt import cqt_magnitude, frequencies
+from .cqt_stream import CQTStream
 
 PARAMS = (
     Param("kind", None, type="string", enum=["cqt", "logstft", "stft"], required=True,
@@ -134,6 +136,40 @@ def compute_features(audio: np.ndarray, spec: dict, sample_rate: int) -> np.ndar
         raise LowrankAmtError(f"features: 'hop_length' {hop} must be a multiple of "
                               f"{2 ** (octaves - 1)} for a CQT over {octaves} octaves")
     return cqt_magnitude(audio, sample_rate, hop, fmin, n_bins, bins_per_octave)
+
+
+def feature_stream(spec: dict, sample_rate: int):
+    """An object with ``push(samples)``, ``received`` (samples so far) and ``frames(first)``
+    (frames ``first`` to the newest, as ``compute_features`` gives them for the audio so
+    far): a ``CQTStream``, or for the STFT kinds ``RecomputedFeatures``."""
+    spec = full_spec(spec)
+    compute_features(np.zeros(spec["hop_length"], dtype=np.float32), spec, sample_rate)  # checks the spec
+    if spec["kind"] != "cqt":
+        return RecomputedFeatures(spec, sample_rate)
+    n_bins, bins_per_octave, fmin = cqt_bins(spec)
+    return CQTStream(sample_rate, spec["hop_length"], fmin, n_bins, bins_per_octave)
+
+
+class RecomputedFeatures:
+    """Features of a growing signal, computed again at each ``frames`` call over the frames
+    asked for and ``context`` seconds of audio before them (more than a window)."""
+
+    def __init__(self, spec: dict, sample_rate: int, context: float = 1.0):
+        self.spec, self.rate, self.hop = spec, sample_rate, spec["hop_length"]
+        self.context = int(np.ceil(context * sample_rate / self.hop)) * self.hop
+        self.audio, self.start = np.zeros(0, dtype=np.float32), 0
+
+    @property
+    def received(self) -> int:
+        return self.start + len(self.audio)
+
+    def push(self, samples: np.ndarray) -> None:
+        self.audio = np.concatenate([self.audio, np.asarray(samples, dtype=np.float32)])
+
+    def frames(self, first: int) -> np.ndarray:
+        drop = min(max(0, first * self.hop - self.context - self.start), len(self.audio)) // self.hop * self.hop
+        self.audio, self.start = self.audio[drop:], self.start + drop
+        return compute_features(self.audio, self.spec, self.rate)[:, first - self.start // self.hop:]
 
 
 def _stft_magnitude(audio: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
