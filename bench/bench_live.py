@@ -7,7 +7,8 @@ transcription of the same recordings: note F, real-time factor and latency.
 
 Pieces: the pianos study's own (``config/pianos.yaml``, dataset ``synth_pianos``),
 rendered here alone: its 12 unseen-piano test pieces, or with ``--validation`` its first
-6 validation pieces (the training pianos), on which the decoder's delay is picked.
+6 validation pieces (the training pianos), on which the decoder's delay and the frames
+of context the model reads are picked.
 Per model and setting, means over the pieces:
 
 - ``offline_f`` / ``live_f``: note-onset F (mir_eval, 50 ms) of ``transcribe`` and of
@@ -39,9 +40,11 @@ from lowrank_amt.recordings import resolve_model, transcribe_files
 from lowrank_amt.signal.audio import load_audio
 
 SAMPLE_RATE = 22050
-#: (block, look-ahead, delay) in seconds: the default, and settings of lower latency
-SETTINGS = ((0.046, 0.046, 0.116), (0.023, 0.046, 0.023), (0.046, 0.093, 0.070))
-DELAYS = (0.023, 0.070, 0.116, 0.163)  # the validation grid, at the default block and look-ahead
+#: (block, look-ahead, delay in seconds, frames of context): the default, and settings of lower latency
+SETTINGS = ((0.046, 0.046, 0.116, 16), (0.023, 0.046, 0.023, 16), (0.046, 0.093, 0.070, 16))
+#: The validation grid, at the default block and look-ahead: delays, then contexts at the default delay.
+VALIDATION = tuple((0.046, 0.046, d, 16) for d in (0.023, 0.070, 0.116, 0.163)) + \
+    tuple((0.046, 0.046, 0.116, c) for c in (8, 24))
 
 
 def pieces(split: str, count: int, folder: Path) -> list[tuple[Path, Path]]:
@@ -69,9 +72,10 @@ def note_f(reference, estimate) -> float:
         ri, mir_eval.util.midi_to_hz(rp), ei, mir_eval.util.midi_to_hz(ep), offset_ratio=None)[2]
 
 
-def live_notes(model, audio, block, lookahead, delay):
+def live_notes(model, audio, block, lookahead, delay, context):
     """``listen``'s notes of ``audio`` and the CPU seconds their processing took."""
-    listener = Listener(model, block=block, lookahead=lookahead, delay=delay, log=lambda m: None)
+    listener = Listener(model, block=block, lookahead=lookahead, delay=delay, log=lambda m: None,
+                        context_frames=context)
     began = time.process_time()
     for start in range(0, len(audio), 1024):
         listener.feed(audio[start:start + 1024])
@@ -103,6 +107,7 @@ def compare(name, recordings, settings, scratch: Path) -> list[dict]:
                                   "latency_ms": 1000 * latency})
     label = Path(name).parts[-2] if "/" in str(name) else name
     return [{"model": label, "block_ms": 1000 * s[0], "lookahead_ms": 1000 * s[1], "delay_ms": 1000 * s[2],
+             "context_frames": s[3],
              **pd.DataFrame(rows[s]).mean().round(4).to_dict()} for s in settings]
 
 
@@ -116,7 +121,7 @@ def main() -> None:
     folder = Path("results/bench/live-pieces")
     folder.mkdir(parents=True, exist_ok=True)
     recordings = pieces("validation", 6, folder) if args.validation else pieces("test", 12, folder)
-    settings = [(0.046, 0.046, d) for d in DELAYS] if args.validation else SETTINGS
+    settings = VALIDATION if args.validation else SETTINGS
     with tempfile.TemporaryDirectory() as scratch:
         rows = [row for name in args.models for row in compare(name, recordings, settings, Path(scratch))]
     write_table(rows, args.out)

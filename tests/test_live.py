@@ -57,6 +57,22 @@ def test_live_notes_come_close_to_the_offline_transcription(piece, tmp_path):
     assert listener.latency() == pytest.approx(0.046 + 0.046 + 0.116, abs=0.012)
 
 
+def test_skipping_the_keys_that_cannot_change_decides_the_same_notes(piece, monkeypatch):
+    """The decoder reads only the keys sounding or reaching the threshold since the last
+    decision (``_changing_keys``): the notes are those of decoding every key."""
+    audio = load_audio(piece / "piece.wav", RATE)
+
+    def notes():
+        listener = Listener(resolve_model("piano"), log=lambda m: None)
+        for start in range(0, len(audio), 1024):
+            listener.feed(audio[start:start + 1024])
+        return listener.finish().finished
+    skipping = notes()
+    monkeypatch.setattr(Listener, "_changing_keys", lambda self: self.history)
+    every_key = notes()
+    assert len(every_key) > 10 and skipping == every_key
+
+
 def run(args, stdin=b""):
     out, err = io.StringIO(), io.StringIO()
     stream = io.TextIOWrapper(io.BytesIO(stdin))

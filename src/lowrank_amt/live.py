@@ -36,12 +36,15 @@ from pathlib import Path
 
 import numpy as np
 
+from .constants import MIDI_MIN
 from .decoding.outputs import write_notes
 from .errors import LowrankAmtError
 from .recordings import model_decoder, resolve_model
 from .runtime.device import pick_device
 from .signal.spectrogram import feature_stream
 
+#: Frames before the new ones that the model reads (picked on validation pieces,
+#: bench/bench_live.py: fewer lose accuracy, more gain none).
 MODEL_CONTEXT_FRAMES = 16
 DECODE_SECONDS = 4.0
 #: Frames at a model window's start whose outputs lack the frames before them.
@@ -75,7 +78,8 @@ class Listener:
     ``on_note(onset, offset, pitch, velocity)`` is called as each note ends."""
 
     def __init__(self, model, device=None, block: float = BLOCK_SECONDS, lookahead: float = LOOKAHEAD_SECONDS,
-                 delay: float = DELAY_SECONDS, on_note=None, log=print):
+                 delay: float = DELAY_SECONDS, on_note=None, log=print,
+                 context_frames: int = MODEL_CONTEXT_FRAMES):
         if not model.family.reads_features():
             raise LowrankAmtError(f"listen: family '{model.family.name}' reads the audio itself; "
                                   "live transcription takes a model that reads features")
@@ -88,6 +92,7 @@ class Listener:
         self.block = max(1, int(round(block * self.frame_rate)))
         self.lookahead = max(0, int(round(lookahead * self.rate)))
         self.delay = max(0, int(round(delay * self.frame_rate)))
+        self.context_frames = context_frames
         self.transcribe = model.family.transcriber(model.arrays, model.spec, pick_device(device or "cpu"))
         self.takes_mean = "mean" in inspect.signature(self.transcribe).parameters
         self.feature_sum, self.feature_count = 0.0, 0
@@ -127,7 +132,7 @@ class Listener:
     def _step(self, stop: int) -> None:
         """Outputs up to frame ``stop`` from the audio's context, then decode."""
         wall = time.process_time()
-        begin = max(0, self.next_frame - MODEL_CONTEXT_FRAMES)
+        begin = max(0, self.next_frame - self.context_frames)
         window = self.features.frames(begin)  # the frames after ``stop`` too: the look-ahead
         new = window[:, self.next_frame - begin:stop - begin]
         self.feature_sum, self.feature_count = self.feature_sum + float(new.sum()), self.feature_count + new.size
@@ -163,7 +168,7 @@ class Listener:
         if self.peak <= SILENCE:
             self.decided = max(self.decided, decided)
             return
-        intervals, pitches, velocities = self.decoder.notes(self.history, self.frame_rate, self.params,
+        intervals, pitches, velocities = self.decoder.notes(self._changing_keys(), self.frame_rate, self.params,
                                                             peak=self.peak)
         frames = np.round(intervals * self.frame_rate).astype(int) + self.history_start
         found = {}
@@ -184,6 +189,18 @@ class Listener:
             elif final or end < decided:
                 self._end(pitch, end)
         self.decided = decided
+
+    def _changing_keys(self) -> dict:
+        """The outputs' history with the keys whose notes cannot change zeroed, so that the
+        decoder skips them: a key neither sounding nor reaching the threshold since the
+        last decision has no new onset there (onsets need the activation to reach it; the
+        rules that look elsewhere, ``attack`` and ``states``, decode every key)."""
+        if self.params.get("onset") not in ("threshold", "peaks", "adaptive"):
+            return self.history
+        recent = self.history["note"][:, max(0, self.decided - self.history_start):]
+        changing = (recent.astype(np.float64) / self.peak).max(axis=1, initial=0.0) >= self.params["threshold"]
+        changing[[pitch - MIDI_MIN for pitch in self.notes.sounding]] = True
+        return {name: np.where(changing[:, None], value, 0) for name, value in self.history.items()}
 
     def _end(self, pitch: int, frame: int) -> None:
         start, velocity = self.notes.sounding.pop(pitch)
