@@ -350,3 +350,8 @@ def test_the_unrolled_hybrid_on_instrument_templates_names_instruments_and_separ
     assert sorted(stems) == ["bass", "piano", "reed", "strings"]
     residual = mixture - sum(stems.values())
     assert np.sum(residual ** 2) < 0.01 * np.sum(mixture ** 2)
+
+
+def test_the_class_loss_needs_instrument_templates():
+    with pytest.raises(LowrankAmtError, match="'class_loss_weight' needs 'instrument_templates: true'"):
+        families.resolve({"family": "unrolled", "class_loss_weight": 1.0})

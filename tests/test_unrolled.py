@@ -1,7 +1,7 @@
 """Deep-unfolded MU (family ``unrolled``): with nothing learned its layers are plain MU
 iterations, to a few float32 units in the last place; training lowers the validation loss
 with the isolated-note dictionary kept; resume is exact; steering and adaptation keep the
-learned layers."""
+learned layers; a loss on the class rolls tells apart classes the agnostic loss cannot."""
 
 import math
 
@@ -14,6 +14,7 @@ from lowrank_amt import families
 from lowrank_amt.factorization import nmf, nmfd
 from lowrank_amt.factorization.core import mu_exponent
 from lowrank_amt.factorization.training import solve_activations
+from lowrank_amt.deep.harmonic_net import transcription_loss
 from lowrank_amt.factorization.unrolled_mu import UnrolledMU
 from lowrank_amt.runtime.io import read_json
 from lowrank_amt.decoding.steering import Steering
@@ -266,3 +267,30 @@ def test_recording_adaptation_fits_an_unheard_pianos_equaliser_and_lowers_the_re
     assert models[0.5][1] < 0.5 * models[0.0][1]
     found = torch.log(models[0.5][2][0, :, 0])
     assert np.corrcoef(found.numpy(), torch.log(tilt[:, 0]).numpy())[0, 1] > 0.9
+
+
+def test_the_class_loss_tells_apart_two_classes_of_the_same_spectrum():
+    """Two templates of one key with the same spectrum, one per class, and a mixture of
+    that key: the agnostic loss cannot tell them apart (their scales stay equal), the
+    class loss against a roll where only the first class plays raises the first's scale."""
+    rng = np.random.default_rng(0)
+    template = rng.random((24, 1)).astype(np.float32)
+    W = torch.from_numpy(np.concatenate([template, template], axis=1))
+    V = torch.from_numpy((template * rng.uniform(0.5, 1.5, (1, 40))).astype(np.float32))[None]
+    by_class = torch.zeros((1, 2 * 88, 40), dtype=torch.uint8)
+    by_class[0, 40] = 1  # class row 0, key 40
+    scales = {}
+    for weight in (0.0, 1.0):
+        torch.manual_seed(0)
+        model = UnrolledMU(nmf, W, np.array([40, 40]), 1.0, 3, floor=float(V.mean()))
+        optimizer = torch.optim.Adam(model.parameters(), lr=0.05)
+        for _ in range(20):
+            optimizer.zero_grad()
+            H, reconstruction = model.template_outputs(V)
+            note, onset = model.heads(H)
+            loss = transcription_loss(note, onset, by_class.reshape(1, 2, 88, 40).amax(dim=1), False) + reconstruction
+            (loss + weight * model.class_loss(H, by_class, torch.tensor([0, 1]))).backward()
+            optimizer.step()
+        scales[weight] = model.log_scale.detach().sum(dim=0)
+    assert abs(float(scales[0.0][0] - scales[0.0][1])) < 1e-5  # equal but for float rounding
+    assert scales[1.0][0] > scales[1.0][1] + 0.1, scales[1.0]

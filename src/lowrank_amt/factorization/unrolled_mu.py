@@ -196,14 +196,32 @@ class UnrolledMU(nn.Module):
         note, onset, _ = self.outputs(V)
         return note, onset
 
-    def outputs(self, V: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(note logits, onset logits, reconstruction loss): the loss is the
-        beta-divergence of V from W H per entry over V's mean to the power beta (the
-        divergence's degree of homogeneity), so that it does not depend on the level."""
+    def class_key_activations(self, H: torch.Tensor, class_rows: torch.Tensor, n_classes: int) -> torch.Tensor:
+        """(batch, K, frames) -> (batch, n_classes * 88, frames), class-major: each class's
+        templates summed per key (``class_rows``: each template's class row, -1: none)."""
+        out = H.new_zeros((H.shape[0], n_classes * N_KEYS, H.shape[-1]))
+        used = (self.template_keys >= 0) & (class_rows >= 0)
+        return out.index_add(1, class_rows[used] * N_KEYS + self.template_keys[used], H[:, used])
+
+    def class_loss(self, H: torch.Tensor, by_class: torch.Tensor, class_rows: torch.Tensor) -> torch.Tensor:
+        """Binary cross-entropy of each class's key activations, through the note head,
+        against the class rolls ``by_class`` (batch, classes * 88, frames, class-major)."""
+        keys = self.class_key_activations(H, class_rows, by_class.shape[1] // N_KEYS)
+        logits = self.heads_of_keys(keys.reshape(-1, N_KEYS, keys.shape[-1]))[0].reshape(keys.shape)
+        return nn.functional.binary_cross_entropy_with_logits(logits, by_class.to(torch.float32))
+
+    def template_outputs(self, V: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(template activations H, reconstruction loss): the loss is the beta-divergence
+        of V from W H per entry over V's mean to the power beta (the divergence's degree
+        of homogeneity), so that it does not depend on the level."""
         H, gain = self.activations(V, with_gain=True)
         V_hat = self.numerics.reconstruct(self.W, {"H": H})
         V_hat = V_hat if gain is None else V_hat * gain
         level = V.mean().clamp_min(EPS) ** self.beta
-        reconstruction = beta_divergence(V, V_hat, self.beta) / (V.numel() * level)
+        return H, beta_divergence(V, V_hat, self.beta) / (V.numel() * level)
+
+    def outputs(self, V: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(note logits, onset logits, reconstruction loss) (``template_outputs``)."""
+        H, reconstruction = self.template_outputs(V)
         note, onset = self.heads(H)
         return note, onset, reconstruction

@@ -25,13 +25,14 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..constants import MIDI_MIN
+from ..constants import MIDI_MIN, N_KEYS
 from ..deep.harmonic_net import n_parameters, transcription_loss
 from ..deep.learner import WEIGHTS, NetworkLearner
 from ..errors import LowrankAmtError
 from ..factorization.activations import class_outputs
 from ..factorization.core import EPS
 from ..factorization.unrolled_mu import UnrolledMU
+from ..instruments import CLASSES, index_classes
 from ..learning.augment import augmentation
 from ..learning.epoch_scoring import note_f_scorer
 from ..learning.epochs import fingerprint, fit_epochs
@@ -51,6 +52,34 @@ def learned_names(model: UnrolledMU) -> list[str]:
     """What ``model`` learns beyond W (its layers' and heads' parameters, optional parts
     included), each saved as weights/<name>."""
     return [name for name, _ in model.named_parameters() if name != "log_W"]
+
+
+def class_row_of_templates(templates: dict, classes: list[str], device):
+    """Each template's class row in ``classes`` (the feature index's classes, whose rolls
+    the class loss reads), -1 for a class not among them; None without classes."""
+    if not classes:
+        return None
+    row = {CLASSES.index(name): i for i, name in enumerate(classes)}
+    rows = [row.get(int(c), -1) for c in templates["template_classes"]]
+    return torch.tensor(rows, dtype=torch.long, device=device)
+
+
+def training_loss(spec: dict, n_classes: int, class_rows):
+    """The loss of a batch: the note and onset cross-entropies on the agnostic roll and the
+    weighted reconstruction term; with ``class_rows`` (``class_row_of_templates``) the
+    batch's targets are the class rolls (class-major, their union the agnostic roll) and
+    the weighted class loss is added."""
+    def loss(model, features, roll):
+        H, reconstruction = model.template_outputs(features)
+        by_class = roll
+        if class_rows is not None:
+            roll = roll.reshape(roll.shape[0], n_classes, N_KEYS, -1).amax(dim=1)
+        note, onset = model.heads(H)
+        total = transcription_loss(note, onset, roll, True) + spec["reconstruction_weight"] * reconstruction
+        if class_rows is None:
+            return total
+        return total + spec["class_loss_weight"] * model.class_loss(H, by_class, class_rows)
+    return loss
 
 
 def new_model(numerics, templates: dict, spec: dict, floor: float) -> UnrolledMU:
@@ -94,7 +123,13 @@ PARAMS = (
     Param("instrument_templates", False, type="boolean",
           meaning="The base dictionary has templates per instrument class and key (the base supervised model's "
                   "instrument_templates): transcription names each note's instrument and separates stems from "
-                  "the learned layers' activations; training reads the instrument-agnostic roll."),
+                  "the learned layers' activations; training reads the instrument-agnostic roll (and each class's with "
+                  "class_loss_weight)."),
+    Param("class_loss_weight", 0.0, type="number", minimum=0,
+          meaning="With instrument_templates: weight of a cross-entropy on each class's key activations (the "
+                  "class's templates summed per key, through the note head) against the class's own roll, beside "
+                  "the agnostic loss, so that the layers learn which class sounds; 0: the class outputs are "
+                  "inherited from the agnostic training."),
     Param("reconstruction_weight", 0.1, type="number", minimum=0,
           meaning="Weight of the reconstruction term (beta-divergence per entry relative to the features' "
                   "level) beside the note and onset cross-entropies."),
@@ -122,6 +157,8 @@ class Unrolled(Family):
     params = PARAMS
 
     def skip(self, spec):
+        if spec["class_loss_weight"] > 0 and not spec["instrument_templates"]:
+            return True, "model key 'class_loss_weight' needs 'instrument_templates: true' (templates per class)"
         if spec["untie_layers"] and spec["learn_dictionary"]:
             return True, ("model keys 'untie_layers' and 'learn_dictionary' exclude each other (untied layers "
                           "learn a dictionary each)")
@@ -142,16 +179,16 @@ class Unrolled(Family):
         base, base_spec = self.base(spec)
         log(f"dictionary: supervised {base.name} templates from the isolated notes")
         templates = base.fit(base_spec, dataclasses.replace(run, train_hours=None, checkpoint_path=None), log).arrays
+        classes = index_classes(run.index_path) if spec["class_loss_weight"] > 0 else []
         batches = FrameBatches(run.index_path, "train", spec["batch_segments"] * spec["segment_frames"],
                                spec["seed"], segment_frames=spec["segment_frames"], shuffle=True,
                                train_hours=run.train_hours, max_batches=spec["steps_per_epoch"] or None,
-                               augment=augmentation(spec["augment"]))
+                               augment=augmentation(spec["augment"]), target="class_roll" if classes else "roll")
         first, _ = next(iter(batches.epoch(0)))
         model = new_model(base.numerics, templates, spec, floor=float(first.mean())).to(run.device)
+        class_rows = class_row_of_templates(templates, classes, run.device)
+        loss = training_loss(spec, len(classes), class_rows)
 
-        def loss(model, features, roll):
-            note, onset, reconstruction = model.outputs(features)
-            return transcription_loss(note, onset, roll, True) + spec["reconstruction_weight"] * reconstruction
         def transcriber_of(model):
             return lambda features: key_activations(model, features, run.device)[0].cpu().numpy()
         score = note_f_scorer(run.index_path, transcriber_of, log)
