@@ -142,7 +142,7 @@ MULTI_METRICS := results/multi/metrics/synth_band/cqt
 multi-class-heads: setup
 	$(call unlock,--configfile config/multi.yaml config/multi-class-heads.yaml)
 	$(BIN)/snakemake --configfile config/multi.yaml config/multi-class-heads.yaml --cores $(CORES) -- \
-		$(foreach m,unrolled_nmfd_inst unrolled_nmfd_inst_classes,$(MULTI_METRICS)/$(m)/1h/per_track.csv)
+		$(foreach m,unrolled_nmfd_inst unrolled_nmfd_inst_classes unrolled_nmfd_inst_classes_4,$(MULTI_METRICS)/$(m)/1h/per_track.csv)
 
 # The shipped model (src/lowrank_amt/shipped_models/piano, `transcribe --model piano`):
 # the pianos study's unrolled_nmfd at the size validation note F picks, trained by the

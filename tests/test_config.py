@@ -109,12 +109,15 @@ def test_the_long_onsets_and_frames_overlay_keeps_the_study_s_network_but_its_bu
 
 def test_the_class_heads_overlay_is_the_multi_study_s_hybrid_with_a_class_loss(repo, schema):
     """config/multi-class-heads.yaml (make multi-class-heads) adds the multi study's hybrid
-    with the class loss and nothing else changed, so that the two compare."""
+    with the class loss at two weights and nothing else changed, so that they compare."""
     from snakemake.utils import update_config
     config = yaml.safe_load((repo / "config/multi.yaml").read_text())
     update_config(config, yaml.safe_load((repo / "config/multi-class-heads.yaml").read_text()))
     models = validate_config(config, schema)["models"]
-    study, classes = models["unrolled_nmfd_inst"], models["unrolled_nmfd_inst_classes"]
+    study = models["unrolled_nmfd_inst"]
+
     def others(spec):
         return {k: v for k, v in spec.items() if k != "class_loss_weight"}
-    assert others(classes) == others(study) and classes["class_loss_weight"] > study["class_loss_weight"] == 0
+    for name in ("unrolled_nmfd_inst_classes", "unrolled_nmfd_inst_classes_4"):
+        assert others(models[name]) == others(study) and models[name]["class_loss_weight"] > 0
+    assert study["class_loss_weight"] == 0
