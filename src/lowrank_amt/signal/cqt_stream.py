@@ -69,7 +69,8 @@ class CQTStream:
         # Rates: the audio, then (if any) the early halvings' result, then one per halving.
         self.factors = ([2 ** halvings] if halvings else []) + [2 for o in self.octaves if o.halved]
         self.signals = [_Signal() for _ in range(len(self.factors) + 1)]
-        self.reads = np.cumsum([o.halved for o in self.octaves]) + (1 if halvings else 0)
+        # each octave's signal: its rate's index in ``signals``
+        self.rate_of = np.cumsum([o.halved for o in self.octaves]) + (1 if halvings else 0)
         # Final frames per octave, (first frame, rows x frames).
         self.done = [(0, np.zeros((o.band.shape[0], 0), dtype=np.float32)) for o in self.octaves]
         self.stale = False
@@ -89,11 +90,11 @@ class CQTStream:
         before ``first`` are forgotten: a later call must not ask for them."""
         if self.stale:
             self._halve()
-        n_frames = min(1 + self.signals[r].end // o.hop for o, r in zip(self.octaves, self.reads))
+        n_frames = min(1 + self.signals[r].end // o.hop for o, r in zip(self.octaves, self.rate_of))
         out = np.empty((self.n_bins, max(0, n_frames - first)), dtype=np.float32)
         with one_blas_thread():
-            for index, (octave, read) in enumerate(zip(self.octaves, self.reads)):
-                out[octave.bins] = self._octave_frames(index, octave, self.signals[read], first, n_frames)
+            for index, (octave, rate) in enumerate(zip(self.octaves, self.rate_of)):
+                out[octave.bins] = self._octave_frames(index, octave, self.signals[rate], first, n_frames)
         self._forget()
         return out
 
@@ -127,8 +128,8 @@ class CQTStream:
         """Drop the samples no later call needs: those before the next frame to compute of
         the octave reading them and before the reach of the next rate's tail."""
         needed = [signal.end for signal in self.signals]
-        for (kept_from, kept), octave, read in zip(self.done, self.octaves, self.reads):
-            needed[read] = min(needed[read], (kept_from + kept.shape[1]) * octave.hop - octave.n_fft // 2)
+        for (kept_from, kept), octave, rate in zip(self.done, self.octaves, self.rate_of):
+            needed[rate] = min(needed[rate], (kept_from + kept.shape[1]) * octave.hop - octave.n_fft // 2)
         for index, factor in enumerate(self.factors):
             needed[index] = min(needed[index], max(0, self.signals[index + 1].final - REACH) * factor)
         for signal, before in zip(self.signals, needed):
