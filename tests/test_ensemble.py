@@ -169,6 +169,21 @@ def test_stem_scores_match_si_sdr_written_out():
     expected = 10 * np.log10((target @ target) / ((estimate - target) @ (estimate - target)))
     scores = stem_scores({"bass": reference}, {"bass": estimate})
     assert scores["bass"]["si_sdr"] == pytest.approx(expected, abs=1e-3)
+    assert scores["bass"]["si_sdr_sounding"] == pytest.approx(expected, abs=0.2)  # it sounds throughout
+
+
+def test_si_sdr_where_the_stem_sounds_leaves_out_its_silences():
+    """A stem silent in its second half, estimated well where it sounds and as noise in its
+    silence: over the sounding half the score is that half's SI-SDR, written out."""
+    rng = np.random.default_rng(2)
+    reference = np.concatenate([rng.standard_normal(8192), np.zeros(8192)])
+    estimate = reference + np.concatenate([0.1 * rng.standard_normal(8192), rng.standard_normal(8192)])
+    half_ref, half_est = reference[:8192], estimate[:8192]
+    target = (half_est @ half_ref) / (half_ref @ half_ref) * half_ref
+    expected = 10 * np.log10((target @ target) / ((half_est - target) @ (half_est - target)))
+    scores = stem_scores({"bass": reference}, {"bass": estimate})["bass"]
+    assert scores["si_sdr_sounding"] == pytest.approx(expected, abs=1e-3)
+    assert scores["si_sdr_sounding"] > scores["si_sdr"] + 10
 
 
 def test_oracle_masks_separate_two_tones_far_apart():

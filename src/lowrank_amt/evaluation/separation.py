@@ -14,7 +14,8 @@ true stem itself (KL-NMF of rank ``ORACLE_RANK`` per stem), activations then fou
 mixture as a model's are (the ceiling of a dictionary that knew the test instruments).
 
 Scores, per stem, in dB: SI-SDR (Le Roux et al., ICASSP 2019) and SDR (BSS Eval's, with
-distortion filters of 512 taps), from ``fast_bss_eval`` (Scheibler, ICASSP 2022).
+distortion filters of 512 taps), from ``fast_bss_eval`` (Scheibler, ICASSP 2022); and SI-SDR
+over the windows where the stem sounds (within ``SOUNDING_DB`` of its loudest).
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ from ..instruments import CLASSES
 from ..signal.audio import load_audio
 
 EPS = 1e-9
+#: A stem sounds in the windows (of SOUNDING_WINDOW samples) within SOUNDING_DB of its loudest.
+SOUNDING_WINDOW, SOUNDING_DB = 2048, 30.0
 #: Templates per stem of the oracle dictionary, and its MU iterations.
 ORACLE_RANK, ORACLE_ITERATIONS = 16, 100
 
@@ -129,9 +132,21 @@ def read_stems(paths: dict, sample_rate: int, length: int, mixture_path=None) ->
     return stems
 
 
+def sounding(reference: np.ndarray, window: int = SOUNDING_WINDOW) -> np.ndarray:
+    """Boolean per sample: inside a window of ``window`` samples whose energy is within
+    ``SOUNDING_DB`` of the stem's loudest window (where the stem sounds)."""
+    n_windows = -(-len(reference) // window)
+    padded = np.pad(reference, (0, n_windows * window - len(reference)))
+    energy = (padded.reshape(n_windows, window) ** 2).sum(axis=1)
+    loud = energy >= energy.max() * 10 ** (-SOUNDING_DB / 10)
+    return np.repeat(loud, window)[:len(reference)]
+
+
 def stem_scores(references: dict[str, np.ndarray], estimates: dict[str, np.ndarray]) -> dict[str, dict]:
-    """class -> {"si_sdr", "sdr"} (dB) of each reference stem that sounds; a class the
-    model lacks is estimated as silence (scores are clamped at -100 dB)."""
+    """class -> {"si_sdr", "sdr", "si_sdr_sounding"} (dB) of each reference stem that
+    sounds, the last over the samples where it sounds (``sounding``): a sparse stem's
+    silences then weigh nothing. A class the model lacks is estimated as silence (scores
+    are clamped at -100 dB)."""
     names = sorted(n for n, audio in references.items() if np.abs(audio).max() > 1e-4)
     if not names:
         return {}
@@ -139,7 +154,11 @@ def stem_scores(references: dict[str, np.ndarray], estimates: dict[str, np.ndarr
     est = np.stack([estimates.get(n, np.zeros_like(references[n])) for n in names]) + 1e-7
     si_sdr = fast_bss_eval.si_sdr(ref, est, clamp_db=100)
     sdr = fast_bss_eval.sdr(ref, est, clamp_db=100)
-    return {n: {"si_sdr": float(a), "sdr": float(b)} for n, a, b in zip(names, si_sdr, sdr)}
+    where = [sounding(r) for r in ref]
+    si_sdr_sounding = [float(fast_bss_eval.si_sdr(r[None, w], e[None, w], clamp_db=100)[0])
+                       for r, e, w in zip(ref, est, where)]
+    return {n: {"si_sdr": float(a), "sdr": float(b), "si_sdr_sounding": c}
+            for n, a, b, c in zip(names, si_sdr, sdr, si_sdr_sounding)}
 
 
 def separation_scores(separator, tracks, sample_rate: int, hop: int, features_of, bin_hz, log=print) -> dict:
@@ -166,6 +185,7 @@ def separation_scores(separator, tracks, sample_rate: int, hop: int, features_of
     for r in model:
         per_class.setdefault(r["class"], []).append(r["si_sdr"])
     return {"si_sdr": float(np.mean([r["si_sdr"] for r in model])), "sdr": float(np.mean([r["sdr"] for r in model])),
+            "si_sdr_sounding": float(np.mean([r["si_sdr_sounding"] for r in model])),
             "oracle_si_sdr": float(np.mean([r["si_sdr"] for r in oracle])),
             "oracle_sdr": float(np.mean([r["sdr"] for r in oracle])),
             "oracle_templates_si_sdr": float(np.mean([r["si_sdr"] for r in oracle_templates])), "n_stems": len(model),

@@ -74,7 +74,7 @@ def run_columns(run: dict) -> dict:
         columns[f"{stage}_benchmark_seconds"] = bench.get("s", math.nan)
         columns[f"{stage}_benchmark_cpu_seconds"] = bench.get("cpu_time", math.nan)
     separation = activations_info.get("separation", {})
-    for name in ("si_sdr", "sdr", "oracle_si_sdr", "oracle_sdr", "oracle_templates_si_sdr"):
+    for name in ("si_sdr", "sdr", "si_sdr_sounding", "oracle_si_sdr", "oracle_sdr", "oracle_templates_si_sdr"):
         columns[f"separation_{name}"] = _nan(separation.get(name))
     scores = read_json(run["interpretability"]) if run.get("interpretability") else {}
     for name in SUMMARY_NAMES:
