@@ -9,10 +9,10 @@ Conventions, in frames of the model's hop (frame ``f`` centred on sample ``f * h
 * **Features and outputs.** The features of the frames the model reads, as the study's
   own function gives them for the audio received so far (zeros after it): for the CQT by
   a stream that computes each octave's new samples and frames once they are final
-  (``signal/cqt_stream.py``), for other kinds again over a context. The model reads the settled frames with
-  ``MODEL_CONTEXT_FRAMES`` before them and the look-ahead's after them; its start
-  assumes the mean of the features heard so far (a short window's own mean is a poor
-  guide). The outputs of the last frames are replaced by each newer estimate, which has
+  (``signal/cqt_stream.py``), for other kinds again over a context. The model reads the
+  settled frames with ``MODEL_CONTEXT_FRAMES`` before them and the look-ahead's after
+  them; its start assumes the mean of the features heard so far (a short window's own
+  mean is a poor guide). The outputs of the last frames are replaced by each newer estimate, which has
   seen more of their future, so that frames estimated in different windows join.
 * **Decoding.** The model's decoder with its validation-chosen parameters reads the last
   ``DECODE_SECONDS`` of outputs after each block, relative to the largest activation
@@ -130,7 +130,7 @@ class Listener:
         return max(0, (self.received - self.lookahead) // self.hop + 1)
 
     def _step(self, stop: int) -> None:
-        """Outputs up to frame ``stop`` from the audio's context, then decode."""
+        """Outputs up to frame ``stop`` from the features of the frames around it, then decode."""
         wall = time.process_time()
         begin = max(0, self.next_frame - self.context_frames)
         window = self.features.frames(begin)  # the frames after ``stop`` too: the look-ahead

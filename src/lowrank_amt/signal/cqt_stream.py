@@ -3,7 +3,7 @@
 ``CQTStream.push`` takes the next samples; ``frames(first)`` gives the frames from
 ``first`` to the newest (frame ``f`` centred on sample ``f * hop``, the newest the last
 whose centre has arrived) as ``cqt.cqt_magnitude`` gives them for the audio received so
-far with zeros after it: equal to float rounding (tests/test_live.py states the bound),
+far with zeros after it: equal to float rounding (tests/test_cqt_stream.py states the bound),
 at a cost that does not grow with what came before.
 
 It runs cqt.py's plan: the signal halved once per octave. Between calls it keeps, per
@@ -64,7 +64,7 @@ class CQTStream:
     """``cqt_magnitude`` of a growing signal (see the module doc)."""
 
     def __init__(self, sample_rate: float, hop: int, fmin: float, n_bins: int, bins_per_octave: int):
-        self.hop, self.n_bins = hop, n_bins
+        self.n_bins = n_bins
         halvings, self.octaves = plan(sample_rate, hop, fmin, n_bins, bins_per_octave)
         # Rates: the audio, then (if any) the early halvings' result, then one per halving.
         self.factors = ([2 ** halvings] if halvings else []) + [2 for o in self.octaves if o.halved]
@@ -114,8 +114,8 @@ class CQTStream:
         kept_from, kept = self.done[index]
         if first < kept_from:
             raise ValueError(f"frames before {kept_from} were forgotten")
+        begin = max(first, kept_from + kept.shape[1])  # the first frame not kept
         kept = kept[:, min(first - kept_from, kept.shape[1]):]
-        begin = max(first, kept_from + self.done[index][1].shape[1])
         half = octave.n_fft // 2
         fresh = magnitudes(signal.segment(begin * octave.hop - half, (stop - 1) * octave.hop + half),
                            stop - begin, octave) if stop > begin else kept[:, :0]
@@ -126,7 +126,7 @@ class CQTStream:
 
     def _forget(self) -> None:
         """Drop the samples no later call needs: those before the next frame to compute of
-        the octave reading them and before the reach of the next rate's tail."""
+        the octave computed from them and before the reach of the next rate's tail."""
         needed = [signal.end for signal in self.signals]
         for (kept_from, kept), octave, rate in zip(self.done, self.octaves, self.rate_of):
             needed[rate] = min(needed[rate], (kept_from + kept.shape[1]) * octave.hop - octave.n_fft // 2)

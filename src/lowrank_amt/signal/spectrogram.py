@@ -121,33 +121,45 @@ def _check_nyquist(spec, sample_rate):
             "lower 'n_semitones' or 'fmin_midi', or raise 'sample_rate'")
 
 
-def compute_features(audio: np.ndarray, spec: dict, sample_rate: int) -> np.ndarray:
-    """Magnitude features of mono ``audio``, bins x frames, float32 (see the module doc)."""
+def _checked(spec: dict, sample_rate: int) -> dict:
+    """``spec`` completed, its bins below Nyquist and, for the CQT, its hop halvable once per
+    octave; errors name the key."""
     spec = full_spec(spec)
-    hop = spec["hop_length"]
     if spec["kind"] != "stft":
         _check_nyquist(spec, sample_rate)
+    if spec["kind"] == "cqt":
+        n_bins, bins_per_octave, _ = cqt_bins(spec)
+        octaves, hop = int(np.ceil(n_bins / bins_per_octave)), spec["hop_length"]
+        if hop % 2 ** (octaves - 1):
+            raise LowrankAmtError(f"features: 'hop_length' {hop} must be a multiple of "
+                                  f"{2 ** (octaves - 1)} for a CQT over {octaves} octaves")
+    return spec
+
+
+def _cqt_arguments(spec: dict) -> tuple[float, int, int]:
+    """(fmin, n_bins, bins_per_octave), as ``cqt_magnitude`` and ``CQTStream`` take them."""
+    n_bins, bins_per_octave, fmin = cqt_bins(spec)
+    return fmin, n_bins, bins_per_octave
+
+
+def compute_features(audio: np.ndarray, spec: dict, sample_rate: int) -> np.ndarray:
+    """Magnitude features of mono ``audio``, bins x frames, float32 (see the module doc)."""
+    spec = _checked(spec, sample_rate)
+    hop = spec["hop_length"]
     if spec["kind"] != "cqt":
         magnitude = _stft_magnitude(audio, spec["n_fft"], hop)
         return magnitude if spec["kind"] == "stft" else log_filterbank(spec, sample_rate) @ magnitude
-    n_bins, bins_per_octave, fmin = cqt_bins(spec)
-    octaves = int(np.ceil(n_bins / bins_per_octave))
-    if hop % 2 ** (octaves - 1):
-        raise LowrankAmtError(f"features: 'hop_length' {hop} must be a multiple of "
-                              f"{2 ** (octaves - 1)} for a CQT over {octaves} octaves")
-    return cqt_magnitude(audio, sample_rate, hop, fmin, n_bins, bins_per_octave)
+    return cqt_magnitude(audio, sample_rate, hop, *_cqt_arguments(spec))
 
 
 def feature_stream(spec: dict, sample_rate: int):
     """An object with ``push(samples)``, ``received`` (samples so far) and ``frames(first)``
     (frames ``first`` to the newest, as ``compute_features`` gives them for the audio so
     far): a ``CQTStream``, or for the STFT kinds ``RecomputedFeatures``."""
-    spec = full_spec(spec)
-    compute_features(np.zeros(spec["hop_length"], dtype=np.float32), spec, sample_rate)  # checks the spec
+    spec = _checked(spec, sample_rate)
     if spec["kind"] != "cqt":
         return RecomputedFeatures(spec, sample_rate)
-    n_bins, bins_per_octave, fmin = cqt_bins(spec)
-    return CQTStream(sample_rate, spec["hop_length"], fmin, n_bins, bins_per_octave)
+    return CQTStream(sample_rate, spec["hop_length"], *_cqt_arguments(spec))
 
 
 class RecomputedFeatures:
